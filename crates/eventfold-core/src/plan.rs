@@ -1,0 +1,231 @@
+//! The decision every backend makes for an append: check names and expected versions,
+//! detect idempotent re-sends, and say what to write. Kept here, once, so that all
+//! backends give the same answers.
+
+use std::collections::HashSet;
+
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+use crate::event::EventData;
+use crate::store::{AppendResult, StreamWrite};
+use crate::stream::{ExpectedVersion, Position, Revision, validate_stream_name};
+
+/// Where an event was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventLocation {
+    /// Its stream.
+    pub stream: String,
+    /// Its revision in the stream.
+    pub revision: Revision,
+    /// Its global position.
+    pub position: Position,
+}
+
+/// What a backend knows of its committed state (plus, for a group commit, the appends
+/// already accepted into the same batch).
+pub trait AppendView {
+    /// The stream's last revision, `None` when it does not exist.
+    fn last_revision(&self, stream: &str) -> Result<Option<Revision>>;
+
+    /// Where the event with `id` was written, if the backend still remembers it (the
+    /// embedded engine remembers a bounded window of recent ids).
+    fn find_id(&self, id: &Uuid) -> Result<Option<EventLocation>>;
+
+    /// The id and position of the event at `revision` of `stream`, if it exists.
+    fn event_at(&self, stream: &str, revision: Revision) -> Result<Option<(Uuid, Position)>>;
+}
+
+/// What to do with an append.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AppendPlan {
+    /// Write these streams' events; every event has its id filled in.
+    Write(Vec<PlannedWrite>),
+    /// Every event was written before exactly like this: answer with these results.
+    AlreadyWritten(Vec<AppendResult>),
+}
+
+/// One stream's events to write, starting at `first_revision`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedWrite {
+    /// The stream.
+    pub stream: String,
+    /// Revision the first event gets.
+    pub first_revision: Revision,
+    /// The events, ids filled in.
+    pub events: Vec<PlannedEvent>,
+}
+
+/// An event with its id decided.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedEvent {
+    /// The event id (given or generated).
+    pub id: Uuid,
+    /// The event as given.
+    pub event: EventData,
+}
+
+/// Validates `writes` and decides, against `view`, whether to write them, answer
+/// them as already written, or refuse them.
+pub fn plan_append(view: &impl AppendView, writes: Vec<StreamWrite>) -> Result<AppendPlan> {
+    if writes.is_empty() || writes.iter().any(|w| w.events.is_empty()) {
+        return Err(Error::EmptyAppend);
+    }
+    let mut streams = HashSet::new();
+    let mut ids = HashSet::new();
+    for write in &writes {
+        validate_stream_name(&write.stream)?;
+        if !streams.insert(write.stream.as_str()) {
+            return Err(Error::InvalidEvent {
+                reason: format!(
+                    "stream '{}' appears twice in one multi-stream append",
+                    write.stream
+                ),
+            });
+        }
+        for event in &write.events {
+            event.validate()?;
+            if let Some(id) = event.id
+                && !ids.insert(id)
+            {
+                return Err(Error::InvalidEvent {
+                    reason: format!("event id {id} appears twice in one append"),
+                });
+            }
+        }
+    }
+
+    let mut planned = Vec::with_capacity(writes.len());
+    let mut replayed = Vec::with_capacity(writes.len());
+    for write in writes {
+        match plan_one(view, write)? {
+            One::Write(w) => planned.push(w),
+            One::Replay(r) => replayed.push(r),
+        }
+    }
+    match (planned.is_empty(), replayed.is_empty()) {
+        (_, true) => Ok(AppendPlan::Write(planned)),
+        (true, false) => Ok(AppendPlan::AlreadyWritten(replayed)),
+        (false, false) => Err(Error::IdempotencyConflict {
+            stream: planned[0].stream.clone(),
+            reason: "some streams of this multi-stream append were written before with these event ids and others were not".into(),
+        }),
+    }
+}
+
+enum One {
+    Write(PlannedWrite),
+    Replay(AppendResult),
+}
+
+fn plan_one(view: &impl AppendView, write: StreamWrite) -> Result<One> {
+    let actual = view.last_revision(&write.stream)?;
+    let StreamWrite {
+        stream,
+        expected,
+        events,
+    } = write;
+
+    if !expected.is_satisfied_by(actual) {
+        // A re-send after a lost answer: the events already sit right after the
+        // revision the writer expected.
+        let after = match expected {
+            ExpectedVersion::NoStream => Some(Revision(0)),
+            ExpectedVersion::Exact(r) => Some(r.next()),
+            ExpectedVersion::Any | ExpectedVersion::StreamExists => None,
+        };
+        if let Some(first) = after
+            && let Some(result) = replay_at(view, &stream, first, &events)?
+        {
+            return Ok(One::Replay(result));
+        }
+        return Err(Error::WrongExpectedVersion {
+            stream,
+            expected,
+            actual,
+        });
+    }
+
+    if let Some(result) = replay_by_ids(view, &stream, &events)? {
+        return Ok(One::Replay(result));
+    }
+    let first_revision = actual.map_or(Revision(0), Revision::next);
+    let events = events
+        .into_iter()
+        .map(|event| PlannedEvent {
+            id: event.id.unwrap_or_else(Uuid::now_v7),
+            event,
+        })
+        .collect();
+    Ok(One::Write(PlannedWrite {
+        stream,
+        first_revision,
+        events,
+    }))
+}
+
+/// Whether `events` sit, with the same ids, at `first..` in `stream`.
+fn replay_at(
+    view: &impl AppendView,
+    stream: &str,
+    first: Revision,
+    events: &[EventData],
+) -> Result<Option<AppendResult>> {
+    let mut position = Position(0);
+    for (i, event) in events.iter().enumerate() {
+        let Some(id) = event.id else { return Ok(None) };
+        match view.event_at(stream, Revision(first.0 + i as u64))? {
+            Some((stored, at)) if stored == id => position = at,
+            _ => return Ok(None),
+        }
+    }
+    Ok(Some(AppendResult {
+        first_revision: first,
+        last_revision: Revision(first.0 + events.len() as u64 - 1),
+        position,
+    }))
+}
+
+/// With the expected version satisfied: if the given ids were seen before, the append
+/// must be an exact re-send of one earlier append to this stream.
+fn replay_by_ids(
+    view: &impl AppendView,
+    stream: &str,
+    events: &[EventData],
+) -> Result<Option<AppendResult>> {
+    let mut first_known = None;
+    for event in events {
+        if let Some(id) = event.id
+            && let Some(location) = view.find_id(&id)?
+        {
+            first_known = Some((id, location));
+            break;
+        }
+    }
+    let Some((id, location)) = first_known else {
+        return Ok(None);
+    };
+    if location.stream != stream {
+        return Err(Error::IdempotencyConflict {
+            stream: stream.to_string(),
+            reason: format!(
+                "event id {id} was already written to stream '{}'",
+                location.stream
+            ),
+        });
+    }
+    let offset = events.iter().position(|e| e.id == Some(id)).unwrap_or(0) as u64;
+    let conflict = || Error::IdempotencyConflict {
+        stream: stream.to_string(),
+        reason: format!(
+            "event id {id} was already written at revision {}, but the other events of this append do not match what follows it",
+            location.revision
+        ),
+    };
+    let Some(first) = location.revision.0.checked_sub(offset) else {
+        return Err(conflict());
+    };
+    replay_at(view, stream, Revision(first), events)?
+        .map(Some)
+        .ok_or_else(conflict)
+}

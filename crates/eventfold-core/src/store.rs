@@ -1,0 +1,220 @@
+//! The `EventStore` trait and its request/response types.
+
+use async_trait::async_trait;
+
+use crate::error::Result;
+use crate::event::{EventData, RecordedEvent};
+use crate::stream::{ExpectedVersion, Position, Revision, category_of};
+
+/// What an append wrote: the revisions of its first and last event in the stream, and
+/// the global position of its last event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct AppendResult {
+    /// Revision of the first event written.
+    pub first_revision: Revision,
+    /// Revision of the last event written.
+    pub last_revision: Revision,
+    /// Global position of the last event written.
+    pub position: Position,
+}
+
+/// One stream's part of an atomic append across several streams.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamWrite {
+    /// The stream to append to.
+    pub stream: String,
+    /// What the writer expects of that stream.
+    pub expected: ExpectedVersion,
+    /// The events to append, in order.
+    pub events: Vec<EventData>,
+}
+
+impl StreamWrite {
+    /// A write of `events` to `stream` expecting `expected`.
+    pub fn new(
+        stream: impl Into<String>,
+        expected: ExpectedVersion,
+        events: Vec<EventData>,
+    ) -> Self {
+        StreamWrite {
+            stream: stream.into(),
+            expected,
+            events,
+        }
+    }
+}
+
+/// Reading direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Direction {
+    /// From older to newer.
+    #[default]
+    Forward,
+    /// From newer to older.
+    Backward,
+}
+
+/// How to read one stream.
+///
+/// ```
+/// use eventfold_core::{ReadStream, Revision};
+/// let last_ten = ReadStream::backward().limit(10);
+/// let from_five = ReadStream::forward().from(Revision(5));
+/// assert_eq!(from_five.from, Some(Revision(5)));
+/// # let _ = last_ten;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadStream {
+    /// First revision to return; `None` is the start (forward) or the end (backward).
+    pub from: Option<Revision>,
+    /// Direction of the read.
+    pub direction: Direction,
+    /// At most this many events.
+    pub limit: u64,
+}
+
+impl ReadStream {
+    /// Every event of the stream, oldest first.
+    pub fn forward() -> Self {
+        ReadStream {
+            from: None,
+            direction: Direction::Forward,
+            limit: u64::MAX,
+        }
+    }
+
+    /// Every event of the stream, newest first.
+    pub fn backward() -> Self {
+        ReadStream {
+            direction: Direction::Backward,
+            ..Self::forward()
+        }
+    }
+
+    /// Starts at `revision` (inclusive).
+    pub fn from(mut self, revision: Revision) -> Self {
+        self.from = Some(revision);
+        self
+    }
+
+    /// Returns at most `limit` events.
+    pub fn limit(mut self, limit: u64) -> Self {
+        self.limit = limit;
+        self
+    }
+}
+
+/// Which events of `$all` to return. Every criterion that is set must match.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AllFilter {
+    /// Only streams whose name starts with this.
+    pub stream_prefix: Option<String>,
+    /// Only streams of this category (see [`category_of`]).
+    pub category: Option<String>,
+    /// Only events of one of these types (all types when empty).
+    pub event_types: Vec<String>,
+}
+
+impl AllFilter {
+    /// Whether the filter lets every event through.
+    pub fn is_empty(&self) -> bool {
+        self.stream_prefix.is_none() && self.category.is_none() && self.event_types.is_empty()
+    }
+
+    /// Whether an event of `event_type` in `stream` passes the filter.
+    pub fn matches(&self, stream: &str, event_type: &str) -> bool {
+        self.stream_prefix
+            .as_deref()
+            .is_none_or(|prefix| stream.starts_with(prefix))
+            && self
+                .category
+                .as_deref()
+                .is_none_or(|category| category_of(stream) == category)
+            && (self.event_types.is_empty() || self.event_types.iter().any(|t| t == event_type))
+    }
+}
+
+/// How to read the global log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadAll {
+    /// First position to look at (inclusive).
+    pub from: Position,
+    /// At most this many events.
+    pub limit: u64,
+    /// Which events to return.
+    pub filter: AllFilter,
+}
+
+impl ReadAll {
+    /// Every event from `from` on, at most `limit` of them.
+    pub fn from(from: Position, limit: u64) -> Self {
+        ReadAll {
+            from,
+            limit,
+            filter: AllFilter::default(),
+        }
+    }
+
+    /// Returns only events that pass `filter`.
+    pub fn filtered(mut self, filter: AllFilter) -> Self {
+        self.filter = filter;
+        self
+    }
+}
+
+/// A page of `$all`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AllSlice {
+    /// The events, in position order.
+    pub events: Vec<RecordedEvent>,
+    /// Where the next page starts. With a filter this may lie past the last returned
+    /// event, because events that did not match were skipped.
+    pub next: Position,
+    /// True when the page reached the end of the committed log.
+    pub end_of_log: bool,
+}
+
+/// An event store: append with expected versions, read streams and the global log.
+///
+/// Every backend (the embedded log, PostgreSQL, the HTTP client) implements this trait
+/// and passes the same conformance suite (`eventfold-conformance`).
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    /// Appends `events` to `stream` atomically, if the stream matches `expected`.
+    ///
+    /// Event ids the caller leaves out are filled with UUID v7. Re-sending events whose
+    /// ids were already written to this stream, where the expected version points,
+    /// returns the original result and writes nothing.
+    async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<EventData>,
+    ) -> Result<AppendResult> {
+        let mut results = self
+            .append_multi(vec![StreamWrite::new(stream, expected, events)])
+            .await?;
+        Ok(results.remove(0))
+    }
+
+    /// Appends to several streams atomically: either every write happens or none does.
+    /// Each write has its own expected version; results come back in the same order.
+    async fn append_multi(&self, writes: Vec<StreamWrite>) -> Result<Vec<AppendResult>>;
+
+    /// Reads events of one stream. Fails with `StreamNotFound` when it has no events.
+    async fn read_stream(&self, stream: &str, options: ReadStream) -> Result<Vec<RecordedEvent>>;
+
+    /// Reads a page of the global log in position order.
+    async fn read_all(&self, options: ReadAll) -> Result<AllSlice>;
+
+    /// The revision of the stream's last event, or `None` when it does not exist.
+    async fn stream_revision(&self, stream: &str) -> Result<Option<Revision>>;
+
+    /// Whether the stream exists.
+    async fn stream_exists(&self, stream: &str) -> Result<bool> {
+        Ok(self.stream_revision(stream).await?.is_some())
+    }
+
+    /// The position of the last committed event, or `None` for an empty store.
+    async fn head_position(&self) -> Result<Option<Position>>;
+}

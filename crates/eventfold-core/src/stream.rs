@@ -1,0 +1,208 @@
+//! Streams, revisions, positions and expected versions.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Longest stream name accepted, in bytes.
+pub const STREAM_NAME_BYTES_MAX: usize = 1024;
+
+/// The index of an event within its stream, counting from 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Revision(pub u64);
+
+impl Revision {
+    /// The first revision of every stream.
+    pub const FIRST: Revision = Revision(0);
+
+    /// The revision as a plain number.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+
+    /// The revision after this one.
+    pub fn next(self) -> Revision {
+        Revision(self.0 + 1)
+    }
+}
+
+impl fmt::Display for Revision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// The place of an event in the global log (`$all`), counting from 0, gap-free.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Position(pub u64);
+
+impl Position {
+    /// The position of the first event ever written.
+    pub const START: Position = Position(0);
+
+    /// The position as a plain number.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+
+    /// The position after this one.
+    pub fn next(self) -> Position {
+        Position(self.0 + 1)
+    }
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// What the writer believes about a stream's current state; the append fails with
+/// [`Error::WrongExpectedVersion`] when the belief is wrong.
+///
+/// ```
+/// use eventfold_core::{ExpectedVersion, Revision};
+/// assert_eq!("any".parse::<ExpectedVersion>().unwrap(), ExpectedVersion::Any);
+/// assert_eq!("4".parse::<ExpectedVersion>().unwrap(), ExpectedVersion::Exact(Revision(4)));
+/// assert_eq!(ExpectedVersion::NoStream.to_string(), "no_stream");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ExpectedVersion {
+    /// Append whatever the stream's state.
+    #[default]
+    Any,
+    /// The stream must not exist yet.
+    NoStream,
+    /// The stream must exist (hold at least one event).
+    StreamExists,
+    /// The stream's last event must have exactly this revision.
+    Exact(Revision),
+}
+
+impl ExpectedVersion {
+    /// Whether a stream whose last revision is `actual` (`None`: no stream) satisfies
+    /// this expectation.
+    pub fn is_satisfied_by(self, actual: Option<Revision>) -> bool {
+        match (self, actual) {
+            (ExpectedVersion::Any, _) => true,
+            (ExpectedVersion::NoStream, None) => true,
+            (ExpectedVersion::StreamExists, Some(_)) => true,
+            (ExpectedVersion::Exact(want), Some(have)) => want == have,
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for ExpectedVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExpectedVersion::Any => f.write_str("any"),
+            ExpectedVersion::NoStream => f.write_str("no_stream"),
+            ExpectedVersion::StreamExists => f.write_str("stream_exists"),
+            ExpectedVersion::Exact(r) => r.fmt(f),
+        }
+    }
+}
+
+impl FromStr for ExpectedVersion {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim() {
+            "any" => Ok(ExpectedVersion::Any),
+            "no_stream" => Ok(ExpectedVersion::NoStream),
+            "stream_exists" => Ok(ExpectedVersion::StreamExists),
+            other => other
+                .parse::<u64>()
+                .map(|n| ExpectedVersion::Exact(Revision(n)))
+                .map_err(|_| Error::InvalidExpectedVersion {
+                    value: other.to_string(),
+                }),
+        }
+    }
+}
+
+impl Serialize for ExpectedVersion {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            ExpectedVersion::Exact(r) => s.serialize_u64(r.0),
+            other => s.serialize_str(&other.to_string()),
+        }
+    }
+}
+
+/// The category of a stream: the part of its name before the first `-`
+/// (`order-17` is in category `order`); a name without `-` is its own category.
+///
+/// ```
+/// assert_eq!(eventfold_core::category_of("order-17-a"), "order");
+/// assert_eq!(eventfold_core::category_of("settings"), "settings");
+/// ```
+pub fn category_of(stream: &str) -> &str {
+    stream
+        .split_once('-')
+        .map_or(stream, |(category, _)| category)
+}
+
+/// Checks that `name` can be written to: not empty, at most
+/// [`STREAM_NAME_BYTES_MAX`] bytes, no control characters, and not a system name
+/// (names starting with `$` are reserved for eventfold).
+pub fn validate_stream_name(name: &str) -> Result<()> {
+    let reason = if name.is_empty() {
+        "is empty"
+    } else if name.len() > STREAM_NAME_BYTES_MAX {
+        "is longer than 1024 bytes"
+    } else if name.starts_with('$') {
+        "starts with '$', which is reserved for system streams"
+    } else if name.chars().any(char::is_control) {
+        "contains a control character"
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidStreamName {
+        name: name.chars().take(80).collect(),
+        reason,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expected_version_parsing_names_the_bad_value() {
+        let err = "later".parse::<ExpectedVersion>().unwrap_err();
+        assert!(err.to_string().contains("later"), "{err}");
+        assert_eq!(
+            " stream_exists ".parse::<ExpectedVersion>().unwrap(),
+            ExpectedVersion::StreamExists
+        );
+    }
+
+    #[test]
+    fn expected_version_satisfaction() {
+        use ExpectedVersion::*;
+        assert!(NoStream.is_satisfied_by(None));
+        assert!(!NoStream.is_satisfied_by(Some(Revision(0))));
+        assert!(!StreamExists.is_satisfied_by(None));
+        assert!(StreamExists.is_satisfied_by(Some(Revision(3))));
+        assert!(Exact(Revision(3)).is_satisfied_by(Some(Revision(3))));
+        assert!(!Exact(Revision(3)).is_satisfied_by(Some(Revision(2))));
+        assert!(!Exact(Revision(0)).is_satisfied_by(None));
+        assert!(Any.is_satisfied_by(None));
+    }
+
+    #[test]
+    fn stream_names_are_checked() {
+        assert!(validate_stream_name("order-1").is_ok());
+        assert!(validate_stream_name("").is_err());
+        assert!(validate_stream_name("$all").is_err());
+        assert!(validate_stream_name("a\nb").is_err());
+        assert!(validate_stream_name(&"x".repeat(1025)).is_err());
+    }
+}
