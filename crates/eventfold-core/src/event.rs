@@ -139,13 +139,18 @@ impl EventData {
             "event type contains a control character".to_string()
         } else if self.version == 0 {
             "schema version must be 1 or more".to_string()
-        } else if !self.metadata.starts_with(b"{") {
+        } else if !is_json_object(&self.metadata) {
             "metadata must be a JSON object".to_string()
         } else {
             return Ok(());
         };
         Err(Error::InvalidEvent { reason })
     }
+}
+
+fn is_json_object(bytes: &[u8]) -> bool {
+    bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+        && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
 }
 
 fn metadata_uuid(metadata: &[u8], key: &str) -> Option<Uuid> {

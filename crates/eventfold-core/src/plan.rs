@@ -131,7 +131,7 @@ fn plan_one(view: &impl AppendView, write: StreamWrite) -> Result<One> {
         // revision the writer expected.
         let after = match expected {
             ExpectedVersion::NoStream => Some(Revision(0)),
-            ExpectedVersion::Exact(r) => Some(r.next()),
+            ExpectedVersion::Exact(r) => r.get().checked_add(1).map(Revision),
             ExpectedVersion::Any | ExpectedVersion::StreamExists => None,
         };
         if let Some(first) = after
@@ -146,8 +146,17 @@ fn plan_one(view: &impl AppendView, write: StreamWrite) -> Result<One> {
         });
     }
 
-    if let Some(result) = replay_by_ids(view, &stream, &events)? {
-        return Ok(One::Replay(result));
+    match expected {
+        // With an exact expectation that holds, a re-send is impossible (it would
+        // expect the revision before its events); a known id is a reused id.
+        ExpectedVersion::NoStream | ExpectedVersion::Exact(_) => {
+            refuse_known_ids(view, &stream, &events)?;
+        }
+        ExpectedVersion::Any | ExpectedVersion::StreamExists => {
+            if let Some(result) = replay_by_ids(view, &stream, &events)? {
+                return Ok(One::Replay(result));
+            }
+        }
     }
     let first_revision = actual.map_or(Revision(0), Revision::next);
     let events = events
@@ -186,8 +195,25 @@ fn replay_at(
     }))
 }
 
-/// With the expected version satisfied: if the given ids were seen before, the append
-/// must be an exact re-send of one earlier append to this stream.
+fn refuse_known_ids(view: &impl AppendView, stream: &str, events: &[EventData]) -> Result<()> {
+    for id in events.iter().filter_map(|e| e.id) {
+        if let Some(location) = view.find_id(&id)? {
+            return Err(Error::IdempotencyConflict {
+                stream: stream.to_string(),
+                reason: format!(
+                    "event id {id} was already written at revision {} of stream '{}'",
+                    location.revision, location.stream
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// With `any` or `stream_exists`: if the given ids were seen before, the events must
+/// sit, in this order, at consecutive revisions of this stream (a re-send of an
+/// earlier append, or of its tail); the original result is returned. (A re-send
+/// whose data differs is not detected: the ids decide.)
 fn replay_by_ids(
     view: &impl AppendView,
     stream: &str,

@@ -1,0 +1,504 @@
+//! `eventfold bench`: measures the data directory's disk (raw fsync rate and synced
+//! write bandwidth), then the store on the same disk, and prints every figure beside
+//! the raw baseline of the same run, as a ratio, with the SPEC's target.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::Bytes;
+use eventfold_core::{EventData, EventStore, ExpectedVersion, Position, ReadAll, ReadStream};
+use eventfold_log::{LogOptions, LogStore};
+use serde::Serialize;
+
+use crate::DataDir;
+
+/// Measure the disk, then the store; print each figure with its ratio to the disk.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    data: DataDir,
+    /// Events in the store whose reopening is timed.
+    #[arg(long, default_value_t = 10_000_000)]
+    reopen_events: u64,
+    /// Events in the stream whose loading is timed.
+    #[arg(long, default_value_t = 100_000)]
+    stream_events: u64,
+    /// Seconds spent on each timed-by-duration measurement.
+    #[arg(long, default_value_t = 2.0)]
+    seconds: f64,
+    /// Calls of 1,000 events made by each batch writer.
+    #[arg(long, default_value_t = 500)]
+    batch_calls: u64,
+    /// Appends made by each of the 64 concurrent writers.
+    #[arg(long, default_value_t = 2_000)]
+    concurrent_appends: u64,
+    /// Print the figures as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Keep the store the benchmark wrote (in DIR/bench-store).
+    #[arg(long)]
+    keep: bool,
+}
+
+/// Bytes of each event's data, as in the SPEC's targets.
+const EVENT_DATA_BYTES: usize = 200;
+const BATCH_EVENTS: usize = 1_000;
+
+#[derive(Debug, Serialize)]
+struct Figure {
+    name: String,
+    value: f64,
+    unit: &'static str,
+    /// Value divided by its baseline (what the ratio means is in `ratio_of`).
+    ratio: f64,
+    ratio_of: &'static str,
+    target: String,
+    met: Option<bool>,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    data_dir: String,
+    fsyncs_per_second: f64,
+    synced_write_mb_per_second: f64,
+    figures: Vec<Figure>,
+}
+
+pub fn run(args: Args, runtime: &tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
+    let root = args.data.data.clone();
+    std::fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
+    let duration = Duration::from_secs_f64(args.seconds);
+    let fsync_rate = raw_fsync_rate(&root, duration)?;
+    let bandwidth = raw_write_bandwidth(&root, duration)?;
+    let mb = 1024.0 * 1024.0;
+    progress(
+        &args,
+        &format!(
+            "disk baseline: {fsync_rate:.0} fsyncs/s, {:.0} MB/s synced writes",
+            bandwidth / mb
+        ),
+    );
+
+    let store_dir = root.join("bench-store");
+    let _ = std::fs::remove_dir_all(&store_dir);
+    let mut figures = Vec::new();
+    let store = Arc::new(LogStore::open(&store_dir, LogOptions::default())?);
+    let event = bench_event();
+    let record_bytes = EVENT_DATA_BYTES as f64;
+
+    for writers in [1u64, 4] {
+        let started = Instant::now();
+        let events = runtime.block_on(batch_append(&store, writers, args.batch_calls, &event))?;
+        let rate = events as f64 / started.elapsed().as_secs_f64();
+        figures.push(Figure {
+            name: format!("batch append, 1,000 events per call, {writers} writer(s)"),
+            value: rate,
+            unit: "events/s",
+            ratio: rate * record_bytes / bandwidth,
+            ratio_of: "event bytes/s ÷ synced write bandwidth",
+            target: "≥ 1,000,000 events/s".into(),
+            met: Some(rate >= 1_000_000.0),
+        });
+        progress(
+            &args,
+            &format!("batch append ({writers} writer(s)): {rate:.0} events/s"),
+        );
+    }
+
+    let before = store.stats();
+    let started = Instant::now();
+    let events = runtime.block_on(concurrent_singles(
+        &store,
+        64,
+        args.concurrent_appends,
+        &event,
+    ))?;
+    let rate = events as f64 / started.elapsed().as_secs_f64();
+    let stats = store.stats();
+    let commits = stats.commits - before.commits;
+    progress(
+        &args,
+        &format!(
+            "64 writers: {commits} commits, {:.1} events per commit, {:.0} µs per fsync",
+            (stats.events - before.events) as f64 / commits as f64,
+            (stats.sync_nanos - before.sync_nanos) as f64 / commits as f64 / 1000.0
+        ),
+    );
+    figures.push(Figure {
+        name: "64 concurrent writers, 1 event per append".into(),
+        value: rate,
+        unit: "events/s",
+        ratio: rate / fsync_rate,
+        ratio_of: "events/s ÷ raw fsyncs/s",
+        target: "≥ 200,000 events/s".into(),
+        met: Some(rate >= 200_000.0),
+    });
+    progress(&args, &format!("64 concurrent writers: {rate:.0} events/s"));
+
+    let before = store.stats();
+    let (appends, elapsed) = runtime.block_on(single_writer(&store, duration, &event))?;
+    let stats = store.stats();
+    progress(
+        &args,
+        &format!(
+            "single writer: {:.0} µs per fsync, {:.0} µs per append",
+            (stats.sync_nanos - before.sync_nanos) as f64
+                / (stats.commits - before.commits) as f64
+                / 1000.0,
+            elapsed.as_secs_f64() * 1e6 / appends as f64
+        ),
+    );
+    let rate = appends as f64 / elapsed.as_secs_f64();
+    figures.push(Figure {
+        name: "1 writer, 1 event per append".into(),
+        value: rate,
+        unit: "appends/s",
+        ratio: rate / fsync_rate,
+        ratio_of: "appends/s ÷ raw fsyncs/s",
+        target: "≥ 0.8 × raw fsync rate".into(),
+        met: Some(rate >= 0.8 * fsync_rate),
+    });
+    progress(&args, &format!("single writer: {rate:.0} appends/s"));
+
+    // A stream of `stream_events`, written in batches between other streams' events.
+    for chunk in 0..args.stream_events.div_ceil(BATCH_EVENTS as u64) {
+        let n = (args.stream_events - chunk * BATCH_EVENTS as u64).min(BATCH_EVENTS as u64);
+        let events = vec![event.clone(); n as usize];
+        runtime.block_on(store.append("big-stream", ExpectedVersion::Any, events))?;
+        runtime.block_on(store.append("other", ExpectedVersion::Any, vec![event.clone(); 10]))?;
+    }
+    let mut loads = Vec::new();
+    for _ in 0..5 {
+        let started = Instant::now();
+        let events = store.read_stream_blocking("big-stream", ReadStream::forward())?;
+        loads.push(started.elapsed());
+        anyhow::ensure!(
+            events.len() as u64 == args.stream_events,
+            "stream load returned {} events",
+            events.len()
+        );
+    }
+    loads.sort();
+    let load = loads[loads.len() / 2];
+    let raw_time = args.stream_events as f64 * record_bytes / bandwidth;
+    figures.push(Figure {
+        name: format!("load one {}-event stream (median of 5)", args.stream_events),
+        value: load.as_secs_f64() * 1000.0,
+        unit: "ms",
+        ratio: load.as_secs_f64() / raw_time,
+        ratio_of: "time ÷ time to write its bytes at synced bandwidth",
+        target: "< 100 ms for 100,000 events".into(),
+        met: (args.stream_events == 100_000).then(|| load < Duration::from_millis(100)),
+    });
+    progress(
+        &args,
+        &format!("stream load: {:.1} ms", load.as_secs_f64() * 1000.0),
+    );
+
+    let started = Instant::now();
+    let (replayed, payload) = replay_all(&store)?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let rate = replayed as f64 / elapsed;
+    figures.push(Figure {
+        name: format!("full replay of $all ({replayed} events, envelopes decoded)"),
+        value: rate,
+        unit: "events/s",
+        ratio: payload as f64 / elapsed / bandwidth,
+        ratio_of: "payload bytes/s ÷ synced write bandwidth",
+        target: "≥ 2,000,000 events/s".into(),
+        met: Some(rate >= 2_000_000.0),
+    });
+    progress(&args, &format!("replay: {rate:.0} events/s"));
+
+    // Fill up to `reopen_events`, spread over 10,000 streams, then time `open`.
+    let have = store.event_count();
+    if args.reopen_events > have {
+        progress(
+            &args,
+            &format!("filling the store to {} events…", args.reopen_events),
+        );
+        runtime.block_on(fill(&store, args.reopen_events - have, &event))?;
+    }
+    let total = store.event_count();
+    drop(Arc::into_inner(store).context("store still shared")?);
+    let store_bytes = dir_bytes(&store_dir)?;
+    let started = Instant::now();
+    let store = LogStore::open(&store_dir, LogOptions::default())?;
+    let reopen = started.elapsed();
+    anyhow::ensure!(
+        store.event_count() == total,
+        "reopened store has {} events, not {total}",
+        store.event_count()
+    );
+    drop(store);
+    figures.push(Figure {
+        name: format!(
+            "reopen a store of {total} events ({:.1} GB)",
+            store_bytes as f64 / 1e9
+        ),
+        value: reopen.as_secs_f64(),
+        unit: "s",
+        ratio: reopen.as_secs_f64() / (store_bytes as f64 / bandwidth),
+        ratio_of: "time ÷ time to write the store once at synced bandwidth",
+        target: "< 2 s for 10,000,000 events".into(),
+        met: (total >= 10_000_000).then(|| reopen < Duration::from_secs(2)),
+    });
+    if !args.keep {
+        std::fs::remove_dir_all(&store_dir)
+            .with_context(|| format!("removing {}", store_dir.display()))?;
+    }
+
+    let report = Report {
+        data_dir: root.display().to_string(),
+        fsyncs_per_second: fsync_rate,
+        synced_write_mb_per_second: bandwidth / mb,
+        figures,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_table(&report);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn progress(args: &Args, message: &str) {
+    if !args.json {
+        eprintln!("… {message}");
+    }
+}
+
+fn bench_event() -> EventData {
+    let filler = "x".repeat(EVENT_DATA_BYTES - r#"{"payload":""}"#.len());
+    let data = format!(r#"{{"payload":"{filler}"}}"#);
+    debug_assert_eq!(data.len(), EVENT_DATA_BYTES);
+    EventData {
+        id: None,
+        event_type: "BenchmarkRecorded".into(),
+        version: 1,
+        data: Bytes::from(data),
+        metadata: Bytes::from_static(b"{}"),
+    }
+}
+
+/// Appends of 256 bytes at the end of a growing file, each followed by `fdatasync`:
+/// what one single-event commit costs at the very least.
+fn raw_fsync_rate(dir: &Path, duration: Duration) -> anyhow::Result<f64> {
+    let (file, path) = scratch_file(dir, "bench-raw-fsync")?;
+    let block = [0xa5u8; 256];
+    let started = Instant::now();
+    let mut count = 0u64;
+    while started.elapsed() < duration {
+        file.write_all_at(&block, count * block.len() as u64)?;
+        file.sync_data()?;
+        count += 1;
+    }
+    let rate = count as f64 / started.elapsed().as_secs_f64();
+    std::fs::remove_file(path)?;
+    Ok(rate)
+}
+
+/// 1 MiB appends at the end of a growing file, each followed by `fdatasync`.
+fn raw_write_bandwidth(dir: &Path, duration: Duration) -> anyhow::Result<f64> {
+    let (file, path) = scratch_file(dir, "bench-raw-bandwidth")?;
+    let block = vec![0x5au8; 1024 * 1024];
+    let started = Instant::now();
+    let mut written = 0u64;
+    while started.elapsed() < duration {
+        file.write_all_at(&block, written)?;
+        file.sync_data()?;
+        written += block.len() as u64;
+    }
+    let rate = written as f64 / started.elapsed().as_secs_f64();
+    std::fs::remove_file(path)?;
+    Ok(rate)
+}
+
+fn scratch_file(dir: &Path, name: &str) -> anyhow::Result<(File, PathBuf)> {
+    let path = dir.join(name);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    Ok((file, path))
+}
+
+async fn batch_append(
+    store: &Arc<LogStore>,
+    writers: u64,
+    calls: u64,
+    event: &EventData,
+) -> anyhow::Result<u64> {
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let store = store.clone();
+        let batch = vec![event.clone(); BATCH_EVENTS];
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..calls {
+                store
+                    .append(&format!("batch-{w}"), ExpectedVersion::Any, batch.clone())
+                    .await?;
+            }
+            anyhow::Ok(calls * BATCH_EVENTS as u64)
+        }));
+    }
+    let mut total = 0;
+    for task in tasks {
+        total += task.await??;
+    }
+    Ok(total)
+}
+
+async fn concurrent_singles(
+    store: &Arc<LogStore>,
+    writers: u64,
+    appends: u64,
+    event: &EventData,
+) -> anyhow::Result<u64> {
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let store = store.clone();
+        let event = event.clone();
+        tasks.push(tokio::spawn(async move {
+            let stream = format!("writer-{w}");
+            for _ in 0..appends {
+                store
+                    .append(&stream, ExpectedVersion::Any, vec![event.clone()])
+                    .await?;
+            }
+            anyhow::Ok(appends)
+        }));
+    }
+    let mut total = 0;
+    for task in tasks {
+        total += task.await??;
+    }
+    Ok(total)
+}
+
+async fn single_writer(
+    store: &LogStore,
+    duration: Duration,
+    event: &EventData,
+) -> anyhow::Result<(u64, Duration)> {
+    let started = Instant::now();
+    let mut appends = 0;
+    while started.elapsed() < duration {
+        store
+            .append("single", ExpectedVersion::Any, vec![event.clone()])
+            .await?;
+        appends += 1;
+    }
+    Ok((appends, started.elapsed()))
+}
+
+fn replay_all(store: &LogStore) -> anyhow::Result<(u64, u64)> {
+    let mut from = Position(0);
+    let (mut events, mut payload) = (0u64, 0u64);
+    loop {
+        let page = store.read_all_blocking(&ReadAll::from(from, 10_000))?;
+        events += page.events.len() as u64;
+        payload += page.events.iter().map(|e| e.data.len() as u64).sum::<u64>();
+        from = page.next;
+        if page.end_of_log {
+            return Ok((events, payload));
+        }
+    }
+}
+
+async fn fill(store: &Arc<LogStore>, events: u64, event: &EventData) -> anyhow::Result<()> {
+    let calls = events.div_ceil(BATCH_EVENTS as u64);
+    let writers = 4u64;
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let store = store.clone();
+        let batch = vec![event.clone(); BATCH_EVENTS];
+        tasks.push(tokio::spawn(async move {
+            let mut call = w;
+            while call < calls {
+                let stream = format!("fill-{}", call % 10_000);
+                store
+                    .append(&stream, ExpectedVersion::Any, batch.clone())
+                    .await?;
+                call += writers;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    Ok(())
+}
+
+fn dir_bytes(dir: &Path) -> anyhow::Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        total += if meta.is_dir() {
+            dir_bytes(&entry.path())?
+        } else {
+            meta.len()
+        };
+    }
+    Ok(total)
+}
+
+fn print_table(report: &Report) {
+    println!("eventfold bench on {}", report.data_dir);
+    println!(
+        "disk baseline (same run): {:.0} fsyncs/s (256 B append + fdatasync), {:.0} MB/s synced writes (1 MiB + fdatasync)",
+        report.fsyncs_per_second, report.synced_write_mb_per_second
+    );
+    println!(
+        "every append below is acknowledged only after its fdatasync; events carry 200 bytes of data\n"
+    );
+    println!(
+        "{:<62} {:>16} {:>8}  {:<28} result",
+        "figure", "value", "ratio", "target"
+    );
+    for f in &report.figures {
+        let value = format!("{} {}", group(f.value, f.unit), f.unit);
+        let verdict = match f.met {
+            Some(true) => "met",
+            Some(false) => "MISSED",
+            None => "(n/a at this size)",
+        };
+        println!(
+            "{:<62} {:>16} {:>8.2}  {:<28} {verdict}",
+            f.name, value, f.ratio, f.target
+        );
+    }
+    println!(
+        "\nratios: {}",
+        report
+            .figures
+            .iter()
+            .map(|f| format!("\n  {}: {}", f.name, f.ratio_of))
+            .collect::<String>()
+    );
+}
+
+fn group(value: f64, unit: &str) -> String {
+    if unit == "ms" || unit == "s" {
+        return format!("{value:.2}");
+    }
+    let digits = format!("{value:.0}");
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}

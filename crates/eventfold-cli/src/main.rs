@@ -1,0 +1,70 @@
+//! `eventfold`: the command-line tool. Each subcommand lives in `commands/`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod commands;
+
+/// eventfold: a durable event store and event-sourcing toolkit.
+#[derive(Debug, Parser)]
+#[command(name = "eventfold", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The data directory of an embedded store.
+#[derive(Debug, clap::Args)]
+pub struct DataDir {
+    /// Data directory of the embedded store.
+    #[arg(long, env = "EVENTFOLD_DATA", value_name = "DIR")]
+    pub data: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Append one event to a stream.
+    Append(commands::append::Args),
+    /// Read a stream (or `$all`), one event JSON per line.
+    Read(commands::read::Args),
+    /// Check every checksum, length, position and revision of a store.
+    Verify(commands::verify::Args),
+    /// Measure the disk, then the store, and print each figure beside the disk's.
+    Bench(commands::bench::Args),
+    /// Walk through eventfold's main ideas on a small store.
+    Demo(commands::demo::Args),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("EVENTFOLD_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = match cli.command {
+        Command::Append(args) => runtime.block_on(commands::append::run(args)),
+        Command::Read(args) => runtime.block_on(commands::read::run(args)),
+        Command::Verify(args) => commands::verify::run(args),
+        Command::Bench(args) => commands::bench::run(args, &runtime),
+        Command::Demo(args) => runtime.block_on(commands::demo::run(args)),
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,315 @@
+//! The CLI contract of SPEC, exercised through the real binary as a user would.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn eventfold(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_eventfold"))
+        .args(args)
+        .env_remove("EVENTFOLD_DATA")
+        .output()
+        .expect("run eventfold")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn append(dir: &Path, stream: &str, json: &str, expected: &str) -> Output {
+    eventfold(&[
+        "append",
+        "--data",
+        dir.to_str().unwrap(),
+        stream,
+        "--type",
+        "OrderPlaced",
+        "--json",
+        json,
+        "--expected",
+        expected,
+    ])
+}
+
+#[test]
+fn append_then_read_prints_one_event_json_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = append(dir.path(), "order-1", r#"{"total":5}"#, "no_stream");
+    assert!(first.status.success(), "{}", stderr(&first));
+    let result: serde_json::Value = serde_json::from_str(&stdout(&first)).unwrap();
+    assert_eq!(
+        result,
+        serde_json::json!({"first_revision": 0, "last_revision": 0, "position": 0})
+    );
+    let second = append(dir.path(), "order-1", r#"{"total":7}"#, "0");
+    assert!(second.status.success(), "{}", stderr(&second));
+
+    let read = eventfold(&["read", "--data", dir.path().to_str().unwrap(), "order-1"]);
+    assert!(read.status.success(), "{}", stderr(&read));
+    let lines: Vec<serde_json::Value> = stdout(&read)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["stream"], "order-1");
+    assert_eq!(lines[0]["revision"], 0);
+    assert_eq!(lines[1]["revision"], 1);
+    assert_eq!(lines[1]["position"], 1);
+    assert_eq!(lines[1]["type"], "OrderPlaced");
+    assert_eq!(lines[1]["version"], 1);
+    assert_eq!(lines[1]["data"], serde_json::json!({"total": 7}));
+    assert_eq!(lines[1]["metadata"], serde_json::json!({}));
+    assert!(
+        lines[1]["id"]
+            .as_str()
+            .unwrap()
+            .parse::<uuid::Uuid>()
+            .is_ok()
+    );
+    assert!(lines[1]["recorded_at"].as_str().unwrap().ends_with('Z'));
+
+    let all = eventfold(&[
+        "read",
+        "--data",
+        dir.path().to_str().unwrap(),
+        "$all",
+        "--from",
+        "1",
+    ]);
+    assert_eq!(stdout(&all).lines().count(), 1);
+    let back = eventfold(&[
+        "read",
+        "--data",
+        dir.path().to_str().unwrap(),
+        "order-1",
+        "--backward",
+        "--limit",
+        "1",
+    ]);
+    assert!(stdout(&back).contains(r#""revision":1"#));
+}
+
+#[test]
+fn bad_input_gets_a_clear_message_and_a_non_zero_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    assert!(append(dir.path(), "order-1", "{}", "any").status.success());
+
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec![
+                "append", "--data", d, "order-1", "--type", "T", "--json", "{oops",
+            ],
+            "not valid JSON",
+        ),
+        (
+            vec![
+                "append",
+                "--data",
+                d,
+                "order-1",
+                "--type",
+                "T",
+                "--json",
+                "{}",
+                "--expected",
+                "no_stream",
+            ],
+            "wrong expected version",
+        ),
+        (
+            vec![
+                "append",
+                "--data",
+                d,
+                "order-1",
+                "--type",
+                "T",
+                "--json",
+                "{}",
+                "--expected",
+                "later",
+            ],
+            "invalid expected version 'later'",
+        ),
+        (
+            vec![
+                "append", "--data", d, "$system", "--type", "T", "--json", "{}",
+            ],
+            "reserved",
+        ),
+        (
+            vec![
+                "append", "--data", d, "order-1", "--type", "", "--json", "{}",
+            ],
+            "event type is empty",
+        ),
+        (
+            vec![
+                "append",
+                "--data",
+                d,
+                "order-1",
+                "--type",
+                "T",
+                "--json",
+                "{}",
+                "--metadata",
+                "[1]",
+            ],
+            "metadata must be a JSON object",
+        ),
+        (
+            vec!["read", "--data", d, "no-such-stream"],
+            "stream 'no-such-stream' not found",
+        ),
+        (
+            vec!["verify", "--data", "/nonexistent/eventfold"],
+            "does not exist",
+        ),
+        (
+            vec!["append", "order-1", "--type", "T", "--json", "{}"],
+            "--data",
+        ),
+    ];
+    for (args, message) in cases {
+        let output = eventfold(&args);
+        assert!(!output.status.success(), "{args:?} succeeded");
+        assert!(
+            stderr(&output).contains(message),
+            "{args:?}: expected '{message}' in: {}",
+            stderr(&output)
+        );
+    }
+    // Nothing refused was written.
+    let read = eventfold(&["read", "--data", d, "order-1"]);
+    assert_eq!(stdout(&read).lines().count(), 1);
+}
+
+#[test]
+fn verify_says_intact_or_names_the_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    for n in 0..5 {
+        assert!(
+            append(dir.path(), "order-1", &format!(r#"{{"n":{n}}}"#), "any")
+                .status
+                .success()
+        );
+    }
+    let ok = eventfold(&["verify", "--data", d]);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    assert!(stdout(&ok).contains("intact: 5 events"), "{}", stdout(&ok));
+
+    let segment = dir.path().join("segments/0000000000.seg");
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x08;
+    std::fs::write(&segment, bytes).unwrap();
+    let bad = eventfold(&["verify", "--data", d]);
+    assert!(!bad.status.success());
+    assert!(
+        stderr(&bad).contains("0000000000.seg at offset"),
+        "{}",
+        stderr(&bad)
+    );
+    assert!(
+        stderr(&bad).contains("checksum mismatch"),
+        "{}",
+        stderr(&bad)
+    );
+}
+
+#[test]
+fn idempotent_append_by_event_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let id = "0192f1a8-0000-7000-8000-000000000001";
+    let args = [
+        "append",
+        "--data",
+        d,
+        "order-9",
+        "--type",
+        "T",
+        "--json",
+        "{}",
+        "--id",
+        id,
+        "--expected",
+        "no_stream",
+    ];
+    let first = eventfold(&args);
+    let again = eventfold(&args);
+    assert!(
+        first.status.success() && again.status.success(),
+        "{}",
+        stderr(&again)
+    );
+    assert_eq!(stdout(&first), stdout(&again));
+    let read = eventfold(&["read", "--data", d, "order-9"]);
+    assert_eq!(stdout(&read).lines().count(), 1);
+}
+
+#[test]
+fn the_demo_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = eventfold(&["demo", "--data", dir.path().join("demo").to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains("idempotent"));
+    assert!(stdout(&output).contains("AccountCharged"));
+}
+
+#[test]
+fn bench_runs_at_a_small_scale_and_reports_every_figure() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = eventfold(&[
+        "bench",
+        "--data",
+        dir.path().to_str().unwrap(),
+        "--json",
+        "--seconds",
+        "0.2",
+        "--reopen-events",
+        "20000",
+        "--stream-events",
+        "2000",
+        "--batch-calls",
+        "5",
+        "--concurrent-appends",
+        "10",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(report["fsyncs_per_second"].as_f64().unwrap() > 0.0);
+    let names: Vec<&str> = report["figures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    for expected in [
+        "batch append",
+        "64 concurrent writers",
+        "1 writer",
+        "load one",
+        "full replay",
+        "reopen",
+    ] {
+        assert!(
+            names.iter().any(|n| n.contains(expected)),
+            "{expected} missing from {names:?}"
+        );
+    }
+    for figure in report["figures"].as_array().unwrap() {
+        assert!(figure["value"].as_f64().unwrap() > 0.0, "{figure}");
+        assert!(figure["ratio"].as_f64().unwrap() > 0.0, "{figure}");
+    }
+    assert!(
+        !dir.path().join("bench-store").exists(),
+        "the bench store is removed"
+    );
+}

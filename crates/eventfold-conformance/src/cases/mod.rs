@@ -1,0 +1,19 @@
+//! The conformance cases, one public async function each; the crate root re-exports
+//! them. Each case takes a fresh, empty store and panics with a message naming the
+//! rule that was broken.
+
+mod append;
+mod concurrency;
+mod expected_version;
+mod idempotency;
+mod multi_stream;
+mod read_all;
+mod read_stream;
+
+pub use append::*;
+pub use concurrency::*;
+pub use expected_version::*;
+pub use idempotency::*;
+pub use multi_stream::*;
+pub use read_all::*;
+pub use read_stream::*;

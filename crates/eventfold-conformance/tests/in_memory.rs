@@ -1,0 +1,11 @@
+//! The conformance suite and the model check against `InMemoryStore`: a self-check of
+//! the suite (the model against itself must agree; the cases exercise real semantics).
+
+use eventfold_core::InMemoryStore;
+
+eventfold_conformance::conformance_tests!(|| async { (InMemoryStore::new(), ()) });
+
+#[test]
+fn in_memory_store_agrees_with_the_model() {
+    eventfold_conformance::model::run_model_test(async || InMemoryStore::new());
+}

@@ -1,0 +1,25 @@
+//! The embedded engine of eventfold: a segmented, checksummed, append-only log with
+//! group commit, a persisted per-stream index, and crash recovery.
+//!
+//! The on-disk format and the commit protocol are specified in `docs/log-format.md`.
+//!
+//! Architecture invariants:
+//! - this crate knows nothing of JSON or HTTP: payloads are bytes;
+//! - a record is never rewritten in place; only the active segment's tail changes;
+//! - positions handed to readers are committed (durable) ones;
+//! - all file access goes through [`io::Storage`], so tests can inject faults.
+
+mod index;
+pub mod io;
+mod options;
+mod record;
+mod recovery;
+mod segment;
+pub mod sim;
+mod store;
+mod verify;
+mod writer;
+
+pub use options::LogOptions;
+pub use store::{LogStats, LogStore};
+pub use verify::{Damage, VerifyReport, verify, verify_with};

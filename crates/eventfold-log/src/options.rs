@@ -1,0 +1,61 @@
+//! Limits and tuning of a log store. Every limit names its unit last.
+
+use eventfold_core::{Error, Result};
+
+use crate::segment::SEGMENT_HEADER_BYTES;
+
+/// Options of [`crate::LogStore`].
+///
+/// ```
+/// let options = eventfold_log::LogOptions { segment_bytes_max: 64 << 20, ..Default::default() };
+/// assert!(options.validate().is_ok());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogOptions {
+    /// A segment is sealed before it would grow past this size.
+    pub segment_bytes_max: u64,
+    /// The largest append (all its records) accepted.
+    pub append_bytes_max: u64,
+    /// The most bytes one group commit writes before its fsync.
+    pub batch_bytes_max: u64,
+    /// Appends waiting for the writer; further appends wait for room (back-pressure).
+    pub queue_appends_max: usize,
+    /// Sealed segments whose event ids stay in memory for idempotency checks with
+    /// `any` / `stream_exists` (the active segment's ids always do).
+    pub id_window_segments: usize,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        LogOptions {
+            segment_bytes_max: 128 * 1024 * 1024,
+            append_bytes_max: 16 * 1024 * 1024,
+            batch_bytes_max: 8 * 1024 * 1024,
+            queue_appends_max: 4096,
+            id_window_segments: 2,
+        }
+    }
+}
+
+impl LogOptions {
+    /// Checks that the limits fit together.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |reason: String| Err(Error::Backend(format!("invalid log options: {reason}")));
+        if self.segment_bytes_max > u64::from(u32::MAX) {
+            return bad("segment_bytes_max must fit in 32 bits (offsets are u32)".into());
+        }
+        if self.append_bytes_max < 256 {
+            return bad("append_bytes_max must be at least 256 bytes".into());
+        }
+        if self.append_bytes_max + SEGMENT_HEADER_BYTES > self.segment_bytes_max {
+            return bad(
+                "append_bytes_max must leave room for a segment header within segment_bytes_max"
+                    .into(),
+            );
+        }
+        if self.queue_appends_max == 0 {
+            return bad("queue_appends_max must be at least 1".into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,395 @@
+//! Segment files and their index files (layout in `docs/log-format.md`).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use eventfold_core::{Error, Result};
+use uuid::Uuid;
+
+use crate::io::StorageFile;
+use crate::record::{Invalid, RecordHeader, decode_header};
+
+pub(crate) const SEGMENT_MAGIC: &[u8; 8] = b"EVFOLDSG";
+pub(crate) const INDEX_MAGIC: &[u8; 8] = b"EVFOLDIX";
+pub(crate) const FORMAT_VERSION: u32 = 1;
+pub(crate) const SEGMENT_HEADER_BYTES: u64 = 32;
+const INDEX_HEADER_BYTES: usize = 48;
+const INDEX_ENTRY_BYTES: usize = 32;
+
+pub(crate) fn segment_path(dir: &Path, number: u64) -> PathBuf {
+    dir.join(format!("{number:010}.seg"))
+}
+
+pub(crate) fn index_path(dir: &Path, number: u64) -> PathBuf {
+    dir.join(format!("{number:010}.idx"))
+}
+
+/// Parses `0000000012.seg` into 12.
+pub(crate) fn parse_name(name: &str, extension: &str) -> Option<u64> {
+    let stem = name.strip_suffix(extension)?.strip_suffix('.')?;
+    (stem.len() == 10 && stem.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| stem.parse().ok())
+        .flatten()
+}
+
+pub(crate) fn encode_segment_header(number: u64, first_position: u64) -> [u8; 32] {
+    let mut h = [0u8; 32];
+    h[0..8].copy_from_slice(SEGMENT_MAGIC);
+    h[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    h[16..24].copy_from_slice(&number.to_le_bytes());
+    h[24..32].copy_from_slice(&first_position.to_le_bytes());
+    let crc = crc32c::crc32c(&h[16..32]);
+    h[12..16].copy_from_slice(&crc.to_le_bytes());
+    h
+}
+
+/// Returns the first position recorded in a segment header.
+pub(crate) fn decode_segment_header(h: &[u8], number: u64) -> std::result::Result<u64, String> {
+    if h.len() < SEGMENT_HEADER_BYTES as usize {
+        return Err("segment header is incomplete".into());
+    }
+    if &h[0..8] != SEGMENT_MAGIC {
+        return Err("not an eventfold segment (bad magic)".into());
+    }
+    let version = u32::from_le_bytes(h[8..12].try_into().unwrap_or_default());
+    if version != FORMAT_VERSION {
+        return Err(format!("unsupported segment format version {version}"));
+    }
+    if u32::from_le_bytes(h[12..16].try_into().unwrap_or_default()) != crc32c::crc32c(&h[16..32]) {
+        return Err("segment header checksum mismatch".into());
+    }
+    let recorded = u64::from_le_bytes(h[16..24].try_into().unwrap_or_default());
+    if recorded != number {
+        return Err(format!("segment header names segment {recorded}"));
+    }
+    Ok(u64::from_le_bytes(h[24..32].try_into().unwrap_or_default()))
+}
+
+/// Index of one event of a segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct IndexEntry {
+    pub offset: u32,
+    pub stream: u32,
+    pub revision: u64,
+    pub id: Uuid,
+}
+
+/// Index of a whole segment: what `open` needs without reading the segment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct SegmentIndex {
+    pub first_position: u64,
+    /// Bytes of the segment covered (header and records).
+    pub len: u64,
+    pub streams: Vec<Arc<str>>,
+    pub entries: Vec<IndexEntry>,
+}
+
+impl SegmentIndex {
+    pub(crate) fn encode(&self, number: u64) -> Vec<u8> {
+        let mut out =
+            Vec::with_capacity(INDEX_HEADER_BYTES + self.entries.len() * INDEX_ENTRY_BYTES);
+        out.extend_from_slice(INDEX_MAGIC);
+        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out.extend_from_slice(&[0; 4]); // CRC of everything after the first 16 bytes
+        out.extend_from_slice(&number.to_le_bytes());
+        out.extend_from_slice(&self.first_position.to_le_bytes());
+        out.extend_from_slice(&(self.entries.len() as u64).to_le_bytes());
+        out.extend_from_slice(&self.len.to_le_bytes());
+        out.extend_from_slice(&(self.streams.len() as u32).to_le_bytes());
+        for name in &self.streams {
+            out.extend_from_slice(&(name.len() as u16).to_le_bytes());
+            out.extend_from_slice(name.as_bytes());
+        }
+        for e in &self.entries {
+            out.extend_from_slice(&e.offset.to_le_bytes());
+            out.extend_from_slice(&e.stream.to_le_bytes());
+            out.extend_from_slice(&e.revision.to_le_bytes());
+            out.extend_from_slice(e.id.as_bytes());
+        }
+        let crc = crc32c::crc32c(&out[16..]);
+        out[12..16].copy_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    /// Decodes an index file; any inconsistency is an error (the caller rebuilds).
+    pub(crate) fn decode(b: &[u8], number: u64) -> std::result::Result<Self, String> {
+        let u32_at = |at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap_or_default());
+        let u64_at = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap_or_default());
+        if b.len() < INDEX_HEADER_BYTES + 4 || &b[0..8] != INDEX_MAGIC {
+            return Err("not an eventfold index file".into());
+        }
+        if u32_at(8) != FORMAT_VERSION {
+            return Err("unsupported index format version".into());
+        }
+        if u32_at(12) != crc32c::crc32c(&b[16..]) {
+            return Err("index checksum mismatch".into());
+        }
+        if u64_at(16) != number {
+            return Err("index names another segment".into());
+        }
+        let first_position = u64_at(24);
+        let count = u64_at(32) as usize;
+        let len = u64_at(40);
+        let stream_count = u32_at(48) as usize;
+        let mut at = INDEX_HEADER_BYTES + 4;
+        let mut streams = Vec::with_capacity(stream_count.min(b.len()));
+        for _ in 0..stream_count {
+            if at + 2 > b.len() {
+                return Err("index stream table is cut short".into());
+            }
+            let n = u16::from_le_bytes([b[at], b[at + 1]]) as usize;
+            at += 2;
+            let name = b
+                .get(at..at + n)
+                .and_then(|s| std::str::from_utf8(s).ok())
+                .ok_or("index stream name is damaged")?;
+            streams.push(Arc::from(name));
+            at += n;
+        }
+        if b.len() - at != count * INDEX_ENTRY_BYTES {
+            return Err("index entry table has the wrong size".into());
+        }
+        let mut entries = Vec::with_capacity(count);
+        for chunk in b[at..].chunks_exact(INDEX_ENTRY_BYTES) {
+            let mut id = [0; 16];
+            id.copy_from_slice(&chunk[16..32]);
+            let entry = IndexEntry {
+                offset: u32::from_le_bytes(chunk[0..4].try_into().unwrap_or_default()),
+                stream: u32::from_le_bytes(chunk[4..8].try_into().unwrap_or_default()),
+                revision: u64::from_le_bytes(chunk[8..16].try_into().unwrap_or_default()),
+                id: Uuid::from_bytes(id),
+            };
+            if entry.stream as usize >= streams.len() {
+                return Err("index entry names an unknown stream".into());
+            }
+            entries.push(entry);
+        }
+        Ok(SegmentIndex {
+            first_position,
+            len,
+            streams,
+            entries,
+        })
+    }
+}
+
+/// The outcome of reading a segment's records from the start.
+#[derive(Debug)]
+pub(crate) struct Scan {
+    pub first_position: u64,
+    /// Index of every event up to the last intact `COMMIT` record.
+    pub index: SegmentIndex,
+    /// The file's length.
+    pub file_len: u64,
+    /// Why scanning stopped before the end of the file, if it did.
+    pub stop: Option<(u64, Invalid)>,
+}
+
+/// Bytes read at a time while scanning.
+const SCAN_CHUNK_BYTES: usize = 4 * 1024 * 1024;
+
+/// Reads a segment from its header to the end of its valid records, calling
+/// `on_record` for each record that belongs to a committed transaction.
+pub(crate) fn scan_segment(
+    file: &dyn StorageFile,
+    file_name: &str,
+    number: u64,
+    mut on_record: impl FnMut(&RecordHeader, &str),
+) -> Result<Scan> {
+    let file_len = file
+        .len()
+        .map_err(|e| Error::io(format!("reading {file_name}"), e))?;
+    let mut header = [0u8; SEGMENT_HEADER_BYTES as usize];
+    let read = read_up_to(file, &mut header, 0, file_name)?;
+    let first_position =
+        decode_segment_header(&header[..read], number).map_err(|reason| Error::Corrupted {
+            file: file_name.to_string(),
+            offset: 0,
+            reason,
+        })?;
+
+    let mut index = SegmentIndex {
+        first_position,
+        len: SEGMENT_HEADER_BYTES,
+        ..SegmentIndex::default()
+    };
+    let mut stream_numbers: HashMap<Arc<str>, u32> = HashMap::new();
+    // Records of the transaction being read, kept until its COMMIT record arrives.
+    let mut pending: Vec<(RecordHeader, String, u64)> = Vec::new();
+    let mut next_position = first_position;
+    let mut offset = SEGMENT_HEADER_BYTES;
+    let mut buffer: Vec<u8> = Vec::new();
+    let mut buffer_start = offset;
+    let mut stop = None;
+    loop {
+        let at = (offset - buffer_start) as usize;
+        let decoded = decode_header(&buffer[at..]);
+        let header = match decoded {
+            Ok(h) => h,
+            Err(Invalid::Truncated) if buffer_start + (buffer.len() as u64) < file_len => {
+                // Need more bytes: keep the unread part and read the next chunk.
+                buffer.drain(..at);
+                buffer_start = offset;
+                let want = SCAN_CHUNK_BYTES.max(buffer.len() * 2);
+                let old = buffer.len();
+                buffer.resize(old + want, 0);
+                let n = read_up_to(file, &mut buffer[old..], offset + old as u64, file_name)?;
+                buffer.truncate(old + n);
+                continue;
+            }
+            Err(Invalid::Truncated) => {
+                if offset < file_len {
+                    stop = Some((offset, Invalid::Truncated));
+                }
+                break;
+            }
+            Err(damaged) => {
+                stop = Some((offset, damaged));
+                break;
+            }
+        };
+        if header.position != next_position {
+            stop = Some((
+                offset,
+                Invalid::Damaged(format!(
+                    "record holds position {} where {} was expected",
+                    header.position, next_position
+                )),
+            ));
+            break;
+        }
+        let stream = match header.stream(&buffer[at..at + header.len]) {
+            Ok(name) => name.to_string(),
+            Err(damaged) => {
+                stop = Some((offset, damaged));
+                break;
+            }
+        };
+        next_position += 1;
+        let commit = header.commit;
+        let len = header.len as u64;
+        pending.push((header, stream, offset));
+        offset += len;
+        if commit {
+            for (h, name, at) in pending.drain(..) {
+                let next = stream_numbers.len() as u32;
+                let stream = *stream_numbers
+                    .entry(Arc::from(name.as_str()))
+                    .or_insert_with_key(|k| {
+                        index.streams.push(k.clone());
+                        next
+                    });
+                index.entries.push(IndexEntry {
+                    offset: at as u32,
+                    stream,
+                    revision: h.revision,
+                    id: h.id,
+                });
+                on_record(&h, &name);
+            }
+            index.len = offset;
+        }
+    }
+    Ok(Scan {
+        first_position,
+        file_len,
+        stop,
+        index,
+    })
+}
+
+/// Reads as many bytes as the file has, up to `buf.len()`.
+pub(crate) fn read_up_to(
+    file: &dyn StorageFile,
+    buf: &mut [u8],
+    offset: u64,
+    file_name: &str,
+) -> Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match file.read_at(&mut buf[done..], offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::io(format!("reading {file_name}"), e)),
+        }
+    }
+    Ok(done)
+}
+
+/// Reads `len` bytes at `offset` into a shared buffer.
+pub(crate) fn read_bytes(
+    file: &dyn StorageFile,
+    offset: u64,
+    len: usize,
+    file_name: &str,
+) -> Result<Bytes> {
+    let mut buf = vec![0u8; len];
+    let n = read_up_to(file, &mut buf, offset, file_name)?;
+    if n < len {
+        return Err(Error::Corrupted {
+            file: file_name.to_string(),
+            offset: offset + n as u64,
+            reason: "file ends before a committed record".into(),
+        });
+    }
+    Ok(Bytes::from(buf))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_names_parse() {
+        assert_eq!(parse_name("0000000012.seg", "seg"), Some(12));
+        assert_eq!(parse_name("0000000012.idx", "seg"), None);
+        assert_eq!(parse_name("12.seg", "seg"), None);
+        assert_eq!(parse_name("000000001x.seg", "seg"), None);
+    }
+
+    #[test]
+    fn segment_header_round_trips_and_rejects_damage() {
+        let h = encode_segment_header(3, 99);
+        assert_eq!(decode_segment_header(&h, 3), Ok(99));
+        assert!(decode_segment_header(&h, 4).is_err());
+        for byte in 0..32 {
+            let mut bad = h;
+            bad[byte] ^= 0x10;
+            assert!(decode_segment_header(&bad, 3).is_err(), "byte {byte}");
+        }
+    }
+
+    #[test]
+    fn index_round_trips_and_rejects_damage() {
+        let index = SegmentIndex {
+            first_position: 10,
+            len: 500,
+            streams: vec![Arc::from("a"), Arc::from("b-1")],
+            entries: vec![
+                IndexEntry {
+                    offset: 32,
+                    stream: 0,
+                    revision: 0,
+                    id: Uuid::from_u128(1),
+                },
+                IndexEntry {
+                    offset: 100,
+                    stream: 1,
+                    revision: 4,
+                    id: Uuid::from_u128(2),
+                },
+            ],
+        };
+        let bytes = index.encode(7);
+        assert_eq!(SegmentIndex::decode(&bytes, 7), Ok(index));
+        for i in 0..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[i] ^= 1;
+            assert!(SegmentIndex::decode(&bad, 7).is_err(), "byte {i}");
+        }
+        assert!(SegmentIndex::decode(&bytes[..bytes.len() - 1], 7).is_err());
+    }
+}

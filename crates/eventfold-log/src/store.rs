@@ -1,0 +1,412 @@
+//! `LogStore`: opening (with recovery), reading, and the `EventStore` implementation.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+use std::thread::JoinHandle;
+
+use async_trait::async_trait;
+use eventfold_core::{
+    AllSlice, AppendResult, Direction, Error, EventStore, Position, ReadAll, ReadStream,
+    RecordedEvent, Result, Revision, StreamWrite,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::index::{Index, Location, read_events};
+use crate::io::{LockGuard, OsStorage, Storage};
+use crate::options::LogOptions;
+use crate::record::{RECORD_BYTES_MAX, encoded_len};
+use crate::recovery::recover;
+use crate::writer::{Request, Writer};
+
+/// State shared by the writer thread and the readers.
+pub(crate) struct Shared {
+    pub storage: Arc<dyn Storage>,
+    pub segments_dir: PathBuf,
+    pub index: RwLock<Index>,
+    /// Set when a write or fsync failed: the store accepts no more writes.
+    pub poisoned: Mutex<Option<String>>,
+    pub stats: Counters,
+}
+
+/// Counters kept by the writer.
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub commits: AtomicU64,
+    pub appends: AtomicU64,
+    pub events: AtomicU64,
+    pub bytes: AtomicU64,
+    pub sync_nanos: AtomicU64,
+}
+
+/// What the writer has done since the store was opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogStats {
+    /// Group commits (one write and one fsync each).
+    pub commits: u64,
+    /// Appends acknowledged.
+    pub appends: u64,
+    /// Events written.
+    pub events: u64,
+    /// Record bytes written.
+    pub bytes: u64,
+    /// Time spent in fsync, in nanoseconds.
+    pub sync_nanos: u64,
+}
+
+impl Shared {
+    pub(crate) fn index(&self) -> RwLockReadGuard<'_, Index> {
+        // The index is only changed by the writer between consistent states; a panic
+        // elsewhere while reading cannot leave it half-changed.
+        self.index.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn poisoned(&self) -> Option<String> {
+        self.poisoned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn poison(&self, reason: String) {
+        tracing::error!(%reason, "the store stops accepting writes");
+        let mut poisoned = self.poisoned.lock().unwrap_or_else(|p| p.into_inner());
+        poisoned.get_or_insert(reason);
+    }
+}
+
+/// The embedded event store: a segmented, checksummed, group-committed log in a data
+/// directory.
+///
+/// ```
+/// use eventfold_core::{EventData, EventStore, ExpectedVersion, ReadStream};
+/// use eventfold_log::{LogOptions, LogStore};
+///
+/// # let rt = tokio::runtime::Builder::new_multi_thread().build().unwrap();
+/// # rt.block_on(async {
+/// let dir = tempfile::tempdir().unwrap();
+/// let store = LogStore::open(dir.path(), LogOptions::default()).unwrap();
+/// let event = EventData::json("OrderPlaced", &serde_json::json!({"total": 5})).unwrap();
+/// store.append("order-1", ExpectedVersion::NoStream, vec![event]).await.unwrap();
+/// drop(store);
+///
+/// let store = LogStore::open(dir.path(), LogOptions::default()).unwrap();
+/// let events = store.read_stream("order-1", ReadStream::forward()).await.unwrap();
+/// assert_eq!(events[0].event_type, "OrderPlaced");
+/// # });
+/// ```
+pub struct LogStore {
+    shared: Arc<Shared>,
+    options: LogOptions,
+    requests: Option<mpsc::Sender<Request>>,
+    writer: Option<JoinHandle<()>>,
+    _lock: LockGuard,
+}
+
+impl std::fmt::Debug for LogStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogStore")
+            .field("segments_dir", &self.shared.segments_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LogStore {
+    /// Opens (creating if needed) the store in `dir` on the real file system.
+    pub fn open(dir: impl AsRef<Path>, options: LogOptions) -> Result<Self> {
+        Self::open_with(Arc::new(OsStorage), dir.as_ref(), options)
+    }
+
+    /// Opens the store in `dir` on the given storage (a simulated disk in tests).
+    pub fn open_with(storage: Arc<dyn Storage>, dir: &Path, options: LogOptions) -> Result<Self> {
+        options.validate()?;
+        storage
+            .create_dir_all(dir)
+            .map_err(|e| Error::io(format!("creating data directory {}", dir.display()), e))?;
+        let lock = storage.lock(&dir.join("LOCK")).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::WouldBlock {
+                Error::Locked {
+                    path: dir.display().to_string(),
+                }
+            } else {
+                Error::io(format!("locking {}", dir.display()), e)
+            }
+        })?;
+        let recovered = recover(storage.as_ref(), dir, &options)?;
+        let shared = Arc::new(Shared {
+            storage,
+            segments_dir: recovered.segments_dir.clone(),
+            index: RwLock::new(recovered.index),
+            poisoned: Mutex::new(None),
+            stats: Counters::default(),
+        });
+        let (tx, rx) = mpsc::channel(options.queue_appends_max);
+        let writer = Writer::new(shared.clone(), options.clone(), recovered.active, rx);
+        let handle = std::thread::Builder::new()
+            .name("eventfold-writer".into())
+            .spawn(move || writer.run())
+            .map_err(|e| Error::io("starting the writer thread", e))?;
+        Ok(LogStore {
+            shared,
+            options,
+            requests: Some(tx),
+            writer: Some(handle),
+            _lock: lock,
+        })
+    }
+
+    /// Stops the writer after it has finished the appends already queued.
+    pub fn close(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.requests.take();
+        if let Some(handle) = self.writer.take()
+            && handle.join().is_err()
+        {
+            tracing::error!("the writer thread panicked");
+        }
+    }
+
+    /// Checks sizes before an append reaches the writer, so an oversized append is
+    /// refused without delaying anyone else's.
+    fn check_sizes(&self, writes: &[StreamWrite]) -> Result<u64> {
+        let mut total = 0u64;
+        for write in writes {
+            for event in &write.events {
+                let len = encoded_len(
+                    &write.stream,
+                    &event.event_type,
+                    &event.metadata,
+                    &event.data,
+                );
+                if len > RECORD_BYTES_MAX {
+                    return Err(Error::TooLarge {
+                        what: "event",
+                        actual: len as u64,
+                        limit: RECORD_BYTES_MAX as u64,
+                    });
+                }
+                total += len as u64;
+            }
+        }
+        if total > self.options.append_bytes_max {
+            return Err(Error::TooLarge {
+                what: "append",
+                actual: total,
+                limit: self.options.append_bytes_max,
+            });
+        }
+        Ok(total)
+    }
+
+    fn request(
+        &self,
+        writes: Vec<StreamWrite>,
+    ) -> Result<(Request, oneshot::Receiver<Result<Vec<AppendResult>>>)> {
+        if let Some(reason) = self.shared.poisoned() {
+            return Err(Error::Poisoned { reason });
+        }
+        let bytes = self.check_sizes(&writes)?;
+        let (reply, answer) = oneshot::channel();
+        Ok((
+            Request {
+                writes,
+                bytes,
+                reply,
+            },
+            answer,
+        ))
+    }
+
+    /// Appends atomically to several streams, blocking the calling thread (for code
+    /// outside an async runtime).
+    pub fn append_multi_blocking(&self, writes: Vec<StreamWrite>) -> Result<Vec<AppendResult>> {
+        let (request, answer) = self.request(writes)?;
+        let sender = self.requests.as_ref().ok_or(Error::Closed)?;
+        sender.blocking_send(request).map_err(|_| Error::Closed)?;
+        answer.blocking_recv().map_err(|_| Error::Closed)?
+    }
+
+    /// Reads one stream, blocking the calling thread.
+    pub fn read_stream_blocking(
+        &self,
+        stream: &str,
+        options: ReadStream,
+    ) -> Result<Vec<RecordedEvent>> {
+        read_stream(&self.shared, stream, options)
+    }
+
+    /// Reads a page of the global log, blocking the calling thread.
+    pub fn read_all_blocking(&self, options: &ReadAll) -> Result<AllSlice> {
+        read_all(&self.shared, options)
+    }
+
+    /// Number of events in the store.
+    pub fn event_count(&self) -> u64 {
+        self.shared.index().next_position
+    }
+
+    /// Counters of the writer since the store was opened.
+    pub fn stats(&self) -> LogStats {
+        let c = &self.shared.stats;
+        LogStats {
+            commits: c.commits.load(Ordering::Relaxed),
+            appends: c.appends.load(Ordering::Relaxed),
+            events: c.events.load(Ordering::Relaxed),
+            bytes: c.bytes.load(Ordering::Relaxed),
+            sync_nanos: c.sync_nanos.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Number of streams in the store.
+    pub fn stream_count(&self) -> usize {
+        self.shared.index().streams.len()
+    }
+}
+
+impl Drop for LogStore {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Events examined per `read_all` call when a filter skips most of them, so that one
+/// call's work stays bounded.
+const READ_ALL_SCAN_EVENTS_MAX: u64 = 1_000_000;
+/// Events located per chunk while reading.
+const READ_CHUNK_EVENTS: u64 = 4096;
+
+fn read_stream(shared: &Shared, stream: &str, options: ReadStream) -> Result<Vec<RecordedEvent>> {
+    let locations: Vec<Location> = {
+        let index = shared.index();
+        let positions = index
+            .streams
+            .get(stream)
+            .ok_or_else(|| Error::StreamNotFound {
+                stream: stream.to_string(),
+            })?;
+        let len = positions.len() as u64;
+        let (from, to) = match options.direction {
+            Direction::Forward => {
+                let from = options.from.map_or(0, Revision::get).min(len);
+                (from, from.saturating_add(options.limit).min(len))
+            }
+            Direction::Backward => {
+                let last = options.from.map_or(len - 1, |r| r.get().min(len - 1));
+                (
+                    last.saturating_add(1).saturating_sub(options.limit),
+                    last + 1,
+                )
+            }
+        };
+        positions[from as usize..to as usize]
+            .iter()
+            .filter_map(|&p| index.locate(p))
+            .collect()
+    };
+    let mut events = read_events(&locations, |_, _| true)?;
+    if options.direction == Direction::Backward {
+        events.reverse();
+    }
+    Ok(events)
+}
+
+fn read_all(shared: &Shared, options: &ReadAll) -> Result<AllSlice> {
+    let mut events = Vec::new();
+    let mut next = options.from.get();
+    let filter = &options.filter;
+    let mut scanned = 0;
+    loop {
+        let (locations, head) = {
+            let index = shared.index();
+            let want = (options.limit - events.len() as u64).min(READ_CHUNK_EVENTS);
+            let chunk = if filter.is_empty() {
+                want
+            } else {
+                READ_CHUNK_EVENTS
+            };
+            (
+                index.locate_range(next, next.saturating_add(chunk)),
+                index.next_position,
+            )
+        };
+        if locations.is_empty() || events.len() as u64 >= options.limit {
+            return Ok(AllSlice {
+                events,
+                next: Position(next),
+                end_of_log: next >= head,
+            });
+        }
+        let chunk = read_events(&locations, |stream, event_type| {
+            filter.matches(stream, event_type)
+        })?;
+        // Stop exactly after the event that fills the page, so `next` resumes right.
+        let room = (options.limit - events.len() as u64) as usize;
+        if chunk.len() >= room {
+            let last = chunk[room - 1].position.get();
+            events.extend(chunk.into_iter().take(room));
+            return Ok(AllSlice {
+                events,
+                next: Position(last + 1),
+                end_of_log: last + 1 >= head,
+            });
+        }
+        events.extend(chunk);
+        next += locations.len() as u64;
+        scanned += locations.len() as u64;
+        if scanned >= READ_ALL_SCAN_EVENTS_MAX {
+            return Ok(AllSlice {
+                events,
+                next: Position(next),
+                end_of_log: next >= head,
+            });
+        }
+    }
+}
+
+#[async_trait]
+impl EventStore for LogStore {
+    async fn append_multi(&self, writes: Vec<StreamWrite>) -> Result<Vec<AppendResult>> {
+        let (request, answer) = self.request(writes)?;
+        let sender = self.requests.as_ref().ok_or(Error::Closed)?;
+        sender.send(request).await.map_err(|_| Error::Closed)?;
+        answer.await.map_err(|_| Error::Closed)?
+    }
+
+    async fn read_stream(&self, stream: &str, options: ReadStream) -> Result<Vec<RecordedEvent>> {
+        let shared = self.shared.clone();
+        let stream = stream.to_string();
+        blocking(move || read_stream(&shared, &stream, options)).await
+    }
+
+    async fn read_all(&self, options: ReadAll) -> Result<AllSlice> {
+        let shared = self.shared.clone();
+        blocking(move || read_all(&shared, &options)).await
+    }
+
+    async fn stream_revision(&self, stream: &str) -> Result<Option<Revision>> {
+        let index = self.shared.index();
+        Ok(index
+            .streams
+            .get(stream)
+            .map(|positions| Revision(positions.len() as u64 - 1)))
+    }
+
+    async fn head_position(&self) -> Result<Option<Position>> {
+        Ok(self
+            .shared
+            .index()
+            .next_position
+            .checked_sub(1)
+            .map(Position))
+    }
+}
+
+/// Runs disk reads off the async runtime's threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Backend(format!("read task failed: {e}")))?
+}
