@@ -23,7 +23,10 @@ pub enum OpenMode {
 }
 
 /// An open file.
-#[expect(clippy::len_without_is_empty, reason = "files are never asked whether they are empty")]
+#[expect(
+    clippy::len_without_is_empty,
+    reason = "files are never asked whether they are empty"
+)]
 pub trait StorageFile: Send + Sync {
     /// Reads into `buf` from `offset`; returns the bytes read (0 at the end of file).
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
