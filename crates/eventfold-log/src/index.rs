@@ -2,7 +2,7 @@
 //! make up each stream. Only the writer thread changes it, after an fsync, so
 //! everything it contains is durable ("positions handed to readers are committed").
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -12,6 +12,11 @@ use uuid::Uuid;
 use crate::io::StorageFile;
 use crate::record::decode_header;
 use crate::segment::{SegmentIndex, read_bytes};
+
+/// The hash map of the engine's hot paths. Keys include caller-chosen event ids and
+/// stream names, so the hasher is seeded per process (foldhash), yet much cheaper than
+/// the standard SipHash on the per-event inserts of a group commit.
+pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// One segment as the index knows it.
 pub(crate) struct SegmentState {
@@ -40,9 +45,9 @@ pub(crate) struct Location {
 pub(crate) struct Index {
     pub segments: Vec<SegmentState>,
     /// Positions of each stream's events, by revision.
-    pub streams: HashMap<Arc<str>, Vec<u64>>,
+    pub streams: FastMap<Arc<str>, Vec<u64>>,
     /// Recent event ids (the id window) and their positions.
-    pub ids: HashMap<Uuid, u64>,
+    pub ids: FastMap<Uuid, u64>,
     /// Ids in the window, by segment, oldest first, for eviction.
     pub id_segments: VecDeque<(u64, Vec<Uuid>)>,
     /// The position the next event gets; every position below is committed.

@@ -20,6 +20,8 @@ pub struct LogOptions {
     pub batch_bytes_max: u64,
     /// Appends waiting for the writer; further appends wait for room (back-pressure).
     pub queue_appends_max: usize,
+    /// Fsyncs that may run at once; each covers everything written before it started.
+    pub fsyncs_in_flight_max: usize,
     /// Sealed segments whose event ids stay in memory for idempotency checks with
     /// `any` / `stream_exists` (the active segment's ids always do).
     pub id_window_segments: usize,
@@ -32,6 +34,7 @@ impl Default for LogOptions {
             append_bytes_max: 16 * 1024 * 1024,
             batch_bytes_max: 8 * 1024 * 1024,
             queue_appends_max: 4096,
+            fsyncs_in_flight_max: 4,
             id_window_segments: 2,
         }
     }
@@ -52,6 +55,9 @@ impl LogOptions {
                 "append_bytes_max must leave room for a segment header within segment_bytes_max"
                     .into(),
             );
+        }
+        if self.fsyncs_in_flight_max == 0 {
+            return bad("fsyncs_in_flight_max must be at least 1".into());
         }
         if self.queue_appends_max == 0 {
             return bad("queue_appends_max must be at least 1".into());

@@ -2,13 +2,12 @@
 //! segment, cut off a torn tail. See "Opening a store and recovery" in
 //! `docs/log-format.md` for what each crash point leaves and how it is handled.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use eventfold_core::{Error, Result};
 
-use crate::index::Index;
+use crate::index::{FastMap, Index};
 use crate::io::{OpenMode, Storage, StorageFile};
 use crate::options::LogOptions;
 use crate::segment::{
@@ -22,7 +21,7 @@ pub(crate) struct ActiveSegment {
     pub file: Arc<dyn StorageFile>,
     /// Index of the segment so far, written out when it is sealed.
     pub index: SegmentIndex,
-    pub stream_numbers: HashMap<Arc<str>, u32>,
+    pub stream_numbers: FastMap<Arc<str>, u32>,
 }
 
 impl ActiveSegment {

@@ -1,6 +1,5 @@
 //! Segment files and their index files (layout in `docs/log-format.md`).
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -8,6 +7,7 @@ use bytes::Bytes;
 use eventfold_core::{Error, Result};
 use uuid::Uuid;
 
+use crate::index::FastMap;
 use crate::io::StorageFile;
 use crate::record::{Invalid, RecordHeader, decode_header};
 
@@ -215,7 +215,7 @@ pub(crate) fn scan_segment(
         len: SEGMENT_HEADER_BYTES,
         ..SegmentIndex::default()
     };
-    let mut stream_numbers: HashMap<Arc<str>, u32> = HashMap::new();
+    let mut stream_numbers: FastMap<Arc<str>, u32> = FastMap::default();
     // Records of the transaction being read, kept until its COMMIT record arrives.
     let mut pending: Vec<(RecordHeader, String, u64)> = Vec::new();
     let mut next_position = first_position;

@@ -141,7 +141,7 @@ impl LogStore {
             stats: Counters::default(),
         });
         let (tx, rx) = mpsc::channel(options.queue_appends_max);
-        let writer = Writer::new(shared.clone(), options.clone(), recovered.active, rx);
+        let writer = Writer::start(shared.clone(), options.clone(), recovered.active, rx)?;
         let handle = std::thread::Builder::new()
             .name("eventfold-writer".into())
             .spawn(move || writer.run())

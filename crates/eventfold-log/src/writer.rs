@@ -1,15 +1,21 @@
-//! The writer thread: group commit.
+//! Group commit, pipelined.
 //!
-//! One thread owns the active segment. It takes every append waiting in the queue,
-//! decides each against the committed state plus the appends before it in the same
-//! batch, encodes them into one buffer, writes it with one `pwrite`, makes it durable
-//! with one `fdatasync`, publishes the new events to the index, and only then answers
-//! the appends. See "Transactions and the commit protocol" in `docs/log-format.md`.
+//! The *writer* thread takes every append waiting in the queue, decides each against
+//! the committed state plus everything written but not yet durable, encodes the batch
+//! into one buffer and writes it with one `pwrite`, then queues it for syncing.
+//! A few *sync workers* each run `fdatasync` on the active segment whenever something
+//! was written that no fsync in flight covers. When an fsync returns, everything
+//! written before it started is durable: the batches up to there are published to the
+//! index and acknowledged, strictly in order. While fsyncs are in flight the writer
+//! already prepares the next batches, and several fsyncs overlap (the disk and the
+//! file system's journal serve them together). See "Transactions and the commit
+//! protocol" in `docs/log-format.md`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 
 use chrono::Utc;
 use eventfold_core::plan::{AppendPlan, AppendView, EventLocation, PlannedWrite, plan_append};
@@ -17,7 +23,8 @@ use eventfold_core::{AppendResult, Error, Position, Result, Revision, StreamWrit
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use crate::index::{Index, read_events};
+use crate::index::{FastMap, Index, SegmentState, read_events};
+use crate::io::StorageFile;
 use crate::options::LogOptions;
 use crate::record::{RecordParts, encode};
 use crate::recovery::{ActiveSegment, create_segment, write_index};
@@ -38,6 +45,7 @@ type Reply = (
 );
 
 /// An event encoded into the batch buffer, to be published after the fsync.
+#[derive(Clone)]
 struct Pending {
     stream: Arc<str>,
     revision: u64,
@@ -46,24 +54,69 @@ struct Pending {
     id: Uuid,
 }
 
-pub(crate) struct Writer {
-    shared: Arc<Shared>,
-    options: LogOptions,
-    active: ActiveSegment,
-    requests: mpsc::Receiver<Request>,
-    buffer: Vec<u8>,
+/// Events written but not yet synced and published, oldest first. Together with the
+/// committed index they are the state new appends are decided against.
+#[derive(Default)]
+struct Unsynced {
+    events: VecDeque<Pending>,
+    streams: FastMap<Arc<str>, VecDeque<(Uuid, u64)>>,
+    /// Stream, revision and position of each unsynced event id.
+    ids: FastMap<Uuid, (Arc<str>, u64, u64)>,
 }
 
-/// The committed index seen through the appends already accepted into this batch.
-struct Overlay<'a> {
+impl Unsynced {
+    fn push(&mut self, event: &Pending) {
+        self.streams
+            .entry(event.stream.clone())
+            .or_default()
+            .push_back((event.id, event.position));
+        self.ids.insert(
+            event.id,
+            (event.stream.clone(), event.revision, event.position),
+        );
+        self.events.push_back(event.clone());
+    }
+
+    /// Forgets events the index has published (positions below `committed`).
+    fn prune(&mut self, committed: u64) {
+        while self.events.front().is_some_and(|e| e.position < committed) {
+            if let Some(event) = self.events.pop_front() {
+                self.forget(&event, |list| list.pop_front());
+            }
+        }
+    }
+
+    /// Forgets the newest events until `len` remain (a batch that was not written).
+    fn truncate(&mut self, len: usize) {
+        while self.events.len() > len {
+            if let Some(event) = self.events.pop_back() {
+                self.forget(&event, |list| list.pop_back());
+            }
+        }
+    }
+
+    fn forget(
+        &mut self,
+        event: &Pending,
+        pop: impl FnOnce(&mut VecDeque<(Uuid, u64)>) -> Option<(Uuid, u64)>,
+    ) {
+        if let Some(list) = self.streams.get_mut(&event.stream) {
+            pop(list);
+            if list.is_empty() {
+                self.streams.remove(&event.stream);
+            }
+        }
+        self.ids.remove(&event.id);
+    }
+}
+
+/// The committed index seen through the unsynced events.
+struct View<'a> {
     index: &'a Index,
-    /// Ids and positions of pending events, by stream, in revision order.
-    streams: HashMap<Arc<str>, Vec<(Uuid, u64)>>,
-    ids: HashMap<Uuid, EventLocation>,
-    next_position: u64,
+    unsynced: &'a Unsynced,
 }
 
-impl Overlay<'_> {
+impl View<'_> {
     fn committed_len(&self, stream: &str) -> u64 {
         self.index.streams.get(stream).map_or(0, |p| p.len() as u64)
     }
@@ -76,16 +129,25 @@ impl Overlay<'_> {
     }
 }
 
-impl AppendView for Overlay<'_> {
+impl AppendView for View<'_> {
     fn last_revision(&self, stream: &str) -> Result<Option<Revision>> {
-        let len =
-            self.committed_len(stream) + self.streams.get(stream).map_or(0, |p| p.len() as u64);
-        Ok(len.checked_sub(1).map(Revision))
+        let unsynced = self
+            .unsynced
+            .streams
+            .get(stream)
+            .map_or(0, |p| p.len() as u64);
+        Ok((self.committed_len(stream) + unsynced)
+            .checked_sub(1)
+            .map(Revision))
     }
 
     fn find_id(&self, id: &Uuid) -> Result<Option<EventLocation>> {
-        if let Some(location) = self.ids.get(id) {
-            return Ok(Some(location.clone()));
+        if let Some((stream, revision, position)) = self.unsynced.ids.get(id) {
+            return Ok(Some(EventLocation {
+                stream: stream.to_string(),
+                revision: Revision(*revision),
+                position: Position(*position),
+            }));
         }
         let Some(&position) = self.index.ids.get(id) else {
             return Ok(None);
@@ -102,6 +164,7 @@ impl AppendView for Overlay<'_> {
         if revision.get() >= committed {
             let i = (revision.get() - committed) as usize;
             return Ok(self
+                .unsynced
                 .streams
                 .get(stream)
                 .and_then(|p| p.get(i))
@@ -119,20 +182,70 @@ fn is_disk_full(e: &io::Error) -> bool {
     )
 }
 
+pub(crate) struct Writer {
+    shared: Arc<Shared>,
+    options: LogOptions,
+    requests: mpsc::Receiver<Request>,
+    sync: Arc<Sync>,
+    workers: Vec<JoinHandle<()>>,
+    file: Arc<dyn StorageFile>,
+    segment: u64,
+    /// End of everything written to the active segment, synced or not.
+    written: u64,
+    next_position: u64,
+    unsynced: Unsynced,
+    buffer: Vec<u8>,
+}
+
 impl Writer {
-    pub(crate) fn new(
+    /// Starts the sync workers and returns the writer, to be run on its own thread.
+    pub(crate) fn start(
         shared: Arc<Shared>,
         options: LogOptions,
         active: ActiveSegment,
         requests: mpsc::Receiver<Request>,
-    ) -> Self {
-        Writer {
+    ) -> Result<Self> {
+        let file = active.file.clone();
+        let segment = active.number;
+        let written = active.index.len;
+        let next_position = shared.index().next_position;
+        let sync = Arc::new(Sync {
+            shared: shared.clone(),
+            options: options.clone(),
+            state: Mutex::new(SyncState {
+                queue: VecDeque::new(),
+                written,
+                covered: written,
+                durable: written,
+                in_flight: 0,
+                closed: false,
+                active,
+            }),
+            work: Condvar::new(),
+            idle: Condvar::new(),
+        });
+        let mut workers = Vec::new();
+        for n in 0..options.fsyncs_in_flight_max {
+            let sync = sync.clone();
+            let worker = std::thread::Builder::new()
+                .name(format!("eventfold-sync-{n}"))
+                .spawn(move || sync.work())
+                .map_err(|e| Error::io("starting a sync worker thread", e))?;
+            workers.push(worker);
+        }
+        Ok(Writer {
             shared,
             options,
-            active,
             requests,
+            sync,
+            workers,
+            file,
+            segment,
+            written,
+            next_position,
+            unsynced: Unsynced::default(),
             buffer: Vec::new(),
-        }
+        })
     }
 
     pub(crate) fn run(mut self) {
@@ -150,6 +263,13 @@ impl Writer {
             }
             self.process(batch);
         }
+        // Let the sync workers make durable what was written, then stop them.
+        self.sync.close();
+        for worker in self.workers.drain(..) {
+            if worker.join().is_err() {
+                tracing::error!("a sync worker thread panicked");
+            }
+        }
     }
 
     fn process(&mut self, mut batch: VecDeque<Request>) {
@@ -160,32 +280,27 @@ impl Writer {
                 });
                 return;
             }
-            let (replies, pending, roll) = self.encode_batch(&mut batch);
-            let outcome = if self.buffer.is_empty() {
-                Ok(())
-            } else {
-                self.commit(pending)
-            };
-            match outcome {
-                Ok(()) => {
-                    let acked = replies.iter().filter(|(_, r)| r.is_ok()).count() as u64;
-                    self.shared
-                        .stats
-                        .appends
-                        .fetch_add(acked, Ordering::Relaxed);
-                    for (reply, result) in replies {
-                        let _ = reply.send(result);
-                    }
+            let (replies, events, roll) = self.encode_batch(&mut batch);
+            if let Err(error) = self.write() {
+                // Nothing of this batch exists: forget its events and positions.
+                self.unsynced
+                    .truncate(self.unsynced.events.len() - events.len());
+                self.next_position -= events.len() as u64;
+                for (reply, _) in replies {
+                    let _ = reply.send(Err(error.clone()));
                 }
-                Err(error) => {
-                    for (reply, _) in replies {
-                        let _ = reply.send(Err(error.clone()));
-                    }
-                    // The batch's later appends were decided against state that is not
-                    // on disk; refuse them too rather than decide them again.
-                    fail_all(batch, || error.clone());
-                    return;
-                }
+                // The batch's later appends were decided against what was just
+                // refused; refuse them too rather than decide them again.
+                fail_all(batch, || error.clone());
+                return;
+            }
+            if !replies.is_empty() {
+                self.sync.enqueue(Written {
+                    replies,
+                    events,
+                    end: self.written,
+                    bytes: self.buffer.len() as u64,
+                });
             }
             if roll && let Err(error) = self.roll() {
                 fail_all(batch, || error.clone());
@@ -202,21 +317,15 @@ impl Writer {
         self.buffer.clear();
         let shared = self.shared.clone();
         let index = shared.index();
-        let mut overlay = Overlay {
-            index: &index,
-            streams: HashMap::new(),
-            ids: HashMap::new(),
-            next_position: index.next_position,
-        };
+        self.unsynced.prune(index.next_position);
         let mut replies = Vec::new();
-        let mut pending = Vec::new();
-        let segment_len = self.active.index.len;
+        let mut events = Vec::new();
         let recorded_at = Utc::now().timestamp_micros();
         while let Some(request) = batch.front() {
-            let used = segment_len + self.buffer.len() as u64;
+            let used = self.written + self.buffer.len() as u64;
             if used + request.bytes > self.options.segment_bytes_max && used > SEGMENT_HEADER_BYTES
             {
-                return (replies, pending, true);
+                return (replies, events, true);
             }
             if !self.buffer.is_empty()
                 && self.buffer.len() as u64 + request.bytes > self.options.batch_bytes_max
@@ -226,7 +335,11 @@ impl Writer {
             let Some(request) = batch.pop_front() else {
                 break;
             };
-            match plan_append(&overlay, request.writes) {
+            let view = View {
+                index: &index,
+                unsynced: &self.unsynced,
+            };
+            match plan_append(&view, request.writes) {
                 Err(error) => {
                     let _ = request.reply.send(Err(error));
                 }
@@ -234,45 +347,44 @@ impl Writer {
                     replies.push((request.reply, Ok(results)))
                 }
                 Ok(AppendPlan::Write(planned)) => {
-                    let results = self.encode_writes(
-                        planned,
-                        &mut overlay,
-                        &mut pending,
-                        segment_len,
-                        recorded_at,
-                    );
+                    let first = events.len();
+                    let results = self.encode_writes(&index, planned, &mut events, recorded_at);
+                    for event in &events[first..] {
+                        self.unsynced.push(event);
+                    }
                     replies.push((request.reply, Ok(results)));
                 }
             }
         }
-        (replies, pending, false)
+        (replies, events, false)
     }
 
     fn encode_writes(
         &mut self,
+        index: &Index,
         planned: Vec<PlannedWrite>,
-        overlay: &mut Overlay<'_>,
-        pending: &mut Vec<Pending>,
-        segment_len: u64,
+        events: &mut Vec<Pending>,
         recorded_at_micros: i64,
     ) -> Vec<AppendResult> {
         let total: usize = planned.iter().map(|w| w.events.len()).sum();
         let mut written = 0;
         let mut results = Vec::with_capacity(planned.len());
         for write in planned {
-            let stream: Arc<str> = match overlay.index.streams.get_key_value(write.stream.as_str())
-            {
+            let stream: Arc<str> = match index.streams.get_key_value(write.stream.as_str()) {
                 Some((key, _)) => key.clone(),
-                None => Arc::from(write.stream.as_str()),
+                None => match self.unsynced.streams.get_key_value(write.stream.as_str()) {
+                    Some((key, _)) => key.clone(),
+                    None => Arc::from(write.stream.as_str()),
+                },
             };
             let first_revision = write.first_revision;
-            let mut position = overlay.next_position;
+            let mut position = self.next_position;
             for (i, event) in write.events.iter().enumerate() {
                 written += 1;
-                position = overlay.next_position;
-                overlay.next_position += 1;
+                position = self.next_position;
+                self.next_position += 1;
                 let revision = first_revision.get() + i as u64;
-                let offset = segment_len + self.buffer.len() as u64;
+                let offset = self.written + self.buffer.len() as u64;
                 encode(
                     &RecordParts {
                         position,
@@ -288,20 +400,7 @@ impl Writer {
                     },
                     &mut self.buffer,
                 );
-                overlay
-                    .streams
-                    .entry(stream.clone())
-                    .or_default()
-                    .push((event.id, position));
-                overlay.ids.insert(
-                    event.id,
-                    EventLocation {
-                        stream: write.stream.clone(),
-                        revision: Revision(revision),
-                        position: Position(position),
-                    },
-                );
-                pending.push(Pending {
+                events.push(Pending {
                     stream: stream.clone(),
                     revision,
                     position,
@@ -318,57 +417,180 @@ impl Writer {
         results
     }
 
-    /// Writes the buffer, makes it durable, and publishes its events.
-    fn commit(&mut self, pending: Vec<Pending>) -> Result<()> {
-        let offset = self.active.index.len;
-        let file = self.active.file.clone();
-        if let Err(e) = file.write_all_at(&self.buffer, offset) {
-            if is_disk_full(&e) {
-                // Undo the partial write so the segment ends at its last commit; the
-                // store stays usable once space is freed.
-                if let Err(undo) = file.set_len(offset) {
+    /// Writes the buffer at the end of the active segment (not yet durable).
+    fn write(&mut self) -> Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        match self.file.write_all_at(&self.buffer, self.written) {
+            Ok(()) => {
+                self.written += self.buffer.len() as u64;
+                Ok(())
+            }
+            Err(e) if is_disk_full(&e) => {
+                // Undo the partial write so the segment ends where the written batches
+                // end; the store stays usable once space is freed.
+                if let Err(undo) = self.file.set_len(self.written) {
                     self.shared
                         .poison(format!("could not undo a write on a full disk: {undo}"));
                 }
-                return Err(Error::StorageFull {
-                    context: format!("appending to segment {}", self.active.number),
-                });
+                Err(Error::StorageFull {
+                    context: format!("appending to segment {}", self.segment),
+                })
             }
-            let reason = format!("write to segment {} failed: {e}", self.active.number);
-            self.shared.poison(reason.clone());
-            return Err(Error::Poisoned { reason });
+            Err(e) => {
+                let reason = format!("write to segment {} failed: {e}", self.segment);
+                self.shared.poison(reason.clone());
+                Err(Error::Poisoned { reason })
+            }
         }
-        let sync_started = std::time::Instant::now();
-        let synced = file.sync_data();
-        let stats = &self.shared.stats;
-        stats
-            .sync_nanos
-            .fetch_add(sync_started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        if let Err(e) = synced {
-            // Never retried: after a failed fsync the kernel may have dropped the
-            // dirty pages, and a second fsync could report success for lost data.
-            let reason = format!("fsync of segment {} failed: {e}", self.active.number);
-            self.shared.poison(reason.clone());
-            return Err(Error::Poisoned { reason });
-        }
-        stats.commits.fetch_add(1, Ordering::Relaxed);
-        stats
-            .events
-            .fetch_add(pending.len() as u64, Ordering::Relaxed);
-        stats
-            .bytes
-            .fetch_add(self.buffer.len() as u64, Ordering::Relaxed);
-        self.publish(pending, offset + self.buffer.len() as u64);
-        Ok(())
     }
 
-    fn publish(&mut self, pending: Vec<Pending>, new_len: u64) {
+    /// Seals the active segment once everything written is durable, and continues in
+    /// the new segment.
+    fn roll(&mut self) -> Result<()> {
+        let (file, number) = self.sync.roll()?;
+        self.file = file;
+        self.segment = number;
+        self.written = SEGMENT_HEADER_BYTES;
+        Ok(())
+    }
+}
+
+/// A batch written to the active segment, ending at `end`, waiting to be durable.
+struct Written {
+    replies: Vec<Reply>,
+    events: Vec<Pending>,
+    end: u64,
+    bytes: u64,
+}
+
+/// The second stage: fsyncs, publishing, acknowledging; and sealing segments.
+struct Sync {
+    shared: Arc<Shared>,
+    options: LogOptions,
+    state: Mutex<SyncState>,
+    /// Signalled when something is written, or on close.
+    work: Condvar,
+    /// Signalled when batches are published or an fsync ends.
+    idle: Condvar,
+}
+
+/// Offsets are in the active segment; they start over when it is sealed, which only
+/// happens when nothing is queued or in flight.
+struct SyncState {
+    /// Written batches not yet published, in order.
+    queue: VecDeque<Written>,
+    /// End of everything written.
+    written: u64,
+    /// End of what the fsyncs started so far cover.
+    covered: u64,
+    /// End of what a returned fsync made durable.
+    durable: u64,
+    in_flight: usize,
+    closed: bool,
+    active: ActiveSegment,
+}
+
+impl Sync {
+    fn state(&self) -> MutexGuard<'_, SyncState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn enqueue(&self, batch: Written) {
+        let mut state = self.state();
+        state.written = state.written.max(batch.end);
+        state.queue.push_back(batch);
+        // A batch of re-sends only (no bytes) may be answerable right away.
+        self.publish_ready(&mut state);
+        drop(state);
+        self.work.notify_one();
+    }
+
+    fn close(&self) {
+        self.state().closed = true;
+        self.work.notify_all();
+    }
+
+    /// A sync worker: fsync whatever is written and not yet covered, then publish.
+    fn work(&self) {
+        let mut state = self.state();
+        loop {
+            if state.written > state.covered {
+                let target = state.written;
+                state.covered = target;
+                state.in_flight += 1;
+                let file = state.active.file.clone();
+                let number = state.active.number;
+                drop(state);
+                let started = std::time::Instant::now();
+                let synced = file.sync_data();
+                let stats = &self.shared.stats;
+                stats
+                    .sync_nanos
+                    .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                stats.commits.fetch_add(1, Ordering::Relaxed);
+                state = self.state();
+                state.in_flight -= 1;
+                match synced {
+                    Ok(()) => state.durable = state.durable.max(target),
+                    Err(e) => {
+                        // Never retried: after a failed fsync the kernel may have dropped
+                        // the dirty pages, and a later fsync could report success for
+                        // lost data. Nothing unpublished is acknowledged from now on.
+                        self.shared
+                            .poison(format!("fsync of segment {number} failed: {e}"));
+                    }
+                }
+                self.publish_ready(&mut state);
+                self.idle.notify_all();
+            } else if state.closed {
+                return;
+            } else {
+                state = self.work.wait(state).unwrap_or_else(|p| p.into_inner());
+            }
+        }
+    }
+
+    /// Publishes and acknowledges, in order, the queued batches that are durable; fails
+    /// them all once the store is poisoned.
+    fn publish_ready(&self, state: &mut SyncState) {
+        if let Some(reason) = self.shared.poisoned() {
+            for batch in state.queue.drain(..) {
+                for (reply, _) in batch.replies {
+                    let _ = reply.send(Err(Error::Poisoned {
+                        reason: reason.clone(),
+                    }));
+                }
+            }
+            return;
+        }
+        let stats = &self.shared.stats;
+        while state.queue.front().is_some_and(|b| b.end <= state.durable) {
+            let Some(batch) = state.queue.pop_front() else {
+                break;
+            };
+            stats
+                .events
+                .fetch_add(batch.events.len() as u64, Ordering::Relaxed);
+            stats.bytes.fetch_add(batch.bytes, Ordering::Relaxed);
+            self.publish(&mut state.active, &batch.events, batch.end);
+            let mut appends = 0;
+            for (reply, result) in batch.replies {
+                appends += u64::from(result.is_ok());
+                let _ = reply.send(result);
+            }
+            stats.appends.fetch_add(appends, Ordering::Relaxed);
+        }
+    }
+
+    fn publish(&self, active: &mut ActiveSegment, events: &[Pending], end: u64) {
         let mut index = self.shared.index.write().unwrap_or_else(|p| p.into_inner());
         let index = &mut *index;
         let Some(segment) = index.segments.last_mut() else {
             unreachable!("the index always holds the active segment");
         };
-        for event in &pending {
+        for event in events {
             segment.offsets.push(event.offset);
             match index.streams.get_mut(&event.stream) {
                 Some(positions) => positions.push(event.position),
@@ -382,41 +604,46 @@ impl Writer {
             if let Some((_, ids)) = index.id_segments.back_mut() {
                 ids.push(event.id);
             }
-            let next = self.active.stream_numbers.len() as u32;
-            let stream = *self
-                .active
+            let next = active.stream_numbers.len() as u32;
+            let stream = *active
                 .stream_numbers
                 .entry(event.stream.clone())
                 .or_insert_with_key(|name| {
-                    self.active.index.streams.push(name.clone());
+                    active.index.streams.push(name.clone());
                     next
                 });
-            self.active.index.entries.push(IndexEntry {
+            active.index.entries.push(IndexEntry {
                 offset: event.offset,
                 stream,
                 revision: event.revision,
                 id: event.id,
             });
         }
-        segment.len = new_len;
-        index.next_position += pending.len() as u64;
-        self.active.index.len = new_len;
+        segment.len = end.max(segment.len);
+        index.next_position += events.len() as u64;
+        active.index.len = segment.len;
     }
 
-    /// Seals the active segment (writes its index file) and starts the next one.
-    fn roll(&mut self) -> Result<()> {
-        let shared = self.shared.clone();
-        let storage = shared.storage.as_ref();
-        let dir = &shared.segments_dir;
-        let result =
-            write_index(storage, dir, self.active.number, &self.active.index).and_then(|()| {
-                create_segment(
-                    storage,
-                    dir,
-                    self.active.number + 1,
-                    self.active.index.first_position + self.active.index.entries.len() as u64,
-                )
-            });
+    /// Waits until everything written is durable and published, then seals the active
+    /// segment (writes its index file) and starts the next one.
+    fn roll(&self) -> Result<(Arc<dyn StorageFile>, u64)> {
+        let mut state = self.state();
+        while !state.queue.is_empty() || state.in_flight > 0 || state.written > state.durable {
+            if self.shared.poisoned().is_some() && state.in_flight == 0 {
+                break;
+            }
+            self.work.notify_one();
+            state = self.idle.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+        if let Some(reason) = self.shared.poisoned() {
+            return Err(Error::Poisoned { reason });
+        }
+        let storage = self.shared.storage.as_ref();
+        let dir = &self.shared.segments_dir;
+        let active = &state.active;
+        let first_position = active.index.first_position + active.index.entries.len() as u64;
+        let result = write_index(storage, dir, active.number, &active.index)
+            .and_then(|()| create_segment(storage, dir, active.number + 1, first_position));
         let next = match result {
             Ok(next) => next,
             Err(Error::Io { context, source }) if is_disk_full(&source) => {
@@ -428,19 +655,23 @@ impl Writer {
             }
         };
         let mut index = self.shared.index.write().unwrap_or_else(|p| p.into_inner());
-        index.segments.push(crate::index::SegmentState {
+        index.segments.push(SegmentState {
             number: next.number,
             name: format!("{:010}.seg", next.number),
             file: next.file.clone(),
-            first_position: next.index.first_position,
+            first_position,
             offsets: Vec::new(),
             len: next.index.len,
         });
         index.id_segments.push_back((next.number, Vec::new()));
         index.trim_id_window(self.options.id_window_segments + 1);
         drop(index);
-        self.active = next;
-        Ok(())
+        let answer = (next.file.clone(), next.number);
+        state.written = next.index.len;
+        state.covered = next.index.len;
+        state.durable = next.index.len;
+        state.active = next;
+        Ok(answer)
     }
 }
 
