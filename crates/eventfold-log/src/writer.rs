@@ -295,12 +295,14 @@ impl Writer {
                 return;
             }
             if !replies.is_empty() {
-                self.sync.enqueue(Written {
+                let idle = batch.is_empty() && self.requests.is_empty();
+                let written = Written {
                     replies,
                     events,
                     end: self.written,
                     bytes: self.buffer.len() as u64,
-                });
+                };
+                self.sync.enqueue(written, idle);
             }
             if roll && let Err(error) = self.roll() {
                 fail_all(batch, || error.clone());
@@ -497,14 +499,21 @@ impl Sync {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn enqueue(&self, batch: Written) {
+    /// Queues a written batch. With `inline`, when no fsync is in flight, the calling
+    /// thread syncs it itself: under light load that saves handing the batch to a
+    /// sync worker and waking it, which costs a good part of one fsync on small VMs.
+    fn enqueue(&self, batch: Written, inline: bool) {
         let mut state = self.state();
         state.written = state.written.max(batch.end);
         state.queue.push_back(batch);
         // A batch of re-sends only (no bytes) may be answerable right away.
         self.publish_ready(&mut state);
-        drop(state);
-        self.work.notify_one();
+        if inline && state.in_flight == 0 && state.written > state.covered {
+            drop(self.sync_written(state));
+        } else {
+            drop(state);
+            self.work.notify_one();
+        }
     }
 
     fn close(&self) {
@@ -517,39 +526,49 @@ impl Sync {
         let mut state = self.state();
         loop {
             if state.written > state.covered {
-                let target = state.written;
-                state.covered = target;
-                state.in_flight += 1;
-                let file = state.active.file.clone();
-                let number = state.active.number;
-                drop(state);
-                let started = std::time::Instant::now();
-                let synced = file.sync_data();
-                let stats = &self.shared.stats;
-                stats
-                    .sync_nanos
-                    .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-                stats.commits.fetch_add(1, Ordering::Relaxed);
-                state = self.state();
-                state.in_flight -= 1;
-                match synced {
-                    Ok(()) => state.durable = state.durable.max(target),
-                    Err(e) => {
-                        // Never retried: after a failed fsync the kernel may have dropped
-                        // the dirty pages, and a later fsync could report success for
-                        // lost data. Nothing unpublished is acknowledged from now on.
-                        self.shared
-                            .poison(format!("fsync of segment {number} failed: {e}"));
-                    }
-                }
-                self.publish_ready(&mut state);
-                self.idle.notify_all();
+                state = self.sync_written(state);
             } else if state.closed {
                 return;
             } else {
                 state = self.work.wait(state).unwrap_or_else(|p| p.into_inner());
             }
         }
+    }
+
+    /// Runs one fsync covering everything written so far, then publishes what it made
+    /// durable. Takes and returns the state lock, which is released during the fsync.
+    fn sync_written<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, SyncState>,
+    ) -> MutexGuard<'a, SyncState> {
+        let target = state.written;
+        state.covered = target;
+        state.in_flight += 1;
+        let file = state.active.file.clone();
+        let number = state.active.number;
+        drop(state);
+        let started = std::time::Instant::now();
+        let synced = file.sync_data();
+        let stats = &self.shared.stats;
+        stats
+            .sync_nanos
+            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        stats.commits.fetch_add(1, Ordering::Relaxed);
+        let mut state = self.state();
+        state.in_flight -= 1;
+        match synced {
+            Ok(()) => state.durable = state.durable.max(target),
+            Err(e) => {
+                // Never retried: after a failed fsync the kernel may have dropped the
+                // dirty pages, and a later fsync could report success for lost data.
+                // Nothing unpublished is acknowledged from now on.
+                self.shared
+                    .poison(format!("fsync of segment {number} failed: {e}"));
+            }
+        }
+        self.publish_ready(&mut state);
+        self.idle.notify_all();
+        state
     }
 
     /// Publishes and acknowledges, in order, the queued batches that are durable; fails
