@@ -11,7 +11,7 @@
 //! file system's journal serve them together). See "Transactions and the commit
 //! protocol" in `docs/log-format.md`.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -24,11 +24,11 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::index::{FastMap, Index, SegmentState, read_events};
-use crate::io::StorageFile;
+use crate::io::{OpenMode, Storage, StorageFile};
 use crate::options::LogOptions;
 use crate::record::{RecordParts, encode};
 use crate::recovery::{ActiveSegment, create_segment, write_index};
-use crate::segment::{IndexEntry, SEGMENT_HEADER_BYTES};
+use crate::segment::{IndexEntry, SEGMENT_HEADER_BYTES, index_path, segment_path};
 use crate::store::Shared;
 
 /// An append waiting for the writer.
@@ -209,6 +209,7 @@ impl Writer {
         let segment = active.number;
         let written = active.index.len;
         let next_position = shared.index().next_position;
+        let sync_files = open_sync_files(&shared, active.number, options.fsyncs_in_flight_max + 1)?;
         let sync = Arc::new(Sync {
             shared: shared.clone(),
             options: options.clone(),
@@ -218,8 +219,12 @@ impl Writer {
                 covered: written,
                 durable: written,
                 in_flight: 0,
+                next_sync: 0,
+                reported: 0,
+                finished: BTreeMap::new(),
                 closed: false,
                 active,
+                sync_files,
             }),
             work: Condvar::new(),
             idle: Condvar::new(),
@@ -229,7 +234,7 @@ impl Writer {
             let sync = sync.clone();
             let worker = std::thread::Builder::new()
                 .name(format!("eventfold-sync-{n}"))
-                .spawn(move || sync.work())
+                .spawn(move || sync.work(n))
                 .map_err(|e| Error::io("starting a sync worker thread", e))?;
             workers.push(worker);
         }
@@ -282,6 +287,8 @@ impl Writer {
             }
             let (replies, events, roll) = self.encode_batch(&mut batch);
             if let Err(error) = self.write() {
+                // A poisoned store syncs nothing more: fail what waits for a sync.
+                self.sync.fail_if_poisoned();
                 // Nothing of this batch exists: forget its events and positions.
                 self.unsynced
                     .truncate(self.unsynced.events.len() - events.len());
@@ -424,6 +431,9 @@ impl Writer {
         if self.buffer.is_empty() {
             return Ok(());
         }
+        if let Some(reason) = self.shared.poisoned() {
+            return Err(Error::Poisoned { reason });
+        }
         match self.file.write_all_at(&self.buffer, self.written) {
             Ok(()) => {
                 self.written += self.buffer.len() as u64;
@@ -432,7 +442,12 @@ impl Writer {
             Err(e) if is_disk_full(&e) => {
                 // Undo the partial write so the segment ends where the written batches
                 // end; the store stays usable once space is freed.
-                if let Err(undo) = self.file.set_len(self.written) {
+                // Synced, so that a power loss cannot bring the refused batch back.
+                let undone = self
+                    .file
+                    .set_len(self.written)
+                    .and_then(|()| self.file.sync_data());
+                if let Err(undo) = undone {
                     self.shared
                         .poison(format!("could not undo a write on a full disk: {undo}"));
                 }
@@ -456,6 +471,14 @@ impl Writer {
         self.segment = number;
         self.written = SEGMENT_HEADER_BYTES;
         Ok(())
+    }
+}
+
+impl Drop for Writer {
+    /// Also when the writer thread panics: the sync workers finish and stop, so no
+    /// append waits for ever.
+    fn drop(&mut self) {
+        self.sync.close();
     }
 }
 
@@ -490,8 +513,19 @@ struct SyncState {
     /// End of what a returned fsync made durable.
     durable: u64,
     in_flight: usize,
+    /// Sequence number the next fsync gets.
+    next_sync: u64,
+    /// Every fsync numbered below this has reported, and its result was applied.
+    reported: u64,
+    /// Results of fsyncs that returned before an earlier one: (target, error).
+    finished: BTreeMap<u64, (u64, Option<String>)>,
     closed: bool,
     active: ActiveSegment,
+    /// One descriptor of the active segment per sync slot (each worker, and the
+    /// writer's inline syncs). Linux reports a writeback error to every open file
+    /// description once, but to only one of several fsyncs sharing a descriptor: with
+    /// one each, every fsync whose data was lost sees the error.
+    sync_files: Vec<Arc<dyn StorageFile>>,
 }
 
 impl Sync {
@@ -509,10 +543,20 @@ impl Sync {
         // A batch of re-sends only (no bytes) may be answerable right away.
         self.publish_ready(&mut state);
         if inline && state.in_flight == 0 && state.written > state.covered {
-            drop(self.sync_written(state));
+            let slot = self.options.fsyncs_in_flight_max;
+            drop(self.sync_written(state, slot));
         } else {
             drop(state);
             self.work.notify_one();
+        }
+    }
+
+    /// Answers every queued batch with the poisoning error, once the store is poisoned.
+    fn fail_if_poisoned(&self) {
+        let mut state = self.state();
+        if self.shared.poisoned().is_some() {
+            self.publish_ready(&mut state);
+            self.idle.notify_all();
         }
     }
 
@@ -522,11 +566,13 @@ impl Sync {
     }
 
     /// A sync worker: fsync whatever is written and not yet covered, then publish.
-    fn work(&self) {
+    fn work(&self, slot: usize) {
         let mut state = self.state();
         loop {
-            if state.written > state.covered {
-                state = self.sync_written(state);
+            // After a failure nothing more is synced: no retry that could succeed
+            // over lost data.
+            if state.written > state.covered && self.shared.poisoned().is_none() {
+                state = self.sync_written(state, slot);
             } else if state.closed {
                 return;
             } else {
@@ -540,11 +586,14 @@ impl Sync {
     fn sync_written<'a>(
         &'a self,
         mut state: MutexGuard<'a, SyncState>,
+        slot: usize,
     ) -> MutexGuard<'a, SyncState> {
         let target = state.written;
         state.covered = target;
         state.in_flight += 1;
-        let file = state.active.file.clone();
+        let sequence = state.next_sync;
+        state.next_sync += 1;
+        let file = state.sync_files[slot].clone();
         let number = state.active.number;
         drop(state);
         let started = std::time::Instant::now();
@@ -556,14 +605,24 @@ impl Sync {
         stats.commits.fetch_add(1, Ordering::Relaxed);
         let mut state = self.state();
         state.in_flight -= 1;
-        match synced {
-            Ok(()) => state.durable = state.durable.max(target),
-            Err(e) => {
+        let error = synced
+            .err()
+            .map(|e| format!("fsync of segment {number} failed: {e}"));
+        state.finished.insert(sequence, (target, error));
+        // Results count in the order the fsyncs started: a later fsync's success must
+        // not publish anything before an earlier one has reported.
+        loop {
+            let next = state.reported;
+            let Some((target, error)) = state.finished.remove(&next) else {
+                break;
+            };
+            state.reported += 1;
+            match error {
+                None => state.durable = state.durable.max(target),
                 // Never retried: after a failed fsync the kernel may have dropped the
                 // dirty pages, and a later fsync could report success for lost data.
                 // Nothing unpublished is acknowledged from now on.
-                self.shared
-                    .poison(format!("fsync of segment {number} failed: {e}"));
+                Some(reason) => self.shared.poison(reason),
             }
         }
         self.publish_ready(&mut state);
@@ -660,17 +719,34 @@ impl Sync {
         let storage = self.shared.storage.as_ref();
         let dir = &self.shared.segments_dir;
         let active = &state.active;
+        let number = active.number;
         let first_position = active.index.first_position + active.index.entries.len() as u64;
-        let result = write_index(storage, dir, active.number, &active.index)
-            .and_then(|()| create_segment(storage, dir, active.number + 1, first_position));
-        let next = match result {
+        let result = write_index(storage, dir, number, &active.index)
+            .and_then(|()| create_segment(storage, dir, number + 1, first_position))
+            .and_then(|next| {
+                let count = self.options.fsyncs_in_flight_max + 1;
+                let files = open_sync_files(&self.shared, next.number, count)?;
+                Ok((next, files))
+            });
+        let (next, sync_files) = match result {
             Ok(next) => next,
-            Err(Error::Io { context, source }) if is_disk_full(&source) => {
-                return Err(Error::StorageFull { context });
-            }
             Err(error) => {
-                self.shared.poison(error.to_string());
-                return Err(error);
+                // Undo the half-done seal, so the segment stays the active one and no
+                // batch is ever written to a segment whose index file exists.
+                let undo = undo_roll(storage, dir, number);
+                return Err(match (error, undo) {
+                    (Error::Io { context, source }, Ok(())) if is_disk_full(&source) => {
+                        Error::StorageFull { context }
+                    }
+                    (error, undo) => {
+                        let reason = match undo {
+                            Ok(()) => error.to_string(),
+                            Err(undo) => format!("{error}; undoing the seal failed too: {undo}"),
+                        };
+                        self.shared.poison(reason);
+                        error
+                    }
+                });
             }
         };
         let mut index = self.shared.index.write().unwrap_or_else(|p| p.into_inner());
@@ -690,8 +766,41 @@ impl Sync {
         state.covered = next.index.len;
         state.durable = next.index.len;
         state.active = next;
+        state.sync_files = sync_files;
         Ok(answer)
     }
+}
+
+/// Opens `count` descriptors of segment `number` for fsyncs (see `sync_files`).
+fn open_sync_files(
+    shared: &Shared,
+    number: u64,
+    count: usize,
+) -> Result<Vec<Arc<dyn StorageFile>>> {
+    let path = segment_path(&shared.segments_dir, number);
+    (0..count)
+        .map(|_| {
+            shared
+                .storage
+                .open(&path, OpenMode::ReadWrite)
+                .map_err(|e| Error::io(format!("opening {}", path.display()), e))
+        })
+        .collect()
+}
+
+/// Removes what a failed seal of segment `number` left: the next segment's file and
+/// this segment's index file, then syncs the directory.
+fn undo_roll(storage: &dyn Storage, dir: &std::path::Path, number: u64) -> Result<()> {
+    for path in [segment_path(dir, number + 1), index_path(dir, number)] {
+        match storage.remove(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(format!("removing {}", path.display()), e)),
+        }
+    }
+    storage
+        .sync_dir(dir)
+        .map_err(|e| Error::io(format!("syncing {}", dir.display()), e))
 }
 
 fn fail_all(batch: VecDeque<Request>, error: impl Fn() -> Error) {
