@@ -91,8 +91,43 @@ pub fn run(args: Args, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Exit
     let event = bench_event();
     let record_bytes = EVENT_DATA_BYTES as f64;
 
-    // Single-event appends first, right after the disk baseline, so that both meet
-    // the disk in the same state (the batch phases leave it busy for a while).
+    // One writer, one event per append, against the raw fsync rate measured in
+    // interleaved slices of the same length: the disk's speed drifts within a run, and
+    // both sides must meet the disk in the same moments.
+    let slices = 5;
+    let slice = duration.div_f64(f64::from(slices));
+    let before = store.stats();
+    let (mut appends, mut elapsed, mut raw_rates) = (0u64, Duration::ZERO, Vec::new());
+    for _ in 0..slices {
+        raw_rates.push(raw_fsync_rate(&root, slice)?);
+        let (n, t) = runtime.block_on(single_writer(&store, slice, &event))?;
+        appends += n;
+        elapsed += t;
+    }
+    let interleaved_fsync_rate = raw_rates.iter().sum::<f64>() / raw_rates.len() as f64;
+    let stats = store.stats();
+    progress(
+        &args,
+        &format!(
+            "single writer: {:.0} µs per fsync, {:.0} µs per append; raw fsync rate in the interleaved slices {interleaved_fsync_rate:.0}/s",
+            (stats.sync_nanos - before.sync_nanos) as f64
+                / (stats.commits - before.commits) as f64
+                / 1000.0,
+            elapsed.as_secs_f64() * 1e6 / appends as f64
+        ),
+    );
+    let rate = appends as f64 / elapsed.as_secs_f64();
+    figures.push(Figure {
+        name: "1 writer, 1 event per append".into(),
+        value: rate,
+        unit: "appends/s",
+        ratio: rate / interleaved_fsync_rate,
+        ratio_of: "appends/s ÷ raw fsyncs/s measured in interleaved slices",
+        target: "≥ 0.8 × raw fsync rate".into(),
+        met: Some(rate >= 0.8 * interleaved_fsync_rate),
+    });
+    progress(&args, &format!("single writer: {rate:.0} appends/s"));
+
     let before = store.stats();
     let started = Instant::now();
     let events = runtime.block_on(concurrent_singles(
@@ -122,31 +157,6 @@ pub fn run(args: Args, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Exit
         met: Some(rate >= 200_000.0),
     });
     progress(&args, &format!("64 concurrent writers: {rate:.0} events/s"));
-
-    let before = store.stats();
-    let (appends, elapsed) = runtime.block_on(single_writer(&store, duration, &event))?;
-    let stats = store.stats();
-    progress(
-        &args,
-        &format!(
-            "single writer: {:.0} µs per fsync, {:.0} µs per append",
-            (stats.sync_nanos - before.sync_nanos) as f64
-                / (stats.commits - before.commits) as f64
-                / 1000.0,
-            elapsed.as_secs_f64() * 1e6 / appends as f64
-        ),
-    );
-    let rate = appends as f64 / elapsed.as_secs_f64();
-    figures.push(Figure {
-        name: "1 writer, 1 event per append".into(),
-        value: rate,
-        unit: "appends/s",
-        ratio: rate / fsync_rate,
-        ratio_of: "appends/s ÷ raw fsyncs/s",
-        target: "≥ 0.8 × raw fsync rate".into(),
-        met: Some(rate >= 0.8 * fsync_rate),
-    });
-    progress(&args, &format!("single writer: {rate:.0} appends/s"));
 
     for writers in [1u64, 4] {
         let started = Instant::now();
