@@ -121,28 +121,14 @@ impl EventStore for InMemoryStore {
             .ok_or_else(|| Error::StreamNotFound {
                 stream: stream.to_string(),
             })?;
-        let limit = usize::try_from(options.limit).unwrap_or(usize::MAX);
-        let events = match options.direction {
-            Direction::Forward => {
-                let from = options.from.map_or(0, |r| r.0 as usize);
-                indexes
-                    .iter()
-                    .skip(from)
-                    .take(limit)
-                    .map(|&i| state.log[i].clone())
-                    .collect()
-            }
-            Direction::Backward => {
-                let last = indexes.len() - 1;
-                let from = options.from.map_or(last, |r| (r.0 as usize).min(last));
-                indexes[..=from]
-                    .iter()
-                    .rev()
-                    .take(limit)
-                    .map(|&i| state.log[i].clone())
-                    .collect()
-            }
-        };
+        let range = options.revisions(indexes.len() as u64);
+        let mut events: Vec<RecordedEvent> = indexes[range.start as usize..range.end as usize]
+            .iter()
+            .map(|&i| state.log[i].clone())
+            .collect();
+        if options.direction == Direction::Backward {
+            events.reverse();
+        }
         Ok(events)
     }
 

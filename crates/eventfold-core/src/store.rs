@@ -102,6 +102,34 @@ impl ReadStream {
         self.limit = limit;
         self
     }
+
+    /// The revisions this read returns from a stream of `len` events, as the half-open
+    /// range `from..to` in ascending order (a backward read returns it reversed).
+    /// Forward from past the end is empty; backward from past the end starts at the
+    /// last event. Every backend uses this, so all agree.
+    ///
+    /// ```
+    /// use eventfold_core::{ReadStream, Revision};
+    /// assert_eq!(ReadStream::forward().from(Revision(3)).limit(10).revisions(5), 3..5);
+    /// assert_eq!(ReadStream::backward().limit(2).revisions(5), 3..5);
+    /// assert_eq!(ReadStream::backward().from(Revision(9)).revisions(5), 0..5);
+    /// assert_eq!(ReadStream::forward().from(Revision(9)).revisions(5), 5..5);
+    /// ```
+    pub fn revisions(&self, len: u64) -> std::ops::Range<u64> {
+        if len == 0 {
+            return 0..0;
+        }
+        match self.direction {
+            Direction::Forward => {
+                let from = self.from.map_or(0, Revision::get).min(len);
+                from..from.saturating_add(self.limit).min(len)
+            }
+            Direction::Backward => {
+                let last = self.from.map_or(len - 1, |r| r.get().min(len - 1));
+                (last + 1).saturating_sub(self.limit)..last + 1
+            }
+        }
+    }
 }
 
 /// Which events of `$all` to return. Every criterion that is set must match.

@@ -287,21 +287,8 @@ fn read_stream(shared: &Shared, stream: &str, options: ReadStream) -> Result<Vec
             .ok_or_else(|| Error::StreamNotFound {
                 stream: stream.to_string(),
             })?;
-        let len = positions.len() as u64;
-        let (from, to) = match options.direction {
-            Direction::Forward => {
-                let from = options.from.map_or(0, Revision::get).min(len);
-                (from, from.saturating_add(options.limit).min(len))
-            }
-            Direction::Backward => {
-                let last = options.from.map_or(len - 1, |r| r.get().min(len - 1));
-                (
-                    last.saturating_add(1).saturating_sub(options.limit),
-                    last + 1,
-                )
-            }
-        };
-        positions[from as usize..to as usize]
+        let range = options.revisions(positions.len() as u64);
+        positions[range.start as usize..range.end as usize]
             .iter()
             .filter_map(|&p| index.locate(p))
             .collect()
