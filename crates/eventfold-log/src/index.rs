@@ -75,28 +75,23 @@ impl Index {
                 ),
             });
         }
-        // Resolve each stream name once per segment, not once per event.
-        let mut slots: Vec<Arc<str>> = Vec::with_capacity(segment.streams.len());
-        for stream in &segment.streams {
-            let key = match self.streams.get_key_value(stream.as_ref()) {
-                Some((k, _)) => k.clone(),
-                None => {
-                    self.streams.insert(stream.clone(), Vec::new());
-                    stream.clone()
-                }
-            };
-            slots.push(key);
-        }
-        let mut positions: Vec<Vec<u64>> = slots
+        // Take each stream's positions out of the map once per segment, not once per
+        // event; they go back below, also when the segment turns out to be damaged.
+        let mut positions: Vec<(Arc<str>, Vec<u64>)> = segment
+            .streams
             .iter()
-            .map(|k| std::mem::take(self.streams.get_mut(k).expect("inserted above")))
+            .map(|name| {
+                self.streams
+                    .remove_entry(name.as_ref())
+                    .unwrap_or_else(|| (name.clone(), Vec::new()))
+            })
             .collect();
         let mut offsets = Vec::with_capacity(segment.entries.len());
         let mut ids = Vec::new();
         let mut result = Ok(());
         for (i, entry) in segment.entries.iter().enumerate() {
             let position = segment.first_position + i as u64;
-            let list = &mut positions[entry.stream as usize];
+            let list = &mut positions[entry.stream as usize].1;
             if entry.revision != list.len() as u64 {
                 result = Err(Error::Corrupted {
                     file: name.clone(),
@@ -117,8 +112,10 @@ impl Index {
                 ids.push(entry.id);
             }
         }
-        for (key, list) in slots.iter().zip(positions) {
-            *self.streams.get_mut(key).expect("inserted above") = list;
+        for (key, list) in positions {
+            if !list.is_empty() {
+                self.streams.insert(key, list);
+            }
         }
         result?;
         if keep_ids {
