@@ -190,11 +190,15 @@ macro_rules! conformance_tests {
             read_all_filters_by_category,
             read_all_filters_by_event_types,
             read_all_combined_filters,
-            read_all_next_advances_past_skipped_events;
+            read_all_next_advances_past_skipped_events,
+            subscription_resumes_after_its_checkpoint,
+            subscription_filters_by_category_and_event_type;
             @shared
             concurrent_appends_to_one_stream_with_retries_are_serialized,
             concurrent_appends_to_distinct_streams_are_all_stored,
-            concurrent_multi_stream_appends_stay_atomic
+            concurrent_multi_stream_appends_stay_atomic,
+            subscription_catches_up_then_goes_live_without_gap_or_duplicate,
+            stream_subscription_follows_one_stream_live
         }
     };
     (@cases $factory:expr; $($case:ident),+; @shared $($shared:ident),+) => {
@@ -226,6 +230,7 @@ mod tests {
             include_str!("cases/multi_stream.rs"),
             include_str!("cases/read_all.rs"),
             include_str!("cases/read_stream.rs"),
+            include_str!("cases/subscription.rs"),
         ];
         let lib = include_str!("lib.rs");
         let macro_text = &lib[lib

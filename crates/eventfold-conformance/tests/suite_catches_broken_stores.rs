@@ -128,6 +128,10 @@ impl EventStore for Faulty {
     async fn head_position(&self) -> Result<Option<Position>> {
         self.inner.head_position().await
     }
+
+    async fn wait_for(&self, position: Position) -> Result<()> {
+        self.inner.wait_for(position).await
+    }
 }
 
 /// Runs `case` against a store with `fault`.

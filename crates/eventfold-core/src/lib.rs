@@ -26,13 +26,15 @@ mod memory;
 pub mod plan;
 mod store;
 mod stream;
+mod subscription;
 
 pub use error::{Error, Result};
 pub use event::{CAUSATION_ID_KEY, CORRELATION_ID_KEY, EventData, RecordedEvent};
-pub use memory::InMemoryStore;
+pub use memory::{InMemoryStore, wait_for_head};
 pub use store::{
     AllFilter, AllSlice, AppendResult, Direction, EventStore, ReadAll, ReadStream, StreamWrite,
 };
 pub use stream::{
     ExpectedVersion, Position, Revision, STREAM_NAME_BYTES_MAX, category_of, validate_stream_name,
 };
+pub use subscription::Subscription;

@@ -17,9 +17,20 @@ use crate::store::{
 use crate::stream::{Position, Revision};
 
 /// An event store held in memory, with the same semantics as the durable backends.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct InMemoryStore {
     state: Mutex<State>,
+    /// The position the next event gets, for subscriptions waiting at the end.
+    head: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for InMemoryStore {
+    fn default() -> Self {
+        InMemoryStore {
+            state: Mutex::default(),
+            head: tokio::sync::watch::Sender::new(0),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -55,6 +66,19 @@ impl AppendView for State {
             .and_then(|events| events.get(revision.0 as usize))
             .map(|&i| (self.log[i].id, self.log[i].position)))
     }
+}
+
+/// Waits until `head` (the position the next event gets) has passed `position`. Shared
+/// by the backends that publish their head through a watch channel.
+pub async fn wait_for_head(
+    head: &tokio::sync::watch::Sender<u64>,
+    position: Position,
+) -> Result<()> {
+    head.subscribe()
+        .wait_for(|&next| next > position.get())
+        .await
+        .map(|_| ())
+        .map_err(|_| Error::Closed)
 }
 
 impl InMemoryStore {
@@ -110,6 +134,7 @@ impl EventStore for InMemoryStore {
                 position: Position(state.log.len() as u64 - 1),
             });
         }
+        self.head.send_replace(state.log.len() as u64);
         Ok(results)
     }
 
@@ -157,5 +182,9 @@ impl EventStore for InMemoryStore {
     async fn head_position(&self) -> Result<Option<Position>> {
         let len = self.state().log.len() as u64;
         Ok(len.checked_sub(1).map(Position))
+    }
+
+    async fn wait_for(&self, position: Position) -> Result<()> {
+        wait_for_head(&self.head, position).await
     }
 }

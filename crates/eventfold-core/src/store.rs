@@ -245,4 +245,8 @@ pub trait EventStore: Send + Sync {
 
     /// The position of the last committed event, or `None` for an empty store.
     async fn head_position(&self) -> Result<Option<Position>>;
+
+    /// Completes once the committed log holds an event at `position` (at once if it
+    /// already does). Subscriptions wait on it when they have read everything.
+    async fn wait_for(&self, position: Position) -> Result<()>;
 }

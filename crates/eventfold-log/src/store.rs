@@ -27,6 +27,8 @@ pub(crate) struct Shared {
     /// Set when a write or fsync failed: the store accepts no more writes.
     pub poisoned: Mutex<Option<String>>,
     pub stats: Counters,
+    /// The position the next event gets, sent after every publish.
+    pub head: tokio::sync::watch::Sender<u64>,
 }
 
 /// Counters kept by the writer.
@@ -133,12 +135,14 @@ impl LogStore {
             }
         })?;
         let recovered = recover(storage.as_ref(), dir, &options)?;
+        let head = tokio::sync::watch::Sender::new(recovered.index.next_position);
         let shared = Arc::new(Shared {
             storage,
             segments_dir: recovered.segments_dir.clone(),
             index: RwLock::new(recovered.index),
             poisoned: Mutex::new(None),
             stats: Counters::default(),
+            head,
         });
         let (tx, rx) = mpsc::channel(options.queue_appends_max);
         let writer = Writer::start(shared.clone(), options.clone(), recovered.active, rx)?;
@@ -388,6 +392,10 @@ impl EventStore for LogStore {
             .next_position
             .checked_sub(1)
             .map(Position))
+    }
+
+    async fn wait_for(&self, position: Position) -> Result<()> {
+        eventfold_core::wait_for_head(&self.shared.head, position).await
     }
 }
 

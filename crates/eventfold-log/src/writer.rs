@@ -700,6 +700,7 @@ impl Sync {
         segment.len = end.max(segment.len);
         index.next_position += events.len() as u64;
         active.index.len = segment.len;
+        self.shared.head.send_replace(index.next_position);
     }
 
     /// Waits until everything written is durable and published, then seals the active

@@ -9,6 +9,7 @@ mod idempotency;
 mod multi_stream;
 mod read_all;
 mod read_stream;
+mod subscription;
 
 pub use append::*;
 pub use concurrency::*;
@@ -17,3 +18,4 @@ pub use idempotency::*;
 pub use multi_stream::*;
 pub use read_all::*;
 pub use read_stream::*;
+pub use subscription::*;

@@ -1,0 +1,145 @@
+//! Subscriptions: read everything from a starting point, then follow the log live.
+//!
+//! Written once, over any [`EventStore`]: a subscription reads pages of committed
+//! events and, when it has read everything, waits with [`EventStore::wait_for`] for the
+//! next position. Catch-up and live are the same loop, so the switch between them can
+//! neither skip nor repeat an event, and a subscription never passes a position that
+//! is not committed (reads only return committed events). It is pulled by its
+//! consumer: nothing is read ahead of what the consumer asks for but one page, so a
+//! slow consumer holds memory for one page at most.
+
+use std::collections::VecDeque;
+use std::ops::Deref;
+
+use crate::error::Result;
+use crate::event::RecordedEvent;
+use crate::store::{AllFilter, EventStore, ReadAll, ReadStream};
+use crate::stream::{Position, Revision};
+
+/// Events read per page while catching up.
+const PAGE_EVENTS: u64 = 512;
+
+/// What a subscription follows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Source {
+    /// The global log, filtered.
+    All { next: Position, filter: AllFilter },
+    /// One stream.
+    Stream { stream: String, next: Revision },
+}
+
+/// A subscription to the global log or to one stream, catch-up then live.
+///
+/// ```
+/// use std::sync::Arc;
+/// use eventfold_core::{AllFilter, EventData, EventStore, ExpectedVersion, InMemoryStore, Subscription};
+///
+/// # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// # rt.block_on(async {
+/// let store = Arc::new(InMemoryStore::new());
+/// let placed = EventData::json("OrderPlaced", &1).unwrap();
+/// store.append("order-1", ExpectedVersion::Any, vec![placed.clone()]).await.unwrap();
+///
+/// let mut orders = Subscription::to_all(store.clone(), None, AllFilter::default());
+/// assert_eq!(orders.next().await.unwrap().stream, "order-1"); // caught up
+/// store.append("order-2", ExpectedVersion::Any, vec![placed]).await.unwrap();
+/// assert_eq!(orders.next().await.unwrap().stream, "order-2"); // live
+/// # });
+/// ```
+#[derive(Debug)]
+pub struct Subscription<S> {
+    store: S,
+    source: Source,
+    buffer: VecDeque<RecordedEvent>,
+    checkpoint: Option<u64>,
+}
+
+impl<S, T> Subscription<S>
+where
+    S: Deref<Target = T>,
+    T: EventStore + ?Sized,
+{
+    /// Follows the global log from just after `after` (from the start when `None`),
+    /// returning only the events that pass `filter`.
+    pub fn to_all(store: S, after: Option<Position>, filter: AllFilter) -> Self {
+        let next = after.map_or(Position::START, Position::next);
+        Subscription {
+            store,
+            source: Source::All { next, filter },
+            buffer: VecDeque::new(),
+            checkpoint: after.map(Position::get),
+        }
+    }
+
+    /// Follows one stream from just after `after` (from its start when `None`). The
+    /// stream need not exist yet.
+    pub fn to_stream(store: S, stream: impl Into<String>, after: Option<Revision>) -> Self {
+        let next = after.map_or(Revision::FIRST, Revision::next);
+        Subscription {
+            store,
+            source: Source::Stream {
+                stream: stream.into(),
+                next,
+            },
+            buffer: VecDeque::new(),
+            checkpoint: after.map(Revision::get),
+        }
+    }
+
+    /// The next event, waiting for it to be appended if need be. An error (the store
+    /// failed, or was closed) is returned as such, never swallowed; the subscription
+    /// can be asked again and resumes where it was.
+    pub async fn next(&mut self) -> Result<RecordedEvent> {
+        loop {
+            if let Some(event) = self.buffer.pop_front() {
+                self.checkpoint = Some(match self.source {
+                    Source::All { .. } => event.position.get(),
+                    Source::Stream { .. } => event.revision.get(),
+                });
+                return Ok(event);
+            }
+            self.fill().await?;
+        }
+    }
+
+    /// The checkpoint to resume from: the position (for `$all`) or revision (for a
+    /// stream) of the last event [`Subscription::next`] returned, if any. Pass it as
+    /// `after` to a new subscription to continue exactly after that event.
+    pub fn checkpoint(&self) -> Option<u64> {
+        self.checkpoint
+    }
+
+    /// Reads the next page into the buffer, or waits until there is something to read.
+    async fn fill(&mut self) -> Result<()> {
+        match &mut self.source {
+            Source::All { next, filter } => {
+                let read = ReadAll::from(*next, PAGE_EVENTS).filtered(filter.clone());
+                let page = self.store.read_all(read).await?;
+                *next = page.next;
+                self.buffer.extend(page.events);
+                if self.buffer.is_empty() && page.end_of_log {
+                    self.store.wait_for(*next).await?;
+                }
+            }
+            Source::Stream { stream, next } => {
+                // The head is read first: an event appended after it wakes the wait.
+                let head = self.store.head_position().await?;
+                let read = ReadStream::forward().from(*next).limit(PAGE_EVENTS);
+                let events = match self.store.read_stream(stream, read).await {
+                    Ok(events) => events,
+                    Err(crate::Error::StreamNotFound { .. }) => Vec::new(),
+                    Err(error) => return Err(error),
+                };
+                if let Some(last) = events.last() {
+                    *next = last.revision.next();
+                }
+                self.buffer.extend(events);
+                if self.buffer.is_empty() {
+                    let after = head.map_or(Position::START, Position::next);
+                    self.store.wait_for(after).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
