@@ -25,6 +25,8 @@ pub struct DataDir {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Serve the store over HTTP (the API of docs/http-api.md).
+    Serve(commands::serve::Args),
     /// Append one event to a stream.
     Append(commands::append::Args),
     /// Read a stream (or `$all`), one event JSON per line.
@@ -54,6 +56,7 @@ fn main() -> ExitCode {
         }
     };
     let outcome = match cli.command {
+        Command::Serve(args) => runtime.block_on(commands::serve::run(args)),
         Command::Append(args) => runtime.block_on(commands::append::run(args)),
         Command::Read(args) => runtime.block_on(commands::read::run(args)),
         Command::Verify(args) => commands::verify::run(args),

@@ -1,0 +1,120 @@
+//! Scenario: `eventfold serve` as a separate process, spoken to over a real socket as a
+//! client in another language would; stopped with SIGTERM (graceful: it exits 0) and
+//! started again on the same data directory, where everything acknowledged is still there.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+
+struct Server {
+    child: Child,
+    address: String,
+}
+
+impl Server {
+    fn start(data: &std::path::Path) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_eventfold"))
+            .args([
+                "serve",
+                "--data",
+                data.to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .env_remove("EVENTFOLD_DATA")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start eventfold serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let address = line
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no address in '{line}'"))
+            .to_string();
+        Server { child, address }
+    }
+
+    /// One HTTP/1.1 request; returns the status and the body.
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (u16, String) {
+        let mut stream = TcpStream::connect(&self.address).unwrap();
+        let mut request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+            self.address,
+            body.len()
+        );
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str("\r\n");
+        request.push_str(body);
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let status = response[9..12].parse().unwrap();
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        (status, body)
+    }
+
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let status = self.child.wait().unwrap();
+        assert!(
+            status.success(),
+            "serve must exit 0 on SIGTERM, got {status}"
+        );
+    }
+}
+
+#[test]
+fn the_server_speaks_the_contract_and_keeps_what_it_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let (status, body) = server.request(
+        "POST",
+        "/streams/order-1",
+        &[("Expected-Version", "no_stream")],
+        r#"[{"type":"OrderPlaced","data":{"total":5}}]"#,
+    );
+    assert_eq!(status, 201, "{body}");
+    assert!(body.contains(r#""first_revision":0"#), "{body}");
+    let (status, body) = server.request(
+        "POST",
+        "/streams/order-1",
+        &[("Expected-Version", "no_stream")],
+        r#"[{"type":"X","data":1}]"#,
+    );
+    assert_eq!(status, 409, "{body}");
+    let (status, _) = server.request("POST", "/streams/order-1", &[], "not json");
+    assert_eq!(status, 400);
+    let (status, _) = server.request("GET", "/health", &[], "");
+    assert_eq!(status, 200);
+    server.stop();
+
+    let server = Server::start(dir.path());
+    let (status, body) = server.request("GET", "/streams/order-1", &[], "");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""type":"OrderPlaced""#), "{body}");
+    let (status, _) = server.request("GET", "/streams/missing", &[], "");
+    assert_eq!(status, 404);
+    server.stop();
+}

@@ -1,0 +1,71 @@
+//! Store errors and bad requests as HTTP responses, in one place.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use eventfold_core::Error;
+use serde_json::json;
+
+/// An error answered with a status and a JSON body `{"error": code, "message": …}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    body: serde_json::Value,
+}
+
+impl ApiError {
+    /// A 400 with a machine-readable `code` and a message naming the problem.
+    pub fn bad_request(code: &str, message: impl Into<String>) -> Self {
+        Self::with_status(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// Any status with a code and message.
+    pub fn with_status(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            body: json!({"error": code, "message": message.into()}),
+        }
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(error: Error) -> Self {
+        let message = error.to_string();
+        let status = match &error {
+            Error::WrongExpectedVersion {
+                expected, actual, ..
+            } => {
+                return ApiError {
+                    status: StatusCode::CONFLICT,
+                    body: json!({
+                        "error": "wrong_expected_version",
+                        "expected": expected,
+                        "actual": actual,
+                        "message": message,
+                    }),
+                };
+            }
+            Error::StreamNotFound { .. } => StatusCode::NOT_FOUND,
+            Error::IdempotencyConflict { .. } => StatusCode::CONFLICT,
+            Error::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::InvalidStreamName { .. }
+            | Error::InvalidExpectedVersion { .. }
+            | Error::InvalidEvent { .. }
+            | Error::EmptyAppend => StatusCode::BAD_REQUEST,
+            Error::StorageFull { .. } | Error::Poisoned { .. } | Error::Closed => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        if status.is_server_error() {
+            tracing::error!(%message, "request failed");
+        }
+        ApiError::with_status(status, error.code(), message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body)).into_response()
+    }
+}

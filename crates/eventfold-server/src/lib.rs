@@ -1,0 +1,59 @@
+//! The eventfold HTTP server: the `EventStore` contract of SPEC over HTTP/JSON, with live
+//! subscriptions as Server-Sent Events. Written against the trait, so it serves any
+//! backend. See `docs/http-api.md`.
+//!
+//! Architecture invariant: this is the only crate that knows the HTTP wire format; the
+//! store's errors become responses in one place ([`error::ApiError`]).
+
+mod error;
+mod metrics;
+mod routes;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+pub use error::ApiError;
+use eventfold_core::EventStore;
+pub use routes::router;
+
+/// Limits of the server. Every limit names its unit last.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// The largest request body accepted (413 beyond).
+    pub body_bytes_max: usize,
+    /// The most events one append may carry (413 beyond).
+    pub append_events_max: usize,
+    /// The most events one read returns (larger `limit`s are cut to this).
+    pub read_events_max: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            body_bytes_max: 4 * 1024 * 1024,
+            append_events_max: 10_000,
+            read_events_max: 10_000,
+        }
+    }
+}
+
+/// What the handlers share.
+pub(crate) struct AppState {
+    pub store: Arc<dyn EventStore>,
+    pub config: ServerConfig,
+    pub metrics: metrics::Metrics,
+}
+
+/// Serves `store` on `listener` until `shutdown` completes, then stops taking requests
+/// and lets the ones in flight finish (appends under way are answered).
+pub async fn serve(
+    store: Arc<dyn EventStore>,
+    config: ServerConfig,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(store, config).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

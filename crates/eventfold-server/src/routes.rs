@@ -1,0 +1,433 @@
+//! The routes of the HTTP API (contract in SPEC, details in `docs/http-api.md`).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::IntoResponse;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::routing::get;
+use axum::{Json, Router};
+use bytes::Bytes;
+use eventfold_core::{
+    AllFilter, AppendResult, Direction, EventData, EventStore, ExpectedVersion, Position, ReadAll,
+    ReadStream, RecordedEvent, Revision, Subscription,
+};
+use futures_util::stream::{self, Stream};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::{AppState, ServerConfig};
+
+type Shared = State<Arc<AppState>>;
+
+/// The router of the whole API over `store`.
+pub fn router(store: Arc<dyn EventStore>, config: ServerConfig) -> Router {
+    let body_bytes_max = config.body_bytes_max;
+    let state = Arc::new(AppState {
+        store,
+        config,
+        metrics: Default::default(),
+    });
+    Router::new()
+        .route("/streams/{stream}", get(read_stream).post(append))
+        .route("/streams/{stream}/{revision}", get(read_event))
+        .route("/all", get(read_all))
+        .route("/subscribe/all", get(subscribe_all))
+        .route("/subscribe/streams/{stream}", get(subscribe_stream))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(body_bytes_max))
+        .with_state(state)
+}
+
+/// One event of a `POST /streams/{stream}` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewEvent {
+    id: Option<Uuid>,
+    #[serde(rename = "type")]
+    event_type: String,
+    version: Option<u32>,
+    data: Box<RawValue>,
+    metadata: Option<Box<RawValue>>,
+}
+
+fn body_error(rejection: BytesRejection) -> ApiError {
+    let status = rejection.status();
+    let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        "too_large"
+    } else {
+        "invalid_body"
+    };
+    ApiError::with_status(status, code, rejection.body_text())
+}
+
+fn path_error(rejection: PathRejection) -> ApiError {
+    ApiError::bad_request("invalid_path", rejection.body_text())
+}
+
+fn query_error(rejection: QueryRejection) -> ApiError {
+    ApiError::bad_request("invalid_query", rejection.body_text())
+}
+
+async fn append(
+    State(state): Shared,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<AppendResult>), ApiError> {
+    let Path(stream) = path.map_err(path_error)?;
+    let body = body.map_err(body_error)?;
+    let expected = match headers.get("expected-version") {
+        None => ExpectedVersion::Any,
+        Some(value) => value
+            .to_str()
+            .map_err(|_| {
+                ApiError::bad_request("invalid_expected_version", "Expected-Version is not text")
+            })?
+            .parse()?,
+    };
+    let events: Vec<NewEvent> = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_json",
+            format!("the body must be a JSON array of events {{\"type\", \"data\", \"id\"?, \"version\"?, \"metadata\"?}}: {e}"),
+        )
+    })?;
+    if events.len() > state.config.append_events_max {
+        return Err(ApiError::with_status(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!(
+                "{} events in one append, more than the limit of {}",
+                events.len(),
+                state.config.append_events_max
+            ),
+        ));
+    }
+    let events = events
+        .into_iter()
+        .map(|e| EventData {
+            id: e.id,
+            event_type: e.event_type,
+            version: e.version.unwrap_or(1),
+            data: Bytes::copy_from_slice(e.data.get().as_bytes()),
+            metadata: e.metadata.map_or(Bytes::from_static(b"{}"), |m| {
+                Bytes::copy_from_slice(m.get().as_bytes())
+            }),
+        })
+        .collect::<Vec<_>>();
+    let count = events.len() as u64;
+    let started = Instant::now();
+    let metrics = &state.metrics;
+    match state.store.append(&stream, expected, events).await {
+        Ok(result) => {
+            metrics.appends.fetch_add(1, Ordering::Relaxed);
+            metrics.events_appended.fetch_add(count, Ordering::Relaxed);
+            metrics
+                .append_seconds_micros
+                .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+            Ok((StatusCode::CREATED, Json(result)))
+        }
+        Err(error) => {
+            metrics.append_errors.fetch_add(1, Ordering::Relaxed);
+            Err(error.into())
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct StreamQuery {
+    from: Option<u64>,
+    limit: Option<u64>,
+    direction: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Events {
+    events: Vec<RecordedEvent>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    end_of_log: Option<bool>,
+}
+
+/// Events per read when the request names no `limit`.
+const READ_EVENTS_DEFAULT: u64 = 100;
+
+fn limit(config: &ServerConfig, asked: Option<u64>) -> u64 {
+    asked
+        .unwrap_or(READ_EVENTS_DEFAULT)
+        .min(config.read_events_max)
+}
+
+async fn read_stream(
+    State(state): Shared,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<StreamQuery>, QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Path(stream) = path.map_err(path_error)?;
+    let Query(query) = query.map_err(query_error)?;
+    let mut options = match query.direction.as_deref() {
+        None | Some("forward") => ReadStream::forward(),
+        Some("backward") => ReadStream::backward(),
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                format!("direction must be forward or backward, not '{other}'"),
+            ));
+        }
+    };
+    options = options.limit(limit(&state.config, query.limit));
+    if let Some(from) = query.from {
+        options = options.from(Revision(from));
+    }
+    let events = state.store.read_stream(&stream, options).await?;
+    state.metrics.reads.fetch_add(1, Ordering::Relaxed);
+    let next = match options.direction {
+        Direction::Forward => events.last().map(|e| e.revision.get() + 1),
+        Direction::Backward => events.last().and_then(|e| e.revision.get().checked_sub(1)),
+    };
+    Ok(Json(Events {
+        events,
+        next,
+        end_of_log: None,
+    }))
+}
+
+/// The schema version asked for with `Accept: application/vnd.eventfold.v<N>+json`.
+fn accepted_version(headers: &HeaderMap) -> Result<Option<u32>, ApiError> {
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return Ok(None);
+    };
+    for media in accept
+        .split(',')
+        .map(|m| m.split(';').next().unwrap_or("").trim())
+    {
+        if let Some(version) = media
+            .strip_prefix("application/vnd.eventfold.v")
+            .and_then(|rest| rest.strip_suffix("+json"))
+        {
+            return version.parse().map(Some).map_err(|_| {
+                ApiError::bad_request(
+                    "invalid_accept",
+                    format!("'{media}' names no schema version"),
+                )
+            });
+        }
+    }
+    Ok(None)
+}
+
+async fn read_event(
+    State(state): Shared,
+    path: Result<Path<(String, u64)>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    let Path((stream, revision)) = path.map_err(path_error)?;
+    let wanted = accepted_version(&headers)?;
+    let read = ReadStream::forward().from(Revision(revision)).limit(1);
+    let event = state
+        .store
+        .read_stream(&stream, read)
+        .await?
+        .into_iter()
+        .next()
+        .filter(|e| e.revision == Revision(revision))
+        .ok_or_else(|| {
+            ApiError::with_status(
+                StatusCode::NOT_FOUND,
+                "event_not_found",
+                format!("stream '{stream}' has no event at revision {revision}"),
+            )
+        })?;
+    state.metrics.reads.fetch_add(1, Ordering::Relaxed);
+    if let Some(version) = wanted
+        && version != event.version
+    {
+        return Err(ApiError::with_status(
+            StatusCode::NOT_ACCEPTABLE,
+            "not_acceptable",
+            format!(
+                "the event is stored as version {} of {} and no conversion to version {version} is registered",
+                event.version, event.event_type
+            ),
+        ));
+    }
+    Ok(Json(event))
+}
+
+#[derive(Debug, Deserialize)]
+struct AllQuery {
+    from: Option<u64>,
+    limit: Option<u64>,
+    stream_prefix: Option<String>,
+    category: Option<String>,
+    /// Event types, comma separated.
+    #[serde(rename = "type")]
+    event_types: Option<String>,
+}
+
+impl AllQuery {
+    fn filter(&self) -> AllFilter {
+        AllFilter {
+            stream_prefix: self.stream_prefix.clone(),
+            category: self.category.clone(),
+            event_types: self
+                .event_types
+                .as_deref()
+                .map(|t| {
+                    t.split(',')
+                        .map(str::trim)
+                        .filter(|t| !t.is_empty())
+                        .map(String::from)
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+}
+
+async fn read_all(
+    State(state): Shared,
+    query: Result<Query<AllQuery>, QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Query(query) = query.map_err(query_error)?;
+    let read = ReadAll::from(
+        Position(query.from.unwrap_or(0)),
+        limit(&state.config, query.limit),
+    )
+    .filtered(query.filter());
+    let page = state.store.read_all(read).await?;
+    state.metrics.reads.fetch_add(1, Ordering::Relaxed);
+    Ok(Json(Events {
+        events: page.events,
+        next: Some(page.next.get()),
+        end_of_log: Some(page.end_of_log),
+    }))
+}
+
+/// The last event id a reconnecting SSE client saw (`Last-Event-ID`).
+fn last_event_id(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    headers
+        .get("last-event-id")
+        .map(|v| {
+            v.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .ok_or_else(|| {
+                    ApiError::bad_request("invalid_last_event_id", "Last-Event-ID must be a number")
+                })
+        })
+        .transpose()
+}
+
+/// Counts an open subscription for `/metrics` while it lives.
+struct Open(Arc<AppState>);
+
+impl Open {
+    fn new(state: Arc<AppState>) -> Self {
+        state
+            .metrics
+            .subscriptions_open
+            .fetch_add(1, Ordering::Relaxed);
+        Open(state)
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0
+            .metrics
+            .subscriptions_open
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Turns a subscription into SSE messages, `id:` from `id_of`. A failure is sent as an
+/// `error` event, and then the stream ends (the client reconnects with Last-Event-ID).
+fn sse_stream(
+    subscription: Subscription<Arc<dyn EventStore>>,
+    open: Open,
+    id_of: fn(&RecordedEvent) -> u64,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    stream::unfold(Some((subscription, open)), move |state| async move {
+        let (mut subscription, open) = state?;
+        match subscription.next().await {
+            Ok(event) => {
+                let message = Event::default()
+                    .id(id_of(&event).to_string())
+                    .data(event.to_json_line());
+                Some((Ok(message), Some((subscription, open))))
+            }
+            Err(error) => {
+                let message = Event::default().event("error").data(error.to_string());
+                Some((Ok(message), None))
+            }
+        }
+    })
+}
+
+async fn subscribe_all(
+    State(state): Shared,
+    query: Result<Query<AllQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    let Query(query) = query.map_err(query_error)?;
+    let after = match last_event_id(&headers)? {
+        Some(seen) => Some(Position(seen)),
+        None => query
+            .from
+            .and_then(|from| from.checked_sub(1))
+            .map(Position),
+    };
+    let subscription = Subscription::to_all(state.store.clone(), after, query.filter());
+    let stream = sse_stream(subscription, Open::new(state.clone()), |e| e.position.get());
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+#[derive(Debug, Deserialize)]
+struct SubscribeStreamQuery {
+    from: Option<u64>,
+}
+
+async fn subscribe_stream(
+    State(state): Shared,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<SubscribeStreamQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    let Path(stream) = path.map_err(path_error)?;
+    let Query(query) = query.map_err(query_error)?;
+    let after = match last_event_id(&headers)? {
+        Some(seen) => Some(Revision(seen)),
+        None => query
+            .from
+            .and_then(|from| from.checked_sub(1))
+            .map(Revision),
+    };
+    let subscription = Subscription::to_stream(state.store.clone(), stream, after);
+    let stream = sse_stream(subscription, Open::new(state.clone()), |e| e.revision.get());
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+async fn health(State(state): Shared) -> Result<impl IntoResponse, ApiError> {
+    let head = state.store.head_position().await?;
+    Ok(Json(
+        serde_json::json!({"status": "ok", "head_position": head}),
+    ))
+}
+
+async fn metrics(State(state): Shared) -> Result<impl IntoResponse, ApiError> {
+    let head = state.store.head_position().await?.map(Position::get);
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(head),
+    ))
+}

@@ -1,0 +1,401 @@
+//! The HTTP contract of SPEC, exercised without sockets (`tower::ServiceExt::oneshot`)
+//! on the embedded log engine.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use eventfold_log::{LogOptions, LogStore};
+use eventfold_server::{ServerConfig, router};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+struct Api {
+    app: Router,
+    _dir: tempfile::TempDir,
+}
+
+fn api() -> Api {
+    api_with(ServerConfig::default())
+}
+
+fn api_with(config: ServerConfig) -> Api {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LogStore::open(dir.path(), LogOptions::default()).unwrap();
+    Api {
+        app: router(Arc::new(store), config),
+        _dir: dir,
+    }
+}
+
+impl Api {
+    async fn send(&self, request: Request<Body>) -> (StatusCode, Value) {
+        let response = self.app.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+        (status, value)
+    }
+
+    async fn post(&self, stream: &str, expected: Option<&str>, body: &str) -> (StatusCode, Value) {
+        let mut request =
+            Request::post(format!("/streams/{stream}")).header("content-type", "application/json");
+        if let Some(expected) = expected {
+            request = request.header("Expected-Version", expected);
+        }
+        self.send(request.body(Body::from(body.to_string())).unwrap())
+            .await
+    }
+
+    async fn get(&self, uri: &str) -> (StatusCode, Value) {
+        self.send(Request::get(uri).body(Body::empty()).unwrap())
+            .await
+    }
+}
+
+#[tokio::test]
+async fn append_and_read_a_stream() {
+    let api = api();
+    let (status, body) = api
+        .post("order-1", Some("no_stream"), r#"[{"type":"OrderPlaced","data":{"total":5}},{"type":"OrderPaid","data":{"amount":5},"metadata":{"correlation_id":"c-1"}}]"#)
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(
+        body,
+        json!({"first_revision": 0, "last_revision": 1, "position": 1})
+    );
+
+    let (status, body) = api.get("/streams/order-1").await;
+    assert_eq!(status, StatusCode::OK);
+    let events = body["events"].as_array().unwrap();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0]["stream"], "order-1");
+    assert_eq!(events[0]["revision"], 0);
+    assert_eq!(events[0]["position"], 0);
+    assert_eq!(events[0]["type"], "OrderPlaced");
+    assert_eq!(events[0]["version"], 1);
+    assert_eq!(events[0]["data"], json!({"total": 5}));
+    assert_eq!(events[0]["metadata"], json!({}));
+    assert_eq!(events[1]["metadata"], json!({"correlation_id": "c-1"}));
+    assert!(
+        events[0]["id"]
+            .as_str()
+            .unwrap()
+            .parse::<uuid::Uuid>()
+            .is_ok()
+    );
+    assert!(events[0]["recorded_at"].as_str().unwrap().ends_with('Z'));
+
+    let (_, body) = api.get("/streams/order-1?direction=backward&limit=1").await;
+    assert_eq!(body["events"][0]["revision"], 1);
+    let (_, body) = api.get("/streams/order-1?from=1").await;
+    assert_eq!(body["events"].as_array().unwrap().len(), 1);
+
+    let (status, body) = api.get("/streams/order-1/1").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["type"], "OrderPaid");
+    let (status, body) = api.get("/all?from=1&limit=10").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["events"].as_array().unwrap().len(), 1);
+    assert_eq!(body["events"][0]["position"], 1);
+}
+
+#[tokio::test]
+async fn a_wrong_expected_version_is_a_409_naming_both_versions() {
+    let api = api();
+    assert_eq!(
+        api.post("order-1", None, r#"[{"type":"A","data":1}]"#)
+            .await
+            .0,
+        StatusCode::CREATED
+    );
+    let (status, body) = api
+        .post("order-1", Some("no_stream"), r#"[{"type":"A","data":2}]"#)
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(body["error"], "wrong_expected_version");
+    assert_eq!(body["expected"], "no_stream");
+    assert_eq!(body["actual"], 0);
+    let (status, body) = api
+        .post("order-1", Some("5"), r#"[{"type":"A","data":2}]"#)
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(
+        (body["expected"].clone(), body["actual"].clone()),
+        (json!(5), json!(0))
+    );
+    let (status, body) = api
+        .post(
+            "order-2",
+            Some("stream_exists"),
+            r#"[{"type":"A","data":2}]"#,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(body["actual"], Value::Null);
+    // Nothing refused was written.
+    let (_, body) = api.get("/all").await;
+    assert_eq!(body["events"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn reposting_the_same_event_ids_does_not_write_twice() {
+    let api = api();
+    let body = r#"[{"id":"0192f1a8-0000-7000-8000-000000000001","type":"A","data":1},{"id":"0192f1a8-0000-7000-8000-000000000002","type":"B","data":2}]"#;
+    let first = api.post("order-1", Some("no_stream"), body).await;
+    let again = api.post("order-1", Some("no_stream"), body).await;
+    assert_eq!(first.0, StatusCode::CREATED);
+    assert_eq!(again, first);
+    let (_, read) = api.get("/streams/order-1").await;
+    assert_eq!(read["events"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn bad_input_is_a_4xx_naming_the_problem() {
+    let api = api_with(ServerConfig {
+        body_bytes_max: 1024,
+        ..ServerConfig::default()
+    });
+    let cases = [
+        (
+            "order-1",
+            None,
+            "[{\"type\":\"A\",\"data\":",
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+        ),
+        (
+            "order-1",
+            None,
+            r#"{"type":"A","data":1}"#,
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+        ),
+        (
+            "order-1",
+            None,
+            r#"[{"data":1}]"#,
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+        ),
+        (
+            "order-1",
+            None,
+            r#"[{"type":"A","data":1,"colour":"red"}]"#,
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+        ),
+        (
+            "order-1",
+            None,
+            "[]",
+            StatusCode::BAD_REQUEST,
+            "empty_append",
+        ),
+        (
+            "order-1",
+            Some("soon"),
+            r#"[{"type":"A","data":1}]"#,
+            StatusCode::BAD_REQUEST,
+            "invalid_expected_version",
+        ),
+        (
+            "order-1",
+            None,
+            r#"[{"type":"A","data":1,"metadata":[1]}]"#,
+            StatusCode::BAD_REQUEST,
+            "invalid_event",
+        ),
+        (
+            "order-1",
+            None,
+            r#"[{"type":"","data":1}]"#,
+            StatusCode::BAD_REQUEST,
+            "invalid_event",
+        ),
+        (
+            "order-1",
+            None,
+            r#"[{"type":"A","data":1,"version":0}]"#,
+            StatusCode::BAD_REQUEST,
+            "invalid_event",
+        ),
+        (
+            "$system",
+            None,
+            r#"[{"type":"A","data":1}]"#,
+            StatusCode::BAD_REQUEST,
+            "invalid_stream_name",
+        ),
+    ];
+    for (stream, expected, body, status, code) in cases {
+        let (got, answer) = api.post(stream, expected, body).await;
+        assert_eq!(
+            (got, answer["error"].as_str()),
+            (status, Some(code)),
+            "{body}: {answer}"
+        );
+        assert!(
+            answer["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{answer}"
+        );
+    }
+    let big = format!(r#"[{{"type":"A","data":"{}"}}]"#, "x".repeat(2000));
+    let (status, answer) = api.post("order-1", None, &big).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
+    let (_, all) = api.get("/all").await;
+    assert_eq!(all["events"], json!([]), "nothing refused was written");
+
+    assert_eq!(api.get("/streams/nope").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        api.get("/streams/nope").await.1["error"],
+        "stream_not_found"
+    );
+    assert_eq!(
+        api.get("/streams/order-1?direction=sideways").await.0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        api.get("/all?from=minus-one").await.0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        api.get("/streams/order-1/x").await.0,
+        StatusCode::BAD_REQUEST
+    );
+}
+
+#[tokio::test]
+async fn one_event_with_version_negotiation() {
+    let api = api();
+    api.post(
+        "item-1",
+        None,
+        r#"[{"type":"InventoryItemDeactivated","version":2,"data":{"itemId":"1","reason":"x"}}]"#,
+    )
+    .await;
+    let get = |accept: &'static str| {
+        Request::get("/streams/item-1/0")
+            .header("Accept", accept)
+            .body(Body::empty())
+            .unwrap()
+    };
+    let (status, body) = api.send(get("application/vnd.eventfold.v2+json")).await;
+    assert_eq!(
+        (status, body["version"].clone()),
+        (StatusCode::OK, json!(2))
+    );
+    let (status, body) = api.send(get("application/vnd.eventfold.v1+json")).await;
+    assert_eq!(status, StatusCode::NOT_ACCEPTABLE, "{body}");
+    assert_eq!(body["error"], "not_acceptable");
+    assert_eq!(api.send(get("application/json")).await.0, StatusCode::OK);
+    let (status, body) = api.get("/streams/item-1/7").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("event_not_found"))
+    );
+}
+
+#[tokio::test]
+async fn health_and_metrics() {
+    let api = api();
+    api.post("order-1", None, r#"[{"type":"A","data":1}]"#)
+        .await;
+    let (status, body) = api.get("/health").await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("ok"))
+    );
+    let (status, body) = api.get("/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    let text = body.as_str().unwrap();
+    assert!(text.contains("eventfold_appends_total 1"), "{text}");
+    assert!(text.contains("eventfold_head_position 0"), "{text}");
+}
+
+/// Reads SSE messages from a streaming response until `count` events arrived.
+async fn sse_events(response: axum::response::Response, count: usize) -> Vec<(String, Value)> {
+    let mut body = response.into_body();
+    let mut text = String::new();
+    let mut events = Vec::new();
+    while events.len() < count {
+        let frame = tokio::time::timeout(std::time::Duration::from_secs(30), body.frame())
+            .await
+            .expect("an SSE message within 30 s")
+            .expect("the stream stays open")
+            .unwrap();
+        if let Ok(data) = frame.into_data() {
+            text.push_str(&String::from_utf8_lossy(&data));
+        }
+        while let Some(end) = text.find("\n\n") {
+            let message: String = text.drain(..end + 2).collect();
+            let id = message
+                .lines()
+                .find_map(|l| l.strip_prefix("id:"))
+                .map(|s| s.trim().to_string());
+            let data = message
+                .lines()
+                .find_map(|l| l.strip_prefix("data:"))
+                .map(str::trim);
+            if let (Some(id), Some(data)) = (id, data) {
+                events.push((id, serde_json::from_str(data).unwrap()));
+            }
+        }
+    }
+    events
+}
+
+#[tokio::test]
+async fn subscriptions_catch_up_go_live_and_resume() {
+    let api = api();
+    for n in 0..3 {
+        api.post(&format!("order-{n}"), None, r#"[{"type":"A","data":1}]"#)
+            .await;
+    }
+    let request = Request::get("/subscribe/all?from=1")
+        .body(Body::empty())
+        .unwrap();
+    let response = api.app.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let writer = {
+        let api_app = api.app.clone();
+        tokio::spawn(async move {
+            let post = Request::post("/streams/order-9")
+                .body(Body::from(r#"[{"type":"Live","data":1}]"#))
+                .unwrap();
+            api_app.oneshot(post).await.unwrap().status()
+        })
+    };
+    let events = sse_events(response, 3).await;
+    assert_eq!(writer.await.unwrap(), StatusCode::CREATED);
+    let ids: Vec<&str> = events.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, ["1", "2", "3"]);
+    assert_eq!(events[2].1["type"], "Live");
+
+    // Reconnecting with Last-Event-ID resumes right after it.
+    let request = Request::get("/subscribe/all")
+        .header("Last-Event-ID", "2")
+        .body(Body::empty())
+        .unwrap();
+    let events = sse_events(api.app.clone().oneshot(request).await.unwrap(), 1).await;
+    assert_eq!(events[0].0, "3");
+
+    // One stream, by revision.
+    let request = Request::get("/subscribe/streams/order-9?from=0")
+        .body(Body::empty())
+        .unwrap();
+    let events = sse_events(api.app.clone().oneshot(request).await.unwrap(), 1).await;
+    assert_eq!(
+        (events[0].0.as_str(), events[0].1["stream"].as_str()),
+        ("0", Some("order-9"))
+    );
+}
