@@ -8,7 +8,7 @@ use crate::stream::{ExpectedVersion, Position, Revision, category_of};
 
 /// What an append wrote: the revisions of its first and last event in the stream, and
 /// the global position of its last event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AppendResult {
     /// Revision of the first event written.
     pub first_revision: Revision,

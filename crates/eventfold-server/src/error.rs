@@ -33,12 +33,15 @@ impl From<Error> for ApiError {
         let message = error.to_string();
         let status = match &error {
             Error::WrongExpectedVersion {
-                expected, actual, ..
+                stream,
+                expected,
+                actual,
             } => {
                 return ApiError {
                     status: StatusCode::CONFLICT,
                     body: json!({
                         "error": "wrong_expected_version",
+                        "stream": stream,
                         "expected": expected,
                         "actual": actual,
                         "message": message,
@@ -60,7 +63,12 @@ impl From<Error> for ApiError {
         if status.is_server_error() {
             tracing::error!(%message, "request failed");
         }
-        ApiError::with_status(status, error.code(), message)
+        let mut answer = ApiError::with_status(status, error.code(), message);
+        if let Error::StreamNotFound { stream } | Error::IdempotencyConflict { stream, .. } = &error
+        {
+            answer.body["stream"] = json!(stream);
+        }
+        answer
     }
 }
 

@@ -13,6 +13,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::get;
 use axum::{Json, Router};
 use bytes::Bytes;
+use eventfold_core::StreamWrite;
 use eventfold_core::{
     AllFilter, AppendResult, Direction, EventData, EventStore, ExpectedVersion, Position, ReadAll,
     ReadStream, RecordedEvent, Revision, Subscription,
@@ -37,6 +38,7 @@ pub fn router(store: Arc<dyn EventStore>, config: ServerConfig) -> Router {
     });
     Router::new()
         .route("/streams/{stream}", get(read_stream).post(append))
+        .route("/transactions", axum::routing::post(append_transaction))
         .route("/streams/{stream}/{revision}", get(read_event))
         .route("/all", get(read_all))
         .route("/subscribe/all", get(subscribe_all))
@@ -57,6 +59,30 @@ struct NewEvent {
     version: Option<u32>,
     data: Box<RawValue>,
     metadata: Option<Box<RawValue>>,
+}
+
+impl NewEvent {
+    fn into_event_data(self) -> EventData {
+        EventData {
+            id: self.id,
+            event_type: self.event_type,
+            version: self.version.unwrap_or(1),
+            data: Bytes::copy_from_slice(self.data.get().as_bytes()),
+            metadata: self.metadata.map_or(Bytes::from_static(b"{}"), |m| {
+                Bytes::copy_from_slice(m.get().as_bytes())
+            }),
+        }
+    }
+}
+
+/// One stream's part of a `POST /transactions` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TransactionWrite {
+    stream: String,
+    /// `"any"`, `"no_stream"`, `"stream_exists"` or a revision (number or string).
+    expected: Option<serde_json::Value>,
+    events: Vec<NewEvent>,
 }
 
 fn body_error(rejection: BytesRejection) -> ApiError {
@@ -113,15 +139,7 @@ async fn append(
     }
     let events = events
         .into_iter()
-        .map(|e| EventData {
-            id: e.id,
-            event_type: e.event_type,
-            version: e.version.unwrap_or(1),
-            data: Bytes::copy_from_slice(e.data.get().as_bytes()),
-            metadata: e.metadata.map_or(Bytes::from_static(b"{}"), |m| {
-                Bytes::copy_from_slice(m.get().as_bytes())
-            }),
-        })
+        .map(NewEvent::into_event_data)
         .collect::<Vec<_>>();
     let count = events.len() as u64;
     let started = Instant::now();
@@ -134,6 +152,72 @@ async fn append(
                 .append_seconds_micros
                 .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
             Ok((StatusCode::CREATED, Json(result)))
+        }
+        Err(error) => {
+            metrics.append_errors.fetch_add(1, Ordering::Relaxed);
+            Err(error.into())
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct TransactionResults {
+    results: Vec<AppendResult>,
+}
+
+/// Appends to several streams atomically, each with its own expected version.
+async fn append_transaction(
+    State(state): Shared,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<TransactionResults>), ApiError> {
+    let body = body.map_err(body_error)?;
+    let writes: Vec<TransactionWrite> = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_json",
+            format!(
+                "the body must be a JSON array of {{\"stream\", \"expected\"?, \"events\"}}: {e}"
+            ),
+        )
+    })?;
+    let count: usize = writes.iter().map(|w| w.events.len()).sum();
+    if count > state.config.append_events_max {
+        return Err(ApiError::with_status(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!(
+                "{count} events in one append, more than the limit of {}",
+                state.config.append_events_max
+            ),
+        ));
+    }
+    let mut stream_writes = Vec::with_capacity(writes.len());
+    for write in writes {
+        let expected = match write.expected {
+            None => ExpectedVersion::Any,
+            Some(serde_json::Value::Number(n)) => n.to_string().parse()?,
+            Some(serde_json::Value::String(s)) => s.parse()?,
+            Some(other) => {
+                return Err(ApiError::bad_request(
+                    "invalid_expected_version",
+                    format!("expected must be a string or a number, not {other}"),
+                ));
+            }
+        };
+        let events = write
+            .events
+            .into_iter()
+            .map(NewEvent::into_event_data)
+            .collect();
+        stream_writes.push(StreamWrite::new(write.stream, expected, events));
+    }
+    let metrics = &state.metrics;
+    match state.store.append_multi(stream_writes).await {
+        Ok(results) => {
+            metrics.appends.fetch_add(1, Ordering::Relaxed);
+            metrics
+                .events_appended
+                .fetch_add(count as u64, Ordering::Relaxed);
+            Ok((StatusCode::CREATED, Json(TransactionResults { results })))
         }
         Err(error) => {
             metrics.append_errors.fetch_add(1, Ordering::Relaxed);

@@ -1,0 +1,350 @@
+//! [`HttpStore`]: the `EventStore` trait over the HTTP API of an eventfold server, so
+//! code written against the trait (the framework, projections, the CLI) runs against a
+//! remote store unchanged. It passes the same conformance suite as the embedded engine.
+//!
+//! ```no_run
+//! use eventfold_client::HttpStore;
+//! use eventfold_core::{EventData, EventStore, ExpectedVersion};
+//! # async fn example() -> eventfold_core::Result<()> {
+//! let store = HttpStore::new("http://127.0.0.1:2113")?;
+//! let placed = EventData::json("OrderPlaced", &serde_json::json!({"total": 5}))?;
+//! store.append("order-1", ExpectedVersion::NoStream, vec![placed]).await?;
+//! # Ok(()) }
+//! ```
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use eventfold_core::{
+    AllSlice, AppendResult, Direction, Error, EventStore, ExpectedVersion, Position, ReadAll,
+    ReadStream, RecordedEvent, Result, Revision, StreamWrite,
+};
+use reqwest::{Client, Method, Response, Url};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+
+/// Events asked for per request; the server answers at most 10,000.
+const PAGE_EVENTS: u64 = 10_000;
+
+/// An event store reached over HTTP.
+#[derive(Debug, Clone)]
+pub struct HttpStore {
+    client: Client,
+    base: Url,
+}
+
+fn transport(error: reqwest::Error) -> Error {
+    Error::Backend(format!(
+        "eventfold server unreachable or broken answer: {error}"
+    ))
+}
+
+/// An event as the server sends it.
+#[derive(Debug, Deserialize)]
+struct WireEvent {
+    stream: String,
+    revision: u64,
+    position: u64,
+    id: uuid::Uuid,
+    #[serde(rename = "type")]
+    event_type: String,
+    version: u32,
+    data: Box<RawValue>,
+    metadata: Box<RawValue>,
+    recorded_at: String,
+}
+
+impl WireEvent {
+    fn into_event(self) -> Result<RecordedEvent> {
+        let recorded_at = chrono::DateTime::parse_from_rfc3339(&self.recorded_at)
+            .map_err(|e| Error::Backend(format!("server sent a bad recorded_at: {e}")))?
+            .with_timezone(&chrono::Utc);
+        Ok(RecordedEvent {
+            stream: self.stream,
+            revision: Revision(self.revision),
+            position: Position(self.position),
+            id: self.id,
+            event_type: self.event_type,
+            version: self.version,
+            data: Bytes::copy_from_slice(self.data.get().as_bytes()),
+            metadata: Bytes::copy_from_slice(self.metadata.get().as_bytes()),
+            recorded_at,
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct EventsPage {
+    events: Vec<WireEvent>,
+    next: Option<u64>,
+    end_of_log: Option<bool>,
+}
+
+impl EventsPage {
+    fn into_events(self) -> Result<Vec<RecordedEvent>> {
+        self.events.into_iter().map(WireEvent::into_event).collect()
+    }
+}
+
+fn expected_from(value: &Value) -> ExpectedVersion {
+    match value {
+        Value::Number(n) => n.as_u64().map_or(ExpectedVersion::Any, |n| {
+            ExpectedVersion::Exact(Revision(n))
+        }),
+        Value::String(s) => s.parse().unwrap_or(ExpectedVersion::Any),
+        _ => ExpectedVersion::Any,
+    }
+}
+
+/// The store error a server's error response stands for.
+fn error_from(status: reqwest::StatusCode, body: &Value, stream: &str) -> Error {
+    let message = body["message"].as_str().unwrap_or_default().to_string();
+    let stream = body["stream"].as_str().unwrap_or(stream).to_string();
+    match body["error"].as_str().unwrap_or_default() {
+        "wrong_expected_version" => Error::WrongExpectedVersion {
+            stream,
+            expected: expected_from(&body["expected"]),
+            actual: body["actual"].as_u64().map(Revision),
+        },
+        "stream_not_found" => Error::StreamNotFound { stream },
+        "invalid_stream_name" => Error::InvalidStreamName {
+            name: stream,
+            reason: "was refused by the server",
+        },
+        "invalid_expected_version" => Error::InvalidExpectedVersion { value: message },
+        "invalid_event" | "invalid_json" => Error::InvalidEvent { reason: message },
+        "empty_append" => Error::EmptyAppend,
+        "idempotency_conflict" => Error::IdempotencyConflict {
+            stream,
+            reason: message,
+        },
+        "storage_full" => Error::StorageFull { context: message },
+        "store_poisoned" => Error::Poisoned { reason: message },
+        code => Error::Backend(format!("server answered {status} {code}: {message}")),
+    }
+}
+
+impl HttpStore {
+    /// A store served at `base_url` (e.g. `http://127.0.0.1:2113`).
+    pub fn new(base_url: &str) -> Result<Self> {
+        let base = Url::parse(base_url)
+            .map_err(|e| Error::Backend(format!("invalid server URL '{base_url}': {e}")))?;
+        if base.cannot_be_a_base() {
+            return Err(Error::Backend(format!("invalid server URL '{base_url}'")));
+        }
+        Ok(HttpStore {
+            client: Client::new(),
+            base,
+        })
+    }
+
+    fn url(&self, segments: &[&str]) -> Url {
+        let mut url = self.base.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().extend(segments);
+        }
+        url
+    }
+
+    /// Sends a request and decodes a successful JSON answer; an error answer becomes
+    /// the store error it stands for (`stream` names the stream it concerns).
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+        stream: &str,
+    ) -> Result<T> {
+        let response: Response = request.send().await.map_err(transport)?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(transport)?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes).map_err(|e| {
+                Error::Backend(format!("server sent an answer that does not decode: {e}"))
+            });
+        }
+        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Err(error_from(status, &body, stream))
+    }
+}
+
+fn wire_events(events: Vec<eventfold_core::EventData>) -> Result<Vec<Value>> {
+    events
+        .into_iter()
+        .map(|e| {
+            let parse = |bytes: &[u8], what: &str| {
+                serde_json::from_slice::<Value>(bytes).map_err(|err| Error::InvalidEvent {
+                    reason: format!("{what} is not valid JSON: {err}"),
+                })
+            };
+            let mut event = json!({
+                "type": e.event_type,
+                "version": e.version,
+                "data": parse(&e.data, "data")?,
+                "metadata": parse(&e.metadata, "metadata")?,
+            });
+            if let Some(id) = e.id {
+                event["id"] = json!(id);
+            }
+            Ok(event)
+        })
+        .collect()
+}
+
+#[derive(Deserialize)]
+struct TransactionResults {
+    results: Vec<AppendResult>,
+}
+
+#[derive(Deserialize)]
+struct Health {
+    head_position: Option<u64>,
+}
+
+#[async_trait]
+impl EventStore for HttpStore {
+    async fn append_multi(&self, mut writes: Vec<StreamWrite>) -> Result<Vec<AppendResult>> {
+        // The server checks names too, but an empty one cannot even be put in a URL.
+        for write in &writes {
+            eventfold_core::validate_stream_name(&write.stream)?;
+        }
+        if writes.len() == 1 {
+            let write = writes.remove(0);
+            let request = self
+                .client
+                .request(Method::POST, self.url(&["streams", &write.stream]))
+                .header("Expected-Version", write.expected.to_string())
+                .header("Content-Type", "application/json")
+                .body(
+                    serde_json::to_vec(&wire_events(write.events)?)
+                        .map_err(|e| Error::Backend(e.to_string()))?,
+                );
+            let result: AppendResult = self.call(request, &write.stream).await?;
+            return Ok(vec![result]);
+        }
+        let first = writes.first().map(|w| w.stream.clone()).unwrap_or_default();
+        let body: Vec<Value> = writes
+            .into_iter()
+            .map(|w| {
+                Ok(json!({
+                    "stream": w.stream,
+                    "expected": w.expected.to_string(),
+                    "events": wire_events(w.events)?,
+                }))
+            })
+            .collect::<Result<_>>()?;
+        let request = self
+            .client
+            .request(Method::POST, self.url(&["transactions"]))
+            .header("Content-Type", "application/json")
+            .body(serde_json::to_vec(&body).map_err(|e| Error::Backend(e.to_string()))?);
+        let answer: TransactionResults = self.call(request, &first).await?;
+        Ok(answer.results)
+    }
+
+    async fn read_stream(&self, stream: &str, options: ReadStream) -> Result<Vec<RecordedEvent>> {
+        let direction = match options.direction {
+            Direction::Forward => "forward",
+            Direction::Backward => "backward",
+        };
+        let mut events = Vec::new();
+        let mut from = options.from;
+        loop {
+            let want = (options.limit - events.len() as u64).min(PAGE_EVENTS);
+            let mut url = self.url(&["streams", stream]);
+            url.query_pairs_mut()
+                .append_pair("limit", &want.to_string())
+                .append_pair("direction", direction);
+            if let Some(from) = from {
+                url.query_pairs_mut()
+                    .append_pair("from", &from.get().to_string());
+            }
+            let page: EventsPage = self.call(self.client.get(url), stream).await?;
+            let next = page.next;
+            let got = page.events.len() as u64;
+            events.extend(page.into_events()?);
+            if got < want || events.len() as u64 >= options.limit {
+                return Ok(events);
+            }
+            match next {
+                Some(next) => from = Some(Revision(next)),
+                None => return Ok(events),
+            }
+        }
+    }
+
+    async fn read_all(&self, options: ReadAll) -> Result<AllSlice> {
+        let mut events = Vec::new();
+        let mut next = options.from;
+        loop {
+            let want = (options.limit - events.len() as u64).min(PAGE_EVENTS);
+            let mut url = self.url(&["all"]);
+            {
+                let mut query = url.query_pairs_mut();
+                query
+                    .append_pair("from", &next.get().to_string())
+                    .append_pair("limit", &want.to_string());
+                let filter = &options.filter;
+                if let Some(prefix) = &filter.stream_prefix {
+                    query.append_pair("stream_prefix", prefix);
+                }
+                if let Some(category) = &filter.category {
+                    query.append_pair("category", category);
+                }
+                if !filter.event_types.is_empty() {
+                    query.append_pair("type", &filter.event_types.join(","));
+                }
+            }
+            let page: EventsPage = self.call(self.client.get(url), "$all").await?;
+            let end_of_log = page.end_of_log.unwrap_or(true);
+            next = Position(page.next.unwrap_or(next.get()));
+            events.extend(page.into_events()?);
+            if end_of_log || events.len() as u64 >= options.limit || want == 0 {
+                return Ok(AllSlice {
+                    events,
+                    next,
+                    end_of_log,
+                });
+            }
+        }
+    }
+
+    async fn stream_revision(&self, stream: &str) -> Result<Option<Revision>> {
+        match self
+            .read_stream(stream, ReadStream::backward().limit(1))
+            .await
+        {
+            Ok(events) => Ok(events.first().map(|e| e.revision)),
+            Err(Error::StreamNotFound { .. }) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    async fn head_position(&self) -> Result<Option<Position>> {
+        let health: Health = self
+            .call(self.client.get(self.url(&["health"])), "")
+            .await?;
+        Ok(health.head_position.map(Position))
+    }
+
+    async fn wait_for(&self, position: Position) -> Result<()> {
+        // A live subscription from `position` answers with its first message as soon as
+        // that position is committed.
+        let mut url = self.url(&["subscribe", "all"]);
+        url.query_pairs_mut()
+            .append_pair("from", &position.get().to_string());
+        let mut response = self.client.get(url).send().await.map_err(transport)?;
+        if !response.status().is_success() {
+            return Err(Error::Backend(format!(
+                "subscription refused: {}",
+                response.status()
+            )));
+        }
+        let mut text = String::new();
+        while let Some(chunk) = response.chunk().await.map_err(transport)? {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+            if text.lines().any(|line| line.starts_with("id:")) {
+                return Ok(());
+            }
+        }
+        Err(Error::Backend("the server closed the subscription".into()))
+    }
+}
