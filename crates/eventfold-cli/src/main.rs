@@ -23,6 +23,23 @@ pub struct DataDir {
     pub data: PathBuf,
 }
 
+/// The store a command works on: an embedded data directory or a server.
+#[derive(Debug, clap::Args)]
+pub struct StoreArgs {
+    /// Data directory of the embedded store.
+    #[arg(
+        long,
+        env = "EVENTFOLD_DATA",
+        value_name = "DIR",
+        conflicts_with = "server",
+        required_unless_present = "server"
+    )]
+    pub data: Option<PathBuf>,
+    /// URL of an eventfold server (e.g. http://127.0.0.1:2113) instead of --data.
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the store over HTTP (the API of docs/http-api.md).

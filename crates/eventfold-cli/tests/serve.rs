@@ -116,5 +116,51 @@ fn the_server_speaks_the_contract_and_keeps_what_it_acknowledged() {
     assert!(body.contains(r#""type":"OrderPlaced""#), "{body}");
     let (status, _) = server.request("GET", "/streams/missing", &[], "");
     assert_eq!(status, 404);
+
+    // The CLI works on a server as on a data directory.
+    let url = format!("http://{}", server.address);
+    let cli = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_eventfold"))
+            .args(args)
+            .env_remove("EVENTFOLD_DATA")
+            .output()
+            .unwrap()
+    };
+    let appended = cli(&[
+        "append",
+        "--server",
+        &url,
+        "order-1",
+        "--type",
+        "OrderShipped",
+        "--json",
+        "{}",
+        "--expected",
+        "0",
+    ]);
+    assert!(
+        appended.status.success(),
+        "{}",
+        String::from_utf8_lossy(&appended.stderr)
+    );
+    let refused = cli(&[
+        "append",
+        "--server",
+        &url,
+        "order-1",
+        "--type",
+        "X",
+        "--json",
+        "{}",
+        "--expected",
+        "0",
+    ]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("wrong expected version"));
+    let read = cli(&["read", "--server", &url, "order-1"]);
+    let lines = String::from_utf8_lossy(&read.stdout).lines().count();
+    assert_eq!(lines, 2, "{}", String::from_utf8_lossy(&read.stderr));
+    let missing = cli(&["read", "--server", &url, "nothing-here"]);
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("not found"));
     server.stop();
 }

@@ -3,16 +3,16 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use eventfold_core::{EventData, EventStore, ExpectedVersion};
+use eventfold_core::{EventData, ExpectedVersion};
 use uuid::Uuid;
 
-use crate::DataDir;
+use crate::StoreArgs;
 
 /// Append one event to a stream and print the result as JSON.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    data: DataDir,
+    target: StoreArgs,
     /// The stream to append to.
     stream: String,
     /// The event type, e.g. OrderPlaced.
@@ -48,7 +48,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             serde_json::from_str(&metadata).context("--metadata is not valid JSON")?;
         event = event.with_metadata(&value)?;
     }
-    let store = super::open_store(&args.data.data)?;
+    let store = super::open_target(&args.target)?;
     let result = store.append(&args.stream, expected, vec![event]).await?;
     println!("{}", serde_json::to_string(&result)?);
     Ok(ExitCode::SUCCESS)

@@ -10,6 +10,20 @@ pub mod verify;
 use anyhow::Context;
 use eventfold_log::{LogOptions, LogStore};
 
+/// Opens the store the command names: a data directory or a server.
+pub fn open_target(
+    target: &crate::StoreArgs,
+) -> anyhow::Result<std::sync::Arc<dyn eventfold_core::EventStore>> {
+    match (&target.data, &target.server) {
+        (_, Some(url)) => Ok(std::sync::Arc::new(
+            eventfold_client::HttpStore::new(url)
+                .with_context(|| format!("cannot use the server {url}"))?,
+        )),
+        (Some(dir), None) => Ok(std::sync::Arc::new(open_store(dir)?)),
+        (None, None) => anyhow::bail!("name the store with --data DIR or --server URL"),
+    }
+}
+
 /// Opens the embedded store in `dir`, with the directory named in any error.
 pub fn open_store(dir: &std::path::Path) -> anyhow::Result<LogStore> {
     LogStore::open(dir, LogOptions::default())

@@ -3,15 +3,15 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use eventfold_core::{EventStore, Position, ReadAll, ReadStream, RecordedEvent, Revision};
+use eventfold_core::{Position, ReadAll, ReadStream, RecordedEvent, Revision};
 
-use crate::DataDir;
+use crate::StoreArgs;
 
 /// Read a stream, or `$all` (the global log), one event JSON per line.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    data: DataDir,
+    target: StoreArgs,
     /// The stream to read; `$all` reads the global log.
     stream: String,
     /// First revision (or position, for `$all`) to read.
@@ -29,7 +29,7 @@ pub struct Args {
 const PAGE_EVENTS: u64 = 10_000;
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let store = super::open_store(&args.data.data)?;
+    let store = super::open_target(&args.target)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut print = |events: &[RecordedEvent]| -> std::io::Result<()> {
