@@ -126,32 +126,44 @@ async fn append(
             format!("the body must be a JSON array of events {{\"type\", \"data\", \"id\"?, \"version\"?, \"metadata\"?}}: {e}"),
         )
     })?;
-    if events.len() > state.config.append_events_max {
-        return Err(ApiError::with_status(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            format!(
-                "{} events in one append, more than the limit of {}",
-                events.len(),
-                state.config.append_events_max
-            ),
-        ));
-    }
     let events = events
         .into_iter()
         .map(NewEvent::into_event_data)
         .collect::<Vec<_>>();
-    let count = events.len() as u64;
+    let mut results =
+        store_writes(&state, vec![StreamWrite::new(stream, expected, events)]).await?;
+    Ok((StatusCode::CREATED, Json(results.remove(0))))
+}
+
+/// Appends through the store with the server's limits and metrics: the one path both
+/// `POST /streams/{stream}` and `POST /transactions` take.
+async fn store_writes(
+    state: &AppState,
+    writes: Vec<StreamWrite>,
+) -> Result<Vec<AppendResult>, ApiError> {
+    let count: usize = writes.iter().map(|w| w.events.len()).sum();
+    if count > state.config.append_events_max {
+        return Err(ApiError::with_status(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!(
+                "{count} events in one append, more than the limit of {}",
+                state.config.append_events_max
+            ),
+        ));
+    }
     let started = Instant::now();
     let metrics = &state.metrics;
-    match state.store.append(&stream, expected, events).await {
-        Ok(result) => {
+    match state.store.append_multi(writes).await {
+        Ok(results) => {
             metrics.appends.fetch_add(1, Ordering::Relaxed);
-            metrics.events_appended.fetch_add(count, Ordering::Relaxed);
+            metrics
+                .events_appended
+                .fetch_add(count as u64, Ordering::Relaxed);
             metrics
                 .append_seconds_micros
                 .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-            Ok((StatusCode::CREATED, Json(result)))
+            Ok(results)
         }
         Err(error) => {
             metrics.append_errors.fetch_add(1, Ordering::Relaxed);
@@ -179,17 +191,6 @@ async fn append_transaction(
             ),
         )
     })?;
-    let count: usize = writes.iter().map(|w| w.events.len()).sum();
-    if count > state.config.append_events_max {
-        return Err(ApiError::with_status(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            format!(
-                "{count} events in one append, more than the limit of {}",
-                state.config.append_events_max
-            ),
-        ));
-    }
     let mut stream_writes = Vec::with_capacity(writes.len());
     for write in writes {
         let expected = match write.expected {
@@ -210,20 +211,8 @@ async fn append_transaction(
             .collect();
         stream_writes.push(StreamWrite::new(write.stream, expected, events));
     }
-    let metrics = &state.metrics;
-    match state.store.append_multi(stream_writes).await {
-        Ok(results) => {
-            metrics.appends.fetch_add(1, Ordering::Relaxed);
-            metrics
-                .events_appended
-                .fetch_add(count as u64, Ordering::Relaxed);
-            Ok((StatusCode::CREATED, Json(TransactionResults { results })))
-        }
-        Err(error) => {
-            metrics.append_errors.fetch_add(1, Ordering::Relaxed);
-            Err(error.into())
-        }
-    }
+    let results = store_writes(&state, stream_writes).await?;
+    Ok((StatusCode::CREATED, Json(TransactionResults { results })))
 }
 
 #[derive(Debug, Deserialize)]
@@ -397,9 +386,10 @@ async fn read_all(
     }))
 }
 
-/// The last event id a reconnecting SSE client saw (`Last-Event-ID`).
-fn last_event_id(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
-    headers
+/// Where a subscription resumes: after the `Last-Event-ID` a reconnecting SSE client
+/// saw, else just before `from` (inclusive); `None` is the start.
+fn resume_after(headers: &HeaderMap, from: Option<u64>) -> Result<Option<u64>, ApiError> {
+    let seen = headers
         .get("last-event-id")
         .map(|v| {
             v.to_str()
@@ -409,7 +399,8 @@ fn last_event_id(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
                     ApiError::bad_request("invalid_last_event_id", "Last-Event-ID must be a number")
                 })
         })
-        .transpose()
+        .transpose()?;
+    Ok(seen.or_else(|| from.and_then(|from| from.checked_sub(1))))
 }
 
 /// Counts an open subscription for `/metrics` while it lives.
@@ -464,13 +455,7 @@ async fn subscribe_all(
     headers: HeaderMap,
 ) -> Result<impl IntoResponse, ApiError> {
     let Query(query) = query.map_err(query_error)?;
-    let after = match last_event_id(&headers)? {
-        Some(seen) => Some(Position(seen)),
-        None => query
-            .from
-            .and_then(|from| from.checked_sub(1))
-            .map(Position),
-    };
+    let after = resume_after(&headers, query.from)?.map(Position);
     let subscription = Subscription::to_all(state.store.clone(), after, query.filter());
     let stream = sse_stream(subscription, Open::new(state.clone()), |e| e.position.get());
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
@@ -489,13 +474,7 @@ async fn subscribe_stream(
 ) -> Result<impl IntoResponse, ApiError> {
     let Path(stream) = path.map_err(path_error)?;
     let Query(query) = query.map_err(query_error)?;
-    let after = match last_event_id(&headers)? {
-        Some(seen) => Some(Revision(seen)),
-        None => query
-            .from
-            .and_then(|from| from.checked_sub(1))
-            .map(Revision),
-    };
+    let after = resume_after(&headers, query.from)?.map(Revision);
     let subscription = Subscription::to_stream(state.store.clone(), stream, after);
     let stream = sse_stream(subscription, Open::new(state.clone()), |e| e.revision.get());
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
