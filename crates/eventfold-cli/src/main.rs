@@ -50,6 +50,8 @@ enum Command {
     Read(commands::read::Args),
     /// Check every checksum, length, position and revision of a store.
     Verify(commands::verify::Args),
+    /// Register event schema versions and their converters, or list them.
+    Schema(commands::schema::Args),
     /// Measure the disk, then the store, and print each figure beside the disk's.
     Bench(commands::bench::Args),
     /// Walk through eventfold's main ideas on a small store.
@@ -77,6 +79,7 @@ fn main() -> ExitCode {
         Command::Append(args) => runtime.block_on(commands::append::run(args)),
         Command::Read(args) => runtime.block_on(commands::read::run(args)),
         Command::Verify(args) => commands::verify::run(args),
+        Command::Schema(args) => runtime.block_on(commands::schema::run(args)),
         Command::Bench(args) => commands::bench::run(args, &runtime),
         Command::Demo(args) => runtime.block_on(commands::demo::run(args)),
     };

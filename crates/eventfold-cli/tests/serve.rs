@@ -164,3 +164,136 @@ fn the_server_speaks_the_contract_and_keeps_what_it_acknowledged() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("not found"));
     server.stop();
 }
+
+fn cli(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_eventfold"))
+        .args(args)
+        .env_remove("EVENTFOLD_DATA")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn schemas_registered_with_the_cli_convert_reads_and_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let url = format!("http://{}", server.address);
+    let (status, body) = server.request(
+        "POST",
+        "/streams/item-1",
+        &[],
+        r#"[{"type":"InventoryItemDeactivated","data":{"id":"item-1"}}]"#,
+    );
+    assert_eq!(status, 201, "{body}");
+
+    let register = |upcast: &str| {
+        cli(&[
+            "schema",
+            "register",
+            "--server",
+            &url,
+            "InventoryItemDeactivated",
+            "2",
+            "--schema",
+            r#"{"type":"object","required":["itemId","reason"]}"#,
+            "--upcast",
+            upcast,
+            "--downcast",
+            "{id: .itemId}",
+        ])
+    };
+    // An upcast that leaves out the required reason is refused, naming the event.
+    let refused = register("{itemId: .id}");
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("item-1") && stderr.contains("reason"),
+        "{stderr}"
+    );
+    let registered = register(r#"{itemId: .id, reason: "not recorded"}"#);
+    assert!(
+        registered.status.success(),
+        "{}",
+        String::from_utf8_lossy(&registered.stderr)
+    );
+
+    let (status, body) = server.request(
+        "GET",
+        "/streams/item-1/0",
+        &[("Accept", "application/vnd.eventfold.v2+json")],
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+    let event: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        event["data"],
+        serde_json::json!({"itemId": "item-1", "reason": "not recorded"})
+    );
+    let listed = cli(&["schema", "list", "--server", &url]);
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("InventoryItemDeactivated"));
+    server.stop();
+
+    // The registry lives in the store: the CLI reads it from the data directory, and a
+    // restarted server still converts.
+    let listed = cli(&[
+        "schema",
+        "list",
+        "--data",
+        dir.path().to_str().unwrap(),
+        "InventoryItemDeactivated",
+    ]);
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(listed["versions"][0]["version"], 2);
+    assert_eq!(listed["versions"][0]["downcast"], "{id: .itemId}");
+    let server = Server::start(dir.path());
+    let (status, _) = server.request(
+        "GET",
+        "/streams/item-1/0",
+        &[("Accept", "application/vnd.eventfold.v2+json")],
+        "",
+    );
+    assert_eq!(status, 200);
+    server.stop();
+}
+
+#[test]
+fn schema_register_on_a_data_directory_checks_and_explains() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let bad = cli(&[
+        "schema",
+        "register",
+        "--data",
+        data,
+        "Moved",
+        "2",
+        "--upcast",
+        "{by: .distance",
+    ]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("does not parse"));
+    let good = cli(&[
+        "schema",
+        "register",
+        "--data",
+        data,
+        "Moved",
+        "2",
+        "--upcast",
+        "{by: .distance}",
+    ]);
+    assert!(
+        good.status.success(),
+        "{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    assert!(String::from_utf8_lossy(&good.stdout).contains("created"));
+    let unknown = cli(&["schema", "list", "--data", data, "Nope"]);
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no schema is registered for Nope"));
+}

@@ -146,6 +146,34 @@ impl HttpStore {
         url
     }
 
+    /// Registers a version of an event type in the server's schema registry
+    /// (`PUT /schemas/{type}/{version}` with a definition `{"schema"?, "upcast"?,
+    /// "downcast"?, ...}`); returns the server's answer.
+    pub async fn put_schema(
+        &self,
+        event_type: &str,
+        version: u32,
+        definition: &Value,
+    ) -> Result<Value> {
+        let url = self.url(&["schemas", event_type, &version.to_string()]);
+        let body = serde_json::to_vec(definition).map_err(|e| Error::Backend(e.to_string()))?;
+        let request = self
+            .client
+            .request(Method::PUT, url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        self.call(request, "").await
+    }
+
+    /// The server's schema registry: every type (`None`) or the versions of one.
+    pub async fn schemas(&self, event_type: Option<&str>) -> Result<Value> {
+        let url = match event_type {
+            Some(event_type) => self.url(&["schemas", event_type]),
+            None => self.url(&["schemas"]),
+        };
+        self.call(self.client.get(url), "").await
+    }
+
     /// Sends a request and decodes a successful JSON answer; an error answer becomes
     /// the store error it stands for (`stream` names the stream it concerns).
     async fn call<T: serde::de::DeserializeOwned>(

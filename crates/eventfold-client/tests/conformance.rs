@@ -26,7 +26,9 @@ eventfold_conformance::conformance_tests!(async || {
         .await
         .expect("bind");
     let address = listener.local_addr().expect("address");
-    let app = router(Arc::new(store), ServerConfig::default());
+    let app = router(Arc::new(store), ServerConfig::default())
+        .await
+        .expect("router");
     let task = tokio::spawn(async move {
         axum_serve(listener, app).await;
     });

@@ -35,6 +35,7 @@ pub use store::{
     AllFilter, AllSlice, AppendResult, Direction, EventStore, ReadAll, ReadStream, StreamWrite,
 };
 pub use stream::{
-    ExpectedVersion, Position, Revision, STREAM_NAME_BYTES_MAX, category_of, validate_stream_name,
+    ExpectedVersion, Position, Revision, STREAM_NAME_BYTES_MAX, SYSTEM_STREAM_PREFIXES,
+    category_of, validate_stored_stream_name, validate_stream_name,
 };
 pub use subscription::Subscription;

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use crate::error::{Error, Result};
 use crate::event::EventData;
 use crate::store::{AppendResult, StreamWrite};
-use crate::stream::{ExpectedVersion, Position, Revision, validate_stream_name};
+use crate::stream::{ExpectedVersion, Position, Revision, validate_stored_stream_name};
 
 /// Where an event was written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,7 +74,7 @@ pub fn plan_append(view: &impl AppendView, writes: Vec<StreamWrite>) -> Result<A
     let mut streams = HashSet::new();
     let mut ids = HashSet::new();
     for write in &writes {
-        validate_stream_name(&write.stream)?;
+        validate_stored_stream_name(&write.stream)?;
         if !streams.insert(write.stream.as_str()) {
             return Err(Error::InvalidEvent {
                 reason: format!(

@@ -149,7 +149,37 @@ pub fn category_of(stream: &str) -> &str {
         .map_or(stream, |(category, _)| category)
 }
 
-/// Checks that `name` can be written to: not empty, at most
+/// The system streams eventfold's own components write through the store's Rust API,
+/// by prefix. Every other name starting with `$` stays reserved (`$all` and the index
+/// streams are read-only views). User-facing entry points (the HTTP API, the CLI)
+/// refuse every `$` name with [`validate_stream_name`].
+pub const SYSTEM_STREAM_PREFIXES: &[&str] = &[
+    // The schema registry's history (eventfold-schema).
+    "$schemas",
+];
+
+/// Checks a name a backend accepts for an append: a user stream name (see
+/// [`validate_stream_name`]) or a system stream of [`SYSTEM_STREAM_PREFIXES`].
+///
+/// ```
+/// use eventfold_core::validate_stored_stream_name;
+/// assert!(validate_stored_stream_name("$schemas").is_ok());
+/// assert!(validate_stored_stream_name("$all").is_err());
+/// assert!(validate_stored_stream_name("order-1").is_ok());
+/// ```
+pub fn validate_stored_stream_name(name: &str) -> Result<()> {
+    if SYSTEM_STREAM_PREFIXES
+        .iter()
+        .any(|prefix| name.starts_with(prefix))
+        && name.len() <= STREAM_NAME_BYTES_MAX
+        && !name.chars().any(char::is_control)
+    {
+        return Ok(());
+    }
+    validate_stream_name(name)
+}
+
+/// Checks that a user may write to `name`: not empty, at most
 /// [`STREAM_NAME_BYTES_MAX`] bytes, no control characters, and not a system name
 /// (names starting with `$` are reserved for eventfold).
 pub fn validate_stream_name(name: &str) -> Result<()> {

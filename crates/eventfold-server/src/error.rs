@@ -77,3 +77,38 @@ impl IntoResponse for ApiError {
         (self.status, Json(self.body)).into_response()
     }
 }
+
+impl From<eventfold_schema::SchemaError> for ApiError {
+    fn from(error: eventfold_schema::SchemaError) -> Self {
+        use eventfold_schema::SchemaError;
+        let message = error.to_string();
+        let status = match &error {
+            SchemaError::Store(_) => {
+                let SchemaError::Store(inner) = error else {
+                    unreachable!("matched just above")
+                };
+                return inner.into();
+            }
+            SchemaError::Incompatible { event, data, .. } => {
+                return ApiError {
+                    status: StatusCode::CONFLICT,
+                    body: json!({
+                        "error": error.code(),
+                        "message": message,
+                        "event": event,
+                        "data": data,
+                    }),
+                };
+            }
+            SchemaError::InvalidDefinition { .. } | SchemaError::SchemaViolation { .. } => {
+                StatusCode::BAD_REQUEST
+            }
+            SchemaError::NoConversionPath { .. } => StatusCode::NOT_ACCEPTABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        if status.is_server_error() {
+            tracing::error!(%message, "conversion failed");
+        }
+        ApiError::with_status(status, error.code(), message)
+    }
+}

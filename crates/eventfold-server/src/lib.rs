@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 pub use error::ApiError;
 use eventfold_core::EventStore;
+use eventfold_schema::{SchemaError, SchemaStore};
 pub use routes::router;
 
 /// Limits of the server. Every limit names its unit last.
@@ -40,6 +41,8 @@ impl Default for ServerConfig {
 /// What the handlers share.
 pub(crate) struct AppState {
     pub store: Arc<dyn EventStore>,
+    /// The schema registry kept in `store`.
+    pub schemas: Arc<SchemaStore<dyn EventStore>>,
     pub config: ServerConfig,
     pub metrics: metrics::Metrics,
 }
@@ -51,9 +54,24 @@ pub async fn serve(
     config: ServerConfig,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let app = router(store, config).into_make_service_with_connect_info::<SocketAddr>();
+) -> Result<(), ServeError> {
+    let app = router(store, config)
+        .await?
+        .into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
-        .await
+        .await?;
+    Ok(())
+}
+
+/// Why the server could not run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// The schema registry in the store could not be loaded.
+    #[error("cannot load the schema registry: {0}")]
+    Schemas(#[from] SchemaError),
+    /// Listening or serving failed.
+    #[error("the server failed: {0}")]
+    Io(#[from] std::io::Error),
 }

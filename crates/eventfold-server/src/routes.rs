@@ -1,9 +1,9 @@
 //! The routes of the HTTP API (contract in SPEC, details in `docs/http-api.md`).
 
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
@@ -18,6 +18,9 @@ use eventfold_core::{
     AllFilter, AppendResult, Direction, EventData, EventStore, ExpectedVersion, Position, ReadAll,
     ReadStream, RecordedEvent, Revision, Subscription,
 };
+use eventfold_schema::{
+    Negotiated, Registered, SchemaError, SchemaStore, Target, VersionDefinition,
+};
 use futures_util::stream::{self, Stream};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -28,25 +31,58 @@ use crate::{AppState, ServerConfig};
 
 type Shared = State<Arc<AppState>>;
 
-/// The router of the whole API over `store`.
-pub fn router(store: Arc<dyn EventStore>, config: ServerConfig) -> Router {
+/// How often a server picks up schema registrations made through other nodes.
+const SCHEMA_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The router of the whole API over `store`, with the schema registry kept in it.
+pub async fn router(
+    store: Arc<dyn EventStore>,
+    config: ServerConfig,
+) -> Result<Router, SchemaError> {
     let body_bytes_max = config.body_bytes_max;
+    let schemas = Arc::new(SchemaStore::open(store.clone()).await?);
+    spawn_schema_refresh(Arc::downgrade(&schemas));
     let state = Arc::new(AppState {
         store,
+        schemas,
         config,
         metrics: Default::default(),
     });
-    Router::new()
+    Ok(Router::new()
         .route("/streams/{stream}", get(read_stream).post(append))
         .route("/transactions", axum::routing::post(append_transaction))
         .route("/streams/{stream}/{revision}", get(read_event))
         .route("/all", get(read_all))
         .route("/subscribe/all", get(subscribe_all))
         .route("/subscribe/streams/{stream}", get(subscribe_stream))
+        .route("/schemas", get(list_schema_types))
+        .route("/schemas/{type}", get(list_schema_versions))
+        .route(
+            "/schemas/{type}/{version}",
+            get(read_schema_version).put(register_schema),
+        )
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(body_bytes_max))
-        .with_state(state)
+        .with_state(state))
+}
+
+/// Keeps the registry in step with `$schemas` while the server lives, so that a
+/// registration made through another node on the same store is seen here.
+fn spawn_schema_refresh(schemas: Weak<SchemaStore<dyn EventStore>>) {
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(SCHEMA_REFRESH_INTERVAL);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            let Some(schemas) = schemas.upgrade() else {
+                return;
+            };
+            if let Err(error) = schemas.refresh().await {
+                tracing::warn!(%error, "cannot refresh the schema registry");
+            }
+        }
+    });
 }
 
 /// One event of a `POST /streams/{stream}` body.
@@ -141,6 +177,11 @@ async fn store_writes(
     state: &AppState,
     writes: Vec<StreamWrite>,
 ) -> Result<Vec<AppendResult>, ApiError> {
+    for write in &writes {
+        // System streams (`$schemas`, ...) are written by eventfold itself, never by
+        // a client.
+        eventfold_core::validate_stream_name(&write.stream)?;
+    }
     let count: usize = writes.iter().map(|w| w.events.len()).sum();
     if count > state.config.append_events_max {
         return Err(ApiError::with_status(
@@ -151,6 +192,10 @@ async fn store_writes(
                 state.config.append_events_max
             ),
         ));
+    }
+    let registry = state.schemas.registry();
+    for event in writes.iter().flat_map(|w| &w.events) {
+        registry.validate(&event.event_type, event.version, &event.data)?;
     }
     let started = Instant::now();
     let metrics = &state.metrics;
@@ -220,6 +265,16 @@ struct StreamQuery {
     from: Option<u64>,
     limit: Option<u64>,
     direction: Option<String>,
+    /// The versions the reader understands (`Type:N,...`, `newest`, `stored`).
+    versions: Option<String>,
+}
+
+/// The conversion a reader asked for with `versions=`; as stored by default.
+fn target(versions: Option<&str>) -> Result<Target, ApiError> {
+    versions.map_or(Ok(Target::Stored), |text| {
+        Target::parse(text)
+            .map_err(|reason| ApiError::bad_request("invalid_query", format!("versions: {reason}")))
+    })
 }
 
 #[derive(Serialize)]
@@ -261,12 +316,15 @@ async fn read_stream(
     if let Some(from) = query.from {
         options = options.from(Revision(from));
     }
+    let target = target(query.versions.as_deref())?;
     let events = state.store.read_stream(&stream, options).await?;
     state.metrics.reads.fetch_add(1, Ordering::Relaxed);
+    // Paging follows the stored events, whatever conversion drops or splits.
     let next = match options.direction {
         Direction::Forward => events.last().map(|e| e.revision.get() + 1),
         Direction::Backward => events.last().and_then(|e| e.revision.get().checked_sub(1)),
     };
+    let events = eventfold_schema::convert_all(&state.schemas.registry(), events, &target)?;
     Ok(Json(Events {
         events,
         next,
@@ -321,19 +379,23 @@ async fn read_event(
             )
         })?;
     state.metrics.reads.fetch_add(1, Ordering::Relaxed);
-    if let Some(version) = wanted
-        && version != event.version
-    {
-        return Err(ApiError::with_status(
+    let Some(version) = wanted.filter(|v| *v != event.version) else {
+        return Ok(Json(event));
+    };
+    let (event_type, stored) = (event.event_type.clone(), event.version);
+    let target = Target::version(event_type.clone(), version);
+    let converted = state.schemas.registry().convert(event, &target)?;
+    match <[RecordedEvent; 1]>::try_from(converted) {
+        Ok([one]) if one.event_type == event_type && one.version == version => Ok(Json(one)),
+        Ok(_) | Err(_) => Err(ApiError::with_status(
             StatusCode::NOT_ACCEPTABLE,
-            "not_acceptable",
+            "no_conversion_path",
             format!(
-                "the event is stored as version {} of {} and no conversion to version {version} is registered",
-                event.version, event.event_type
+                "version {stored} of {event_type} does not convert into exactly one event of \
+                 version {version} (a registered converter drops, splits or renames it)"
             ),
-        ));
+        )),
     }
-    Ok(Json(event))
 }
 
 #[derive(Debug, Deserialize)]
@@ -345,6 +407,8 @@ struct AllQuery {
     /// Event types, comma separated.
     #[serde(rename = "type")]
     event_types: Option<String>,
+    /// The versions the reader understands (`Type:N,...`, `newest`, `stored`).
+    versions: Option<String>,
 }
 
 impl AllQuery {
@@ -377,10 +441,11 @@ async fn read_all(
         limit(&state.config, query.limit),
     )
     .filtered(query.filter());
+    let target = target(query.versions.as_deref())?;
     let page = state.store.read_all(read).await?;
     state.metrics.reads.fetch_add(1, Ordering::Relaxed);
     Ok(Json(Events {
-        events: page.events,
+        events: eventfold_schema::convert_all(&state.schemas.registry(), page.events, &target)?,
         next: Some(page.next.get()),
         end_of_log: Some(page.end_of_log),
     }))
@@ -428,7 +493,7 @@ impl Drop for Open {
 /// Turns a subscription into SSE messages, `id:` from `id_of`. A failure is sent as an
 /// `error` event, and then the stream ends (the client reconnects with Last-Event-ID).
 fn sse_stream(
-    subscription: Subscription<Arc<dyn EventStore>>,
+    subscription: Negotiated<Arc<dyn EventStore>, dyn EventStore>,
     open: Open,
     id_of: fn(&RecordedEvent) -> u64,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
@@ -456,7 +521,12 @@ async fn subscribe_all(
 ) -> Result<impl IntoResponse, ApiError> {
     let Query(query) = query.map_err(query_error)?;
     let after = resume_after(&headers, query.from)?.map(Position);
-    let subscription = Subscription::to_all(state.store.clone(), after, query.filter());
+    let target = target(query.versions.as_deref())?;
+    let subscription = Negotiated::new(
+        Subscription::to_all(state.store.clone(), after, query.filter()),
+        state.schemas.clone(),
+        target,
+    );
     let stream = sse_stream(subscription, Open::new(state.clone()), |e| e.position.get());
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
@@ -464,6 +534,8 @@ async fn subscribe_all(
 #[derive(Debug, Deserialize)]
 struct SubscribeStreamQuery {
     from: Option<u64>,
+    /// The versions the subscriber understands, declared once for the whole stream.
+    versions: Option<String>,
 }
 
 async fn subscribe_stream(
@@ -475,7 +547,12 @@ async fn subscribe_stream(
     let Path(stream) = path.map_err(path_error)?;
     let Query(query) = query.map_err(query_error)?;
     let after = resume_after(&headers, query.from)?.map(Revision);
-    let subscription = Subscription::to_stream(state.store.clone(), stream, after);
+    let target = target(query.versions.as_deref())?;
+    let subscription = Negotiated::new(
+        Subscription::to_stream(state.store.clone(), stream, after),
+        state.schemas.clone(),
+        target,
+    );
     let stream = sse_stream(subscription, Open::new(state.clone()), |e| e.revision.get());
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
@@ -492,5 +569,119 @@ async fn metrics(State(state): Shared) -> Result<impl IntoResponse, ApiError> {
     Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(head),
+    ))
+}
+
+#[derive(Serialize)]
+struct SchemaVersion<'a> {
+    version: u32,
+    #[serde(flatten)]
+    definition: &'a VersionDefinition,
+}
+
+fn schema_not_found(event_type: &str, version: Option<u32>) -> ApiError {
+    let what = version.map_or_else(
+        || format!("no schema is registered for {event_type}"),
+        |v| format!("version {v} of {event_type} is not registered"),
+    );
+    ApiError::with_status(StatusCode::NOT_FOUND, "schema_not_found", what)
+}
+
+/// `GET /schemas`: every registered type with its versions and where it upcasts to.
+async fn list_schema_types(State(state): Shared) -> Result<impl IntoResponse, ApiError> {
+    state.schemas.refresh().await?;
+    let registry = state.schemas.registry();
+    let types: Vec<serde_json::Value> = registry
+        .types()
+        .map(|event_type| {
+            let versions: Vec<u32> = registry
+                .versions(event_type)
+                .iter()
+                .map(|(v, _)| *v)
+                .collect();
+            serde_json::json!({
+                "type": event_type,
+                "versions": versions,
+                "newest": registry.newest(event_type),
+            })
+        })
+        .collect();
+    Ok(Json(serde_json::json!({ "types": types })))
+}
+
+/// `GET /schemas/{type}`: the registered versions of one type, oldest first.
+async fn list_schema_versions(
+    State(state): Shared,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Path(event_type) = path.map_err(path_error)?;
+    state.schemas.refresh().await?;
+    let registry = state.schemas.registry();
+    let versions = registry.versions(&event_type);
+    if versions.is_empty() {
+        return Err(schema_not_found(&event_type, None));
+    }
+    let versions: Vec<SchemaVersion<'_>> = versions
+        .into_iter()
+        .map(|(version, definition)| SchemaVersion {
+            version,
+            definition,
+        })
+        .collect();
+    Ok(Json(serde_json::json!({
+        "type": event_type,
+        "versions": versions,
+        "newest": registry.newest(&event_type),
+    }))
+    .into_response())
+}
+
+/// `GET /schemas/{type}/{version}`: one registered version.
+async fn read_schema_version(
+    State(state): Shared,
+    path: Result<Path<(String, u32)>, PathRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Path((event_type, version)) = path.map_err(path_error)?;
+    state.schemas.refresh().await?;
+    let registry = state.schemas.registry();
+    let definition = registry
+        .definition(&event_type, version)
+        .ok_or_else(|| schema_not_found(&event_type, Some(version)))?;
+    Ok(Json(serde_json::json!({
+        "type": event_type,
+        "version": version,
+        "definition": definition,
+    }))
+    .into_response())
+}
+
+/// `PUT /schemas/{type}/{version}`: registers a version after the compatibility check.
+async fn register_schema(
+    State(state): Shared,
+    path: Result<Path<(String, u32)>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Path((event_type, version)) = path.map_err(path_error)?;
+    let body = body.map_err(body_error)?;
+    let definition: VersionDefinition = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_json",
+            format!(
+                "the body must be a JSON object {{\"schema\"?, \"upcast\"?, \"downcast\"?, \"previous\"?, \"skip_upcasts\"?, \"lossless\"?}}: {e}"
+            ),
+        )
+    })?;
+    let registered = state
+        .schemas
+        .register(&event_type, version, definition)
+        .await?;
+    let (status, result) = match registered {
+        Registered::Created => (StatusCode::CREATED, "created"),
+        Registered::Replaced => (StatusCode::OK, "replaced"),
+        Registered::Unchanged => (StatusCode::OK, "unchanged"),
+    };
+    Ok((
+        status,
+        Json(serde_json::json!({"type": event_type, "version": version, "result": result})),
     ))
 }

@@ -17,15 +17,15 @@ struct Api {
     _dir: tempfile::TempDir,
 }
 
-fn api() -> Api {
-    api_with(ServerConfig::default())
+async fn api() -> Api {
+    api_with(ServerConfig::default()).await
 }
 
-fn api_with(config: ServerConfig) -> Api {
+async fn api_with(config: ServerConfig) -> Api {
     let dir = tempfile::tempdir().unwrap();
     let store = LogStore::open(dir.path(), LogOptions::default()).unwrap();
     Api {
-        app: router(Arc::new(store), config),
+        app: router(Arc::new(store), config).await.unwrap(),
         _dir: dir,
     }
 }
@@ -58,7 +58,7 @@ impl Api {
 
 #[tokio::test]
 async fn append_and_read_a_stream() {
-    let api = api();
+    let api = api().await;
     let (status, body) = api
         .post("order-1", Some("no_stream"), r#"[{"type":"OrderPlaced","data":{"total":5}},{"type":"OrderPaid","data":{"amount":5},"metadata":{"correlation_id":"c-1"}}]"#)
         .await;
@@ -105,7 +105,7 @@ async fn append_and_read_a_stream() {
 
 #[tokio::test]
 async fn a_wrong_expected_version_is_a_409_naming_both_versions() {
-    let api = api();
+    let api = api().await;
     assert_eq!(
         api.post("order-1", None, r#"[{"type":"A","data":1}]"#)
             .await
@@ -143,7 +143,7 @@ async fn a_wrong_expected_version_is_a_409_naming_both_versions() {
 
 #[tokio::test]
 async fn reposting_the_same_event_ids_does_not_write_twice() {
-    let api = api();
+    let api = api().await;
     let body = r#"[{"id":"0192f1a8-0000-7000-8000-000000000001","type":"A","data":1},{"id":"0192f1a8-0000-7000-8000-000000000002","type":"B","data":2}]"#;
     let first = api.post("order-1", Some("no_stream"), body).await;
     let again = api.post("order-1", Some("no_stream"), body).await;
@@ -158,7 +158,8 @@ async fn bad_input_is_a_4xx_naming_the_problem() {
     let api = api_with(ServerConfig {
         body_bytes_max: 1024,
         ..ServerConfig::default()
-    });
+    })
+    .await;
     let cases = [
         (
             "order-1",
@@ -270,7 +271,7 @@ async fn bad_input_is_a_4xx_naming_the_problem() {
 
 #[tokio::test]
 async fn one_event_with_version_negotiation() {
-    let api = api();
+    let api = api().await;
     api.post(
         "item-1",
         None,
@@ -290,7 +291,7 @@ async fn one_event_with_version_negotiation() {
     );
     let (status, body) = api.send(get("application/vnd.eventfold.v1+json")).await;
     assert_eq!(status, StatusCode::NOT_ACCEPTABLE, "{body}");
-    assert_eq!(body["error"], "not_acceptable");
+    assert_eq!(body["error"], "no_conversion_path");
     assert_eq!(api.send(get("application/json")).await.0, StatusCode::OK);
     let (status, body) = api.get("/streams/item-1/7").await;
     assert_eq!(
@@ -301,7 +302,7 @@ async fn one_event_with_version_negotiation() {
 
 #[tokio::test]
 async fn health_and_metrics() {
-    let api = api();
+    let api = api().await;
     api.post("order-1", None, r#"[{"type":"A","data":1}]"#)
         .await;
     let (status, body) = api.get("/health").await;
@@ -350,7 +351,7 @@ async fn sse_events(response: axum::response::Response, count: usize) -> Vec<(St
 
 #[tokio::test]
 async fn subscriptions_catch_up_go_live_and_resume() {
-    let api = api();
+    let api = api().await;
     for n in 0..3 {
         api.post(&format!("order-{n}"), None, r#"[{"type":"A","data":1}]"#)
             .await;
@@ -397,5 +398,206 @@ async fn subscriptions_catch_up_go_live_and_resume() {
     assert_eq!(
         (events[0].0.as_str(), events[0].1["stream"].as_str()),
         ("0", Some("order-9"))
+    );
+}
+
+impl Api {
+    async fn put_schema(&self, event_type: &str, version: u32, body: Value) -> (StatusCode, Value) {
+        self.send(
+            Request::put(format!("/schemas/{event_type}/{version}"))
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_string()))
+                .unwrap(),
+        )
+        .await
+    }
+
+    async fn get_accepting(&self, uri: &str, version: u32) -> (StatusCode, Value) {
+        self.send(
+            Request::get(uri)
+                .header(
+                    "Accept",
+                    format!("application/vnd.eventfold.v{version}+json"),
+                )
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+    }
+}
+
+fn inventory_v2() -> Value {
+    json!({
+        "schema": {"type": "object", "required": ["itemId"],
+                   "properties": {"itemId": {"type": "string"}, "reason": {"type": "string"}}},
+        "upcast": "{itemId: .id, reason: \"not recorded\"}",
+        "downcast": "{id: .itemId}"
+    })
+}
+
+#[tokio::test]
+async fn the_inventory_story_over_http_with_accept_negotiation() {
+    let api = api().await;
+    api.post(
+        "item-1",
+        None,
+        r#"[{"type":"InventoryItemDeactivated","data":{"id":"item-1"}}]"#,
+    )
+    .await;
+    let (status, body) = api
+        .put_schema("InventoryItemDeactivated", 2, inventory_v2())
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = api
+        .post("item-2", None, r#"[{"type":"InventoryItemDeactivated","version":2,"data":{"itemId":"item-2","reason":"recall"}}]"#)
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    // A new consumer reads the v1 event as v2, an old one the v2 event as v1.
+    let (status, body) = api.get_accepting("/streams/item-1/0", 2).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (body["version"].clone(), body["data"].clone()),
+        (
+            json!(2),
+            json!({"itemId": "item-1", "reason": "not recorded"})
+        )
+    );
+    let (status, body) = api.get_accepting("/streams/item-2/0", 1).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (body["version"].clone(), body["data"].clone()),
+        (json!(1), json!({"id": "item-2"}))
+    );
+    // Without Accept, as stored; to a version nobody registered, 406.
+    let (_, body) = api.get("/streams/item-1/0").await;
+    assert_eq!(body["version"], 1);
+    let (status, body) = api.get_accepting("/streams/item-1/0", 7).await;
+    assert_eq!(status, StatusCode::NOT_ACCEPTABLE, "{body}");
+    assert_eq!(body["error"], "no_conversion_path");
+
+    // Reads and subscriptions declare versions once with `versions=`.
+    let (_, body) = api
+        .get("/all?versions=InventoryItemDeactivated:1&type=InventoryItemDeactivated")
+        .await;
+    let datas: Vec<&Value> = body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["data"])
+        .collect();
+    assert_eq!(
+        datas,
+        vec![&json!({"id": "item-1"}), &json!({"id": "item-2"})]
+    );
+    let (_, body) = api.get("/streams/item-1?versions=newest").await;
+    assert_eq!(body["events"][0]["version"], 2);
+    let (status, body) = api.get("/streams/item-1?versions=Inventory:x").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+    // The registry lists what was registered.
+    let (status, body) = api.get("/schemas/InventoryItemDeactivated").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["versions"][0]["version"], 2);
+    assert_eq!(body["versions"][0]["upcast"], inventory_v2()["upcast"]);
+    assert_eq!(
+        body["newest"],
+        json!({"type": "InventoryItemDeactivated", "version": 2})
+    );
+    let (_, body) = api.get("/schemas").await;
+    assert_eq!(body["types"][0]["type"], "InventoryItemDeactivated");
+    let (status, _) = api.get("/schemas/Unknown").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // Registering the same thing again changes nothing.
+    let (status, body) = api
+        .put_schema("InventoryItemDeactivated", 2, inventory_v2())
+        .await;
+    assert_eq!(
+        (status, body["result"].clone()),
+        (StatusCode::OK, json!("unchanged"))
+    );
+}
+
+#[tokio::test]
+async fn schema_registration_and_validation_errors_name_the_problem() {
+    let api = api().await;
+    api.post(
+        "item-9",
+        None,
+        r#"[{"type":"InventoryItemDeactivated","data":{"sku":"legacy"}}]"#,
+    )
+    .await;
+    // The stored event cannot be upcast into a valid v2: refused, event shown.
+    let (status, body) = api
+        .put_schema("InventoryItemDeactivated", 2, inventory_v2())
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"], "incompatible_schema");
+    assert_eq!(body["data"], json!({"sku": "legacy"}));
+    assert!(
+        body["event"].as_str().unwrap().starts_with("0@item-9"),
+        "{body}"
+    );
+
+    let cases = [
+        (
+            json!({"upcast": "{itemId: .id"}),
+            "invalid_schema",
+            "does not parse",
+        ),
+        (
+            json!({"schema": {"type": 12}, "upcast": "."}),
+            "invalid_schema",
+            "JSON Schema",
+        ),
+        (json!({}), "invalid_schema", "needs an upcast"),
+        (
+            json!({"upcast": ".", "colour": "red"}),
+            "invalid_json",
+            "colour",
+        ),
+    ];
+    for (definition, code, text) in cases {
+        let (status, body) = api.put_schema("Other", 2, definition.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{definition}: {body}");
+        assert_eq!(body["error"], code, "{definition}: {body}");
+        assert!(body["message"].as_str().unwrap().contains(text), "{body}");
+    }
+
+    // Appends of a registered version are validated against its schema.
+    let (status, _) = api
+        .put_schema(
+            "Shipped",
+            1,
+            json!({"schema": {"type": "object", "required": ["orderId"]}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, body) = api
+        .post(
+            "order-1",
+            None,
+            r#"[{"type":"Shipped","data":{"order":"x"}}]"#,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"], "schema_violation");
+    assert!(
+        body["message"].as_str().unwrap().contains("orderId"),
+        "{body}"
+    );
+    let (status, _) = api.get("/streams/order-1").await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "nothing of a refused append is written"
+    );
+    // Clients cannot write the registry's stream directly.
+    let (status, body) = api
+        .post("$schemas", None, r#"[{"type":"x","data":{}}]"#)
+        .await;
+    assert_eq!(
+        (status, body["error"].clone()),
+        (StatusCode::BAD_REQUEST, json!("invalid_stream_name"))
     );
 }

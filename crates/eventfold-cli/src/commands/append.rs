@@ -37,6 +37,7 @@ pub struct Args {
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let expected: ExpectedVersion = args.expected.parse()?;
+    eventfold_core::validate_stream_name(&args.stream)?;
     let mut event = EventData::from_json_bytes(args.event_type, args.json.into_bytes())
         .context("--json is not a valid event")?
         .with_version(args.version);

@@ -4,6 +4,7 @@ pub mod append;
 pub mod bench;
 pub mod demo;
 pub mod read;
+pub mod schema;
 pub mod serve;
 pub mod verify;
 

@@ -1,0 +1,203 @@
+//! `eventfold schema register|list`: the schema registry, on a data directory or a
+//! server.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use eventfold_schema::{EventVersion, Registered, SchemaStore, VersionDefinition};
+use serde_json::{Value, json};
+
+use crate::StoreArgs;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    action: Action,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Action {
+    /// Register a version of an event type, after checking its converters on stored
+    /// events.
+    Register(RegisterArgs),
+    /// List the registered types, or the versions of one type.
+    List(ListArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct RegisterArgs {
+    #[command(flatten)]
+    target: StoreArgs,
+    /// The event type.
+    event_type: String,
+    /// The version registered, from 1.
+    version: u32,
+    /// JSON Schema of the version's data, as JSON text.
+    #[arg(long, conflicts_with_all = ["schema_file", "file"])]
+    schema: Option<String>,
+    /// JSON Schema of the version's data, from a file.
+    #[arg(long, value_name = "FILE", conflicts_with = "file")]
+    schema_file: Option<PathBuf>,
+    /// jq program converting the previous version's data into this one.
+    #[arg(long, value_name = "JQ", conflicts_with = "file")]
+    upcast: Option<String>,
+    /// jq program converting this version's data into the previous one.
+    #[arg(long, value_name = "JQ", conflicts_with = "file")]
+    downcast: Option<String>,
+    /// The version this one follows when not VERSION-1 of the same type (a rename):
+    /// TYPE:N.
+    #[arg(long, value_name = "TYPE:N", conflicts_with = "file")]
+    previous: Option<String>,
+    /// Declare that downcast(upcast(e)) == e (checked on stored events).
+    #[arg(long, conflicts_with = "file")]
+    lossless: bool,
+    /// The whole definition as a JSON file, the body of PUT /schemas/{type}/{version}.
+    #[arg(long, value_name = "FILE")]
+    file: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+struct ListArgs {
+    #[command(flatten)]
+    target: StoreArgs,
+    /// Show the versions of this type (all types when left out).
+    event_type: Option<String>,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    match args.action {
+        Action::Register(args) => register(args).await,
+        Action::List(args) => list(args).await,
+    }
+}
+
+fn definition(args: &RegisterArgs) -> anyhow::Result<VersionDefinition> {
+    if let Some(file) = &args.file {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        return serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a schema definition", file.display()));
+    }
+    let schema = match (&args.schema, &args.schema_file) {
+        (Some(text), _) => Some(serde_json::from_str(text).context("--schema is not JSON")?),
+        (None, Some(file)) => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            Some(
+                serde_json::from_str(&text)
+                    .with_context(|| format!("{} is not JSON", file.display()))?,
+            )
+        }
+        (None, None) => None,
+    };
+    let previous = match &args.previous {
+        None => None,
+        Some(text) => {
+            let (event_type, version) =
+                text.rsplit_once(':').context("--previous must be TYPE:N")?;
+            let version = version
+                .parse()
+                .with_context(|| format!("--previous: '{version}' is not a version"))?;
+            Some(EventVersion::new(event_type, version))
+        }
+    };
+    Ok(VersionDefinition {
+        schema,
+        upcast: args.upcast.clone(),
+        downcast: args.downcast.clone(),
+        previous,
+        lossless: args.lossless,
+        ..VersionDefinition::default()
+    })
+}
+
+async fn register(args: RegisterArgs) -> anyhow::Result<ExitCode> {
+    let definition = definition(&args)?;
+    let answer = match (&args.target.data, &args.target.server) {
+        (_, Some(url)) => {
+            let client = eventfold_client::HttpStore::new(url)?;
+            client
+                .put_schema(
+                    &args.event_type,
+                    args.version,
+                    &serde_json::to_value(&definition)?,
+                )
+                .await?
+        }
+        (Some(dir), None) => {
+            let store = Arc::new(super::open_store(dir)?);
+            let schemas = SchemaStore::open(store).await?;
+            let result = schemas
+                .register(&args.event_type, args.version, definition)
+                .await
+                .map_err(explain)?;
+            let result = match result {
+                Registered::Created => "created",
+                Registered::Replaced => "replaced",
+                Registered::Unchanged => "unchanged",
+            };
+            json!({"type": args.event_type, "version": args.version, "result": result})
+        }
+        (None, None) => bail!("name the store with --data DIR or --server URL"),
+    };
+    println!("{answer}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A refused registration with the failing event's data shown.
+fn explain(error: eventfold_schema::SchemaError) -> anyhow::Error {
+    match &error {
+        eventfold_schema::SchemaError::Incompatible { data, .. } => {
+            anyhow::anyhow!("{error}\nthe failing event's data: {data}")
+        }
+        _ => error.into(),
+    }
+}
+
+async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
+    let answer: Value = match (&args.target.data, &args.target.server) {
+        (_, Some(url)) => {
+            eventfold_client::HttpStore::new(url)?
+                .schemas(args.event_type.as_deref())
+                .await?
+        }
+        (Some(dir), None) => {
+            let store = Arc::new(super::open_store(dir)?);
+            let registry = SchemaStore::open(store).await?.registry();
+            match &args.event_type {
+                Some(event_type) => {
+                    let versions = registry.versions(event_type);
+                    if versions.is_empty() {
+                        bail!("no schema is registered for {event_type}");
+                    }
+                    let versions: Vec<Value> = versions
+                        .into_iter()
+                        .map(|(version, definition)| {
+                            let mut entry = serde_json::to_value(definition).unwrap_or_default();
+                            entry["version"] = json!(version);
+                            entry
+                        })
+                        .collect();
+                    json!({"type": event_type, "versions": versions,
+                           "newest": registry.newest(event_type)})
+                }
+                None => {
+                    let types: Vec<Value> = registry
+                        .types()
+                        .map(|t| {
+                            let versions: Vec<u32> =
+                                registry.versions(t).iter().map(|(v, _)| *v).collect();
+                            json!({"type": t, "versions": versions, "newest": registry.newest(t)})
+                        })
+                        .collect();
+                    json!({"types": types})
+                }
+            }
+        }
+        (None, None) => bail!("name the store with --data DIR or --server URL"),
+    };
+    println!("{}", serde_json::to_string_pretty(&answer)?);
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,96 @@
+//! Errors of the schema registry and of conversion.
+
+/// What went wrong in the registry, in a conversion, or in a validation.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum SchemaError {
+    /// A registration that cannot be accepted as given (a malformed jq program or
+    /// JSON Schema, a missing upcast, a bad version number).
+    #[error("invalid registration of {event_type} v{version}: {reason}")]
+    InvalidDefinition {
+        /// The event type being registered.
+        event_type: String,
+        /// The version being registered.
+        version: u32,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The compatibility check failed: a converter did not accept a stored event, or
+    /// its result did not validate against the new schema. Nothing was registered.
+    #[error("{event_type} v{version} is not compatible with stored events: event {event} {reason}")]
+    Incompatible {
+        /// The event type being registered.
+        event_type: String,
+        /// The version being registered.
+        version: u32,
+        /// The failing stored event, as `revision@stream (id)`.
+        event: String,
+        /// The failing event's data, for the user to see.
+        data: serde_json::Value,
+        /// What failed.
+        reason: String,
+    },
+    /// Event data does not match the registered JSON Schema of its type and version.
+    #[error("{event_type} v{version} does not match its schema: {reason}")]
+    SchemaViolation {
+        /// The event type.
+        event_type: String,
+        /// The event's schema version.
+        version: u32,
+        /// Each failed rule, with the JSON path of the value that broke it.
+        reason: String,
+    },
+    /// No chain of converters leads from the stored version to the one asked for.
+    #[error("no conversion of {event_type} v{from} to {to}")]
+    NoConversionPath {
+        /// The stored event type.
+        event_type: String,
+        /// The stored version.
+        from: u32,
+        /// What was asked for (`v3`, `the newest version`, ...).
+        to: String,
+    },
+    /// A converter failed on an event.
+    #[error("converting {event_type} v{from} to v{to} failed: {reason}")]
+    ConversionFailed {
+        /// The event type converted.
+        event_type: String,
+        /// The version converted from.
+        from: u32,
+        /// The version converted to.
+        to: u32,
+        /// What the converter said.
+        reason: String,
+    },
+    /// Converted data does not decode into the Rust type asked for.
+    #[error("{event_type} v{version} does not decode: {reason}")]
+    Decode {
+        /// The event type.
+        event_type: String,
+        /// The schema version decoded.
+        version: u32,
+        /// The field and the problem, e.g. `reason: missing field`.
+        reason: String,
+    },
+    /// The store holding the registry failed.
+    #[error(transparent)]
+    Store(#[from] eventfold_core::Error),
+}
+
+impl SchemaError {
+    /// A short machine-readable code, as the HTTP API reports it.
+    pub fn code(&self) -> &'static str {
+        match self {
+            SchemaError::InvalidDefinition { .. } => "invalid_schema",
+            SchemaError::Incompatible { .. } => "incompatible_schema",
+            SchemaError::SchemaViolation { .. } => "schema_violation",
+            SchemaError::NoConversionPath { .. } => "no_conversion_path",
+            SchemaError::ConversionFailed { .. } => "conversion_failed",
+            SchemaError::Decode { .. } => "decode_failed",
+            SchemaError::Store(e) => e.code(),
+        }
+    }
+}
+
+/// Results of this crate.
+pub type Result<T, E = SchemaError> = std::result::Result<T, E>;

@@ -1,0 +1,488 @@
+//! The registry kept in the store itself: loaded from `$schemas`, registered to with
+//! a compatibility check, refreshed from the revision it holds.
+
+use std::collections::VecDeque;
+use std::ops::Deref;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use eventfold_core::{
+    AllFilter, EventData, EventStore, ExpectedVersion, Position, ReadAll, ReadStream,
+    RecordedEvent, Revision, Subscription,
+};
+use serde_json::Value;
+
+use crate::convert::Target;
+use crate::definition::{
+    EventVersion, REGISTRATION_EVENT_TYPE, Registration, SCHEMAS_STREAM, VersionDefinition,
+};
+use crate::error::{Result, SchemaError};
+use crate::registry::{Registry, validate_value};
+
+/// Limits of the compatibility check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckOptions {
+    /// Stored events of each source version the converters are tried on.
+    pub sample_events_max: usize,
+    /// Events of the type read from the log, at most, to find those samples.
+    pub scan_events_max: u64,
+}
+
+impl Default for CheckOptions {
+    fn default() -> Self {
+        CheckOptions {
+            sample_events_max: 1000,
+            scan_events_max: 200_000,
+        }
+    }
+}
+
+/// Times a registration is retried when another node registered concurrently.
+const REGISTER_ATTEMPTS_MAX: usize = 5;
+/// Events read per page from `$schemas` and while sampling.
+const PAGE_EVENTS: u64 = 512;
+
+/// What a registration did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registered {
+    /// A new version was registered.
+    Created,
+    /// An existing version was replaced by a different definition.
+    Replaced,
+    /// The same definition was registered before; nothing was written.
+    Unchanged,
+}
+
+struct State {
+    registry: Arc<Registry>,
+    /// The last revision of `$schemas` applied.
+    applied: Option<Revision>,
+}
+
+/// The schema registry of one store, kept as events in its `$schemas` stream so it is
+/// versioned and replicated with everything else.
+///
+/// ```
+/// use std::sync::Arc;
+/// use eventfold_core::{EventData, InMemoryStore};
+/// use eventfold_schema::{SchemaStore, VersionDefinition};
+///
+/// # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// # rt.block_on(async {
+/// let store = Arc::new(InMemoryStore::new());
+/// let schemas = SchemaStore::open(store.clone()).await.unwrap();
+/// let schema = serde_json::json!({"type": "object", "required": ["id"]});
+/// schemas.register("ItemDeactivated", 1, VersionDefinition::with_schema(schema)).await.unwrap();
+///
+/// let bad = EventData::json("ItemDeactivated", &serde_json::json!({"name": 1})).unwrap();
+/// assert!(schemas.validate(&bad).is_err());
+///
+/// // Another process opening the same store sees the registration.
+/// let again = SchemaStore::open(store).await.unwrap();
+/// assert_eq!(again.registry().versions("ItemDeactivated").len(), 1);
+/// # });
+/// ```
+pub struct SchemaStore<S: ?Sized> {
+    store: Arc<S>,
+    state: RwLock<State>,
+    /// One registration at a time in this process (across processes, the expected
+    /// version on `$schemas` decides).
+    registering: tokio::sync::Mutex<()>,
+    check: CheckOptions,
+}
+
+impl<S: EventStore + ?Sized> SchemaStore<S> {
+    /// Loads the registry of `store`.
+    pub async fn open(store: Arc<S>) -> Result<Self> {
+        Self::open_with(store, Registry::new(), CheckOptions::default()).await
+    }
+
+    /// Loads the registry of `store` on top of `base`, which holds the program's Rust
+    /// converters.
+    pub async fn open_with(store: Arc<S>, base: Registry, check: CheckOptions) -> Result<Self> {
+        let schemas = SchemaStore {
+            store,
+            state: RwLock::new(State {
+                registry: Arc::new(base),
+                applied: None,
+            }),
+            registering: tokio::sync::Mutex::new(()),
+            check,
+        };
+        schemas.refresh().await?;
+        Ok(schemas)
+    }
+
+    /// The registry as last loaded.
+    pub fn registry(&self) -> Arc<Registry> {
+        self.state
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .registry
+            .clone()
+    }
+
+    /// The store the registry lives in.
+    pub fn store(&self) -> &Arc<S> {
+        &self.store
+    }
+
+    /// Applies registrations made since the last load (by another node, say).
+    pub async fn refresh(&self) -> Result<()> {
+        let (mut registry, applied) = {
+            let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
+            (state.registry.clone(), state.applied)
+        };
+        let mut next = applied.map_or(Revision::FIRST, Revision::next);
+        let mut last = applied;
+        loop {
+            let page = match self
+                .store
+                .read_stream(
+                    SCHEMAS_STREAM,
+                    ReadStream::forward().from(next).limit(PAGE_EVENTS),
+                )
+                .await
+            {
+                Ok(page) => page,
+                Err(eventfold_core::Error::StreamNotFound { .. }) => Vec::new(),
+                Err(e) => return Err(e.into()),
+            };
+            let Some(end) = page.last().map(|e| e.revision) else {
+                break;
+            };
+            let updated = Arc::make_mut(&mut registry);
+            for event in &page {
+                apply(updated, event)?;
+            }
+            last = Some(end);
+            next = end.next();
+        }
+        if last != applied {
+            let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
+            // Another refresh may have applied more in the meantime; keep the newer.
+            if state.applied < last {
+                *state = State {
+                    registry,
+                    applied: last,
+                };
+            }
+        }
+        Ok(())
+    }
+
+    /// Registers `version` of `event_type` after checking it: its jq programs and JSON
+    /// Schema must compile, and its converters must turn a sample of the stored events
+    /// of the version(s) they convert from into events that match the new schema (and
+    /// back again, when declared lossless). A failure refuses the registration and
+    /// names the failing event.
+    pub async fn register(
+        &self,
+        event_type: &str,
+        version: u32,
+        definition: VersionDefinition,
+    ) -> Result<Registered> {
+        let _one_at_a_time = self.registering.lock().await;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            self.refresh().await?;
+            let (current, applied) = {
+                let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
+                (state.registry.clone(), state.applied)
+            };
+            let existing = current.definition(event_type, version).cloned();
+            if existing.as_ref() == Some(&definition) {
+                return Ok(Registered::Unchanged);
+            }
+            let mut candidate = (*current).clone();
+            candidate.define(event_type, version, definition.clone())?;
+            self.check_compatibility(&candidate, event_type, version, &definition)
+                .await?;
+            let registration = Registration {
+                event_type: event_type.to_string(),
+                version,
+                definition: definition.clone(),
+            };
+            let event = EventData::json(REGISTRATION_EVENT_TYPE, &registration)?;
+            let expected = applied.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
+            match self
+                .store
+                .append(SCHEMAS_STREAM, expected, vec![event])
+                .await
+            {
+                Ok(_) => {
+                    // Apply through the log, so this node and every other one build
+                    // the registry from the same events.
+                    self.refresh().await?;
+                    return Ok(if existing.is_some() {
+                        Registered::Replaced
+                    } else {
+                        Registered::Created
+                    });
+                }
+                Err(eventfold_core::Error::WrongExpectedVersion { .. })
+                    if attempt < REGISTER_ATTEMPTS_MAX => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Checks an event about to be appended against the schema of its type and
+    /// version, when one is registered.
+    pub fn validate(&self, event: &EventData) -> Result<()> {
+        self.registry()
+            .validate(&event.event_type, event.version, &event.data)
+    }
+
+    /// Reads a stream with every event converted to `target`.
+    pub async fn read_stream(
+        &self,
+        stream: &str,
+        options: ReadStream,
+        target: &Target,
+    ) -> Result<Vec<RecordedEvent>> {
+        let events = self.store.read_stream(stream, options).await?;
+        convert_all(&self.registry(), events, target)
+    }
+
+    async fn check_compatibility(
+        &self,
+        candidate: &Registry,
+        event_type: &str,
+        version: u32,
+        definition: &VersionDefinition,
+    ) -> Result<()> {
+        let this = EventVersion::new(event_type, version);
+        let previous = definition.previous_of(event_type, version);
+        let mut sources: Vec<EventVersion> = previous.iter().cloned().collect();
+        sources.extend(
+            definition
+                .skip_upcasts
+                .keys()
+                .map(|from| EventVersion::new(event_type, *from)),
+        );
+        for source in &sources {
+            for event in self.sample(source).await? {
+                self.check_event(
+                    candidate,
+                    source,
+                    &this,
+                    previous.as_ref(),
+                    definition,
+                    &event,
+                )
+                .map_err(|reason| SchemaError::Incompatible {
+                    event_type: event_type.to_string(),
+                    version,
+                    event: format!("{}@{} ({})", event.revision, event.stream, event.id),
+                    data: serde_json::from_slice(&event.data).unwrap_or(Value::Null),
+                    reason,
+                })?;
+            }
+        }
+        // Events already stored at this version must match a new or changed schema.
+        if let Some(validator) = candidate.validator(event_type, version) {
+            for event in self.sample(&this).await? {
+                let data: Value = serde_json::from_slice(&event.data).unwrap_or(Value::Null);
+                validate_value(&validator, &data).map_err(|reason| SchemaError::Incompatible {
+                    event_type: event_type.to_string(),
+                    version,
+                    event: format!("{}@{} ({})", event.revision, event.stream, event.id),
+                    data,
+                    reason: format!(
+                        "is stored at this version but does not match the schema: {reason}"
+                    ),
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Upcasts one stored event of `source` into `this`, validates the results, and
+    /// checks the way back.
+    fn check_event(
+        &self,
+        candidate: &Registry,
+        source: &EventVersion,
+        this: &EventVersion,
+        previous: Option<&EventVersion>,
+        definition: &VersionDefinition,
+        event: &RecordedEvent,
+    ) -> std::result::Result<(), String> {
+        let original: Value = serde_json::from_slice(&event.data)
+            .map_err(|e| format!("has data that is not JSON: {e}"))?;
+        let outputs = candidate
+            .run_edge(source, this, original.clone())
+            .ok_or_else(|| format!("has no converter from {source} to {this}"))?
+            .map_err(|e| format!("does not upcast: {e}"))?;
+        for (node, value) in &outputs {
+            if let Some(validator) = candidate.validator(&node.event_type, node.version) {
+                validate_value(&validator, value).map_err(|reason| {
+                    format!(
+                        "upcasts to {node} data that does not match its schema ({reason}): {value}"
+                    )
+                })?;
+            }
+        }
+        let Some(previous) = previous.filter(|p| *p == source) else {
+            return Ok(());
+        };
+        let [(node, upcast)] = outputs.as_slice() else {
+            if definition.lossless {
+                return Err(format!(
+                    "upcasts to {} events, so the conversion cannot be lossless",
+                    outputs.len()
+                ));
+            }
+            return Ok(());
+        };
+        if node != this {
+            return Ok(());
+        }
+        let Some(back) = candidate.run_edge(this, previous, upcast.clone()) else {
+            return Ok(());
+        };
+        let back = back.map_err(|e| format!("does not downcast back: {e}"))?;
+        if definition.lossless && !matches!(back.as_slice(), [(_, value)] if *value == original) {
+            let back: Vec<&Value> = back.iter().map(|(_, v)| v).collect();
+            return Err(format!(
+                "is not restored by the downcast declared lossless: upcast {upcast}, downcast {back:?}"
+            ));
+        }
+        for (node, value) in &back {
+            if let Some(validator) = candidate.validator(&node.event_type, node.version) {
+                validate_value(&validator, value).map_err(|reason| {
+                    format!("downcasts to {node} data that does not match its schema ({reason}): {value}")
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Up to `sample_events_max` stored events of one type at one version, oldest first.
+    async fn sample(&self, of: &EventVersion) -> Result<Vec<RecordedEvent>> {
+        let filter = AllFilter {
+            event_types: vec![of.event_type.clone()],
+            ..AllFilter::default()
+        };
+        let mut sample = Vec::new();
+        let mut from = Position::START;
+        let mut scanned = 0u64;
+        while sample.len() < self.check.sample_events_max && scanned < self.check.scan_events_max {
+            let page = self
+                .store
+                .read_all(ReadAll::from(from, PAGE_EVENTS).filtered(filter.clone()))
+                .await?;
+            scanned += page.events.len() as u64;
+            sample.extend(
+                page.events
+                    .into_iter()
+                    .filter(|e| e.version == of.version)
+                    .take(self.check.sample_events_max - sample.len()),
+            );
+            if page.end_of_log || page.next <= from {
+                break;
+            }
+            from = page.next;
+        }
+        Ok(sample)
+    }
+}
+
+fn apply(registry: &mut Registry, event: &RecordedEvent) -> Result<()> {
+    if event.event_type != REGISTRATION_EVENT_TYPE {
+        return Ok(());
+    }
+    let registration: Registration = serde_json::from_slice(&event.data).map_err(|e| {
+        SchemaError::Store(eventfold_core::Error::InvalidEvent {
+            reason: format!(
+                "registry entry {}@{SCHEMAS_STREAM} is not a registration: {e}",
+                event.revision
+            ),
+        })
+    })?;
+    registry.define(
+        &registration.event_type,
+        registration.version,
+        registration.definition,
+    )
+}
+
+/// Converts each of `events` to `target`, in order.
+pub fn convert_all(
+    registry: &Registry,
+    events: Vec<RecordedEvent>,
+    target: &Target,
+) -> Result<Vec<RecordedEvent>> {
+    let mut out = Vec::with_capacity(events.len());
+    for event in events {
+        out.extend(registry.convert(event, target)?);
+    }
+    Ok(out)
+}
+
+/// A subscription whose consumer declared once the versions it understands: every
+/// event arrives converted ("move negotiation forward").
+///
+/// ```
+/// use std::sync::Arc;
+/// use eventfold_core::{EventData, EventStore, ExpectedVersion, InMemoryStore, Subscription};
+/// use eventfold_schema::{Negotiated, SchemaStore, Target, VersionDefinition};
+///
+/// # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// # rt.block_on(async {
+/// let store = Arc::new(InMemoryStore::new());
+/// let schemas = Arc::new(SchemaStore::open(store.clone()).await.unwrap());
+/// schemas.register("Renamed", 2, VersionDefinition {
+///     upcast: Some("{name: .title}".into()), downcast: Some("{title: .name}".into()),
+///     ..Default::default()
+/// }).await.unwrap();
+/// let v2 = EventData::json("Renamed", &serde_json::json!({"name": "x"})).unwrap().with_version(2);
+/// store.append("doc-1", ExpectedVersion::Any, vec![v2]).await.unwrap();
+///
+/// let subscription = Subscription::to_stream(store.clone(), "doc-1", None);
+/// let mut old_consumer = Negotiated::new(subscription, schemas, Target::version("Renamed", 1));
+/// let event = old_consumer.next().await.unwrap();
+/// assert_eq!((event.version, &event.data[..]), (1, &br#"{"title":"x"}"#[..]));
+/// # });
+/// ```
+pub struct Negotiated<S, T: ?Sized> {
+    inner: Subscription<S>,
+    schemas: Arc<SchemaStore<T>>,
+    target: Target,
+    pending: VecDeque<RecordedEvent>,
+}
+
+impl<S, T> Negotiated<S, T>
+where
+    S: Deref<Target = T>,
+    T: EventStore + ?Sized,
+{
+    /// Converts every event of `inner` to `target`, with the registry of `schemas` as
+    /// it is when each event arrives.
+    pub fn new(inner: Subscription<S>, schemas: Arc<SchemaStore<T>>, target: Target) -> Self {
+        Negotiated {
+            inner,
+            schemas,
+            target,
+            pending: VecDeque::new(),
+        }
+    }
+
+    /// The next event, converted; waits for one when caught up.
+    pub async fn next(&mut self) -> Result<RecordedEvent> {
+        loop {
+            if let Some(event) = self.pending.pop_front() {
+                return Ok(event);
+            }
+            let event = self.inner.next().await?;
+            let converted = self.schemas.registry().convert(event, &self.target)?;
+            self.pending.extend(converted);
+        }
+    }
+
+    /// The checkpoint of the underlying subscription (events of a split share it).
+    pub fn checkpoint(&self) -> Option<u64> {
+        self.inner.checkpoint()
+    }
+}
