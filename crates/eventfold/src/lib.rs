@@ -1,0 +1,44 @@
+//! eventfold, the framework: write a domain as aggregates and process managers over
+//! any eventfold store (embedded, PostgreSQL, remote over HTTP).
+//!
+//! - [`DomainEvent`]: typed events with a stable name and schema version;
+//!   [`Upcaster`]: the hook that brings stored events to the version the code reads.
+//! - [`Aggregate`]: `decide` (command → events or a typed rejection) and `evolve`
+//!   (event → state), pure and synchronous.
+//! - [`Repository`]: load (snapshot + tail), decide, append with expected versions,
+//!   retry on conflict, idempotent by command id ([`Envelope`]), snapshots every N events.
+//! - [`CommandQueue`]: asynchronous command handling whose [`CommandOutcome`] is
+//!   recorded in the store and queried by command id.
+//! - [`process`]: event-sourced process managers, versioned by start time, with
+//!   Takeover and durable timeouts.
+//! - [`testkit`]: given events, when a command, then events or a rejection.
+//!
+//! The guide is `docs/framework.md`. The framework is written against the
+//! [`EventStore`] trait only, so everything here works on every backend.
+
+mod aggregate;
+mod command;
+mod error;
+mod event;
+pub mod process;
+mod queue;
+mod repository;
+pub mod streams;
+pub mod testkit;
+
+pub use aggregate::{Aggregate, Decision};
+pub use command::{Accepted, CommandError, CommandOutcome, Envelope, Written};
+pub use error::{Error, Result};
+pub use event::{DomainEvent, EventType, IdentityUpcaster, Upcaster};
+pub use queue::CommandQueue;
+pub use repository::{Loaded, Repository, outcome};
+
+pub use eventfold_core::{
+    EventData, EventStore, ExpectedVersion, InMemoryStore, Position, ReadStream, RecordedEvent,
+    Revision,
+};
+
+/// The guide, `docs/framework.md`, whose examples run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/framework.md")]
+pub struct FrameworkGuide;

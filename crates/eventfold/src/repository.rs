@@ -1,0 +1,705 @@
+//! The repository: load an aggregate (snapshot + tail), decide, append with expected
+//! versions, retry on conflict, record the command's outcome, write snapshots.
+
+use std::sync::Arc;
+
+use eventfold_core::{
+    CORRELATION_ID_KEY, EventData, EventStore, ExpectedVersion, ReadStream, RecordedEvent,
+    Revision, StreamWrite,
+};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::aggregate::Aggregate;
+use crate::command::{Accepted, CommandError, CommandOutcome, Envelope, Written};
+use crate::error::{Error, Result};
+use crate::event::{DomainEvent, Upcaster, identity, upcast_decode};
+use crate::streams;
+
+/// Events read per page while loading one stream.
+const PAGE_EVENTS: u64 = 8192;
+/// Times a command is decided before a conflict is reported, by default.
+const ATTEMPTS_MAX_DEFAULT: u32 = 4;
+/// Stored type of snapshot records.
+const SNAPSHOT_TYPE: &str = "Snapshot";
+
+/// Loads aggregates of type `A` from an [`EventStore`] and handles their commands.
+///
+/// Works on every backend. Handling a command:
+/// 1. if the command id has an outcome recorded, answers with it (nothing is written);
+/// 2. loads the state: the newest snapshot of the aggregate's snapshot version (if
+///    snapshots are on), then the events after it, each passed through the
+///    [`Upcaster`] and decoded (types the aggregate does not know are skipped);
+/// 3. decides, and appends the events atomically with one expected version per
+///    stream, together with the command's outcome (so a command id is handled once);
+/// 4. on a wrong expected version, reads only the new events and decides again, at
+///    most [`with_attempts`](Repository::with_attempts) times.
+///
+/// ```
+/// # use eventfold::{Aggregate, Decision, DomainEvent, EventType};
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// # #[serde(tag = "type", content = "data")]
+/// # enum CounterEvent { Incremented { by: u32 } }
+/// # impl DomainEvent for CounterEvent {
+/// #     const TYPES: &'static [EventType] = &[EventType::new("Incremented", 1)];
+/// # }
+/// # #[derive(Debug, Default, Serialize, Deserialize)]
+/// # struct Counter { value: u32 }
+/// # impl Aggregate for Counter {
+/// #     const NAME: &'static str = "counter";
+/// #     type Command = u32;
+/// #     type Event = CounterEvent;
+/// #     type Rejection = String;
+/// #     fn decide(&self, by: &u32) -> Result<Decision<CounterEvent>, String> {
+/// #         Ok(Decision::event(CounterEvent::Incremented { by: *by }))
+/// #     }
+/// #     fn evolve(&mut self, CounterEvent::Incremented { by }: &CounterEvent) { self.value += by }
+/// # }
+/// use std::sync::Arc;
+/// use eventfold::{Envelope, InMemoryStore, Repository};
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let repository = Repository::<Counter>::new(Arc::new(InMemoryStore::new())).with_snapshots(100);
+/// let command = Envelope::new(5);
+/// let accepted = repository.handle("counter-1", command.clone()).await.unwrap();
+/// assert_eq!(accepted.revision.map(|r| r.get()), Some(0));
+///
+/// // Sent again (say, after a timeout): same answer, written once.
+/// let again = repository.handle("counter-1", command).await.unwrap();
+/// assert!(again.duplicate);
+/// assert_eq!(repository.load("counter-1").await.unwrap().state().value, 5);
+/// # });
+/// ```
+pub struct Repository<A: Aggregate> {
+    store: Arc<dyn EventStore>,
+    upcaster: Arc<dyn Upcaster>,
+    snapshots: Option<SnapshotPolicy<A>>,
+    attempts_max: u32,
+}
+
+impl<A: Aggregate> Clone for Repository<A> {
+    fn clone(&self) -> Self {
+        Repository {
+            store: self.store.clone(),
+            upcaster: self.upcaster.clone(),
+            snapshots: self.snapshots.clone(),
+            attempts_max: self.attempts_max,
+        }
+    }
+}
+
+impl<A: Aggregate> std::fmt::Debug for Repository<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repository")
+            .field("aggregate", &A::NAME)
+            .field("snapshots_every", &self.snapshots.as_ref().map(|s| s.every))
+            .field("attempts_max", &self.attempts_max)
+            .finish_non_exhaustive()
+    }
+}
+
+/// When and how snapshots are written; the functions capture `A: Serialize +
+/// DeserializeOwned`, which only aggregates with snapshots need.
+struct SnapshotPolicy<A> {
+    every: u64,
+    lookback: u64,
+    encode: fn(&A) -> serde_json::Result<Box<RawValue>>,
+    decode: fn(&str) -> serde_json::Result<A>,
+}
+
+impl<A> Clone for SnapshotPolicy<A> {
+    fn clone(&self) -> Self {
+        SnapshotPolicy { ..*self }
+    }
+}
+
+/// The stored form of a snapshot (type `Snapshot`, version `A::SNAPSHOT_VERSION`).
+#[derive(Serialize, Deserialize)]
+struct SnapshotRecord {
+    aggregate: String,
+    streams: Vec<Cursor>,
+    state: Box<RawValue>,
+}
+
+/// How far a loaded aggregate has read one stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Cursor {
+    stream: String,
+    revision: Option<Revision>,
+}
+
+/// An aggregate's state as loaded, with the revision of each stream it was read from.
+#[derive(Debug)]
+pub struct Loaded<A> {
+    state: A,
+    cursors: Vec<Cursor>,
+    since_snapshot: u64,
+    snapshot_stale: bool,
+    from_snapshot: bool,
+}
+
+impl<A> Loaded<A> {
+    /// The state.
+    pub fn state(&self) -> &A {
+        &self.state
+    }
+
+    /// The state, owned.
+    pub fn into_state(self) -> A {
+        self.state
+    }
+
+    /// The revision of the aggregate's own stream (the first it was loaded from), `None`
+    /// when that stream has no events.
+    pub fn revision(&self) -> Option<Revision> {
+        self.cursors.first().and_then(|c| c.revision)
+    }
+
+    /// The revision of `stream`, one of the streams it was loaded from.
+    pub fn revision_of(&self, stream: &str) -> Option<Revision> {
+        self.cursors
+            .iter()
+            .find(|c| c.stream == stream)
+            .and_then(|c| c.revision)
+    }
+
+    /// Whether the load started from a snapshot.
+    pub fn from_snapshot(&self) -> bool {
+        self.from_snapshot
+    }
+
+    /// Events read since the snapshot (all of them without one).
+    pub fn events_since_snapshot(&self) -> u64 {
+        self.since_snapshot
+    }
+}
+
+/// What the command log says about a command id.
+enum Prior {
+    Unknown,
+    Accepted(Accepted),
+    Rejected(String),
+    /// A failure was recorded at this revision; the command may be handled again.
+    Failed(Revision),
+}
+
+impl<A: Aggregate> Repository<A> {
+    /// A repository over `store`, with no upcasting, no snapshots and 4 attempts per
+    /// command.
+    pub fn new(store: Arc<dyn EventStore>) -> Self {
+        Repository {
+            store,
+            upcaster: identity(),
+            snapshots: None,
+            attempts_max: ATTEMPTS_MAX_DEFAULT,
+        }
+    }
+
+    /// Passes every stored event through `upcaster` before decoding it.
+    pub fn with_upcaster(mut self, upcaster: Arc<dyn Upcaster>) -> Self {
+        self.upcaster = upcaster;
+        self
+    }
+
+    /// Decides a command at most `attempts` times (at least once) when the streams
+    /// change under it.
+    pub fn with_attempts(mut self, attempts: u32) -> Self {
+        self.attempts_max = attempts.max(1);
+        self
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn EventStore> {
+        &self.store
+    }
+
+    /// Loads the aggregate from one stream.
+    pub async fn load(&self, stream: &str) -> Result<Loaded<A>> {
+        self.load_streams(&[stream]).await
+    }
+
+    /// Loads the aggregate from several streams, their events merged in global order.
+    /// The first stream is the aggregate's own. With snapshots on, writes a snapshot
+    /// when the newest was unusable or enough events passed since it.
+    pub async fn load_streams(&self, streams: &[&str]) -> Result<Loaded<A>> {
+        let mut loaded = self.load_inner(streams).await?;
+        self.maybe_snapshot(&mut loaded, streams).await;
+        Ok(loaded)
+    }
+
+    /// Handles `command` against the aggregate of `stream`; its events go to `stream`.
+    pub async fn handle(
+        &self,
+        stream: &str,
+        command: Envelope<A::Command>,
+    ) -> Result<Accepted, CommandError<A::Rejection>> {
+        self.handle_streams(&[stream], command).await
+    }
+
+    /// Handles `command` against the aggregate loaded from `streams` (the first is its
+    /// own); its events go to the streams its decision names, in one atomic append
+    /// with one expected version per stream.
+    pub async fn handle_streams(
+        &self,
+        streams: &[&str],
+        command: Envelope<A::Command>,
+    ) -> Result<Accepted, CommandError<A::Rejection>> {
+        let outcome_stream = streams::command(command.command_id());
+        let mut outcome_expected = match self.prior(&command, &outcome_stream).await? {
+            Prior::Unknown => ExpectedVersion::NoStream,
+            Prior::Failed(revision) => ExpectedVersion::Exact(revision),
+            Prior::Accepted(accepted) => return Ok(accepted),
+            Prior::Rejected(reason) => return Err(rejected_before(&command, reason)),
+        };
+        let mut loaded = self.load_inner(streams).await?;
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let decision = loaded
+                .state
+                .decide(command.command())
+                .map_err(|reason| CommandError::Rejected { reason })?;
+            if decision.is_empty() {
+                return Ok(Accepted {
+                    command_id: command.command_id(),
+                    revision: loaded.revision(),
+                    written: Vec::new(),
+                    position: None,
+                    duplicate: false,
+                });
+            }
+            let planned = plan(&loaded, &command, decision.into_targets())?;
+            let outcome = CommandOutcome::Accepted {
+                revision: planned.home_revision,
+                written: planned.written.clone(),
+                position: None,
+            };
+            let mut writes = planned.writes;
+            writes.push(StreamWrite::new(
+                outcome_stream.clone(),
+                outcome_expected,
+                vec![outcome_record(&command, &outcome)?],
+            ));
+            let error = match self.store.append_multi(writes).await {
+                Ok(results) => {
+                    let position = results.last().map(|r| r.position);
+                    for event in &planned.events {
+                        loaded.state.evolve(event);
+                    }
+                    for written in &planned.written {
+                        if let Some(cursor) = loaded
+                            .cursors
+                            .iter_mut()
+                            .find(|c| c.stream == written.stream)
+                        {
+                            cursor.revision = Some(written.last_revision);
+                        }
+                    }
+                    loaded.since_snapshot += planned.events.len() as u64;
+                    self.maybe_snapshot(&mut loaded, streams).await;
+                    return Ok(Accepted {
+                        command_id: command.command_id(),
+                        revision: planned.home_revision,
+                        written: planned.written,
+                        position,
+                        duplicate: false,
+                    });
+                }
+                Err(error) => error,
+            };
+            // Did another handler of the same command id get there first?
+            if matches!(
+                error,
+                eventfold_core::Error::WrongExpectedVersion { .. }
+                    | eventfold_core::Error::IdempotencyConflict { .. }
+            ) {
+                match self.prior(&command, &outcome_stream).await? {
+                    Prior::Accepted(accepted) => return Ok(accepted),
+                    Prior::Rejected(reason) => return Err(rejected_before(&command, reason)),
+                    Prior::Failed(revision) => outcome_expected = ExpectedVersion::Exact(revision),
+                    Prior::Unknown => {}
+                }
+            }
+            let eventfold_core::Error::WrongExpectedVersion { stream, .. } = error else {
+                return Err(error.into());
+            };
+            if attempts >= self.attempts_max {
+                return Err(Error::Conflict { stream, attempts }.into());
+            }
+            self.catch_up(&mut loaded).await?;
+        }
+    }
+
+    /// What the command log holds for this command.
+    async fn prior(&self, command: &Envelope<A::Command>, outcome_stream: &str) -> Result<Prior> {
+        let Some(last) = last_event(self.store.as_ref(), outcome_stream).await? else {
+            return Ok(Prior::Unknown);
+        };
+        Ok(match CommandOutcome::from_record(&last)? {
+            CommandOutcome::Accepted {
+                revision,
+                written,
+                position,
+            } => Prior::Accepted(Accepted {
+                command_id: command.command_id(),
+                revision,
+                written,
+                position,
+                duplicate: true,
+            }),
+            CommandOutcome::Rejected { reason } => Prior::Rejected(reason),
+            CommandOutcome::Failed { .. } => Prior::Failed(last.revision),
+        })
+    }
+
+    /// Loads without writing a snapshot.
+    async fn load_inner(&self, streams: &[&str]) -> Result<Loaded<A>> {
+        check_streams(streams)?;
+        let mut loaded = Loaded {
+            state: A::default(),
+            cursors: streams
+                .iter()
+                .map(|s| Cursor {
+                    stream: s.to_string(),
+                    revision: None,
+                })
+                .collect(),
+            since_snapshot: 0,
+            snapshot_stale: false,
+            from_snapshot: false,
+        };
+        if let Some(policy) = &self.snapshots {
+            let (snapshot, stale) = self.read_snapshot(policy, streams).await?;
+            loaded.snapshot_stale = stale;
+            if let Some((state, cursors)) = snapshot {
+                loaded.state = state;
+                loaded.cursors = cursors;
+                loaded.from_snapshot = true;
+            }
+        }
+        self.catch_up(&mut loaded).await?;
+        Ok(loaded)
+    }
+
+    /// Reads and folds the events after each stream's cursor, merged in global order.
+    async fn catch_up(&self, loaded: &mut Loaded<A>) -> Result<()> {
+        if let [cursor] = loaded.cursors.as_mut_slice() {
+            // One stream: fold page by page, holding one page in memory.
+            loop {
+                let from = cursor.revision.map_or(Revision(0), Revision::next);
+                let page =
+                    read_from(self.store.as_ref(), &cursor.stream, from, PAGE_EVENTS).await?;
+                let full = page.len() as u64 == PAGE_EVENTS;
+                if let Some(last) = page.last() {
+                    cursor.revision = Some(last.revision);
+                }
+                loaded.since_snapshot += page.len() as u64;
+                for event in page {
+                    let state = &mut loaded.state;
+                    upcast_decode(self.upcaster.as_ref(), event, |e| state.evolve(&e))?;
+                }
+                if !full {
+                    return Ok(());
+                }
+            }
+        }
+        let mut merged = Vec::new();
+        for cursor in &mut loaded.cursors {
+            let from = cursor.revision.map_or(Revision(0), Revision::next);
+            let events = read_from(self.store.as_ref(), &cursor.stream, from, u64::MAX).await?;
+            if let Some(last) = events.last() {
+                cursor.revision = Some(last.revision);
+            }
+            merged.extend(events);
+        }
+        merged.sort_by_key(|e| e.position);
+        loaded.since_snapshot += merged.len() as u64;
+        for event in merged {
+            let state = &mut loaded.state;
+            upcast_decode(self.upcaster.as_ref(), event, |e| state.evolve(&e))?;
+        }
+        Ok(())
+    }
+
+    /// The newest usable snapshot (own version, readable, same streams), looking back
+    /// through older ones when the newest is not; and whether the newest was unusable.
+    async fn read_snapshot(
+        &self,
+        policy: &SnapshotPolicy<A>,
+        streams: &[&str],
+    ) -> Result<(Option<(A, Vec<Cursor>)>, bool)> {
+        let name = streams::snapshot(A::NAME, streams);
+        let Some(newest) = last_event(self.store.as_ref(), &name).await? else {
+            return Ok((None, false));
+        };
+        if let Some(found) = usable_snapshot(policy, &newest, streams) {
+            return Ok((Some(found), false));
+        }
+        // The newest is of another version (an upgrade or a downgrade happened) or
+        // unreadable: an older one of this version still saves most of the replay.
+        let Some(before) = newest.revision.get().checked_sub(1) else {
+            return Ok((None, true));
+        };
+        let older = self
+            .store
+            .read_stream(
+                &name,
+                ReadStream::backward()
+                    .from(Revision(before))
+                    .limit(policy.lookback.saturating_sub(1)),
+            )
+            .await?;
+        let found = older
+            .iter()
+            .find_map(|event| usable_snapshot(policy, event, streams));
+        Ok((found, true))
+    }
+
+    /// Writes a snapshot when the newest was unusable or enough events passed. A failed
+    /// snapshot write does not fail the load or the command: the events are the truth.
+    async fn maybe_snapshot(&self, loaded: &mut Loaded<A>, streams: &[&str]) {
+        let Some(policy) = &self.snapshots else {
+            return;
+        };
+        if !loaded.snapshot_stale && loaded.since_snapshot < policy.every {
+            return;
+        }
+        if loaded.cursors.iter().all(|c| c.revision.is_none()) {
+            return;
+        }
+        let name = streams::snapshot(A::NAME, streams);
+        let record = (policy.encode)(&loaded.state).map(|state| SnapshotRecord {
+            aggregate: A::NAME.to_string(),
+            streams: loaded.cursors.clone(),
+            state,
+        });
+        let event = match record {
+            Ok(record) => {
+                EventData::json(SNAPSHOT_TYPE, &record).map(|e| e.with_version(A::SNAPSHOT_VERSION))
+            }
+            Err(e) => Err(eventfold_core::Error::InvalidEvent {
+                reason: e.to_string(),
+            }),
+        };
+        let written = match event {
+            Ok(event) => self
+                .store
+                .append(&name, ExpectedVersion::Any, vec![event])
+                .await
+                .map(|_| ()),
+            Err(e) => Err(e),
+        };
+        match written {
+            Ok(()) => {
+                loaded.since_snapshot = 0;
+                loaded.snapshot_stale = false;
+            }
+            Err(error) => tracing::warn!(%error, stream = %name, "snapshot not written"),
+        }
+    }
+}
+
+impl<A: Aggregate + Serialize + DeserializeOwned> Repository<A> {
+    /// Writes a snapshot of the state every `every` events (at least 1), into the
+    /// aggregate's snapshot stream, with [`Aggregate::SNAPSHOT_VERSION`]. Older snapshots
+    /// are kept: after a downgrade, the code finds the newest one of its own version
+    /// among the last 16.
+    pub fn with_snapshots(mut self, every: u64) -> Self {
+        self.snapshots = Some(SnapshotPolicy {
+            every: every.max(1),
+            lookback: 16,
+            encode: |state| serde_json::value::to_raw_value(state),
+            decode: |text| serde_json::from_str(text),
+        });
+        self
+    }
+}
+
+fn usable_snapshot<A>(
+    policy: &SnapshotPolicy<A>,
+    event: &RecordedEvent,
+    streams: &[&str],
+) -> Option<(A, Vec<Cursor>)>
+where
+    A: Aggregate,
+{
+    if event.event_type != SNAPSHOT_TYPE || event.version != A::SNAPSHOT_VERSION {
+        return None;
+    }
+    let record: SnapshotRecord = match serde_json::from_slice(&event.data) {
+        Ok(record) => record,
+        Err(error) => {
+            tracing::warn!(%error, stream = %event.stream, revision = %event.revision, "unreadable snapshot");
+            return None;
+        }
+    };
+    let same_streams = record.aggregate == A::NAME
+        && record.streams.len() == streams.len()
+        && record
+            .streams
+            .iter()
+            .zip(streams)
+            .all(|(c, s)| c.stream == *s);
+    if !same_streams {
+        return None;
+    }
+    match (policy.decode)(record.state.get()) {
+        Ok(state) => Some((state, record.streams)),
+        Err(error) => {
+            tracing::warn!(%error, stream = %event.stream, revision = %event.revision, "snapshot state does not decode");
+            None
+        }
+    }
+}
+
+/// The writes of a decision and what they will produce.
+struct Planned<E> {
+    writes: Vec<StreamWrite>,
+    written: Vec<Written>,
+    /// The events in the order they are stored (grouped by stream).
+    events: Vec<E>,
+    home_revision: Option<Revision>,
+}
+
+fn plan<A: Aggregate>(
+    loaded: &Loaded<A>,
+    command: &Envelope<A::Command>,
+    targets: Vec<(Option<String>, A::Event)>,
+) -> Result<Planned<A::Event>> {
+    // Group by stream, in the order of each stream's first event.
+    // (index of the stream's cursor, [(index of the event in the decision, event)])
+    type Group<E> = (usize, Vec<(usize, E)>);
+    let mut groups: Vec<Group<A::Event>> = Vec::new();
+    for (index, (target, event)) in targets.into_iter().enumerate() {
+        let cursor = match &target {
+            None => 0,
+            Some(stream) => loaded
+                .cursors
+                .iter()
+                .position(|c| c.stream == *stream)
+                .ok_or_else(|| Error::TargetNotLoaded {
+                    stream: stream.clone(),
+                })?,
+        };
+        match groups.iter_mut().find(|(c, _)| *c == cursor) {
+            Some((_, events)) => events.push((index, event)),
+            None => groups.push((cursor, vec![(index, event)])),
+        }
+    }
+    let mut planned = Planned {
+        writes: Vec::with_capacity(groups.len()),
+        written: Vec::with_capacity(groups.len()),
+        events: Vec::new(),
+        home_revision: loaded.revision(),
+    };
+    for (cursor, events) in groups {
+        let Cursor { stream, revision } = &loaded.cursors[cursor];
+        let expected = revision.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
+        let first = revision.map_or(Revision(0), Revision::next);
+        let last = Revision(first.get() + events.len() as u64 - 1);
+        let mut data = Vec::with_capacity(events.len());
+        for (index, event) in events {
+            data.push(command.stamp(event.encode()?, index)?);
+            planned.events.push(event);
+        }
+        if cursor == 0 {
+            planned.home_revision = Some(last);
+        }
+        planned
+            .writes
+            .push(StreamWrite::new(stream.clone(), expected, data));
+        planned.written.push(Written {
+            stream: stream.clone(),
+            first_revision: first,
+            last_revision: last,
+        });
+    }
+    Ok(planned)
+}
+
+/// The outcome record of a command, with an id derived from the command id.
+fn outcome_record<C>(command: &Envelope<C>, outcome: &CommandOutcome) -> Result<EventData> {
+    let metadata = serde_json::json!({
+        CORRELATION_ID_KEY: command.correlation_id().to_string(),
+        eventfold_core::CAUSATION_ID_KEY: command.command_id().to_string(),
+    });
+    Ok(outcome
+        .encode()?
+        .with_id(uuid::Uuid::new_v5(&command.command_id(), b"outcome"))
+        .with_metadata(&metadata)?)
+}
+
+fn rejected_before<C, R>(command: &Envelope<C>, reason: String) -> CommandError<R> {
+    CommandError::Failed(Error::AlreadyRejected {
+        command_id: command.command_id(),
+        reason,
+    })
+}
+
+fn check_streams(streams: &[&str]) -> Result<()> {
+    if streams.is_empty() {
+        return Err(Error::InvalidStreams {
+            reason: "no stream given".into(),
+        });
+    }
+    for (i, stream) in streams.iter().enumerate() {
+        if streams[..i].contains(stream) {
+            return Err(Error::InvalidStreams {
+                reason: format!("stream '{stream}' is given twice"),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Events of `stream` from `from` on (at most `limit`); none when it does not exist.
+pub(crate) async fn read_from(
+    store: &dyn EventStore,
+    stream: &str,
+    from: Revision,
+    limit: u64,
+) -> Result<Vec<RecordedEvent>> {
+    match store
+        .read_stream(stream, ReadStream::forward().from(from).limit(limit))
+        .await
+    {
+        Ok(events) => Ok(events),
+        Err(eventfold_core::Error::StreamNotFound { .. }) => Ok(Vec::new()),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// The last event of `stream`, if it exists.
+pub(crate) async fn last_event(
+    store: &dyn EventStore,
+    stream: &str,
+) -> Result<Option<RecordedEvent>> {
+    match store
+        .read_stream(stream, ReadStream::backward().limit(1))
+        .await
+    {
+        Ok(mut events) => Ok(events.pop()),
+        Err(eventfold_core::Error::StreamNotFound { .. }) => Ok(None),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// The recorded outcome of command `command_id`, if any (see [`CommandOutcome`]).
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let store = eventfold::InMemoryStore::new();
+/// assert_eq!(eventfold::outcome(&store, uuid::Uuid::now_v7()).await.unwrap(), None);
+/// # });
+/// ```
+pub async fn outcome(
+    store: &dyn EventStore,
+    command_id: uuid::Uuid,
+) -> Result<Option<CommandOutcome>> {
+    match last_event(store, &streams::command(command_id)).await? {
+        Some(event) => CommandOutcome::from_record(&event).map(Some),
+        None => Ok(None),
+    }
+}

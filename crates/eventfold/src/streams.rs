@@ -1,0 +1,57 @@
+//! Names of the streams the framework keeps in the store. They start with `_`, which
+//! applications leave to the framework; to the store they are ordinary streams, so
+//! every backend keeps them.
+
+use uuid::Uuid;
+
+/// The prefix of every framework stream.
+pub const PREFIX: &str = "_";
+
+/// Where the outcome of command `id` is recorded.
+///
+/// ```
+/// let id = uuid::Uuid::nil();
+/// assert_eq!(eventfold::streams::command(id), "_command-00000000-0000-0000-0000-000000000000");
+/// ```
+pub fn command(id: Uuid) -> String {
+    format!("{PREFIX}command-{id}")
+}
+
+/// Where aggregate `aggregate`'s snapshots over `streams` are kept (the streams joined
+/// with `+`).
+///
+/// ```
+/// assert_eq!(eventfold::streams::snapshot("account", &["account-1"]), "_snapshot-account-account-1");
+/// ```
+pub fn snapshot(aggregate: &str, streams: &[&str]) -> String {
+    format!("{PREFIX}snapshot-{aggregate}-{}", streams.join("+"))
+}
+
+/// Where the instance of process manager `name` for `correlation_id` records what it saw.
+///
+/// ```
+/// let id = uuid::Uuid::nil();
+/// assert!(eventfold::streams::process("shipping", id).starts_with("_process-shipping-"));
+/// ```
+pub fn process(name: &str, correlation_id: Uuid) -> String {
+    format!("{PREFIX}process-{name}-{correlation_id}")
+}
+
+/// Where process manager `name`'s timeouts are scheduled.
+///
+/// ```
+/// assert_eq!(eventfold::streams::timeouts("shipping"), "_timeouts-shipping");
+/// ```
+pub fn timeouts(name: &str) -> String {
+    format!("{PREFIX}timeouts-{name}")
+}
+
+/// Whether `stream` is one of the framework's.
+///
+/// ```
+/// assert!(eventfold::streams::is_framework("_command-1"));
+/// assert!(!eventfold::streams::is_framework("order-1"));
+/// ```
+pub fn is_framework(stream: &str) -> bool {
+    stream.starts_with(PREFIX)
+}

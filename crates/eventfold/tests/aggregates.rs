@@ -1,0 +1,629 @@
+//! Aggregates through the test kit and through the repository: optimistic concurrency,
+//! retries that re-read only the new tail, idempotent commands, upcasting, two
+//! aggregates on one stream, one aggregate over two streams.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use common::hooked::Hooked;
+use common::*;
+use eventfold::testkit::Scenario;
+use eventfold::{
+    Aggregate, CommandError, Decision, DomainEvent, Envelope, Error, EventData, EventStore,
+    EventType, ExpectedVersion, InMemoryStore, ReadStream, RecordedEvent, Repository, Revision,
+};
+use serde::{Deserialize, Serialize};
+
+async fn events(store: &dyn EventStore, stream: &str) -> Vec<RecordedEvent> {
+    store
+        .read_stream(stream, ReadStream::forward())
+        .await
+        .unwrap_or_default()
+}
+
+async fn opened_account(
+    store: Arc<dyn EventStore>,
+    stream: &str,
+    cents: u64,
+) -> Repository<Account> {
+    let repository = Repository::<Account>::new(store);
+    repository
+        .handle(stream, Envelope::new(open("ada")))
+        .await
+        .unwrap();
+    if cents > 0 {
+        repository
+            .handle(stream, Envelope::new(deposit(stream, cents)))
+            .await
+            .unwrap();
+    }
+    repository
+}
+
+// ---- the test kit ----
+
+#[test]
+fn given_an_open_account_when_depositing_then_money_is_deposited() {
+    Scenario::<Account>::given([opened("ada")])
+        .when(deposit("a", 500))
+        .then([deposited("a", 500)]);
+}
+
+#[test]
+fn given_no_events_when_withdrawing_then_rejected_as_not_open() {
+    Scenario::<Account>::given([])
+        .when(withdraw("a", 1))
+        .then_rejected(AccountRejection::NotOpen);
+}
+
+#[test]
+fn given_a_balance_when_overdrawing_then_rejected_with_the_balance() {
+    Scenario::<Account>::given([opened("ada"), deposited("a", 300), withdrawn("a", 100)])
+        .when(withdraw("a", 250))
+        .then_rejected(AccountRejection::InsufficientFunds {
+            balance: 200,
+            requested: 250,
+        });
+}
+
+#[test]
+fn given_balances_when_transferring_then_each_event_targets_its_stream() {
+    Scenario::<Transfer>::given([deposited("account-a", 100)])
+        .when(TransferMoney {
+            from: "account-a".into(),
+            to: "account-b".into(),
+            cents: 60,
+        })
+        .then_decision(
+            Decision::none()
+                .emit_to("account-a", withdrawn("account-a", 60))
+                .emit_to("account-b", deposited("account-b", 60)),
+        );
+}
+
+#[test]
+#[should_panic(expected = "decided events")]
+fn the_test_kit_fails_on_other_events() {
+    Scenario::<Account>::given([opened("ada")])
+        .when(deposit("a", 500))
+        .then([deposited("a", 499)]);
+}
+
+#[test]
+#[should_panic(expected = "expected rejection")]
+fn the_test_kit_fails_when_a_rejection_was_expected() {
+    Scenario::<Account>::given([opened("ada")])
+        .when(deposit("a", 5))
+        .then_rejected(AccountRejection::NotOpen);
+}
+
+#[test]
+#[should_panic(expected = "not listed in TYPES")]
+fn the_test_kit_fails_on_an_event_type_missing_from_types() {
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(tag = "type", content = "data")]
+    enum Forgotten {
+        Listed,
+        NotListed,
+    }
+    impl DomainEvent for Forgotten {
+        const TYPES: &'static [EventType] = &[EventType::new("Listed", 1)];
+    }
+    #[derive(Default)]
+    struct Agg;
+    impl Aggregate for Agg {
+        const NAME: &'static str = "agg";
+        type Command = ();
+        type Event = Forgotten;
+        type Rejection = String;
+        fn decide(&self, _: &()) -> Result<Decision<Forgotten>, String> {
+            Ok(Decision::event(Forgotten::NotListed))
+        }
+        fn evolve(&mut self, _: &Forgotten) {}
+    }
+    Scenario::<Agg>::given([Forgotten::Listed])
+        .when(())
+        .then([Forgotten::NotListed]);
+}
+
+// ---- the repository ----
+
+#[tokio::test]
+async fn events_carry_ids_derived_from_the_command_and_its_correlation_and_causation() {
+    let store = Arc::new(InMemoryStore::new());
+    let repository = opened_account(store.clone(), "account-1", 0).await;
+    let correlation = uuid::Uuid::now_v7();
+    let command = Envelope::new(deposit("account-1", 70))
+        .with_correlation_id(correlation)
+        .with_metadata("user", "ada");
+
+    let accepted = repository
+        .handle("account-1", command.clone())
+        .await
+        .unwrap();
+
+    assert_eq!(accepted.revision, Some(Revision(1)));
+    assert_eq!(accepted.written.len(), 1);
+    let stored = events(store.as_ref(), "account-1").await;
+    let event = &stored[1];
+    assert_eq!(event.id, command.event_id(0));
+    assert_eq!(event.correlation_id(), Some(correlation));
+    assert_eq!(event.causation_id(), Some(command.command_id()));
+    let metadata: serde_json::Value = serde_json::from_slice(&event.metadata).unwrap();
+    assert_eq!(metadata["user"], "ada");
+    assert!(accepted.position.unwrap() >= event.position);
+}
+
+#[tokio::test]
+async fn a_rejected_command_writes_nothing() {
+    let store = Arc::new(InMemoryStore::new());
+    let repository = opened_account(store.clone(), "account-1", 100).await;
+    let before = store.head_position().await.unwrap();
+
+    let error = repository
+        .handle("account-1", Envelope::new(withdraw("account-1", 101)))
+        .await
+        .unwrap_err();
+
+    assert_eq!(
+        error.rejection(),
+        Some(&AccountRejection::InsufficientFunds {
+            balance: 100,
+            requested: 101
+        })
+    );
+    assert_eq!(store.head_position().await.unwrap(), before);
+}
+
+#[tokio::test]
+async fn a_command_handled_twice_yields_its_events_once() {
+    let store = Arc::new(InMemoryStore::new());
+    let repository = opened_account(store.clone(), "account-1", 100).await;
+    let command = Envelope::new(withdraw("account-1", 60));
+
+    let first = repository
+        .handle("account-1", command.clone())
+        .await
+        .unwrap();
+    // The balance (40) would now refuse the withdrawal: the answer must be the recorded one.
+    let second = repository.handle("account-1", command).await.unwrap();
+
+    assert!(!first.duplicate);
+    assert!(second.duplicate);
+    assert_eq!(second.revision, first.revision);
+    assert_eq!(second.written, first.written);
+    assert_eq!(second.position, first.position);
+    assert_eq!(events(store.as_ref(), "account-1").await.len(), 3);
+    assert_eq!(
+        repository.load("account-1").await.unwrap().state().balance,
+        40
+    );
+}
+
+#[tokio::test]
+async fn a_conflict_rereads_only_the_new_tail_and_decides_again() {
+    let store = Hooked::new();
+    let repository = opened_account(store.clone(), "account-1", 100).await;
+    // Another writer withdraws 50 between our read and our append.
+    let other = Repository::<Account>::new(store.inner.clone());
+    store.before_next_append(async move {
+        other
+            .handle("account-1", Envelope::new(withdraw("account-1", 50)))
+            .await
+            .unwrap();
+    });
+    store.reads.lock().unwrap().clear();
+
+    let error = repository
+        .handle("account-1", Envelope::new(withdraw("account-1", 80)))
+        .await
+        .unwrap_err();
+
+    assert_eq!(
+        error.rejection(),
+        Some(&AccountRejection::InsufficientFunds {
+            balance: 50,
+            requested: 80
+        })
+    );
+    // First load from the start, then only from the revision after what it had.
+    assert_eq!(
+        store.reads_of("account-1"),
+        vec![Some(Revision(0)), Some(Revision(2))]
+    );
+}
+
+#[tokio::test]
+async fn a_conflict_retry_succeeds_at_the_new_revision() {
+    let store = Hooked::new();
+    let repository = opened_account(store.clone(), "account-1", 100).await;
+    let other = Repository::<Account>::new(store.inner.clone());
+    store.before_next_append(async move {
+        other
+            .handle("account-1", Envelope::new(deposit("account-1", 5)))
+            .await
+            .unwrap();
+    });
+
+    let accepted = repository
+        .handle("account-1", Envelope::new(withdraw("account-1", 80)))
+        .await
+        .unwrap();
+
+    assert_eq!(accepted.revision, Some(Revision(3)));
+    assert_eq!(
+        repository.load("account-1").await.unwrap().state().balance,
+        25
+    );
+}
+
+#[tokio::test]
+async fn conflict_retries_are_bounded() {
+    let store = Hooked::new();
+    let repository = opened_account(store.clone(), "account-1", 100)
+        .await
+        .with_attempts(3);
+    let inner = store.inner.clone();
+    *store.always.lock().unwrap() = Some(Box::new(move || {
+        let inner = inner.clone();
+        Box::pin(async move {
+            let noise = EventData::json("NoteAdded", &"noise").unwrap();
+            inner
+                .append("account-1", ExpectedVersion::Any, vec![noise])
+                .await
+                .unwrap();
+        })
+    }));
+    let appends_before = store.appends.load(Ordering::SeqCst);
+
+    let error = repository
+        .handle("account-1", Envelope::new(withdraw("account-1", 1)))
+        .await
+        .unwrap_err();
+
+    match error {
+        CommandError::Failed(Error::Conflict { stream, attempts }) => {
+            assert_eq!((stream.as_str(), attempts), ("account-1", 3));
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert_eq!(store.appends.load(Ordering::SeqCst) - appends_before, 3);
+    let stored = events(store.inner.as_ref(), "account-1").await;
+    assert!(stored.iter().all(|e| e.event_type != "MoneyWithdrawn"));
+}
+
+#[tokio::test]
+async fn the_same_command_handled_concurrently_yields_its_events_once() {
+    let store = Hooked::new();
+    let repository = opened_account(store.clone(), "account-1", 100).await;
+    let command = Envelope::new(withdraw("account-1", 30));
+    // A second handler of the very same command commits between our read and append.
+    let other = Repository::<Account>::new(store.inner.clone());
+    let same = command.clone();
+    store.before_next_append(async move {
+        other.handle("account-1", same).await.unwrap();
+    });
+
+    let accepted = repository.handle("account-1", command).await.unwrap();
+
+    // Our append re-sent the same event ids where the other handler wrote them: the
+    // store answers it as already written.
+    assert_eq!(accepted.revision, Some(Revision(2)));
+    let withdrawals = events(store.inner.as_ref(), "account-1")
+        .await
+        .into_iter()
+        .filter(|e| e.event_type == "MoneyWithdrawn")
+        .count();
+    assert_eq!(withdrawals, 1);
+}
+
+#[tokio::test]
+async fn a_command_resent_after_a_lost_answer_yields_its_events_once() {
+    let store = Hooked::new();
+    let repository = opened_account(store.clone(), "account-1", 100).await;
+    let command = Envelope::new(withdraw("account-1", 30));
+    store.lose_next_answer.store(true, Ordering::SeqCst);
+
+    let lost = repository
+        .handle("account-1", command.clone())
+        .await
+        .unwrap_err();
+    let resent = repository.handle("account-1", command).await.unwrap();
+
+    assert!(
+        matches!(lost, CommandError::Failed(Error::Store(_))),
+        "{lost:?}"
+    );
+    assert!(resent.duplicate);
+    assert_eq!(resent.revision, Some(Revision(2)));
+    assert_eq!(
+        repository.load("account-1").await.unwrap().state().balance,
+        70
+    );
+}
+
+// ---- upcasting ----
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data")]
+enum ThermometerEvent {
+    /// v2: tenths of a degree (v1 stored whole degrees as `celsius`).
+    TemperatureRecorded { tenths: i64 },
+}
+
+impl DomainEvent for ThermometerEvent {
+    const TYPES: &'static [EventType] = &[EventType::new("TemperatureRecorded", 2)];
+}
+
+#[derive(Debug, Default)]
+struct Thermometer {
+    readings: Vec<i64>,
+}
+
+impl Aggregate for Thermometer {
+    const NAME: &'static str = "thermometer";
+    type Command = ();
+    type Event = ThermometerEvent;
+    type Rejection = String;
+    fn decide(&self, _: &()) -> Result<Decision<ThermometerEvent>, String> {
+        Ok(Decision::none())
+    }
+    fn evolve(&mut self, ThermometerEvent::TemperatureRecorded { tenths }: &ThermometerEvent) {
+        self.readings.push(*tenths);
+    }
+}
+
+/// v1 → v2, and the legacy batch event split into one reading each.
+fn thermometer_upcaster(mut event: RecordedEvent) -> eventfold_core::Result<Vec<RecordedEvent>> {
+    match (event.event_type.as_str(), event.version) {
+        ("TemperatureRecorded", 1) => {
+            let v1: serde_json::Value = event.data_as()?;
+            let tenths = v1["celsius"].as_i64().unwrap_or(0) * 10;
+            event.data = serde_json::json!({ "tenths": tenths }).to_string().into();
+            event.version = 2;
+            Ok(vec![event])
+        }
+        ("ReadingsRecorded", 1) => {
+            let batch: Vec<i64> = event.data_as()?;
+            Ok(batch
+                .into_iter()
+                .map(|celsius| RecordedEvent {
+                    event_type: "TemperatureRecorded".into(),
+                    version: 2,
+                    data: serde_json::json!({ "tenths": celsius * 10 })
+                        .to_string()
+                        .into(),
+                    ..event.clone()
+                })
+                .collect())
+        }
+        _ => Ok(vec![event]),
+    }
+}
+
+async fn legacy_thermometer(store: &InMemoryStore) {
+    let v1 = EventData::json("TemperatureRecorded", &serde_json::json!({"celsius": 21})).unwrap();
+    let v2 = EventData::json("TemperatureRecorded", &serde_json::json!({"tenths": 215}))
+        .unwrap()
+        .with_version(2);
+    let batch = EventData::json("ReadingsRecorded", &[19, 18]).unwrap();
+    store
+        .append(
+            "thermometer-1",
+            ExpectedVersion::NoStream,
+            vec![v1, v2, batch],
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn stored_events_are_upcast_before_they_are_decoded() {
+    let store = Arc::new(InMemoryStore::new());
+    legacy_thermometer(&store).await;
+    let repository =
+        Repository::<Thermometer>::new(store).with_upcaster(Arc::new(thermometer_upcaster));
+
+    let loaded = repository.load("thermometer-1").await.unwrap();
+
+    assert_eq!(loaded.state().readings, vec![210, 215, 190, 180]);
+    assert_eq!(loaded.revision(), Some(Revision(2)));
+}
+
+#[tokio::test]
+async fn an_old_version_without_an_upcaster_is_an_error_naming_it() {
+    let store = Arc::new(InMemoryStore::new());
+    legacy_thermometer(&store).await;
+    let repository = Repository::<Thermometer>::new(store);
+
+    let error = repository.load("thermometer-1").await.unwrap_err();
+
+    match error {
+        Error::UnsupportedVersion {
+            event_type,
+            stored,
+            expected,
+            revision,
+            ..
+        } => assert_eq!(
+            (event_type.as_str(), stored, expected, revision),
+            ("TemperatureRecorded", 1, 2, Revision(0))
+        ),
+        other => panic!("expected UnsupportedVersion, got {other:?}"),
+    }
+}
+
+// ---- streams and aggregates decoupled ----
+
+#[tokio::test]
+async fn two_aggregates_share_one_stream_each_ignoring_the_others_events() {
+    let store: Arc<dyn EventStore> = Arc::new(InMemoryStore::new());
+    let accounts = opened_account(store.clone(), "account-1", 100).await;
+    let limits = Repository::<Limits>::new(store.clone());
+
+    let set = limits
+        .handle("account-1", Envelope::new(500))
+        .await
+        .unwrap();
+    let withdrawn = accounts
+        .handle("account-1", Envelope::new(withdraw("account-1", 10)))
+        .await
+        .unwrap();
+
+    assert_eq!(set.revision, Some(Revision(2)));
+    assert_eq!(withdrawn.revision, Some(Revision(3)));
+    let account = accounts.load("account-1").await.unwrap();
+    assert_eq!(
+        (account.state().balance, account.state().events_seen),
+        (90, 3)
+    );
+    let limit = limits.load("account-1").await.unwrap();
+    assert_eq!(
+        (limit.state().daily, limit.state().events_seen),
+        (Some(500), 1)
+    );
+    assert_eq!(limit.revision(), Some(Revision(3)));
+}
+
+#[tokio::test]
+async fn one_aggregate_over_two_streams_sees_them_merged_in_global_order() {
+    let store: Arc<dyn EventStore> = Arc::new(InMemoryStore::new());
+    let a = opened_account(store.clone(), "account-a", 100).await;
+    let b = opened_account(store.clone(), "account-b", 10).await;
+    a.handle("account-a", Envelope::new(deposit("account-a", 1)))
+        .await
+        .unwrap();
+    let transfers = Repository::<Transfer>::new(store.clone());
+
+    let loaded = transfers
+        .load_streams(&["account-a", "account-b"])
+        .await
+        .unwrap();
+    assert_eq!(
+        loaded.state().order,
+        ["account-a", "account-b", "account-a"]
+    );
+
+    let accepted = transfers
+        .handle_streams(
+            &["account-a", "account-b"],
+            Envelope::new(TransferMoney {
+                from: "account-a".into(),
+                to: "account-b".into(),
+                cents: 60,
+            }),
+        )
+        .await
+        .unwrap();
+
+    let revisions: Vec<(&str, u64)> = accepted
+        .written
+        .iter()
+        .map(|w| (w.stream.as_str(), w.last_revision.get()))
+        .collect();
+    assert_eq!(revisions, [("account-a", 3), ("account-b", 2)]);
+    assert_eq!(a.load("account-a").await.unwrap().state().balance, 41);
+    assert_eq!(b.load("account-b").await.unwrap().state().balance, 70);
+}
+
+#[tokio::test]
+async fn a_multi_stream_append_checks_each_streams_expected_version() {
+    let store = Hooked::new();
+    opened_account(store.clone(), "account-a", 100).await;
+    opened_account(store.clone(), "account-b", 0).await;
+    // Someone deposits to b (the second stream) between our read and our append.
+    let other = Repository::<Account>::new(store.inner.clone());
+    store.before_next_append(async move {
+        other
+            .handle("account-b", Envelope::new(deposit("account-b", 7)))
+            .await
+            .unwrap();
+    });
+    store.reads.lock().unwrap().clear();
+    let transfers = Repository::<Transfer>::new(store.clone());
+
+    transfers
+        .handle_streams(
+            &["account-a", "account-b"],
+            Envelope::new(TransferMoney {
+                from: "account-a".into(),
+                to: "account-b".into(),
+                cents: 60,
+            }),
+        )
+        .await
+        .unwrap();
+
+    // Retried after reading the tails only (b had a new event; a had none).
+    assert_eq!(
+        store.reads_of("account-b"),
+        vec![Some(Revision(0)), Some(Revision(1))]
+    );
+    assert_eq!(
+        store.reads_of("account-a"),
+        vec![Some(Revision(0)), Some(Revision(2))]
+    );
+    let b = Repository::<Account>::new(store.inner.clone());
+    assert_eq!(b.load("account-b").await.unwrap().state().balance, 67);
+}
+
+#[tokio::test]
+async fn a_decision_may_only_target_streams_the_aggregate_was_loaded_from() {
+    let store: Arc<dyn EventStore> = Arc::new(InMemoryStore::new());
+    opened_account(store.clone(), "account-a", 100).await;
+    let transfers = Repository::<Transfer>::new(store.clone());
+
+    let error = transfers
+        .handle(
+            "account-a",
+            Envelope::new(TransferMoney {
+                from: "account-a".into(),
+                to: "account-z".into(),
+                cents: 1,
+            }),
+        )
+        .await
+        .unwrap_err();
+
+    assert!(
+        matches!(&error, CommandError::Failed(Error::TargetNotLoaded { stream }) if stream == "account-z"),
+        "{error:?}"
+    );
+    assert!(events(store.as_ref(), "account-z").await.is_empty());
+}
+
+#[tokio::test]
+async fn the_schema_registry_kept_in_the_store_is_the_upcaster() {
+    use eventfold_schema::{EventVersion, SchemaStore, VersionDefinition};
+    let store = Arc::new(InMemoryStore::new());
+    legacy_thermometer(&store).await;
+    let schemas = SchemaStore::open(store.clone()).await.unwrap();
+    schemas
+        .register(
+            "TemperatureRecorded",
+            2,
+            VersionDefinition {
+                upcast: Some("{tenths: (.celsius * 10)}".into()),
+                downcast: Some("{celsius: (.tenths / 10 | floor)}".into()),
+                ..VersionDefinition::default()
+            },
+        )
+        .await
+        .unwrap();
+    // The legacy batch event is split into single readings, one per element.
+    let batch = VersionDefinition {
+        previous: Some(EventVersion::new("ReadingsRecorded", 1)),
+        upcast: Some(
+            ".[] | {\"$type\": \"TemperatureRecorded\", \"$version\": 2, tenths: (. * 10)}".into(),
+        ),
+        ..VersionDefinition::default()
+    };
+    schemas.register("ReadingsSplit", 1, batch).await.unwrap();
+    let repository = Repository::<Thermometer>::new(store).with_upcaster(Arc::new(schemas));
+
+    let loaded = repository.load("thermometer-1").await.unwrap();
+
+    assert_eq!(loaded.state().readings, vec![210, 215, 190, 180]);
+}

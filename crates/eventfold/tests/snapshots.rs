@@ -1,0 +1,178 @@
+//! Snapshots: every N events, loaded with only the tail after them; a snapshot of
+//! another schema version or an unreadable one rebuilds from events and writes a fresh
+//! one; older snapshots stay for a downgrade.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::hooked::Hooked;
+use common::*;
+use eventfold::{
+    Aggregate, Decision, Envelope, EventData, EventStore, ExpectedVersion, InMemoryStore,
+    ReadStream, RecordedEvent, Repository, Revision,
+};
+use serde::{Deserialize, Serialize};
+
+const SNAPSHOTS: &str = "_snapshot-account-account-1";
+
+async fn snapshots(store: &dyn EventStore) -> Vec<RecordedEvent> {
+    store
+        .read_stream(SNAPSHOTS, ReadStream::forward())
+        .await
+        .unwrap_or_default()
+}
+
+/// Opens account-1 and deposits 1 cent `deposits` times.
+async fn account_with(repository: &Repository<Account>, deposits: u64) {
+    repository
+        .handle("account-1", Envelope::new(open("ada")))
+        .await
+        .unwrap();
+    for _ in 0..deposits {
+        repository
+            .handle("account-1", Envelope::new(deposit("account-1", 1)))
+            .await
+            .unwrap();
+    }
+}
+
+/// The account's next snapshot schema: the same aggregate, stored in another shape.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct AccountV2 {
+    v2: Account,
+}
+
+impl Aggregate for AccountV2 {
+    const NAME: &'static str = "account";
+    const SNAPSHOT_VERSION: u32 = 2;
+    type Command = AccountCommand;
+    type Event = AccountEvent;
+    type Rejection = AccountRejection;
+    fn decide(&self, command: &AccountCommand) -> Result<Decision<AccountEvent>, AccountRejection> {
+        self.v2.decide(command)
+    }
+    fn evolve(&mut self, event: &AccountEvent) {
+        self.v2.evolve(event)
+    }
+}
+
+#[tokio::test]
+async fn a_snapshot_is_written_every_n_events_and_loading_reads_only_the_tail() {
+    let store = Hooked::new();
+    let repository = Repository::<Account>::new(store.clone()).with_snapshots(3);
+
+    account_with(&repository, 4).await;
+    store.reads.lock().unwrap().clear();
+    let loaded = repository.load("account-1").await.unwrap();
+
+    let written = snapshots(store.inner.as_ref()).await;
+    assert_eq!(written.len(), 1);
+    assert_eq!(
+        (written[0].event_type.as_str(), written[0].version),
+        ("Snapshot", 1)
+    );
+    assert!(loaded.from_snapshot());
+    assert_eq!(loaded.events_since_snapshot(), 2);
+    assert_eq!(store.reads_of("account-1"), vec![Some(Revision(3))]);
+    assert_eq!(loaded.state().balance, 4);
+    assert_eq!(loaded.revision(), Some(Revision(4)));
+}
+
+#[tokio::test]
+async fn a_snapshot_of_another_version_rebuilds_from_events_and_writes_a_fresh_one() {
+    let store = Arc::new(InMemoryStore::new());
+    let v1 = Repository::<Account>::new(store.clone()).with_snapshots(2);
+    account_with(&v1, 2).await;
+    assert_eq!(snapshots(store.as_ref()).await.len(), 1);
+
+    let v2 = Repository::<AccountV2>::new(store.clone()).with_snapshots(100);
+    let rebuilt = v2.load("account-1").await.unwrap();
+    let again = v2.load("account-1").await.unwrap();
+
+    assert!(!rebuilt.from_snapshot());
+    assert_eq!(rebuilt.state().v2.balance, 2);
+    let versions: Vec<u32> = snapshots(store.as_ref())
+        .await
+        .iter()
+        .map(|s| s.version)
+        .collect();
+    assert_eq!(versions, [1, 2]);
+    assert!(again.from_snapshot());
+    assert_eq!(again.state().v2.balance, 2);
+}
+
+#[tokio::test]
+async fn after_a_downgrade_the_old_code_uses_its_own_older_snapshot() {
+    let store = Arc::new(InMemoryStore::new());
+    let v1 = Repository::<Account>::new(store.clone()).with_snapshots(2);
+    account_with(&v1, 2).await;
+    // The new version runs for a while and writes its own snapshots.
+    let v2 = Repository::<AccountV2>::new(store.clone()).with_snapshots(1);
+    v2.handle("account-1", Envelope::new(deposit("account-1", 10)))
+        .await
+        .unwrap();
+    let before: Vec<u32> = snapshots(store.as_ref())
+        .await
+        .iter()
+        .map(|s| s.version)
+        .collect();
+    assert_eq!(before.last(), Some(&2));
+
+    // Downgrade: the newest snapshot is v2, unreadable to v1.
+    let loaded = v1.load("account-1").await.unwrap();
+
+    assert!(loaded.from_snapshot(), "the older v1 snapshot is used");
+    assert_eq!(loaded.state().balance, 12);
+    // It wrote a fresh v1 snapshot covering every event.
+    let after = snapshots(store.as_ref()).await;
+    assert_eq!(after.len(), before.len() + 1);
+    let fresh = after.last().unwrap();
+    assert_eq!(fresh.version, 1);
+    let fresh: serde_json::Value = fresh.data_as().unwrap();
+    assert_eq!(fresh["streams"][0]["revision"], 3);
+}
+
+#[tokio::test]
+async fn an_unreadable_snapshot_rebuilds_from_events_and_writes_a_fresh_one() {
+    let store = Arc::new(InMemoryStore::new());
+    let repository = Repository::<Account>::new(store.clone()).with_snapshots(100);
+    account_with(&repository, 3).await;
+    let garbage = EventData::json("Snapshot", &serde_json::json!({"nonsense": true})).unwrap();
+    store
+        .append(SNAPSHOTS, ExpectedVersion::Any, vec![garbage])
+        .await
+        .unwrap();
+
+    let rebuilt = repository.load("account-1").await.unwrap();
+    let again = repository.load("account-1").await.unwrap();
+
+    assert!(!rebuilt.from_snapshot());
+    assert_eq!(rebuilt.state().balance, 3);
+    assert_eq!(snapshots(store.as_ref()).await.len(), 2);
+    assert!(again.from_snapshot());
+    assert_eq!(again.state().balance, 3);
+    assert_eq!(again.events_since_snapshot(), 0);
+}
+
+#[tokio::test]
+async fn snapshots_of_two_aggregates_on_one_stream_are_kept_apart() {
+    let store = Arc::new(InMemoryStore::new());
+    let accounts = Repository::<Account>::new(store.clone()).with_snapshots(1);
+    let limits = Repository::<Limits>::new(store.clone()).with_snapshots(1);
+    account_with(&accounts, 1).await;
+    limits.handle("account-1", Envelope::new(9)).await.unwrap();
+
+    let account = accounts.load("account-1").await.unwrap();
+    let limit = limits.load("account-1").await.unwrap();
+
+    assert_eq!(account.state().balance, 1);
+    assert_eq!(limit.state().daily, Some(9));
+    assert!(limit.from_snapshot());
+    assert!(
+        store
+            .stream_exists("_snapshot-limits-account-1")
+            .await
+            .unwrap()
+    );
+}
