@@ -23,6 +23,7 @@
 mod error;
 mod event;
 mod memory;
+mod persistent;
 pub mod plan;
 mod store;
 mod stream;
@@ -31,6 +32,7 @@ mod subscription;
 pub use error::{Error, Result};
 pub use event::{CAUSATION_ID_KEY, CORRELATION_ID_KEY, EventData, RecordedEvent};
 pub use memory::{InMemoryStore, wait_for_head};
+pub use persistent::{Delivery, GroupSettings, GroupStatus, Nack, Parked, PersistentGroup};
 pub use store::{
     AllFilter, AllSlice, AppendResult, Direction, EventStore, ReadAll, ReadStream, StreamWrite,
 };

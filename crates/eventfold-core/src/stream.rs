@@ -156,6 +156,10 @@ pub fn category_of(stream: &str) -> &str {
 pub const SYSTEM_STREAM_PREFIXES: &[&str] = &[
     // The schema registry's history (eventfold-schema).
     "$schemas",
+    // Consumer groups: settings, checkpoints, parked events (persistent.rs).
+    "$persistent-",
+    "$checkpoint-",
+    "$parked-",
 ];
 
 /// Checks a name a backend accepts for an append: a user stream name (see

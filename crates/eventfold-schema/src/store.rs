@@ -235,7 +235,7 @@ impl<S: EventStore + ?Sized> SchemaStore<S> {
     }
 
     /// Reads a stream with every event converted to `target`.
-    pub async fn read_stream(
+    pub async fn read_stream_as(
         &self,
         stream: &str,
         options: ReadStream,
@@ -386,6 +386,73 @@ impl<S: EventStore + ?Sized> SchemaStore<S> {
             from = page.next;
         }
         Ok(sample)
+    }
+}
+
+/// A `SchemaStore` is the store with its registry in front: appends are validated
+/// against the registered schemas (a violation is refused as an invalid event, and
+/// nothing of the append is written), everything else goes straight through. Reads
+/// return events as stored; convert them with [`SchemaStore::read_stream_as`] or
+/// [`Negotiated`].
+///
+/// ```
+/// use std::sync::Arc;
+/// use eventfold_core::{EventData, EventStore, ExpectedVersion, InMemoryStore};
+/// use eventfold_schema::{SchemaStore, VersionDefinition};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let store = SchemaStore::open(Arc::new(InMemoryStore::new())).await.unwrap();
+/// let schema = serde_json::json!({"type": "object", "required": ["orderId"]});
+/// store.register("OrderShipped", 1, VersionDefinition::with_schema(schema)).await.unwrap();
+/// let bad = EventData::json("OrderShipped", &serde_json::json!({"order": 1})).unwrap();
+/// let err = store.append("order-1", ExpectedVersion::Any, vec![bad]).await.unwrap_err();
+/// assert!(err.to_string().contains("orderId"), "{err}");
+/// assert!(!store.stream_exists("order-1").await.unwrap());
+/// # });
+/// ```
+#[async_trait::async_trait]
+impl<S: EventStore + ?Sized> EventStore for SchemaStore<S> {
+    async fn append_multi(
+        &self,
+        writes: Vec<eventfold_core::StreamWrite>,
+    ) -> eventfold_core::Result<Vec<eventfold_core::AppendResult>> {
+        let registry = self.registry();
+        for event in writes.iter().flat_map(|w| &w.events) {
+            registry
+                .validate(&event.event_type, event.version, &event.data)
+                .map_err(|e| eventfold_core::Error::InvalidEvent {
+                    reason: e.to_string(),
+                })?;
+        }
+        self.store.append_multi(writes).await
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &str,
+        options: ReadStream,
+    ) -> eventfold_core::Result<Vec<RecordedEvent>> {
+        self.store.read_stream(stream, options).await
+    }
+
+    async fn read_all(&self, options: ReadAll) -> eventfold_core::Result<eventfold_core::AllSlice> {
+        self.store.read_all(options).await
+    }
+
+    async fn stream_revision(&self, stream: &str) -> eventfold_core::Result<Option<Revision>> {
+        self.store.stream_revision(stream).await
+    }
+
+    async fn stream_exists(&self, stream: &str) -> eventfold_core::Result<bool> {
+        self.store.stream_exists(stream).await
+    }
+
+    async fn head_position(&self) -> eventfold_core::Result<Option<Position>> {
+        self.store.head_position().await
+    }
+
+    async fn wait_for(&self, position: Position) -> eventfold_core::Result<()> {
+        self.store.wait_for(position).await
     }
 }
 

@@ -92,13 +92,13 @@ async fn inventory_old_and_new_consumers_read_both_versions_after_a_reopen() {
     for stream in ["item-1", "item-2"] {
         new_consumer.extend(
             schemas
-                .read_stream(stream, ReadStream::forward(), &Target::Newest)
+                .read_stream_as(stream, ReadStream::forward(), &Target::Newest)
                 .await
                 .unwrap(),
         );
         old_consumer.extend(
             schemas
-                .read_stream(
+                .read_stream_as(
                     stream,
                     ReadStream::forward(),
                     &Target::version("InventoryItemDeactivated", 1),
@@ -607,7 +607,7 @@ async fn rust_converters_take_part_in_the_same_graph() {
         .await
         .unwrap();
     let events = schemas
-        .read_stream("probe-1", ReadStream::forward(), &Target::Newest)
+        .read_stream_as("probe-1", ReadStream::forward(), &Target::Newest)
         .await
         .unwrap();
     assert_eq!(
@@ -621,5 +621,35 @@ async fn rust_converters_take_part_in_the_same_graph() {
     assert!(
         failing.to_string().contains("temp is not a number"),
         "{failing}"
+    );
+}
+
+#[tokio::test]
+async fn the_schema_store_validates_embedded_appends_and_keeps_the_store_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SchemaStore::open(open(dir.path()).await).await.unwrap();
+    store
+        .register("InventoryItemDeactivated", 2, inventory_v2())
+        .await
+        .unwrap();
+    let good = event("InventoryItemDeactivated", 2, json!({"itemId": "a"}));
+    let bad = event("InventoryItemDeactivated", 2, json!({"itemId": 3}));
+    let err = store
+        .append("item-1", ExpectedVersion::NoStream, vec![good.clone(), bad])
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "invalid_event");
+    assert!(err.to_string().contains("/itemId"), "{err}");
+    assert!(
+        !store.stream_exists("item-1").await.unwrap(),
+        "nothing of a refused append is written"
+    );
+    let written = store
+        .append("item-1", ExpectedVersion::NoStream, vec![good])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.stream_revision("item-1").await.unwrap(),
+        Some(written.last_revision)
     );
 }

@@ -6,6 +6,7 @@
 //! store's errors become responses in one place ([`error::ApiError`]).
 
 mod error;
+mod groups;
 mod metrics;
 mod routes;
 
@@ -45,6 +46,8 @@ pub(crate) struct AppState {
     pub schemas: Arc<SchemaStore<dyn EventStore>>,
     pub config: ServerConfig,
     pub metrics: metrics::Metrics,
+    /// Consumer groups served by this node, opened on first use.
+    pub groups: std::sync::Mutex<std::collections::HashMap<String, groups::Group>>,
 }
 
 /// Serves `store` on `listener` until `shutdown` completes, then stops taking requests

@@ -29,7 +29,7 @@ use uuid::Uuid;
 use crate::error::ApiError;
 use crate::{AppState, ServerConfig};
 
-type Shared = State<Arc<AppState>>;
+pub(crate) type Shared = State<Arc<AppState>>;
 
 /// How often a server picks up schema registrations made through other nodes.
 const SCHEMA_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
@@ -47,6 +47,7 @@ pub async fn router(
         schemas,
         config,
         metrics: Default::default(),
+        groups: Default::default(),
     });
     Ok(Router::new()
         .route("/streams/{stream}", get(read_stream).post(append))
@@ -60,6 +61,24 @@ pub async fn router(
         .route(
             "/schemas/{type}/{version}",
             get(read_schema_version).put(register_schema),
+        )
+        .route(
+            "/subscriptions/{group}",
+            get(crate::groups::status).put(crate::groups::create),
+        )
+        .route("/subscriptions/{group}/next", get(crate::groups::next))
+        .route(
+            "/subscriptions/{group}/ack",
+            axum::routing::post(crate::groups::ack),
+        )
+        .route(
+            "/subscriptions/{group}/nack",
+            axum::routing::post(crate::groups::nack),
+        )
+        .route("/subscriptions/{group}/parked", get(crate::groups::parked))
+        .route(
+            "/subscriptions/{group}/parked/replay",
+            axum::routing::post(crate::groups::replay_parked),
         )
         .route("/health", get(health))
         .route("/metrics", get(metrics))
@@ -121,7 +140,7 @@ struct TransactionWrite {
     events: Vec<NewEvent>,
 }
 
-fn body_error(rejection: BytesRejection) -> ApiError {
+pub(crate) fn body_error(rejection: BytesRejection) -> ApiError {
     let status = rejection.status();
     let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
         "too_large"
@@ -131,11 +150,11 @@ fn body_error(rejection: BytesRejection) -> ApiError {
     ApiError::with_status(status, code, rejection.body_text())
 }
 
-fn path_error(rejection: PathRejection) -> ApiError {
+pub(crate) fn path_error(rejection: PathRejection) -> ApiError {
     ApiError::bad_request("invalid_path", rejection.body_text())
 }
 
-fn query_error(rejection: QueryRejection) -> ApiError {
+pub(crate) fn query_error(rejection: QueryRejection) -> ApiError {
     ApiError::bad_request("invalid_query", rejection.body_text())
 }
 

@@ -601,3 +601,110 @@ async fn schema_registration_and_validation_errors_name_the_problem() {
         (StatusCode::BAD_REQUEST, json!("invalid_stream_name"))
     );
 }
+
+impl Api {
+    async fn send_json(&self, method: &str, uri: &str, body: Value) -> (StatusCode, Value) {
+        self.send(
+            Request::builder()
+                .method(method)
+                .uri(uri)
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_string()))
+                .unwrap(),
+        )
+        .await
+    }
+}
+
+#[tokio::test]
+async fn a_consumer_group_over_http_acks_retries_parks_and_replays() {
+    let api = api().await;
+    for n in 0..3 {
+        api.post(
+            "order-1",
+            None,
+            &format!(r#"[{{"type":"OrderPlaced","data":{n}}}]"#),
+        )
+        .await;
+    }
+    let (status, body) = api.get("/subscriptions/mailer").await;
+    assert_eq!(
+        (status, body["error"].clone()),
+        (StatusCode::NOT_FOUND, json!("group_not_found"))
+    );
+    let (status, body) = api
+        .send_json(
+            "PUT",
+            "/subscriptions/mailer",
+            json!({"retries_max": 2, "colour": 1}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("colour"));
+    let (status, body) = api
+        .send_json("PUT", "/subscriptions/mailer", json!({"retries_max": 2}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["settings"]["retries_max"], 2);
+
+    let (_, body) = api
+        .get("/subscriptions/mailer/next?count=10&wait_ms=1000")
+        .await;
+    let deliveries = body["deliveries"].as_array().unwrap();
+    assert_eq!(deliveries.len(), 3, "{body}");
+    assert_eq!(deliveries[0]["attempt"], 1);
+    let (status, body) = api
+        .send_json(
+            "POST",
+            "/subscriptions/mailer/ack",
+            json!({"positions": [0, 2]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for attempt in 1..=2 {
+        if attempt == 2 {
+            let (_, body) = api.get("/subscriptions/mailer/next?wait_ms=1000").await;
+            assert_eq!(body["deliveries"][0]["attempt"], 2, "{body}");
+        }
+        let (status, body) = api
+            .send_json(
+                "POST",
+                "/subscriptions/mailer/nack",
+                json!({"positions": [1], "action": "retry", "reason": "smtp down"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let (_, body) = api.get("/subscriptions/mailer/parked").await;
+    assert_eq!(body["parked"][0]["position"], 1, "{body}");
+    assert_eq!(body["parked"][0]["reason"], "smtp down");
+    let (status, body) = api
+        .send_json(
+            "POST",
+            "/subscriptions/mailer/ack",
+            json!({"positions": [1]}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].clone()),
+        (StatusCode::CONFLICT, json!("not_in_flight"))
+    );
+
+    let (_, body) = api
+        .send_json("POST", "/subscriptions/mailer/parked/replay", json!({}))
+        .await;
+    assert_eq!(body["queued"], 1);
+    let (_, body) = api.get("/subscriptions/mailer/next?wait_ms=1000").await;
+    assert_eq!(body["deliveries"][0]["event"]["position"], 1, "{body}");
+    api.send_json(
+        "POST",
+        "/subscriptions/mailer/ack",
+        json!({"positions": [1]}),
+    )
+    .await;
+    let (_, body) = api.get("/subscriptions/mailer").await;
+    assert_eq!(body["status"]["in_flight"], 0, "{body}");
+    // Nothing new: an empty answer after the wait.
+    let (_, body) = api.get("/subscriptions/mailer/next?wait_ms=10").await;
+    assert_eq!(body["deliveries"], json!([]));
+}

@@ -1,0 +1,215 @@
+//! Consumer groups: competing consumers, ack/nack, retries, parking, replay of parked
+//! events, late acks, a bounded number of deliveries in flight, and checkpoints kept
+//! in the store.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use eventfold_core::{
+    EventData, EventStore, ExpectedVersion, GroupSettings, InMemoryStore, Nack, PersistentGroup,
+};
+
+fn event(n: u64) -> EventData {
+    EventData::json("Happened", &n).unwrap()
+}
+
+async fn append(store: &InMemoryStore, count: u64) {
+    for n in 0..count {
+        store
+            .append(
+                &format!("thing-{}", n % 7),
+                ExpectedVersion::Any,
+                vec![event(n)],
+            )
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn competing_consumers_share_the_events_each_delivered_once() {
+    let store = Arc::new(InMemoryStore::new());
+    append(&store, 50).await;
+    let group = Arc::new(
+        PersistentGroup::create(store.clone(), "workers", GroupSettings::default())
+            .await
+            .unwrap(),
+    );
+    let total = 300usize;
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for n in 50..total as u64 {
+                store
+                    .append("thing-x", ExpectedVersion::Any, vec![event(n)])
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    let delivered = Arc::new(std::sync::Mutex::new(BTreeMap::<u64, Vec<usize>>::new()));
+    let all_delivered = Arc::new(tokio::sync::Notify::new());
+    let mut consumers = Vec::new();
+    for consumer in 0..3usize {
+        let group = group.clone();
+        let delivered = delivered.clone();
+        let all_delivered = all_delivered.clone();
+        consumers.push(tokio::spawn(async move {
+            loop {
+                let next = group.next().await.unwrap();
+                let position = next.event.position.get();
+                let count = {
+                    let mut delivered = delivered.lock().unwrap();
+                    delivered.entry(position).or_default().push(consumer);
+                    delivered.len()
+                };
+                group.ack(position).await.unwrap();
+                if count == total {
+                    all_delivered.notify_one();
+                }
+            }
+        }));
+    }
+    writer.await.unwrap();
+    tokio::time::timeout(Duration::from_secs(20), all_delivered.notified())
+        .await
+        .expect("every event delivered within 20 s");
+    for consumer in &consumers {
+        consumer.abort();
+    }
+    let delivered = delivered.lock().unwrap().clone();
+    assert_eq!(delivered.len(), total, "every event was delivered");
+    assert!(
+        delivered.values().all(|consumers| consumers.len() == 1),
+        "no event went to two consumers"
+    );
+    let last = *delivered.keys().next_back().unwrap();
+    assert!(group.status().checkpoint >= Some(last), "{:?}", group.status());
+    assert_eq!(group.status().in_flight, 0);
+}
+
+#[tokio::test]
+async fn a_failing_event_is_retried_then_parked_and_can_be_replayed() {
+    let store = Arc::new(InMemoryStore::new());
+    append(&store, 3).await;
+    let settings = GroupSettings {
+        retries_max: 3,
+        ..GroupSettings::default()
+    };
+    let group = PersistentGroup::create(store.clone(), "emails", settings)
+        .await
+        .unwrap();
+    let mut attempts = Vec::new();
+    loop {
+        let delivery = group.next().await.unwrap();
+        let position = delivery.event.position.get();
+        if position == 1 {
+            attempts.push(delivery.attempt);
+            group
+                .nack(position, Nack::Retry, "smtp refused")
+                .await
+                .unwrap();
+        } else {
+            group.ack(position).await.unwrap();
+            if position == 2 {
+                break;
+            }
+        }
+    }
+    // Retried in order with the others, parked at the third failure.
+    let delivery_after_parking =
+        tokio::time::timeout(Duration::from_millis(100), group.next()).await;
+    assert!(
+        delivery_after_parking.is_err(),
+        "a parked event is not delivered again"
+    );
+    assert_eq!(attempts, vec![1, 2, 3]);
+    let parked = group.parked().await.unwrap();
+    assert_eq!(parked.len(), 1);
+    assert_eq!((parked[0].position, parked[0].attempts), (1, 3));
+    assert_eq!(parked[0].reason, "smtp refused");
+    // The head is the `$parked-emails` entry: system events are passed over.
+    let head = store.head_position().await.unwrap().map(|p| p.get());
+    assert_eq!(
+        group.status().checkpoint,
+        head,
+        "a parked event does not hold the group back"
+    );
+
+    assert_eq!(group.replay_parked(&[1]).await.unwrap(), 1);
+    let again = group.next().await.unwrap();
+    assert_eq!((again.event.position.get(), again.attempt), (1, 1));
+    group.ack(1).await.unwrap();
+    assert_eq!(group.status().checkpoint, head);
+    assert!(
+        group.ack(1).await.is_err(),
+        "an ack of nothing in flight is an error"
+    );
+}
+
+#[tokio::test]
+async fn a_late_ack_delivers_the_event_again_and_in_flight_is_bounded() {
+    let store = Arc::new(InMemoryStore::new());
+    append(&store, 4).await;
+    let settings = GroupSettings {
+        ack_timeout_ms: 50,
+        in_flight_max: 2,
+        ..GroupSettings::default()
+    };
+    let group = PersistentGroup::create(store.clone(), "slow", settings)
+        .await
+        .unwrap();
+    let first = group.next().await.unwrap();
+    let second = group.next().await.unwrap();
+    assert_eq!(group.status().in_flight, 2);
+    // Nothing is acked: the group waits for the first late ack, then delivers again.
+    let third = group.next().await.unwrap();
+    assert_eq!(
+        (third.event.position, third.attempt),
+        (first.event.position, 2),
+        "a late event comes back before any new one"
+    );
+    assert!(group.status().in_flight <= 2);
+    group.ack(first.event.position.get()).await.unwrap();
+    group.ack(second.event.position.get()).await.unwrap();
+    let fourth = group.next().await.unwrap();
+    assert_eq!(fourth.event.position.get(), 2);
+}
+
+#[tokio::test]
+async fn the_group_resumes_after_its_stored_checkpoint_with_its_settings() {
+    let store = Arc::new(InMemoryStore::new());
+    append(&store, 20).await;
+    let settings = GroupSettings {
+        checkpoint_every_events: 5,
+        event_types: vec!["Happened".into()],
+        ..GroupSettings::default()
+    };
+    {
+        let group = PersistentGroup::create(store.clone(), "reports", settings.clone())
+            .await
+            .unwrap();
+        for _ in 0..12 {
+            let delivery = group.next().await.unwrap();
+            group.ack(delivery.event.position.get()).await.unwrap();
+        }
+    }
+    // Stopped without a final checkpoint: resumes after the tenth ack (at least once).
+    let group = PersistentGroup::open(store.clone(), "reports")
+        .await
+        .unwrap();
+    assert_eq!(group.settings(), &settings);
+    assert_eq!(group.next().await.unwrap().event.position.get(), 10);
+
+    // A second process serving the same group is refused when it stores a checkpoint.
+    let other = PersistentGroup::open(store.clone(), "reports")
+        .await
+        .unwrap();
+    let delivery = other.next().await.unwrap();
+    other.ack(delivery.event.position.get()).await.unwrap();
+    group.ack(10).await.unwrap();
+    group.store_checkpoint().await.unwrap();
+    let err = other.store_checkpoint().await.unwrap_err();
+    assert_eq!(err.code(), "wrong_expected_version");
+}

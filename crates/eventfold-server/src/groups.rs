@@ -1,0 +1,258 @@
+//! Persistent subscriptions (consumer groups) over HTTP: competing consumers pull
+//! deliveries and ack or nack them; the group lives in the store
+//! (`eventfold_core::PersistentGroup`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use bytes::Bytes;
+use eventfold_core::{Error, EventStore, GroupSettings, Nack, PersistentGroup, RecordedEvent};
+use serde::{Deserialize, Serialize};
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::routes::{Shared, body_error, path_error, query_error};
+
+/// A consumer group as the server shares it between requests.
+pub(crate) type Group = Arc<PersistentGroup<Arc<dyn EventStore>>>;
+
+/// Longest a `next` request waits for a first delivery, in ms.
+const WAIT_MS_MAX: u64 = 60_000;
+/// Most deliveries one `next` request returns.
+const COUNT_MAX: usize = 1_000;
+
+/// The group, opened from the store on first use on this node.
+async fn group(state: &AppState, name: &str) -> Result<Group, ApiError> {
+    if let Some(group) = lock(state).get(name) {
+        return Ok(group.clone());
+    }
+    let opened = match PersistentGroup::open(state.store.clone(), name).await {
+        Ok(group) => Arc::new(group),
+        Err(Error::StreamNotFound { .. }) => {
+            return Err(ApiError::with_status(
+                StatusCode::NOT_FOUND,
+                "group_not_found",
+                format!("no consumer group '{name}': create it with PUT /subscriptions/{name}"),
+            ));
+        }
+        Err(error) => return Err(error.into()),
+    };
+    // Two requests may open it at once; the first one kept is the one used.
+    Ok(lock(state)
+        .entry(name.to_string())
+        .or_insert(opened)
+        .clone())
+}
+
+fn lock(state: &AppState) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Group>> {
+    state
+        .groups
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn json_body<T: serde::de::DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+    shape: &str,
+) -> Result<T, ApiError> {
+    let body = body.map_err(body_error)?;
+    let body: &[u8] = if body.is_empty() { b"{}" } else { &body };
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request("invalid_json", format!("the body must be {shape}: {e}"))
+    })
+}
+
+/// `PUT /subscriptions/{group}`: creates the group (or answers the settings it has).
+pub(crate) async fn create(
+    State(state): Shared,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Path(name) = path.map_err(path_error)?;
+    let settings: GroupSettings = json_body(
+        body,
+        "a JSON object of group settings (start_after, stream_prefix, category, event_types, \
+         retries_max, ack_timeout_ms, in_flight_max, checkpoint_every_events)",
+    )?;
+    let existed = lock(&state).contains_key(&name)
+        || PersistentGroup::open(state.store.clone(), &name)
+            .await
+            .is_ok();
+    let group = if existed {
+        group(&state, &name).await?
+    } else {
+        let created =
+            Arc::new(PersistentGroup::create(state.store.clone(), &name, settings).await?);
+        lock(&state).entry(name.clone()).or_insert(created).clone()
+    };
+    let status = if existed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((
+        status,
+        Json(serde_json::json!({"group": name, "settings": group.settings()})),
+    ))
+}
+
+/// `GET /subscriptions/{group}`: checkpoint, deliveries in flight, retries, parked.
+pub(crate) async fn status(
+    State(state): Shared,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Path(name) = path.map_err(path_error)?;
+    let group = group(&state, &name).await?;
+    Ok(Json(serde_json::json!({
+        "status": group.status(),
+        "settings": group.settings(),
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NextQuery {
+    count: Option<usize>,
+    wait_ms: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct DeliveryJson {
+    event: RecordedEvent,
+    attempt: u32,
+}
+
+/// `GET /subscriptions/{group}/next?count=&wait_ms=`: waits up to `wait_ms` for a
+/// first delivery, then takes what is ready, up to `count`.
+pub(crate) async fn next(
+    State(state): Shared,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<NextQuery>, QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Path(name) = path.map_err(path_error)?;
+    let Query(query) = query.map_err(query_error)?;
+    let group = group(&state, &name).await?;
+    let count = query.count.unwrap_or(1).clamp(1, COUNT_MAX);
+    let wait = Duration::from_millis(query.wait_ms.unwrap_or(10_000).min(WAIT_MS_MAX));
+    let mut deliveries = Vec::new();
+    if let Ok(first) = tokio::time::timeout(wait, group.next()).await {
+        let first = first?;
+        deliveries.push(DeliveryJson {
+            event: first.event,
+            attempt: first.attempt,
+        });
+    }
+    while !deliveries.is_empty() && deliveries.len() < count {
+        // Only what is ready now: a delivery taken but not sent would wait for its
+        // ack timeout, so the poll is given no time to be cancelled half-way.
+        match tokio::time::timeout(Duration::ZERO, group.next()).await {
+            Ok(Ok(delivery)) => deliveries.push(DeliveryJson {
+                event: delivery.event,
+                attempt: delivery.attempt,
+            }),
+            Ok(Err(error)) => return Err(error.into()),
+            Err(_) => break,
+        }
+    }
+    Ok(Json(serde_json::json!({ "deliveries": deliveries })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Positions {
+    positions: Vec<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NackBody {
+    positions: Vec<u64>,
+    action: Option<Nack>,
+    reason: Option<String>,
+}
+
+/// `POST /subscriptions/{group}/ack` with `{"positions": [...]}`.
+pub(crate) async fn ack(
+    State(state): Shared,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Path(name) = path.map_err(path_error)?;
+    let body: Positions = json_body(body, r#"{"positions": [<position>, ...]}"#)?;
+    let group = group(&state, &name).await?;
+    for position in body.positions {
+        group.ack(position).await.map_err(unknown)?;
+    }
+    Ok(Json(serde_json::json!({"status": group.status()})))
+}
+
+/// `POST /subscriptions/{group}/nack` with `{"positions", "action"?: "retry" | "park" |
+/// "skip", "reason"?}`.
+pub(crate) async fn nack(
+    State(state): Shared,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Path(name) = path.map_err(path_error)?;
+    let body: NackBody = json_body(
+        body,
+        r#"{"positions": [...], "action"?: "retry" | "park" | "skip", "reason"?: "..."}"#,
+    )?;
+    let group = group(&state, &name).await?;
+    let reason = body.reason.unwrap_or_default();
+    for position in body.positions {
+        group
+            .nack(position, body.action.unwrap_or(Nack::Retry), &reason)
+            .await
+            .map_err(unknown)?;
+    }
+    Ok(Json(serde_json::json!({"status": group.status()})))
+}
+
+/// An ack or nack of nothing in flight is the client's mistake, not the store's.
+fn unknown(error: Error) -> ApiError {
+    match error {
+        Error::InvalidEvent { reason } => {
+            ApiError::with_status(StatusCode::CONFLICT, "not_in_flight", reason)
+        }
+        other => other.into(),
+    }
+}
+
+/// `GET /subscriptions/{group}/parked`: the parked events, with their reasons.
+pub(crate) async fn parked(
+    State(state): Shared,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Path(name) = path.map_err(path_error)?;
+    let group = group(&state, &name).await?;
+    Ok(Json(serde_json::json!({"parked": group.parked().await?})))
+}
+
+/// `POST /subscriptions/{group}/parked/replay` with `{"positions": [...]}` (all parked
+/// events when the body is empty): delivers them again.
+pub(crate) async fn replay_parked(
+    State(state): Shared,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Path(name) = path.map_err(path_error)?;
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Replay {
+        positions: Option<Vec<u64>>,
+    }
+    let body: Replay = json_body(body, r#"{"positions"?: [...]}"#)?;
+    let group = group(&state, &name).await?;
+    let positions = match body.positions {
+        Some(positions) => positions,
+        None => group.parked().await?.iter().map(|p| p.position).collect(),
+    };
+    let queued = group.replay_parked(&positions).await?;
+    Ok(Json(serde_json::json!({"queued": queued})))
+}
