@@ -85,7 +85,11 @@ async fn competing_consumers_share_the_events_each_delivered_once() {
         "no event went to two consumers"
     );
     let last = *delivered.keys().next_back().unwrap();
-    assert!(group.status().checkpoint >= Some(last), "{:?}", group.status());
+    assert!(
+        group.status().checkpoint >= Some(last),
+        "{:?}",
+        group.status()
+    );
     assert_eq!(group.status().in_flight, 0);
 }
 

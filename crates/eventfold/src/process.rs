@@ -591,11 +591,16 @@ impl ProcessRunner {
             event_types: self.versions.message_types(),
             ..AllFilter::default()
         };
-        let after = from.get().checked_sub(1).map(Position);
+        // The backlog is handled before any timeout fires: a message that arrived
+        // before its deadline must win over the timeout, even after downtime.
+        let next = self.catch_up(from).await?;
+        let after = next.get().checked_sub(1).map(Position);
         let mut events = Subscription::to_all(self.store.clone(), after, filter);
         let mut ticks = tokio::time::interval(tick);
         loop {
             tokio::select! {
+                // Events that are ready go before a tick, for the same reason.
+                biased;
                 event = events.next() => { self.handle_event(&event?).await?; }
                 _ = ticks.tick() => { self.fire_due_timeouts(Utc::now()).await?; }
             }

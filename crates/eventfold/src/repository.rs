@@ -257,11 +257,22 @@ impl<A: Aggregate> Repository<A> {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let decision = loaded
-                .state
-                .decide(command.command())
-                .map_err(|reason| CommandError::Rejected { reason })?;
+            let decision = match loaded.state.decide(command.command()) {
+                Ok(decision) => decision,
+                Err(reason) => {
+                    // A concurrent handler of this same command may have committed
+                    // since we looked: its answer wins over deciding again on the
+                    // state it produced.
+                    return match self.prior(&command, &outcome_stream).await? {
+                        Prior::Accepted(accepted) => Ok(accepted),
+                        _ => Err(CommandError::Rejected { reason }),
+                    };
+                }
+            };
             if decision.is_empty() {
+                if let Prior::Accepted(accepted) = self.prior(&command, &outcome_stream).await? {
+                    return Ok(accepted);
+                }
                 return Ok(Accepted {
                     command_id: command.command_id(),
                     revision: loaded.revision(),
