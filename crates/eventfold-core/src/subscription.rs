@@ -102,6 +102,12 @@ where
         }
     }
 
+    /// Events read ahead and not yet returned: at most one page (512), whatever the
+    /// backlog, so a slow consumer holds bounded memory.
+    pub fn buffered(&self) -> usize {
+        self.buffer.len()
+    }
+
     /// The checkpoint to resume from: the position (for `$all`) or revision (for a
     /// stream) of the last event [`Subscription::next`] returned, if any. Pass it as
     /// `after` to a new subscription to continue exactly after that event.

@@ -9,6 +9,16 @@ use uuid::Uuid;
 use crate::error::{Error, Result};
 use crate::event::{DomainEvent, EventType};
 
+/// The metadata key under which the events a command writes, and its outcome record,
+/// keep the command's own causation id (the message that caused the command, see
+/// [`Envelope::with_causation_id`]). Their `causation_id` is the command id: the command
+/// caused the events; this key keeps the link one step further back.
+///
+/// ```
+/// assert_eq!(eventfold::COMMAND_CAUSATION_ID_KEY, "command_causation_id");
+/// ```
+pub const COMMAND_CAUSATION_ID_KEY: &str = "command_causation_id";
+
 /// A command with the ids that make it traceable and idempotent.
 ///
 /// - the **command id** identifies the command: sending it again (after a timeout, a
@@ -16,7 +26,8 @@ use crate::event::{DomainEvent, EventType};
 /// - the **correlation id** names the conversation; every event the command writes
 ///   carries it (by default it is the command id itself);
 /// - the **causation id** names the message that caused the command, if any; the
-///   events written carry the command id as their causation id.
+///   events written carry the command id as their causation id, and this one under
+///   [`COMMAND_CAUSATION_ID_KEY`] (so does the command's outcome record).
 ///
 /// ```
 /// use eventfold::Envelope;
@@ -121,8 +132,65 @@ impl<C> Envelope<C> {
         for (key, id) in ids {
             metadata.insert(key.into(), serde_json::Value::String(id.to_string()));
         }
+        if let Some(cause) = self.causation_id {
+            metadata.insert(
+                COMMAND_CAUSATION_ID_KEY.into(),
+                serde_json::Value::String(cause.to_string()),
+            );
+        }
         Ok(event
             .with_id(self.event_id(index))
+            .with_metadata(&serde_json::Value::Object(metadata))?)
+    }
+}
+
+/// The ids of a command that its outcome record carries, kept apart from the command
+/// so that an outcome can be recorded after the command was moved or lost (a panic).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CommandIds {
+    pub(crate) command_id: Uuid,
+    pub(crate) correlation_id: Uuid,
+    pub(crate) causation_id: Option<Uuid>,
+}
+
+impl<C> From<&Envelope<C>> for CommandIds {
+    fn from(command: &Envelope<C>) -> Self {
+        CommandIds {
+            command_id: command.command_id(),
+            correlation_id: command.correlation_id(),
+            causation_id: command.causation_id(),
+        }
+    }
+}
+
+impl CommandIds {
+    /// The stored outcome record. A final outcome (accepted, rejected) has an id
+    /// derived from the command id and its kind, so a re-sent record is recognised by
+    /// the store, and one kind is never mistaken for a re-send of another; a failure
+    /// (which a retry may follow) gets a fresh id.
+    pub(crate) fn outcome_record(&self, outcome: &CommandOutcome) -> Result<EventData> {
+        let id = match outcome {
+            CommandOutcome::Accepted { written, .. } if written.is_empty() => {
+                Uuid::new_v5(&self.command_id, b"outcome-unchanged")
+            }
+            CommandOutcome::Accepted { .. } => Uuid::new_v5(&self.command_id, b"outcome"),
+            CommandOutcome::Rejected { .. } => Uuid::new_v5(&self.command_id, b"outcome-rejected"),
+            CommandOutcome::Failed { .. } => Uuid::now_v7(),
+        };
+        let mut metadata = serde_json::Map::new();
+        let ids = [
+            (CORRELATION_ID_KEY, Some(self.correlation_id)),
+            (CAUSATION_ID_KEY, Some(self.command_id)),
+            (COMMAND_CAUSATION_ID_KEY, self.causation_id),
+        ];
+        for (key, id) in ids {
+            if let Some(id) = id {
+                metadata.insert(key.into(), serde_json::Value::String(id.to_string()));
+            }
+        }
+        Ok(outcome
+            .encode()?
+            .with_id(id)
             .with_metadata(&serde_json::Value::Object(metadata))?)
     }
 }
@@ -138,7 +206,7 @@ pub struct Accepted {
     /// What was written, per stream (empty when the command decided no events).
     pub written: Vec<Written>,
     /// A global position by which all the command's events are in the log (the
-    /// position of its outcome record); `None` when nothing was written.
+    /// position of its outcome record, which a command deciding no event writes too).
     pub position: Option<Position>,
     /// True when the command log showed the command handled before: nothing was
     /// written this time, and the answer is the one recorded then. (A re-send the store

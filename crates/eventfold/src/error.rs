@@ -76,8 +76,8 @@ pub enum Error {
         /// How many times the command was decided.
         attempts: u32,
     },
-    /// A command with this id was handled before and rejected (recorded by a
-    /// [`CommandQueue`](crate::CommandQueue)); a command id has one outcome.
+    /// A command with this id was handled before and rejected (the rejection is
+    /// recorded in the command log); a command id has one outcome.
     #[error("command {command_id} was already rejected: {reason}")]
     AlreadyRejected {
         /// The command id.
@@ -96,6 +96,17 @@ pub enum Error {
         /// Why it cannot be read.
         reason: String,
     },
+    /// A [`CommandQueue`](crate::CommandQueue) already handles its maximum of commands;
+    /// nothing was accepted, and the command may be submitted again later.
+    #[error("the command queue is full ({limit} commands being handled)")]
+    QueueFull {
+        /// How many commands the queue handles at a time.
+        limit: usize,
+    },
+    /// A [`CommandQueue`](crate::CommandQueue) was used outside a tokio runtime, where it
+    /// cannot start the command's task.
+    #[error("no tokio runtime to handle the command in")]
+    NoRuntime,
     /// No version of the process manager with this number is registered.
     #[error("process manager '{name}' has no version {version}")]
     UnknownProcessVersion {

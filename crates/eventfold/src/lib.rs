@@ -11,6 +11,9 @@
 //!   recorded in the store and queried by command id.
 //! - [`process`]: event-sourced process managers, versioned by start time, with
 //!   Takeover and durable timeouts.
+//! - [`projection`]: projections into transactional read models (SQLite, PostgreSQL)
+//!   with atomic checkpoints, rebuilds beside the live read model, live/replay context
+//!   and an outbox for side effects.
 //! - [`testkit`]: given events, when a command, then events or a rejection.
 //!
 //! The guide is `docs/framework.md`. The framework is written against the
@@ -21,13 +24,16 @@ mod command;
 mod error;
 mod event;
 pub mod process;
+pub mod projection;
 mod queue;
 mod repository;
 pub mod streams;
 pub mod testkit;
 
 pub use aggregate::{Aggregate, Decision};
-pub use command::{Accepted, CommandError, CommandOutcome, Envelope, Written};
+pub use command::{
+    Accepted, COMMAND_CAUSATION_ID_KEY, CommandError, CommandOutcome, Envelope, Written,
+};
 pub use error::{Error, Result};
 pub use event::{DomainEvent, EventType, IdentityUpcaster, Upcaster};
 pub use queue::CommandQueue;

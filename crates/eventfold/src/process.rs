@@ -14,10 +14,16 @@
 //!   ([`streams::timeouts`]), fired by [`ProcessRunner::fire_due_timeouts`] — after a
 //!   restart too.
 //!
-//! Output is published before the instance records the message: if the process stops
-//! in between, the message is handled again and the output published again with the
-//! same ids (derived from the message id), which receivers use to drop duplicates —
-//! a [`Repository`](crate::Repository) does when the output is a command whose command id
+//! Output is recorded before it is published (an outbox): a step's records and the
+//! outputs it publishes are appended together, with the instance stream's expected
+//! version; only once that append succeeded are the outputs published, and then marked
+//! published. A step that loses a race (a concurrent runner, a takeover) thus publishes
+//! nothing, and output computed from a stale state never leaves the runner. If the
+//! process stops between the append and the mark, the outputs still pending are
+//! published again, with the same ids (derived from the step's cause), by
+//! [`ProcessRunner::publish_pending`] (which [`ProcessRunner::catch_up`] and
+//! [`ProcessRunner::run`] call); receivers use the ids to drop duplicates — a
+//! [`Repository`](crate::Repository) does when the output is a command whose command id
 //! is the output's id. Delivery is thus at least once, effects once.
 
 use std::collections::{BTreeMap, HashSet};
@@ -249,12 +255,33 @@ impl ProcessVersions {
 
     /// Instances started at or after `cut_off` run `P`. Its version number must be
     /// larger than the previous ones' and `cut_off` later than theirs.
+    ///
+    /// # Panics
+    ///
+    /// When `P::VERSION` is not larger than every earlier version's number, or
+    /// `cut_off` not later than every earlier cut-off: the versions are declared once,
+    /// at start-up, and instances record version numbers, so a duplicate or a
+    /// reordering would silently run the wrong code.
     pub fn then<P: ProcessManager>(mut self, cut_off: DateTime<Utc>) -> Self {
+        // The list is kept in declaration order, which these checks make the order
+        // of both cut-offs and numbers.
+        if let Some((last_cut_off, last)) = self.versions.last() {
+            assert!(
+                P::VERSION > last.number(),
+                "process version {} is declared after version {}: version numbers must be unique and increasing",
+                P::VERSION,
+                last.number()
+            );
+            assert!(
+                last_cut_off.is_none_or(|last| cut_off > last),
+                "the cut-off of process version {} ({cut_off}) is not later than the previous version's",
+                P::VERSION
+            );
+        }
         self.versions.push((
             Some(cut_off),
             Arc::new(Typed::<P>(std::marker::PhantomData)),
         ));
-        self.versions.sort_by_key(|(cut_off, _)| *cut_off);
         self
     }
 
@@ -470,6 +497,56 @@ enum Record {
     },
     /// The instance is complete.
     ProcessCompleted,
+    /// A step's outputs, recorded with the step, to publish once the step is recorded
+    /// (instance stream).
+    OutputsPending {
+        /// The step's cause (message id, timeout id, takeover id): names the batch.
+        cause: Uuid,
+        outputs: Vec<PendingOutput>,
+    },
+    /// An instance has outputs pending (outbox stream: what a restarted runner checks).
+    OutputsQueued { correlation_id: Uuid, cause: Uuid },
+    /// The outputs of step `cause` were published (instance and outbox streams).
+    OutputsPublished { correlation_id: Uuid, cause: Uuid },
+}
+
+/// An output as an instance records it before publishing it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PendingOutput {
+    id: Uuid,
+    #[serde(rename = "type")]
+    event_type: String,
+    version: u32,
+    data: Box<RawValue>,
+    metadata: Box<RawValue>,
+}
+
+impl PendingOutput {
+    fn from_data(data: &EventData, id: Uuid) -> Result<Self> {
+        let raw = |bytes: &[u8]| {
+            std::str::from_utf8(bytes)
+                .map_err(|e| e.to_string())
+                .and_then(|text| RawValue::from_string(text.to_string()).map_err(|e| e.to_string()))
+                .map_err(|reason| Error::Encode { reason })
+        };
+        Ok(PendingOutput {
+            id,
+            event_type: data.event_type.clone(),
+            version: data.version,
+            data: raw(&data.data)?,
+            metadata: raw(&data.metadata)?,
+        })
+    }
+
+    fn into_data(self) -> EventData {
+        EventData {
+            id: Some(self.id),
+            event_type: self.event_type,
+            version: self.version,
+            data: self.data.get().to_string().into(),
+            metadata: self.metadata.get().to_string().into(),
+        }
+    }
 }
 
 impl DomainEvent for Record {
@@ -480,6 +557,9 @@ impl DomainEvent for Record {
         EventType::new("TimeoutFired", 1),
         EventType::new("ProcessTakenOver", 1),
         EventType::new("ProcessCompleted", 1),
+        EventType::new("OutputsPending", 1),
+        EventType::new("OutputsQueued", 1),
+        EventType::new("OutputsPublished", 1),
     ];
 }
 
@@ -499,6 +579,8 @@ struct Replayed {
     waiting: Option<(Uuid, DateTime<Utc>)>,
     completed: bool,
     revision: Option<Revision>,
+    /// Outputs recorded but not yet marked published, by step cause, oldest first.
+    pending: Vec<(Uuid, Vec<EventData>)>,
 }
 
 /// Runs one process manager (all its versions) over a store: feeds it the events of
@@ -513,6 +595,7 @@ pub struct ProcessRunner {
     publisher: Arc<dyn Publisher>,
     upcaster: Arc<dyn Upcaster>,
     timeouts: Mutex<Timeouts>,
+    outbox: Mutex<Outbox>,
 }
 
 impl std::fmt::Debug for ProcessRunner {
@@ -530,6 +613,14 @@ struct Timeouts {
     next: Revision,
     /// Pending: timeout id → (deadline, correlation id).
     pending: BTreeMap<Uuid, (DateTime<Utc>, Uuid)>,
+}
+
+/// The steps with outputs pending, read so far from the outbox stream.
+struct Outbox {
+    /// The next revision of the outbox stream to read.
+    next: Revision,
+    /// Pending: (step cause, correlation id), oldest first.
+    pending: Vec<(Uuid, Uuid)>,
 }
 
 impl ProcessRunner {
@@ -551,6 +642,10 @@ impl ProcessRunner {
                 next: Revision::FIRST,
                 pending: BTreeMap::new(),
             }),
+            outbox: Mutex::new(Outbox {
+                next: Revision::FIRST,
+                pending: Vec::new(),
+            }),
         }
     }
 
@@ -560,10 +655,12 @@ impl ProcessRunner {
         self
     }
 
-    /// Handles every event of the log from `from` that is there now; returns the
+    /// Publishes outputs still pending (see [`publish_pending`](Self::publish_pending)),
+    /// then handles every event of the log from `from` that is there now; returns the
     /// position to continue from. Handling an event twice is harmless (each instance
     /// remembers the messages it saw), so resuming from an older position is safe.
     pub async fn catch_up(&self, from: Position) -> Result<Position> {
+        self.publish_pending().await?;
         let filter = AllFilter {
             event_types: self.versions.message_types(),
             ..AllFilter::default()
@@ -584,8 +681,9 @@ impl ProcessRunner {
         }
     }
 
-    /// Follows the log from `from` for ever: handles each event as it is appended and
-    /// fires due timeouts every `tick`. Returns only on an error.
+    /// Follows the log from `from` for ever: handles each event as it is appended, and
+    /// every `tick` fires due timeouts and publishes outputs still pending (a publisher
+    /// that failed is tried again). Returns only on an error.
     pub async fn run(&self, from: Position, tick: Duration) -> Result<()> {
         let filter = AllFilter {
             event_types: self.versions.message_types(),
@@ -602,7 +700,10 @@ impl ProcessRunner {
                 // Events that are ready go before a tick, for the same reason.
                 biased;
                 event = events.next() => { self.handle_event(&event?).await?; }
-                _ = ticks.tick() => { self.fire_due_timeouts(Utc::now()).await?; }
+                _ = ticks.tick() => {
+                    self.fire_due_timeouts(Utc::now()).await?;
+                    self.publish_pending().await?;
+                }
             }
         }
     }
@@ -667,12 +768,16 @@ impl ProcessRunner {
         let due: Vec<(Uuid, DateTime<Utc>, Uuid)> = {
             let mut timeouts = self.lock_timeouts();
             for event in scheduled {
+                // Decoded before the cursor moves past it: a record that does not
+                // decode stops the runner here, every time, rather than being skipped
+                // (and its timeout never firing).
+                let record = decode_record(&event)?;
                 timeouts.next = event.revision.next();
                 if let Some(Record::TimeoutScheduled {
                     correlation_id,
                     timeout_id,
                     deadline,
-                }) = decode_record(&event)?
+                }) = record
                 {
                     timeouts
                         .pending
@@ -740,6 +845,93 @@ impl ProcessRunner {
         })
     }
 
+    /// Publishes the outputs of every step that was recorded but whose outputs were not
+    /// marked published (the process stopped, or the publisher failed, in between),
+    /// reading newly queued ones from the store first; returns how many steps' outputs
+    /// were published. Outputs keep their ids, so receivers drop what they already had.
+    pub async fn publish_pending(&self) -> Result<usize> {
+        let outbox_stream = streams::outbox(&self.name);
+        let next = self.lock_outbox().next;
+        let queued = read_from(self.store.as_ref(), &outbox_stream, next, u64::MAX).await?;
+        let pending: Vec<(Uuid, Uuid)> = {
+            let mut outbox = self.lock_outbox();
+            for event in queued {
+                // Decoded before the cursor moves past it, as for timeouts.
+                let record = decode_record(&event)?;
+                outbox.next = event.revision.next();
+                match record {
+                    Some(Record::OutputsQueued {
+                        correlation_id,
+                        cause,
+                    }) => outbox.pending.push((cause, correlation_id)),
+                    Some(Record::OutputsPublished { cause, .. }) => {
+                        outbox.pending.retain(|(c, _)| *c != cause);
+                    }
+                    _ => {}
+                }
+            }
+            outbox.pending.clone()
+        };
+        let mut published = 0;
+        for (cause, correlation_id) in pending {
+            let stream = streams::process(&self.name, correlation_id);
+            let outputs = self.replay(&stream).await?.and_then(|mut replayed| {
+                let at = replayed.pending.iter().position(|(c, _)| *c == cause)?;
+                Some(replayed.pending.remove(at).1)
+            });
+            // None: marked published in the instance (the mark in the outbox is
+            // written with it, and read next time).
+            if let Some(outputs) = outputs {
+                self.publish_and_mark(&stream, correlation_id, cause, outputs)
+                    .await?;
+                published += 1;
+            }
+            self.lock_outbox().pending.retain(|(c, _)| *c != cause);
+        }
+        Ok(published)
+    }
+
+    /// Publishes the recorded outputs of step `cause`, then marks them published in
+    /// the instance stream and the outbox stream. The marks have ids derived from the
+    /// cause, so two runners marking the same step write them once.
+    async fn publish_and_mark(
+        &self,
+        stream: &str,
+        correlation_id: Uuid,
+        cause: Uuid,
+        outputs: Vec<EventData>,
+    ) -> Result<()> {
+        if !outputs.is_empty() {
+            self.publisher.publish(outputs).await?;
+        }
+        let mark = Record::OutputsPublished {
+            correlation_id,
+            cause,
+        };
+        let encoded = |id: &[u8]| -> Result<EventData> {
+            Ok(mark
+                .encode()?
+                .with_id(Uuid::new_v5(&cause, id))
+                .with_correlation_id(correlation_id)
+                .with_causation_id(cause))
+        };
+        self.store
+            .append_multi(vec![
+                StreamWrite::new(
+                    stream,
+                    ExpectedVersion::Any,
+                    vec![encoded(b"outputs-published")?],
+                ),
+                StreamWrite::new(
+                    streams::outbox(&self.name),
+                    ExpectedVersion::Any,
+                    vec![encoded(b"outputs-published-outbox")?],
+                ),
+            ])
+            .await?;
+        Ok(())
+    }
+
     /// The version number the instance of `correlation_id` runs, `None` when there is
     /// no instance.
     pub async fn instance_version(&self, correlation_id: Uuid) -> Result<Option<u32>> {
@@ -780,8 +972,9 @@ impl ProcessRunner {
         })
     }
 
-    /// Publishes a step's output, then records the step and its next move. Returns
-    /// false when the instance stream changed meanwhile (the step is to be redone).
+    /// Records the step, its next move and its outputs (pending), then publishes the
+    /// outputs and marks them published. Returns false when the instance stream
+    /// changed meanwhile (the step is to be redone): nothing was recorded or published.
     async fn commit(
         &self,
         stream: &str,
@@ -804,7 +997,14 @@ impl ProcessRunner {
             })
             .collect();
         if !outputs.is_empty() {
-            self.publisher.publish(outputs).await?;
+            let pending = outputs
+                .iter()
+                .map(|o| PendingOutput::from_data(o, o.id.unwrap_or(cause)))
+                .collect::<Result<Vec<_>>>()?;
+            records.push(Record::OutputsPending {
+                cause,
+                outputs: pending,
+            });
         }
         let mut scheduled = None;
         match next {
@@ -841,13 +1041,31 @@ impl ProcessRunner {
                 encode(vec![record])?,
             ));
         }
-        match self.store.append_multi(writes).await {
-            Ok(_) => Ok(true),
-            Err(eventfold_core::Error::WrongExpectedVersion { stream: s, .. }) if s == stream => {
-                Ok(false)
-            }
-            Err(error) => Err(error.into()),
+        if !outputs.is_empty() {
+            // Tells a restarted runner which instance has outputs to publish.
+            writes.push(StreamWrite::new(
+                streams::outbox(&self.name),
+                ExpectedVersion::Any,
+                encode(vec![Record::OutputsQueued {
+                    correlation_id,
+                    cause,
+                }])?,
+            ));
         }
+        match self.store.append_multi(writes).await {
+            Ok(_) => {}
+            Err(eventfold_core::Error::WrongExpectedVersion { stream: s, .. }) if s == stream => {
+                return Ok(false);
+            }
+            Err(error) => return Err(error.into()),
+        }
+        // Recorded: only now may the outputs leave. If this fails, they stay pending
+        // and `publish_pending` publishes them.
+        if !outputs.is_empty() {
+            self.publish_and_mark(stream, correlation_id, cause, outputs)
+                .await?;
+        }
+        Ok(true)
     }
 
     fn fresh(&self, version: &dyn Version) -> Replayed {
@@ -859,6 +1077,7 @@ impl ProcessRunner {
             waiting: None,
             completed: false,
             revision: None,
+            pending: Vec::new(),
         }
     }
 
@@ -940,6 +1159,17 @@ impl ProcessRunner {
                     instance.completed = true;
                     instance.waiting = None;
                 }
+                // Outputs are not published by a replay: they are kept to be
+                // published by `publish_pending` until marked published.
+                Record::OutputsPending { cause, outputs } => {
+                    let outputs = outputs.into_iter().map(PendingOutput::into_data).collect();
+                    instance.pending.push((cause, outputs));
+                }
+                Record::OutputsPublished { cause, .. } => {
+                    instance.pending.retain(|(c, _)| *c != cause);
+                }
+                // Only in the outbox stream.
+                Record::OutputsQueued { .. } => {}
             }
         }
         Ok(replayed)
@@ -953,6 +1183,13 @@ impl ProcessRunner {
                 name: self.name.clone(),
                 version: number,
             })
+    }
+
+    fn lock_outbox(&self) -> std::sync::MutexGuard<'_, Outbox> {
+        // As for the timeouts: consistent between statements.
+        self.outbox
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn lock_timeouts(&self) -> std::sync::MutexGuard<'_, Timeouts> {

@@ -1,15 +1,21 @@
 //! Asynchronous command handling: accept now, answer with the command id, record the
 //! outcome in the store where anyone can query it.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use eventfold_core::{EventStore, ExpectedVersion, Subscription};
+use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 use crate::aggregate::Aggregate;
-use crate::command::{CommandError, CommandOutcome, Envelope};
+use crate::command::{CommandError, CommandIds, CommandOutcome, Envelope};
 use crate::error::{Error, Result};
-use crate::event::DomainEvent;
 use crate::repository::{Repository, last_event, outcome};
 use crate::streams;
+
+/// Commands handled at once by a queue, by default.
+const CONCURRENCY_MAX_DEFAULT: usize = 64;
 
 /// Handles commands in the background. [`submit`](CommandQueue::submit) returns the
 /// command id at once; the outcome (accepted with revisions, rejected with a reason,
@@ -19,7 +25,10 @@ use crate::streams;
 /// other reading the same store.
 ///
 /// The command itself is not stored: if no outcome ever appears (the process stopped),
-/// the client sends the command again with the same id, which is safe.
+/// the client sends the command again with the same id, which is safe. A panic in
+/// `decide` or `evolve` is recorded as a failure. At most
+/// [`with_concurrency`](CommandQueue::with_concurrency) commands (64 by default) are
+/// handled at a time; beyond that, `submit` refuses at once.
 ///
 /// ```
 /// # use eventfold::{Aggregate, Decision, DomainEvent, EventType};
@@ -48,7 +57,7 @@ use crate::streams;
 ///
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// let queue = CommandQueue::new(Repository::<Counter>::new(Arc::new(InMemoryStore::new())));
-/// let id = queue.submit("counter-1", Envelope::new(0));
+/// let id = queue.submit("counter-1", Envelope::new(0)).unwrap();
 /// let outcome = queue.wait_for_outcome(id).await.unwrap();
 /// assert_eq!(outcome, CommandOutcome::Rejected { reason: "nothing to add".into() });
 /// # });
@@ -56,6 +65,9 @@ use crate::streams;
 #[derive(Debug, Clone)]
 pub struct CommandQueue<A: Aggregate> {
     repository: Repository<A>,
+    /// One permit per command being handled (and its outcome recorded).
+    permits: Arc<Semaphore>,
+    concurrency_max: usize,
 }
 
 impl<A> CommandQueue<A>
@@ -63,46 +75,84 @@ where
     A: Aggregate,
     A::Command: 'static,
 {
-    /// A queue handling commands with `repository`.
+    /// A queue handling commands with `repository`, at most 64 at a time.
     pub fn new(repository: Repository<A>) -> Self {
-        CommandQueue { repository }
+        CommandQueue {
+            repository,
+            permits: Arc::new(Semaphore::new(CONCURRENCY_MAX_DEFAULT)),
+            concurrency_max: CONCURRENCY_MAX_DEFAULT,
+        }
+    }
+
+    /// Handles at most `concurrency_max` commands at a time (at least 1); beyond that,
+    /// [`submit`](CommandQueue::submit) refuses with [`Error::QueueFull`].
+    pub fn with_concurrency(mut self, concurrency_max: usize) -> Self {
+        let concurrency_max = concurrency_max.clamp(1, Semaphore::MAX_PERMITS);
+        self.permits = Arc::new(Semaphore::new(concurrency_max));
+        self.concurrency_max = concurrency_max;
+        self
     }
 
     /// Accepts `command` for the aggregate of `stream` and returns its id at once; it is
     /// handled in a task on the current tokio runtime.
-    pub fn submit(&self, stream: impl Into<String>, command: Envelope<A::Command>) -> Uuid {
+    ///
+    /// Never waits: when the queue already handles its maximum of commands (see
+    /// [`with_concurrency`](CommandQueue::with_concurrency)) it refuses with
+    /// [`Error::QueueFull`] and nothing is recorded, so the caller decides whether to
+    /// retry later (with the same command id) or to shed the load. Outside a tokio
+    /// runtime it refuses with [`Error::NoRuntime`].
+    pub fn submit(&self, stream: impl Into<String>, command: Envelope<A::Command>) -> Result<Uuid> {
         self.submit_streams(vec![stream.into()], command)
     }
 
     /// Accepts `command` for the aggregate over `streams` (see
-    /// [`Repository::handle_streams`]) and returns its id at once.
-    pub fn submit_streams(&self, streams: Vec<String>, command: Envelope<A::Command>) -> Uuid {
-        let id = command.command_id();
+    /// [`Repository::handle_streams`]) and returns its id at once, like
+    /// [`submit`](CommandQueue::submit).
+    pub fn submit_streams(
+        &self,
+        streams: Vec<String>,
+        command: Envelope<A::Command>,
+    ) -> Result<Uuid> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
+        let permit = self
+            .permits
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Error::QueueFull {
+                limit: self.concurrency_max,
+            })?;
+        let ids = CommandIds::from(&command);
         let repository = self.repository.clone();
-        tokio::spawn(async move {
+        let store = repository.store().clone();
+        // The handling runs in its own task so that a panic in `decide` or `evolve`
+        // ends only that task: the supervisor below sees it in the join result and
+        // records a failure, so the outcome is never left missing.
+        let handling = runtime.spawn(async move {
             let names: Vec<&str> = streams.iter().map(String::as_str).collect();
-            let result = repository.handle_streams(&names, command).await;
-            let outcome = match result {
-                // Events written: the outcome was recorded with them, atomically.
-                Ok(accepted) if accepted.duplicate || !accepted.written.is_empty() => return,
-                Ok(accepted) => CommandOutcome::Accepted {
-                    revision: accepted.revision,
-                    written: Vec::new(),
-                    position: None,
-                },
-                Err(CommandError::Rejected { reason }) => CommandOutcome::Rejected {
-                    reason: reason.to_string(),
-                },
-                Err(CommandError::Failed(Error::AlreadyRejected { .. })) => return,
-                Err(CommandError::Failed(error)) => CommandOutcome::Failed {
+            match repository.handle_streams(&names, command).await {
+                // Accepted or rejected: the repository recorded the outcome.
+                Ok(_) | Err(CommandError::Rejected { .. }) => None,
+                Err(CommandError::Failed(Error::AlreadyRejected { .. })) => None,
+                Err(CommandError::Failed(error)) => Some(CommandOutcome::Failed {
                     error: error.to_string(),
-                },
-            };
-            if let Err(error) = record(repository.store().as_ref(), id, &outcome).await {
-                tracing::error!(%error, command_id = %id, "command outcome not recorded");
+                }),
             }
         });
-        id
+        runtime.spawn(async move {
+            // Held until the outcome is recorded: the bound covers the whole command.
+            let _permit = permit;
+            let outcome = match handling.await {
+                Ok(None) => return,
+                Ok(Some(failed)) => failed,
+                Err(join) => CommandOutcome::Failed {
+                    error: describe(join),
+                },
+            };
+            if let Err(error) = record(store.as_ref(), ids, &outcome).await {
+                tracing::error!(%error, command_id = %ids.command_id, "command outcome not recorded");
+            }
+        });
+        Ok(ids.command_id)
     }
 
     /// The recorded outcome of command `id`; `None` while it is being handled (or was
@@ -111,7 +161,9 @@ where
         outcome(self.repository.store().as_ref(), id).await
     }
 
-    /// Waits for command `id` to have an outcome and returns it.
+    /// Waits for command `id` to have an outcome and returns it. Waits for ever for a
+    /// command that was never submitted or whose process stopped: see
+    /// [`wait_for_outcome_timeout`](CommandQueue::wait_for_outcome_timeout).
     pub async fn wait_for_outcome(&self, id: Uuid) -> Result<CommandOutcome> {
         let store = self.repository.store().clone();
         let mut records = Subscription::to_stream(store, streams::command(id), None);
@@ -122,12 +174,73 @@ where
             None => CommandOutcome::from_record(&first),
         }
     }
+
+    /// Waits at most `timeout` for command `id` to have an outcome; `None` when it has
+    /// none by then (still being handled, or lost with a stopped process: send the
+    /// command again with the same id).
+    ///
+    /// ```
+    /// # use eventfold::{Aggregate, Decision, DomainEvent, EventType};
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    /// # #[serde(tag = "type", content = "data")]
+    /// # enum CounterEvent { Incremented { by: u32 } }
+    /// # impl DomainEvent for CounterEvent {
+    /// #     const TYPES: &'static [EventType] = &[EventType::new("Incremented", 1)];
+    /// # }
+    /// # #[derive(Debug, Default)]
+    /// # struct Counter;
+    /// # impl Aggregate for Counter {
+    /// #     const NAME: &'static str = "counter";
+    /// #     type Command = u32;
+    /// #     type Event = CounterEvent;
+    /// #     type Rejection = String;
+    /// #     fn decide(&self, by: &u32) -> Result<Decision<CounterEvent>, String> {
+    /// #         Ok(Decision::event(CounterEvent::Incremented { by: *by }))
+    /// #     }
+    /// #     fn evolve(&mut self, _: &CounterEvent) {}
+    /// # }
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use eventfold::{CommandQueue, InMemoryStore, Repository};
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let queue = CommandQueue::new(Repository::<Counter>::new(Arc::new(InMemoryStore::new())));
+    /// let never_submitted = uuid::Uuid::now_v7();
+    /// let outcome = queue.wait_for_outcome_timeout(never_submitted, Duration::from_millis(10)).await;
+    /// assert_eq!(outcome.unwrap(), None);
+    /// # });
+    /// ```
+    pub async fn wait_for_outcome_timeout(
+        &self,
+        id: Uuid,
+        timeout: Duration,
+    ) -> Result<Option<CommandOutcome>> {
+        match tokio::time::timeout(timeout, self.wait_for_outcome(id)).await {
+            Ok(outcome) => outcome.map(Some),
+            Err(_elapsed) => Ok(None),
+        }
+    }
 }
 
-/// Records `outcome` for command `id`, unless a final outcome is there already (a
+/// The text of a failed handling task: the panic's message when it panicked.
+fn describe(join: tokio::task::JoinError) -> String {
+    if !join.is_panic() {
+        return format!("the command's handling stopped: {join}");
+    }
+    let payload = join.into_panic();
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_string());
+    format!("the command's handling panicked: {message}")
+}
+
+/// Records `outcome` for the command, unless a final outcome is there already (a
 /// failure may be followed by the outcome of a retry).
-async fn record(store: &dyn EventStore, id: Uuid, outcome: &CommandOutcome) -> Result<()> {
-    let stream = streams::command(id);
+async fn record(store: &dyn EventStore, ids: CommandIds, outcome: &CommandOutcome) -> Result<()> {
+    let stream = streams::command(ids.command_id);
     let expected = match last_event(store, &stream).await? {
         None => ExpectedVersion::NoStream,
         Some(last) => match CommandOutcome::from_record(&last)? {
@@ -135,10 +248,7 @@ async fn record(store: &dyn EventStore, id: Uuid, outcome: &CommandOutcome) -> R
             _ => return Ok(()),
         },
     };
-    let event = outcome
-        .encode()?
-        .with_correlation_id(id)
-        .with_causation_id(id);
+    let event = ids.outcome_record(outcome)?;
     match store.append(&stream, expected, vec![event]).await {
         Ok(_) | Err(eventfold_core::Error::WrongExpectedVersion { .. }) => Ok(()),
         Err(error) => Err(error.into()),

@@ -4,15 +4,15 @@
 use std::sync::Arc;
 
 use eventfold_core::{
-    CORRELATION_ID_KEY, EventData, EventStore, ExpectedVersion, ReadStream, RecordedEvent,
-    Revision, StreamWrite,
+    EventData, EventStore, ExpectedVersion, Position, ReadStream, RecordedEvent, Revision,
+    StreamWrite,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::aggregate::Aggregate;
-use crate::command::{Accepted, CommandError, CommandOutcome, Envelope, Written};
+use crate::command::{Accepted, CommandError, CommandIds, CommandOutcome, Envelope, Written};
 use crate::error::{Error, Result};
 use crate::event::{DomainEvent, Upcaster, identity, upcast_decode};
 use crate::streams;
@@ -34,7 +34,9 @@ const SNAPSHOT_TYPE: &str = "Snapshot";
 /// 3. decides, and appends the events atomically with one expected version per
 ///    stream, together with the command's outcome (so a command id is handled once);
 /// 4. on a wrong expected version, reads only the new events and decides again, at
-///    most [`with_attempts`](Repository::with_attempts) times.
+///    most [`with_attempts`](Repository::with_attempts) times;
+/// 5. a rejection, or a decision of no event, is recorded as the command's outcome
+///    too (no event is written), so a command id keeps one answer.
 ///
 /// ```
 /// # use eventfold::{Aggregate, Decision, DomainEvent, EventType};
@@ -136,6 +138,12 @@ pub struct Loaded<A> {
     state: A,
     cursors: Vec<Cursor>,
     since_snapshot: u64,
+    /// Events that count towards this version's next snapshot: those after its last
+    /// snapshot (`snapshot_floor` when that one was not usable).
+    snapshot_due: u64,
+    /// Position of this version's newest snapshot record when it was not usable:
+    /// only events after it count towards the next snapshot.
+    snapshot_floor: Option<Position>,
     snapshot_stale: bool,
     from_snapshot: bool,
 }
@@ -222,7 +230,8 @@ impl<A: Aggregate> Repository<A> {
 
     /// Loads the aggregate from several streams, their events merged in global order.
     /// The first stream is the aggregate's own. With snapshots on, writes a snapshot
-    /// when the newest was unusable or enough events passed since it.
+    /// when none of this version is among the last few, or when `every` events passed
+    /// since this version's last one.
     pub async fn load_streams(&self, streams: &[&str]) -> Result<Loaded<A>> {
         let mut loaded = self.load_inner(streams).await?;
         self.maybe_snapshot(&mut loaded, streams).await;
@@ -263,9 +272,26 @@ impl<A: Aggregate> Repository<A> {
                     // A concurrent handler of this same command may have committed
                     // since we looked: its answer wins over deciding again on the
                     // state it produced.
-                    return match self.prior(&command, &outcome_stream).await? {
-                        Prior::Accepted(accepted) => Ok(accepted),
-                        _ => Err(CommandError::Rejected { reason }),
+                    if let Prior::Accepted(accepted) = self.prior(&command, &outcome_stream).await?
+                    {
+                        return Ok(accepted);
+                    }
+                    let outcome = CommandOutcome::Rejected {
+                        reason: reason.to_string(),
+                    };
+                    return match self
+                        .record_final(&command, &outcome_stream, outcome_expected, &outcome)
+                        .await?
+                    {
+                        Some(Prior::Accepted(accepted)) => Ok(accepted),
+                        // Recorded, or another handler recorded a rejection: either way
+                        // the command is rejected; ours is the typed reason.
+                        Some(_) => Err(CommandError::Rejected { reason }),
+                        None => Err(Error::Conflict {
+                            stream: outcome_stream,
+                            attempts: self.attempts_max,
+                        }
+                        .into()),
                     };
                 }
             };
@@ -273,13 +299,25 @@ impl<A: Aggregate> Repository<A> {
                 if let Prior::Accepted(accepted) = self.prior(&command, &outcome_stream).await? {
                     return Ok(accepted);
                 }
-                return Ok(Accepted {
-                    command_id: command.command_id(),
+                let outcome = CommandOutcome::Accepted {
                     revision: loaded.revision(),
                     written: Vec::new(),
                     position: None,
-                    duplicate: false,
-                });
+                };
+                return match self
+                    .record_final(&command, &outcome_stream, outcome_expected, &outcome)
+                    .await?
+                {
+                    Some(Prior::Accepted(accepted)) => Ok(accepted),
+                    Some(Prior::Rejected(reason)) => Err(rejected_before(&command, reason)),
+                    // The command log kept changing (`record_final` answers no other
+                    // outcome).
+                    Some(Prior::Failed(_) | Prior::Unknown) | None => Err(Error::Conflict {
+                        stream: outcome_stream,
+                        attempts: self.attempts_max,
+                    }
+                    .into()),
+                };
             }
             let planned = plan(&loaded, &command, decision.into_targets())?;
             let outcome = CommandOutcome::Accepted {
@@ -291,7 +329,7 @@ impl<A: Aggregate> Repository<A> {
             writes.push(StreamWrite::new(
                 outcome_stream.clone(),
                 outcome_expected,
-                vec![outcome_record(&command, &outcome)?],
+                vec![CommandIds::from(&command).outcome_record(&outcome)?],
             ));
             let error = match self.store.append_multi(writes).await {
                 Ok(results) => {
@@ -308,7 +346,9 @@ impl<A: Aggregate> Repository<A> {
                             cursor.revision = Some(written.last_revision);
                         }
                     }
-                    loaded.since_snapshot += planned.events.len() as u64;
+                    let appended = planned.events.len() as u64;
+                    loaded.since_snapshot += appended;
+                    loaded.snapshot_due += appended;
                     self.maybe_snapshot(&mut loaded, streams).await;
                     return Ok(Accepted {
                         command_id: command.command_id(),
@@ -341,6 +381,54 @@ impl<A: Aggregate> Repository<A> {
             }
             self.catch_up(&mut loaded).await?;
         }
+    }
+
+    /// Records a final outcome that writes no events (a rejection, or an acceptance
+    /// that changed nothing) in the command log, at the expected version the command
+    /// was handled against, so that the command id keeps this one answer. When another
+    /// handler recorded an outcome first (a wrong expected version), its answer is the
+    /// command's; a failure it recorded is written over. Answers the recorded final
+    /// outcome, `None` when the command log kept changing.
+    async fn record_final(
+        &self,
+        command: &Envelope<A::Command>,
+        outcome_stream: &str,
+        mut expected: ExpectedVersion,
+        outcome: &CommandOutcome,
+    ) -> Result<Option<Prior>> {
+        let record = CommandIds::from(command).outcome_record(outcome)?;
+        for _ in 0..self.attempts_max {
+            let written = self
+                .store
+                .append(outcome_stream, expected, vec![record.clone()])
+                .await;
+            match written {
+                Ok(result) => {
+                    return Ok(Some(match outcome {
+                        CommandOutcome::Accepted {
+                            revision, written, ..
+                        } => Prior::Accepted(Accepted {
+                            command_id: command.command_id(),
+                            revision: *revision,
+                            written: written.clone(),
+                            position: Some(result.position),
+                            duplicate: false,
+                        }),
+                        CommandOutcome::Rejected { reason } => Prior::Rejected(reason.clone()),
+                        CommandOutcome::Failed { .. } => Prior::Unknown,
+                    }));
+                }
+                Err(eventfold_core::Error::WrongExpectedVersion { .. }) => {
+                    match self.prior(command, outcome_stream).await? {
+                        Prior::Failed(revision) => expected = ExpectedVersion::Exact(revision),
+                        Prior::Unknown => expected = ExpectedVersion::NoStream,
+                        final_outcome => return Ok(Some(final_outcome)),
+                    }
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Ok(None)
     }
 
     /// What the command log holds for this command.
@@ -378,16 +466,30 @@ impl<A: Aggregate> Repository<A> {
                 })
                 .collect(),
             since_snapshot: 0,
+            snapshot_due: 0,
+            snapshot_floor: None,
             snapshot_stale: false,
             from_snapshot: false,
         };
         if let Some(policy) = &self.snapshots {
-            let (snapshot, stale) = self.read_snapshot(policy, streams).await?;
-            loaded.snapshot_stale = stale;
-            if let Some((state, cursors)) = snapshot {
-                loaded.state = state;
-                loaded.cursors = cursors;
-                loaded.from_snapshot = true;
+            match self.read_snapshot(policy, streams).await? {
+                SnapshotFound::Usable(state, cursors) => {
+                    loaded.state = state;
+                    loaded.cursors = cursors;
+                    loaded.from_snapshot = true;
+                }
+                // This version wrote a snapshot it cannot use now (its state does
+                // not decode): another build of the same version, as in a rolling
+                // deploy. Rewriting it on every load would make the two builds
+                // overwrite each other for ever; wait for `every` new events.
+                SnapshotFound::Unusable {
+                    own: Some(position),
+                } => {
+                    loaded.snapshot_floor = Some(position);
+                }
+                // None of this version among the last few: write one now.
+                SnapshotFound::Unusable { own: None } => loaded.snapshot_stale = true,
+                SnapshotFound::None => {}
             }
         }
         self.catch_up(&mut loaded).await?;
@@ -396,9 +498,10 @@ impl<A: Aggregate> Repository<A> {
 
     /// Reads and folds the events after each stream's cursor, merged in global order.
     async fn catch_up(&self, loaded: &mut Loaded<A>) -> Result<()> {
-        if let [cursor] = loaded.cursors.as_mut_slice() {
+        if loaded.cursors.len() == 1 {
             // One stream: fold page by page, holding one page in memory.
             loop {
+                let cursor = &mut loaded.cursors[0];
                 let from = cursor.revision.map_or(Revision(0), Revision::next);
                 let page =
                     read_from(self.store.as_ref(), &cursor.stream, from, PAGE_EVENTS).await?;
@@ -406,8 +509,8 @@ impl<A: Aggregate> Repository<A> {
                 if let Some(last) = page.last() {
                     cursor.revision = Some(last.revision);
                 }
-                loaded.since_snapshot += page.len() as u64;
                 for event in page {
+                    count(loaded, &event);
                     let state = &mut loaded.state;
                     upcast_decode(self.upcaster.as_ref(), event, |e| state.evolve(&e))?;
                 }
@@ -416,18 +519,28 @@ impl<A: Aggregate> Repository<A> {
                 }
             }
         }
+        // Several streams are read one after another: an event committed to a stream
+        // already read, before a later one is read, would be missed now and folded
+        // after the later stream's events next time. Reading only up to the head
+        // taken first makes the merge a consistent cut of the log.
+        let Some(head) = self.store.head_position().await? else {
+            return Ok(());
+        };
         let mut merged = Vec::new();
         for cursor in &mut loaded.cursors {
             let from = cursor.revision.map_or(Revision(0), Revision::next);
-            let events = read_from(self.store.as_ref(), &cursor.stream, from, u64::MAX).await?;
+            let mut events = read_from(self.store.as_ref(), &cursor.stream, from, u64::MAX).await?;
+            // A stream's events are in position order.
+            let kept = events.partition_point(|e| e.position <= head);
+            events.truncate(kept);
             if let Some(last) = events.last() {
                 cursor.revision = Some(last.revision);
             }
             merged.extend(events);
         }
         merged.sort_by_key(|e| e.position);
-        loaded.since_snapshot += merged.len() as u64;
         for event in merged {
+            count(loaded, &event);
             let state = &mut loaded.state;
             upcast_decode(self.upcaster.as_ref(), event, |e| state.evolve(&e))?;
         }
@@ -435,23 +548,26 @@ impl<A: Aggregate> Repository<A> {
     }
 
     /// The newest usable snapshot (own version, readable, same streams), looking back
-    /// through older ones when the newest is not; and whether the newest was unusable.
+    /// through older ones when the newest is not.
     async fn read_snapshot(
         &self,
         policy: &SnapshotPolicy<A>,
         streams: &[&str],
-    ) -> Result<(Option<(A, Vec<Cursor>)>, bool)> {
+    ) -> Result<SnapshotFound<A>> {
         let name = streams::snapshot(A::NAME, streams);
         let Some(newest) = last_event(self.store.as_ref(), &name).await? else {
-            return Ok((None, false));
+            return Ok(SnapshotFound::None);
         };
-        if let Some(found) = usable_snapshot(policy, &newest, streams) {
-            return Ok((Some(found), false));
+        let mut own = None;
+        match usable_snapshot(policy, &newest, streams) {
+            Candidate::Usable(state, cursors) => return Ok(SnapshotFound::Usable(state, cursors)),
+            Candidate::Own => own = Some(newest.position),
+            Candidate::Other => {}
         }
         // The newest is of another version (an upgrade or a downgrade happened) or
         // unreadable: an older one of this version still saves most of the replay.
         let Some(before) = newest.revision.get().checked_sub(1) else {
-            return Ok((None, true));
+            return Ok(SnapshotFound::Unusable { own });
         };
         let older = self
             .store
@@ -462,19 +578,28 @@ impl<A: Aggregate> Repository<A> {
                     .limit(policy.lookback.saturating_sub(1)),
             )
             .await?;
-        let found = older
-            .iter()
-            .find_map(|event| usable_snapshot(policy, event, streams));
-        Ok((found, true))
+        for event in &older {
+            match usable_snapshot(policy, event, streams) {
+                Candidate::Usable(state, cursors) => {
+                    return Ok(SnapshotFound::Usable(state, cursors));
+                }
+                Candidate::Own => own = own.or(Some(event.position)),
+                Candidate::Other => {}
+            }
+        }
+        Ok(SnapshotFound::Unusable { own })
     }
 
-    /// Writes a snapshot when the newest was unusable or enough events passed. A failed
+    /// Writes a snapshot when none of this version was found or enough events passed. A failed
     /// snapshot write does not fail the load or the command: the events are the truth.
     async fn maybe_snapshot(&self, loaded: &mut Loaded<A>, streams: &[&str]) {
         let Some(policy) = &self.snapshots else {
             return;
         };
-        if !loaded.snapshot_stale && loaded.since_snapshot < policy.every {
+        // At most one snapshot per `every` events per version: two versions running
+        // side by side (a rolling deploy) each keep their own, never rewriting the
+        // other's on every load.
+        if !loaded.snapshot_stale && loaded.snapshot_due < policy.every {
             return;
         }
         if loaded.cursors.iter().all(|c| c.revision.is_none()) {
@@ -505,6 +630,8 @@ impl<A: Aggregate> Repository<A> {
         match written {
             Ok(()) => {
                 loaded.since_snapshot = 0;
+                loaded.snapshot_due = 0;
+                loaded.snapshot_floor = None;
                 loaded.snapshot_stale = false;
             }
             Err(error) => tracing::warn!(%error, stream = %name, "snapshot not written"),
@@ -528,22 +655,53 @@ impl<A: Aggregate + Serialize + DeserializeOwned> Repository<A> {
     }
 }
 
+/// What the snapshot stream offers a load.
+enum SnapshotFound<A> {
+    /// No snapshot at all.
+    None,
+    /// A usable snapshot of this version: the state and the cursors it covers.
+    Usable(A, Vec<Cursor>),
+    /// None usable among the last few; `own` is the position of the newest one this
+    /// version wrote (its record reads, its state does not decode), if any.
+    Unusable { own: Option<Position> },
+}
+
+/// One snapshot record, as this version sees it.
+enum Candidate<A> {
+    Usable(A, Vec<Cursor>),
+    /// Of this version and these streams, but its state does not decode.
+    Own,
+    /// Of another version, or unreadable.
+    Other,
+}
+
+/// Counts a folded event towards the snapshot rules.
+fn count<A>(loaded: &mut Loaded<A>, event: &RecordedEvent) {
+    loaded.since_snapshot += 1;
+    if loaded
+        .snapshot_floor
+        .is_none_or(|floor| event.position > floor)
+    {
+        loaded.snapshot_due += 1;
+    }
+}
+
 fn usable_snapshot<A>(
     policy: &SnapshotPolicy<A>,
     event: &RecordedEvent,
     streams: &[&str],
-) -> Option<(A, Vec<Cursor>)>
+) -> Candidate<A>
 where
     A: Aggregate,
 {
     if event.event_type != SNAPSHOT_TYPE || event.version != A::SNAPSHOT_VERSION {
-        return None;
+        return Candidate::Other;
     }
     let record: SnapshotRecord = match serde_json::from_slice(&event.data) {
         Ok(record) => record,
         Err(error) => {
             tracing::warn!(%error, stream = %event.stream, revision = %event.revision, "unreadable snapshot");
-            return None;
+            return Candidate::Other;
         }
     };
     let same_streams = record.aggregate == A::NAME
@@ -554,13 +712,13 @@ where
             .zip(streams)
             .all(|(c, s)| c.stream == *s);
     if !same_streams {
-        return None;
+        return Candidate::Other;
     }
     match (policy.decode)(record.state.get()) {
-        Ok(state) => Some((state, record.streams)),
+        Ok(state) => Candidate::Usable(state, record.streams),
         Err(error) => {
             tracing::warn!(%error, stream = %event.stream, revision = %event.revision, "snapshot state does not decode");
-            None
+            Candidate::Own
         }
     }
 }
@@ -628,18 +786,6 @@ fn plan<A: Aggregate>(
         });
     }
     Ok(planned)
-}
-
-/// The outcome record of a command, with an id derived from the command id.
-fn outcome_record<C>(command: &Envelope<C>, outcome: &CommandOutcome) -> Result<EventData> {
-    let metadata = serde_json::json!({
-        CORRELATION_ID_KEY: command.correlation_id().to_string(),
-        eventfold_core::CAUSATION_ID_KEY: command.command_id().to_string(),
-    });
-    Ok(outcome
-        .encode()?
-        .with_id(uuid::Uuid::new_v5(&command.command_id(), b"outcome"))
-        .with_metadata(&metadata)?)
 }
 
 fn rejected_before<C, R>(command: &Envelope<C>, reason: String) -> CommandError<R> {

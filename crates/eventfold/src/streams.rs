@@ -46,6 +46,16 @@ pub fn timeouts(name: &str) -> String {
     format!("{PREFIX}timeouts-{name}")
 }
 
+/// Where process manager `name` notes which instances have outputs to publish (its
+/// outbox: read by a restarted runner).
+///
+/// ```
+/// assert_eq!(eventfold::streams::outbox("shipping"), "_outbox-shipping");
+/// ```
+pub fn outbox(name: &str) -> String {
+    format!("{PREFIX}outbox-{name}")
+}
+
 /// Whether `stream` is one of the framework's.
 ///
 /// ```

@@ -157,13 +157,14 @@ async fn events_carry_ids_derived_from_the_command_and_its_correlation_and_causa
 }
 
 #[tokio::test]
-async fn a_rejected_command_writes_nothing() {
+async fn a_rejected_command_writes_no_event_only_its_outcome() {
     let store = Arc::new(InMemoryStore::new());
     let repository = opened_account(store.clone(), "account-1", 100).await;
-    let before = store.head_position().await.unwrap();
+    let before = events(store.as_ref(), "account-1").await.len();
+    let command = Envelope::new(withdraw("account-1", 101));
 
     let error = repository
-        .handle("account-1", Envelope::new(withdraw("account-1", 101)))
+        .handle("account-1", command.clone())
         .await
         .unwrap_err();
 
@@ -174,7 +175,48 @@ async fn a_rejected_command_writes_nothing() {
             requested: 101
         })
     );
-    assert_eq!(store.head_position().await.unwrap(), before);
+    assert_eq!(events(store.as_ref(), "account-1").await.len(), before);
+    let outcome = events(
+        store.as_ref(),
+        &eventfold::streams::command(command.command_id()),
+    )
+    .await;
+    assert_eq!(outcome.len(), 1);
+    assert_eq!(outcome[0].event_type, "CommandRejected");
+}
+
+#[tokio::test]
+async fn the_cause_of_a_command_is_kept_on_its_events_and_its_outcome() {
+    let store = Arc::new(InMemoryStore::new());
+    let repository = opened_account(store.clone(), "account-1", 0).await;
+    let cause = uuid::Uuid::now_v7();
+    let command = Envelope::new(deposit("account-1", 70)).with_causation_id(cause);
+    let rejected = Envelope::new(withdraw("account-1", 500)).with_causation_id(cause);
+
+    repository
+        .handle("account-1", command.clone())
+        .await
+        .unwrap();
+    repository
+        .handle("account-1", rejected.clone())
+        .await
+        .unwrap_err();
+
+    let command_cause = |event: &RecordedEvent| -> serde_json::Value {
+        let metadata: serde_json::Value = serde_json::from_slice(&event.metadata).unwrap();
+        metadata[eventfold::COMMAND_CAUSATION_ID_KEY].clone()
+    };
+    let expected = serde_json::Value::String(cause.to_string());
+    let event = events(store.as_ref(), "account-1").await.remove(1);
+    assert_eq!(event.causation_id(), Some(command.command_id()));
+    assert_eq!(command_cause(&event), expected);
+    for id in [command.command_id(), rejected.command_id()] {
+        let outcome = events(store.as_ref(), &eventfold::streams::command(id)).await;
+        assert_eq!(command_cause(&outcome[0]), expected, "outcome of {id}");
+    }
+    // Without a cause, no key.
+    let first = events(store.as_ref(), "account-1").await.remove(0);
+    assert_eq!(command_cause(&first), serde_json::Value::Null);
 }
 
 #[tokio::test]
@@ -526,6 +568,44 @@ async fn one_aggregate_over_two_streams_sees_them_merged_in_global_order() {
     assert_eq!(revisions, [("account-a", 3), ("account-b", 2)]);
     assert_eq!(a.load("account-a").await.unwrap().state().balance, 41);
     assert_eq!(b.load("account-b").await.unwrap().state().balance, 70);
+}
+
+#[tokio::test]
+async fn a_merge_of_two_streams_is_a_consistent_cut_of_the_log() {
+    let store = Hooked::new();
+    opened_account(store.clone(), "account-a", 100).await;
+    opened_account(store.clone(), "account-b", 100).await;
+    // After account-a was read and before account-b is: a deposit to a, then one to b.
+    let other = Repository::<Account>::new(store.inner.clone());
+    store.before_next_read_of("account-b", async move {
+        for stream in ["account-a", "account-b"] {
+            other
+                .handle(stream, Envelope::new(deposit(stream, 1)))
+                .await
+                .unwrap();
+        }
+    });
+    let transfers = Repository::<Transfer>::new(store.clone()).with_snapshots(1);
+
+    let first = transfers
+        .load_streams(&["account-a", "account-b"])
+        .await
+        .unwrap();
+    // The snapshot written by that load, then the tails after it.
+    let second = transfers
+        .load_streams(&["account-a", "account-b"])
+        .await
+        .unwrap();
+
+    // The load saw neither late deposit (b's is after the head it read up to)...
+    assert_eq!(first.state().order, ["account-a", "account-b"]);
+    assert_eq!(first.revision_of("account-b"), Some(Revision(1)));
+    // ...so the next one folds both, in the order they were committed.
+    assert!(second.from_snapshot());
+    assert_eq!(
+        second.state().order,
+        ["account-a", "account-b", "account-a", "account-b"]
+    );
 }
 
 #[tokio::test]

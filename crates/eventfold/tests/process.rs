@@ -2,6 +2,8 @@
 //! durable timeouts fired after a restart, versions chosen by start time, Takeover on
 //! the same correlation id; and the process test kit.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -534,4 +536,149 @@ async fn a_running_runner_follows_the_log_live() {
     assert_eq!(decode_output(first), request("7"));
     assert!(!running.is_finished());
     running.abort();
+}
+
+// ---- outbox: record first, then publish ----
+
+/// Another service records `event` in the conversation `correlation`, in `store`.
+async fn record_in(store: &InMemoryStore, correlation: Uuid, event: OrderEvent) -> RecordedEvent {
+    let data = event.encode().unwrap().with_correlation_id(correlation);
+    let written = store
+        .append("order-7", ExpectedVersion::Any, vec![data])
+        .await
+        .unwrap();
+    store
+        .read_stream(
+            "order-7",
+            eventfold::ReadStream::forward().from(written.last_revision),
+        )
+        .await
+        .unwrap()
+        .remove(0)
+}
+
+#[tokio::test]
+async fn a_step_that_loses_a_race_publishes_nothing_from_its_stale_state() {
+    let store = common::hooked::Hooked::new();
+    let future = Utc::now() + TimeDelta::days(365);
+    let versions = || ProcessVersions::new::<ShippingV1>().then::<ShippingV2>(future);
+    let publisher = RecordingPublisher::new();
+    let runner = ProcessRunner::new(
+        "shipping",
+        store.clone(),
+        versions(),
+        Arc::new(publisher.clone()),
+    );
+    let correlation = Uuid::now_v7();
+    let order = record_in(&store.inner, correlation, placed("7")).await;
+    runner.handle_event(&order).await.unwrap();
+    publisher.take();
+    let payment = record_in(&store.inner, correlation, paid("7")).await;
+    // While the runner handles the payment with v1, v2 takes the instance over: the
+    // runner's step meets a wrong expected version and is redone with v2.
+    let other = ProcessRunner::new(
+        "shipping",
+        store.inner.clone(),
+        versions(),
+        Arc::new(publisher.clone()),
+    );
+    store.before_next_append(async move {
+        other.take_over(correlation, 2).await.unwrap();
+    });
+
+    runner.handle_event(&payment).await.unwrap();
+
+    let published = publisher.take();
+    let commands: Vec<ShippingCommand> = published.iter().cloned().map(decode_output).collect();
+    assert_eq!(
+        commands,
+        [
+            ShippingCommand::RequestPayment {
+                order: "7".into(),
+                reminder: true
+            },
+            ShippingCommand::ShipOrder { order: "7".into() },
+        ],
+        "the stale v1 step published nothing"
+    );
+    assert_eq!(
+        published[1].id,
+        Some(Uuid::new_v5(&payment.id, b"output-0"))
+    );
+}
+
+/// A message broker that is down.
+struct FailingPublisher;
+
+#[async_trait::async_trait]
+impl eventfold::process::Publisher for FailingPublisher {
+    async fn publish(&self, _: Vec<EventData>) -> eventfold_core::Result<()> {
+        Err(eventfold_core::Error::Backend("broker down".into()))
+    }
+}
+
+#[tokio::test]
+async fn outputs_recorded_but_not_published_are_published_after_a_restart() {
+    let store = Arc::new(InMemoryStore::new());
+    let failing = ProcessRunner::new(
+        "shipping",
+        store.clone(),
+        ProcessVersions::new::<ShippingV1>(),
+        Arc::new(FailingPublisher),
+    );
+    let mut world = World::on(store.clone(), ProcessVersions::new::<ShippingV1>());
+    let correlation = Uuid::now_v7();
+    let order = world.record(correlation, placed("7")).await;
+    assert!(failing.catch_up(Position::START).await.is_err());
+    // The step was recorded with its output pending.
+    assert_eq!(
+        world.runner.instance_version(correlation).await.unwrap(),
+        Some(1)
+    );
+
+    // A restarted runner (with the broker back) publishes it, once, with its id.
+    world.checkpoint = world.runner.catch_up(Position::START).await.unwrap();
+    let published = world.publisher.take();
+    let again = world.run().await;
+    let restarted = ProcessRunner::new(
+        "shipping",
+        store.clone(),
+        ProcessVersions::new::<ShippingV1>(),
+        Arc::new(world.publisher.clone()),
+    );
+    let after_another_restart = restarted.publish_pending().await.unwrap();
+
+    assert_eq!(published.len(), 1);
+    assert_eq!(published[0].id, Some(Uuid::new_v5(&order.id, b"output-0")));
+    assert_eq!(decode_output(published[0].clone()), request("7"));
+    assert_eq!(again, []);
+    assert_eq!(after_another_restart, 0);
+    assert_eq!(world.published(), []);
+}
+
+#[tokio::test]
+async fn a_scheduled_timeout_that_does_not_decode_is_an_error_every_time() {
+    let world = World::v1();
+    let bad = EventData::json("TimeoutScheduled", &serde_json::json!({"nonsense": true})).unwrap();
+    world
+        .store
+        .append(
+            &eventfold::streams::timeouts("shipping"),
+            ExpectedVersion::Any,
+            vec![bad],
+        )
+        .await
+        .unwrap();
+
+    let first = world.runner.fire_due_timeouts(Utc::now()).await;
+    let second = world.runner.fire_due_timeouts(Utc::now()).await;
+
+    assert!(first.is_err());
+    assert!(second.is_err(), "the record was skipped: {second:?}");
+}
+
+#[test]
+#[should_panic(expected = "unique and increasing")]
+fn process_version_numbers_must_increase() {
+    let _ = ProcessVersions::new::<ShippingV2>().then::<ShippingV1>(Utc::now());
 }

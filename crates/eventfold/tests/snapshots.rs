@@ -176,3 +176,75 @@ async fn snapshots_of_two_aggregates_on_one_stream_are_kept_apart() {
             .unwrap()
     );
 }
+
+#[tokio::test]
+async fn two_versions_running_side_by_side_do_not_rewrite_snapshots_on_every_load() {
+    let store = Arc::new(InMemoryStore::new());
+    let v1 = Repository::<Account>::new(store.clone()).with_snapshots(2);
+    account_with(&v1, 2).await;
+    let v2 = Repository::<AccountV2>::new(store.clone()).with_snapshots(2);
+
+    // A rolling deploy: both versions load the account again and again.
+    for _ in 0..3 {
+        v2.load("account-1").await.unwrap();
+        v1.load("account-1").await.unwrap();
+    }
+
+    // v1's own snapshot, and the one v2 wrote when it found none of its own.
+    let versions: Vec<u32> = snapshots(store.as_ref())
+        .await
+        .iter()
+        .map(|s| s.version)
+        .collect();
+    assert_eq!(versions, [1, 2]);
+}
+
+#[tokio::test]
+async fn each_version_writes_at_most_one_snapshot_per_n_events() {
+    let store = Arc::new(InMemoryStore::new());
+    let v1 = Repository::<Account>::new(store.clone()).with_snapshots(4);
+    let v2 = Repository::<AccountV2>::new(store.clone()).with_snapshots(4);
+    account_with(&v1, 0).await;
+
+    // The two versions take turns handling commands: 8 deposits, 4 each.
+    for i in 0..8 {
+        let command = Envelope::new(deposit("account-1", 1));
+        if i % 2 == 0 {
+            v1.handle("account-1", command).await.unwrap();
+        } else {
+            v2.handle("account-1", command).await.unwrap();
+        }
+    }
+
+    let written = snapshots(store.as_ref()).await;
+    let of = |version| written.iter().filter(|s| s.version == version).count();
+    // 9 events: v1 one per 4 events (2), v2 its first, then one 4 events later.
+    assert!(of(1) <= 2, "v1 wrote {}", of(1));
+    assert!(of(2) <= 3, "v2 wrote {}", of(2));
+    assert_eq!(v1.load("account-1").await.unwrap().state().balance, 8);
+}
+
+#[tokio::test]
+async fn a_snapshot_of_this_version_that_does_not_decode_is_not_rewritten_on_every_load() {
+    let store = Arc::new(InMemoryStore::new());
+    let repository = Repository::<Account>::new(store.clone()).with_snapshots(100);
+    account_with(&repository, 3).await;
+    // Another build of the same snapshot version (its state has another shape).
+    let other_build = serde_json::json!({
+        "aggregate": "account",
+        "streams": [{"stream": "account-1", "revision": 3}],
+        "state": {"shape": "other"},
+    });
+    let snapshot = EventData::json("Snapshot", &other_build).unwrap();
+    store
+        .append(SNAPSHOTS, ExpectedVersion::Any, vec![snapshot])
+        .await
+        .unwrap();
+
+    let first = repository.load("account-1").await.unwrap();
+    let second = repository.load("account-1").await.unwrap();
+
+    assert!(!first.from_snapshot());
+    assert_eq!(second.state().balance, 3);
+    assert_eq!(snapshots(store.as_ref()).await.len(), 1);
+}

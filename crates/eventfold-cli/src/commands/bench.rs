@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
-use eventfold_core::{EventData, EventStore, ExpectedVersion, Position, ReadAll, ReadStream};
+use eventfold_core::{
+    AllFilter, EventData, EventStore, ExpectedVersion, Position, ReadAll, ReadStream, Subscription,
+};
 use eventfold_log::{LogOptions, LogStore};
 use serde::Serialize;
 
@@ -227,6 +229,28 @@ pub fn run(args: Args, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Exit
     });
     progress(&args, &format!("replay: {rate:.0} events/s"));
 
+    let catch_up = runtime.block_on(catch_up_then_live(&store, LIVE_EVENTS))?;
+    figures.push(Figure {
+        name: format!(
+            "subscription: catch up on {} events, then {} live ones",
+            catch_up.backlog, LIVE_EVENTS
+        ),
+        value: catch_up.backlog as f64 / catch_up.catch_up_seconds,
+        unit: "events/s",
+        ratio: catch_up.rss_growth_bytes as f64 / mb,
+        ratio_of: "MB the process grew while reading (flat: near 0)",
+        target: "no event lost, memory flat".into(),
+        met: Some(catch_up.rss_growth_bytes < 64 * 1024 * 1024),
+    });
+    progress(
+        &args,
+        &format!(
+            "catch-up: {:.0} events/s, memory grew {:.1} MB",
+            catch_up.backlog as f64 / catch_up.catch_up_seconds,
+            catch_up.rss_growth_bytes as f64 / mb
+        ),
+    );
+
     // Fill up to `reopen_events`, spread over 10,000 streams, then time `open`.
     let have = store.event_count();
     if args.reopen_events > have {
@@ -277,6 +301,73 @@ pub fn run(args: Args, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Exit
         print_table(&report);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Events appended while the catch-up subscription reads, in appends of 100.
+const LIVE_EVENTS: u64 = 100_000;
+
+struct CatchUp {
+    backlog: u64,
+    catch_up_seconds: f64,
+    rss_growth_bytes: u64,
+}
+
+/// Reads `$all` from the start with a subscription while a writer appends
+/// `live_events` more; every position must come exactly once, in order. Samples the
+/// process's resident memory as it goes.
+async fn catch_up_then_live(store: &Arc<LogStore>, live_events: u64) -> anyhow::Result<CatchUp> {
+    let backlog = store.event_count();
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let events = vec![bench_event(); 100];
+            for _ in 0..live_events / 100 {
+                store
+                    .append("live", ExpectedVersion::Any, events.clone())
+                    .await?;
+            }
+            anyhow::Ok(())
+        })
+    };
+    let mut subscription = Subscription::to_all(store.clone(), None, AllFilter::default());
+    let rss_start = resident_bytes()?;
+    let mut rss_max = rss_start;
+    let started = Instant::now();
+    let mut catch_up_seconds = None;
+    let total = backlog + live_events;
+    for expected in 0..total {
+        let event = subscription.next().await?;
+        anyhow::ensure!(
+            event.position.get() == expected,
+            "the subscription delivered position {} where {expected} was due",
+            event.position.get()
+        );
+        if expected % 65_536 == 0 {
+            rss_max = rss_max.max(resident_bytes()?);
+        }
+        if expected + 1 == backlog {
+            catch_up_seconds = Some(started.elapsed().as_secs_f64());
+        }
+    }
+    writer.await??;
+    rss_max = rss_max.max(resident_bytes()?);
+    Ok(CatchUp {
+        backlog,
+        catch_up_seconds: catch_up_seconds.unwrap_or_else(|| started.elapsed().as_secs_f64()),
+        rss_growth_bytes: rss_max.saturating_sub(rss_start),
+    })
+}
+
+/// The process's resident memory, from `/proc/self/status` (Linux).
+fn resident_bytes() -> anyhow::Result<u64> {
+    let status =
+        std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("/proc/self/status has no VmRSS line")?;
+    Ok(kib * 1024)
 }
 
 fn progress(args: &Args, message: &str) {

@@ -23,6 +23,8 @@ pub struct Hooked {
     pub lose_next_answer: AtomicBool,
     pub reads: Mutex<Vec<(String, Option<Revision>)>>,
     pub appends: AtomicUsize,
+    /// Runs once, before the next read of the named stream.
+    read_hook: Mutex<Option<(String, Hook)>>,
 }
 
 impl Hooked {
@@ -33,6 +35,16 @@ impl Hooked {
     /// Runs `hook` before the next append (hooks queue up, one per append).
     pub fn before_next_append(&self, hook: impl Future<Output = ()> + Send + 'static) {
         self.hooks.lock().unwrap().push(Box::pin(hook));
+    }
+
+    /// Runs `hook` before the next read of `stream` (another writer acting between a
+    /// reader's reads of two streams).
+    pub fn before_next_read_of(
+        &self,
+        stream: &str,
+        hook: impl Future<Output = ()> + Send + 'static,
+    ) {
+        *self.read_hook.lock().unwrap() = Some((stream.to_string(), Box::pin(hook)));
     }
 
     pub fn reads_of(&self, stream: &str) -> Vec<Option<Revision>> {
@@ -70,6 +82,16 @@ impl EventStore for Hooked {
     }
 
     async fn read_stream(&self, stream: &str, options: ReadStream) -> Result<Vec<RecordedEvent>> {
+        let hook = {
+            let mut hook = self.read_hook.lock().unwrap();
+            match hook.as_ref() {
+                Some((name, _)) if name == stream => hook.take().map(|(_, h)| h),
+                _ => None,
+            }
+        };
+        if let Some(hook) = hook {
+            hook.await;
+        }
         self.reads
             .lock()
             .unwrap()

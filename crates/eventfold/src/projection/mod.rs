@@ -1,0 +1,346 @@
+//! Projections: deterministic folds of the `$all` log into read models, with
+//! checkpoints committed in the same transaction as the read model, rebuilds beside
+//! the live read model, and side effects through an outbox.
+//!
+//! - [`Projection`]: `setup` creates a generation's tables, `apply` folds one event
+//!   into them inside the read model's transaction. Several projections sharing one
+//!   read-model database form a *group*, run and rebuilt together by one
+//!   [`ProjectionRunner`].
+//! - Read models: [`SqliteReadModel`] and [`PostgresReadModel`] (transactional: the
+//!   projections' writes, the checkpoint and the outbox entries of a batch commit
+//!   together), [`MemoryReadModel`] for tests. Each runs on its own thread behind a
+//!   [`ReadModelDb`] handle, so blocking database calls never block the async runtime.
+//! - **Generations.** Every build of a group is a generation with its own tables
+//!   (`<table>_g<generation>`); readers use views named after the tables, which point
+//!   at the live generation. A rebuild (new code, or [`RunningProjections::rebuild`])
+//!   builds a new generation from position 0 beside the live one, which keeps running;
+//!   when the new one has reached the live one's checkpoint, one transaction makes it
+//!   live, repoints the views and drops the old tables.
+//! - **Live or replay.** A generation *replays* every event up to its `replay_until`
+//!   position: the checkpoint of the generation that was live when it was created (or,
+//!   for a group's first generation, the head of the log then). Later events are
+//!   *live*. [`Context::effect`] does nothing in replay.
+//! - **Outbox.** A live effect is recorded in the outbox table of the read-model
+//!   database, in the batch's transaction, under the key `<event id>:<effect name>`;
+//!   a key already there is not recorded again (so the live generation and a rebuild
+//!   racing over the same events record it once). An [`OutboxDispatcher`] hands pending
+//!   effects to an [`EffectExecutor`] and then marks them done.
+//!
+//! Delivery guarantee, exactly: every live effect is *recorded* exactly once, across
+//! crashes, retries and rebuilds. It is *executed* at least once: a crash between the
+//! executor's success and the mark-done runs it again, with the same key. An executor
+//! that makes its external call idempotent by that key (an `Idempotency-Key` header, a
+//! unique constraint) therefore takes effect exactly once.
+//!
+//! The guide is the "Projections" section of `docs/framework.md`.
+
+mod generation;
+mod memory;
+mod outbox;
+#[cfg(feature = "postgres")]
+mod postgres;
+mod read_model;
+mod runner;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+
+use eventfold_core::{Position, RecordedEvent};
+use uuid::Uuid;
+
+pub use memory::{MemoryReadModel, MemoryTx};
+pub use outbox::{DispatchReport, Effect, EffectExecutor, EffectState, OutboxDispatcher};
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresReadModel;
+pub use read_model::{ReadModel, ReadModelDb};
+pub use runner::{
+    ProjectionRunner, ProjectionStatus, RetryPolicy, RunningProjections, TrackState, TrackStatus,
+};
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteReadModel;
+
+/// What a projection's handler may fail with: any error (a database error, a decoding
+/// error). The runner rolls the batch back, keeps the message in the status and
+/// retries with back-off.
+pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A read model's fold: events in, rows out, in the read model's transaction.
+///
+/// `M` is the read model ([`SqliteReadModel`], [`PostgresReadModel`],
+/// [`MemoryReadModel`]); `M::Tx` is the transaction the handler writes through. A
+/// projection is deterministic: it never calls the outside world (what the outside
+/// world said is on the event), and it uses [`Context::table`] for its tables so that
+/// a rebuild writes into a new generation. Side effects go through
+/// [`Context::effect`].
+///
+/// Events arrive as stored, after the runner's [`Upcaster`](crate::Upcaster), in
+/// global-position order; decode them with [`DomainEvent::decode`](crate::DomainEvent::decode)
+/// and ignore the types the projection does not know.
+///
+/// ```
+/// use eventfold::projection::{Context, HandlerError, MemoryReadModel, MemoryTx, Projection, Tables};
+/// use eventfold::RecordedEvent;
+///
+/// /// Events per stream.
+/// struct EventsPerStream;
+///
+/// impl Projection<MemoryReadModel> for EventsPerStream {
+///     fn name(&self) -> &str { "events-per-stream" }
+///     fn tables(&self) -> &[&str] { &["counts"] }
+///     fn apply(&self, tx: &mut MemoryTx<'_>, event: &RecordedEvent, ctx: &mut Context<'_>)
+///         -> Result<(), HandlerError>
+///     {
+///         let counts = tx.table(&ctx.table("counts"));
+///         let count = counts.entry(event.stream.clone()).or_insert(0.into());
+///         *count = (count.as_u64().unwrap_or(0) + 1).into();
+///         Ok(())
+///     }
+/// }
+/// # let _ = EventsPerStream;
+/// ```
+pub trait Projection<M: ReadModel>: Send + Sync + 'static {
+    /// The projection's stable name. With [`version`](Projection::version) it makes up
+    /// the group's fingerprint: a changed fingerprint means a rebuild.
+    fn name(&self) -> &str;
+
+    /// The version of the projection's code. Raise it whenever the read model's shape
+    /// or meaning changes: the runner then builds a new generation from position 0.
+    fn version(&self) -> u32 {
+        1
+    }
+
+    /// The tables this projection owns, by logical name. Each generation has its own
+    /// copy (see [`Tables::name`]); readers see a view of each logical name that
+    /// points at the live generation (SQL read models). Logical names are unique in
+    /// the database.
+    fn tables(&self) -> &[&str];
+
+    /// Creates the tables of a new generation (an empty read model), inside the
+    /// transaction that creates the generation.
+    fn setup(&self, tx: &mut M::Tx<'_>, tables: &Tables) -> Result<(), HandlerError> {
+        let _ = (tx, tables);
+        Ok(())
+    }
+
+    /// Folds one event into the read model. Runs inside the batch's transaction:
+    /// returning an error rolls the whole batch back.
+    fn apply(
+        &self,
+        tx: &mut M::Tx<'_>,
+        event: &RecordedEvent,
+        ctx: &mut Context<'_>,
+    ) -> Result<(), HandlerError>;
+}
+
+/// The physical names of one generation's tables.
+///
+/// ```
+/// use eventfold::projection::Tables;
+/// assert_eq!(Tables::new(3).name("unread"), "unread_g3");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tables {
+    generation: u64,
+}
+
+impl Tables {
+    /// The tables of generation `generation`.
+    pub fn new(generation: u64) -> Self {
+        Tables { generation }
+    }
+
+    /// The generation.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The physical name of table `logical` in this generation: `<logical>_g<n>`.
+    pub fn name(&self, logical: &str) -> String {
+        format!("{logical}_g{}", self.generation)
+    }
+}
+
+/// Whether an event is replayed (the read model is being rebuilt from history) or
+/// seen live (it is new to the read-model database).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// The event is at or before the generation's `replay_until`: its effects were
+    /// already recorded (or, for a new group, belong to history). Effects are dropped.
+    Replay,
+    /// The event is new: effects are recorded in the outbox.
+    Live,
+}
+
+/// An effect a handler asked for, before it is recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct EffectRequest {
+    pub(crate) key: String,
+    pub(crate) name: String,
+    pub(crate) payload: serde_json::Value,
+    pub(crate) position: Position,
+}
+
+/// What a handler knows besides the event: the mode, its tables, and the outbox.
+#[derive(Debug)]
+pub struct Context<'a> {
+    mode: Mode,
+    tables: Tables,
+    event_id: Uuid,
+    position: Position,
+    effects: &'a mut Vec<EffectRequest>,
+}
+
+impl<'a> Context<'a> {
+    pub(crate) fn new(
+        mode: Mode,
+        tables: Tables,
+        event: &RecordedEvent,
+        effects: &'a mut Vec<EffectRequest>,
+    ) -> Self {
+        Context {
+            mode,
+            tables,
+            event_id: event.id,
+            position: event.position,
+            effects,
+        }
+    }
+
+    /// Whether the event is replayed or live.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Whether the event is replayed (effects are dropped).
+    pub fn is_replay(&self) -> bool {
+        self.mode == Mode::Replay
+    }
+
+    /// The physical name of the projection's table `logical` in the generation being
+    /// written (see [`Tables::name`]).
+    pub fn table(&self, logical: &str) -> String {
+        self.tables.name(logical)
+    }
+
+    /// The generation's tables.
+    pub fn tables(&self) -> Tables {
+        self.tables
+    }
+
+    /// Asks for side effect `name` (an email, a payment, a webhook) with `payload`.
+    ///
+    /// Live, it is recorded in the outbox under the idempotency key
+    /// `<event id>:<name>` in the batch's transaction, unless that key is already
+    /// there; in replay it is dropped. `name` must be unique per event: include the
+    /// recipient when one event causes several effects of a kind
+    /// (`email:seller-17`). Returns the key.
+    pub fn effect(&mut self, name: impl Into<String>, payload: serde_json::Value) -> String {
+        let name = name.into();
+        let key = effect_key(self.event_id, &name);
+        if self.mode == Mode::Live {
+            self.effects.push(EffectRequest {
+                key: key.clone(),
+                name,
+                payload,
+                position: self.position,
+            });
+        }
+        key
+    }
+}
+
+/// The idempotency key of effect `name` of event `event_id`.
+pub(crate) fn effect_key(event_id: Uuid, name: &str) -> String {
+    format!("{event_id}:{name}")
+}
+
+/// What can go wrong while running projections and their outbox.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProjectionError {
+    /// The event store failed (reading `$all`, or the upcaster).
+    #[error(transparent)]
+    Store(#[from] eventfold_core::Error),
+    /// A projection's handler failed on an event; the batch was rolled back.
+    #[error("projection '{projection}' failed at position {position}: {source}")]
+    Handler {
+        /// The projection's name.
+        projection: String,
+        /// The position of the event it failed on.
+        position: Position,
+        /// What the handler said.
+        source: HandlerError,
+    },
+    /// A projection's `setup` failed while creating a generation.
+    #[error("projection '{projection}' could not set up generation {generation}: {source}")]
+    Setup {
+        /// The projection's name.
+        projection: String,
+        /// The generation being created.
+        generation: u64,
+        /// What `setup` said.
+        source: HandlerError,
+    },
+    /// The read-model database failed.
+    #[error("read-model database: {source}")]
+    Database {
+        /// The database's error.
+        source: HandlerError,
+    },
+    /// A handler or the database code panicked on the read model's thread; the
+    /// transaction was rolled back.
+    #[error("read-model thread panicked: {message}")]
+    Panicked {
+        /// The panic message.
+        message: String,
+    },
+    /// The read model's thread is gone (its database could not be opened, or it
+    /// panicked outside a transaction).
+    #[error("the read-model thread has stopped")]
+    ReadModelStopped,
+    /// The runner's bookkeeping in the database says something impossible (a
+    /// corrupted or hand-edited row).
+    #[error("projection bookkeeping of group '{group}': {reason}")]
+    Bookkeeping {
+        /// The group.
+        group: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A rebuild of the group is already under way.
+    #[error("group '{group}' is already building generation {generation}")]
+    RebuildInProgress {
+        /// The group.
+        group: String,
+        /// The generation being built.
+        generation: u64,
+    },
+    /// The group has no projection, or two with the same name.
+    #[error("invalid projection group '{group}': {reason}")]
+    InvalidGroup {
+        /// The group.
+        group: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A track stopped after its retries were exhausted; the last error is in the
+    /// status.
+    #[error("generation {generation} of group '{group}' is faulted: {last_error}")]
+    Faulted {
+        /// The group.
+        group: String,
+        /// The faulted generation.
+        generation: u64,
+        /// The error of the last attempt.
+        last_error: String,
+    },
+}
+
+impl ProjectionError {
+    /// A database error.
+    pub(crate) fn database(error: impl Into<HandlerError>) -> Self {
+        ProjectionError::Database {
+            source: error.into(),
+        }
+    }
+}
