@@ -48,6 +48,12 @@ enum Command {
     Append(commands::append::Args),
     /// Read a stream (or `$all`), one event JSON per line.
     Read(commands::read::Args),
+    /// Follow a stream (or `$all`) live, one event JSON per line.
+    Tail(commands::tail::Args),
+    /// Write every event of the log as NDJSON, in position order (resumable).
+    Export(commands::export::ExportArgs),
+    /// Append the events of an NDJSON export to a store, each at its revision.
+    Import(commands::export::ImportArgs),
     /// Check every checksum, length, position and revision of a store.
     Verify(commands::verify::Args),
     /// Register event schema versions and their converters, or list them.
@@ -78,6 +84,9 @@ fn main() -> ExitCode {
         Command::Serve(args) => runtime.block_on(commands::serve::run(args)),
         Command::Append(args) => runtime.block_on(commands::append::run(args)),
         Command::Read(args) => runtime.block_on(commands::read::run(args)),
+        Command::Tail(args) => runtime.block_on(commands::tail::run(args)),
+        Command::Export(args) => runtime.block_on(commands::export::export(args)),
+        Command::Import(args) => runtime.block_on(commands::export::import(args)),
         Command::Verify(args) => commands::verify::run(args),
         Command::Schema(args) => runtime.block_on(commands::schema::run(args)),
         Command::Bench(args) => commands::bench::run(args, &runtime),

@@ -313,3 +313,97 @@ fn bench_runs_at_a_small_scale_and_reports_every_figure() {
         "the bench store is removed"
     );
 }
+
+#[test]
+fn export_then_import_copies_the_log_and_a_rerun_writes_nothing_twice() {
+    let source = tempfile::tempdir().unwrap();
+    let target = tempfile::tempdir().unwrap();
+    for (stream, json, expected) in [
+        ("order-1", r#"{"total":5}"#, "no_stream"),
+        ("order-2", r#"{"total":6}"#, "no_stream"),
+        ("order-1", r#"{"total":7}"#, "0"),
+    ] {
+        let out = append(source.path(), stream, json, expected);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let file = source.path().join("export.ndjson");
+    let exported = eventfold(&[
+        "export",
+        "--data",
+        source.path().to_str().unwrap(),
+        "--output",
+        file.to_str().unwrap(),
+    ]);
+    assert!(exported.status.success(), "{}", stderr(&exported));
+    assert!(
+        stderr(&exported).contains("exported 3 events"),
+        "{}",
+        stderr(&exported)
+    );
+
+    for _ in 0..2 {
+        let imported = eventfold(&[
+            "import",
+            "--data",
+            target.path().to_str().unwrap(),
+            file.to_str().unwrap(),
+        ]);
+        assert!(imported.status.success(), "{}", stderr(&imported));
+    }
+    let read = |dir: &Path| {
+        let out = eventfold(&["read", "--data", dir.to_str().unwrap(), "$all"]);
+        stdout(&out)
+            .lines()
+            .map(|l| {
+                let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v.as_object_mut().unwrap().remove("recorded_at");
+                v
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        read(target.path()),
+        read(source.path()),
+        "the copy is the same log, once"
+    );
+
+    // A damaged export names the line.
+    std::fs::write(&file, "{\"stream\":\"a\"}\nnot json\n").unwrap();
+    let bad = eventfold(&[
+        "import",
+        "--data",
+        target.path().to_str().unwrap(),
+        file.to_str().unwrap(),
+    ]);
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("line 1"), "{}", stderr(&bad));
+}
+
+#[test]
+fn tail_prints_from_a_position_and_stops_after_count() {
+    let dir = tempfile::tempdir().unwrap();
+    for n in 0..3 {
+        let out = append(dir.path(), "order-1", &format!(r#"{{"n":{n}}}"#), "any");
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let tail = eventfold(&[
+        "tail",
+        "--data",
+        dir.path().to_str().unwrap(),
+        "order-1",
+        "--from",
+        "1",
+        "--count",
+        "2",
+    ]);
+    assert!(tail.status.success(), "{}", stderr(&tail));
+    let revisions: Vec<u64> = stdout(&tail)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["revision"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(revisions, vec![1, 2]);
+}

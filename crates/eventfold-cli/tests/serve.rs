@@ -297,3 +297,53 @@ fn schema_register_on_a_data_directory_checks_and_explains() {
     assert!(!unknown.status.success());
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no schema is registered for Nope"));
 }
+
+#[test]
+fn tail_on_a_server_follows_appends_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let url = format!("http://{}", server.address);
+    let (status, _) = server.request(
+        "POST",
+        "/streams/order-1",
+        &[],
+        r#"[{"type":"OrderPlaced","data":{"n":0}}]"#,
+    );
+    assert_eq!(status, 201);
+    // Without --from, tail shows only what comes after it started.
+    let tail = Command::new(env!("CARGO_BIN_EXE_eventfold"))
+        .args(["tail", "--server", &url, "order-1", "--count", "2"])
+        .env_remove("EVENTFOLD_DATA")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The tail has started when the server counts its subscription.
+    loop {
+        let (_, metrics) = server.request("GET", "/metrics", &[], "");
+        if metrics.contains("eventfold_subscriptions_open 1") {
+            break;
+        }
+        std::thread::yield_now();
+    }
+    for n in 1..=2 {
+        let (status, _) = server.request(
+            "POST",
+            "/streams/order-1",
+            &[],
+            &format!(r#"[{{"type":"OrderShipped","data":{{"n":{n}}}}}]"#),
+        );
+        assert_eq!(status, 201);
+    }
+    let output = tail.wait_with_output().unwrap();
+    assert!(output.status.success());
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let revisions: Vec<u64> = lines
+        .iter()
+        .map(|e| e["revision"].as_u64().unwrap())
+        .collect();
+    assert_eq!(revisions, vec![1, 2]);
+    server.stop();
+}

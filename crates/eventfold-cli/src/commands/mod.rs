@@ -3,9 +3,11 @@
 pub mod append;
 pub mod bench;
 pub mod demo;
+pub mod export;
 pub mod read;
 pub mod schema;
 pub mod serve;
+pub mod tail;
 pub mod verify;
 
 use anyhow::Context;

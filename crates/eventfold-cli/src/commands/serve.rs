@@ -28,6 +28,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let address = listener.local_addr()?;
+    // Handlers are installed before the address is announced: a SIGTERM sent as soon
+    // as a client sees the server stops it gracefully, never by the default action.
+    let shutdown = shutdown_signal()?;
     println!(
         "eventfold listening on http://{address} (data in {})",
         args.data.data.display()
@@ -37,7 +40,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         body_bytes_max: args.body_bytes_max,
         ..ServerConfig::default()
     };
-    eventfold_server::serve(store.clone(), config, listener, shutdown_signal()).await?;
+    eventfold_server::serve(store.clone(), config, listener, shutdown).await?;
     // The server has stopped taking requests; closing the store lets the writer finish
     // what is queued before the process exits.
     drop(store);
@@ -45,23 +48,24 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut terminate =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(signal) => signal,
-                Err(_) => {
-                    let _ = interrupt.await;
-                    return;
-                }
-            };
+/// Completes on Ctrl-C or SIGTERM; the handlers are registered when this is called.
+#[cfg(unix)]
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    Ok(async move {
         tokio::select! {
-            _ = interrupt => {}
+            _ = interrupt.recv() => {}
             _ = terminate.recv() => {}
         }
-    }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
+    })
+}
+
+/// Completes on Ctrl-C.
+#[cfg(not(unix))]
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }

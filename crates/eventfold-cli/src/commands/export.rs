@@ -1,0 +1,193 @@
+//! `eventfold export` and `eventfold import`: the whole log as NDJSON (one event in
+//! the public JSON form per line), streamed page by page, resumable.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use bytes::Bytes;
+use eventfold_core::{
+    EventData, EventStore, ExpectedVersion, Position, ReadAll, Revision, StreamWrite,
+};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use uuid::Uuid;
+
+use crate::StoreArgs;
+
+/// Events read per page while exporting.
+const PAGE_EVENTS: u64 = 5_000;
+/// Most events of one stream imported in one append.
+const IMPORT_BATCH_EVENTS: usize = 1_000;
+
+/// Write every event of the log, in position order, as NDJSON.
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    target: StoreArgs,
+    /// First position to export (to resume: the last exported position + 1).
+    #[arg(long, default_value_t = 0)]
+    from: u64,
+    /// Write to this file instead of standard output.
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+}
+
+/// Append the events of an NDJSON export to a store, each at its revision.
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    target: StoreArgs,
+    /// The export to read (standard input when left out).
+    input: Option<PathBuf>,
+}
+
+pub async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
+    let store = super::open_target(&args.target)?;
+    let head = store.head_position().await?.map_or(0, |p| p.get() + 1);
+    let mut out: Box<dyn Write> = match &args.output {
+        Some(path) => Box::new(BufWriter::new(
+            File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+        )),
+        None => Box::new(BufWriter::new(std::io::stdout().lock())),
+    };
+    let bar = indicatif::ProgressBar::new(head.saturating_sub(args.from));
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} events {per_sec} {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut from = Position(args.from);
+    let mut exported = 0u64;
+    loop {
+        let page = store.read_all(ReadAll::from(from, PAGE_EVENTS)).await?;
+        for event in &page.events {
+            writeln!(out, "{}", event.to_json_line())?;
+        }
+        exported += page.events.len() as u64;
+        bar.inc(page.events.len() as u64);
+        from = page.next;
+        if page.end_of_log {
+            break;
+        }
+    }
+    out.flush()?;
+    bar.finish_and_clear();
+    eprintln!(
+        "exported {exported} events (next position to export: {})",
+        from.get()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One line of an export, as `import` needs it.
+#[derive(Debug, Deserialize)]
+struct ExportedEvent {
+    stream: String,
+    revision: u64,
+    id: Uuid,
+    #[serde(rename = "type")]
+    event_type: String,
+    version: u32,
+    data: Box<RawValue>,
+    metadata: Box<RawValue>,
+}
+
+impl ExportedEvent {
+    fn into_event_data(self) -> EventData {
+        EventData {
+            id: Some(self.id),
+            event_type: self.event_type,
+            version: self.version,
+            data: Bytes::copy_from_slice(self.data.get().as_bytes()),
+            metadata: Bytes::copy_from_slice(self.metadata.get().as_bytes()),
+        }
+    }
+}
+
+/// Consecutive events of one stream, appended together.
+struct Run {
+    stream: String,
+    first_revision: u64,
+    events: Vec<EventData>,
+}
+
+pub async fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
+    let store = super::open_target(&args.target)?;
+    let input: Box<dyn BufRead> = match &args.input {
+        Some(path) => Box::new(BufReader::new(
+            File::open(path).with_context(|| format!("cannot open {}", path.display()))?,
+        )),
+        None => Box::new(BufReader::new(std::io::stdin().lock())),
+    };
+    let bar = indicatif::ProgressBar::new_spinner();
+    let mut run: Option<Run> = None;
+    let (mut imported, mut skipped_system) = (0u64, 0u64);
+    let over_http = args.target.server.is_some();
+    for (number, line) in input.lines().enumerate() {
+        let line = line.with_context(|| format!("reading line {}", number + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let event: ExportedEvent = serde_json::from_str(&line)
+            .with_context(|| format!("line {} is not an exported event", number + 1))?;
+        if over_http && event.stream.starts_with('$') {
+            // A server refuses client writes to system streams.
+            skipped_system += 1;
+            continue;
+        }
+        let continues = run.as_ref().is_some_and(|r| {
+            r.stream == event.stream
+                && r.first_revision + r.events.len() as u64 == event.revision
+                && r.events.len() < IMPORT_BATCH_EVENTS
+        });
+        if !continues && let Some(done) = run.take() {
+            imported += write(&*store, done).await?;
+            bar.set_message(format!("{imported} events imported"));
+            bar.tick();
+        }
+        let run = run.get_or_insert_with(|| Run {
+            stream: event.stream.clone(),
+            first_revision: event.revision,
+            events: Vec::new(),
+        });
+        run.events.push(event.into_event_data());
+    }
+    if let Some(done) = run.take() {
+        imported += write(&*store, done).await?;
+    }
+    bar.finish_and_clear();
+    eprintln!("imported {imported} events");
+    if skipped_system > 0 {
+        eprintln!(
+            "skipped {skipped_system} events of system streams ($...): a server does not take \
+             them from clients; import into a data directory to keep them"
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Appends one run at its revisions: an event already imported (same id, same
+/// revision) is answered as written, so an interrupted import can simply be re-run.
+async fn write(store: &dyn EventStore, run: Run) -> anyhow::Result<u64> {
+    let expected = match run.first_revision.checked_sub(1) {
+        None => ExpectedVersion::NoStream,
+        Some(previous) => ExpectedVersion::Exact(Revision(previous)),
+    };
+    let count = run.events.len() as u64;
+    store
+        .append_multi(vec![StreamWrite::new(
+            run.stream.clone(),
+            expected,
+            run.events,
+        )])
+        .await
+        .with_context(|| {
+            format!(
+                "importing {count} events of '{}' at revision {}",
+                run.stream, run.first_revision
+            )
+        })?;
+    Ok(count)
+}
