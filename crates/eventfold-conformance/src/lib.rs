@@ -192,7 +192,10 @@ macro_rules! conformance_tests {
             read_all_combined_filters,
             read_all_next_advances_past_skipped_events,
             subscription_resumes_after_its_checkpoint,
-            subscription_filters_by_category_and_event_type;
+            subscription_filters_by_category_and_event_type,
+            index_streams_read_categories_types_and_correlations,
+            index_streams_cannot_be_written,
+            index_streams_can_be_subscribed_to;
             @shared
             concurrent_appends_to_one_stream_with_retries_are_serialized,
             concurrent_appends_to_distinct_streams_are_all_stored,
@@ -227,6 +230,7 @@ mod tests {
             include_str!("cases/concurrency.rs"),
             include_str!("cases/expected_version.rs"),
             include_str!("cases/idempotency.rs"),
+            include_str!("cases/index_streams.rs"),
             include_str!("cases/multi_stream.rs"),
             include_str!("cases/read_all.rs"),
             include_str!("cases/read_stream.rs"),

@@ -22,6 +22,7 @@
 
 mod error;
 mod event;
+mod index_stream;
 mod memory;
 mod persistent;
 pub mod plan;
@@ -31,6 +32,7 @@ mod subscription;
 
 pub use error::{Error, Result};
 pub use event::{CAUSATION_ID_KEY, CORRELATION_ID_KEY, EventData, RecordedEvent};
+pub use index_stream::{IndexStream, read_index_stream};
 pub use memory::{InMemoryStore, wait_for_head};
 pub use persistent::{Delivery, GroupSettings, GroupStatus, Nack, Parked, PersistentGroup};
 pub use store::{

@@ -139,6 +139,9 @@ impl EventStore for InMemoryStore {
     }
 
     async fn read_stream(&self, stream: &str, options: ReadStream) -> Result<Vec<RecordedEvent>> {
+        if let Some(index) = crate::IndexStream::parse(stream) {
+            return crate::read_index_stream(self, stream, &index, options).await;
+        }
         let state = self.state();
         let indexes = state
             .streams

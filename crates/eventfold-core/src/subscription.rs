@@ -22,8 +22,12 @@ const PAGE_EVENTS: u64 = 512;
 /// What a subscription follows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Source {
-    /// The global log, filtered.
-    All { next: Position, filter: AllFilter },
+    /// The global log, filtered (and, for an index stream, checked event by event).
+    All {
+        next: Position,
+        filter: AllFilter,
+        view: Option<crate::IndexStream>,
+    },
     /// One stream.
     Stream { stream: String, next: Revision },
 }
@@ -65,22 +69,38 @@ where
         let next = after.map_or(Position::START, Position::next);
         Subscription {
             store,
-            source: Source::All { next, filter },
+            source: Source::All {
+                next,
+                filter,
+                view: None,
+            },
             buffer: VecDeque::new(),
             checkpoint: after.map(Position::get),
         }
     }
 
     /// Follows one stream from just after `after` (from its start when `None`). The
-    /// stream need not exist yet.
+    /// stream need not exist yet. An index stream (`$ce-`, `$et-`, `$correlation-`)
+    /// is followed through `$all`: `after` and the checkpoint are then positions.
     pub fn to_stream(store: S, stream: impl Into<String>, after: Option<Revision>) -> Self {
+        let stream = stream.into();
+        if let Some(view) = crate::IndexStream::parse(&stream) {
+            let after = after.map(|r| Position(r.get()));
+            return Subscription {
+                store,
+                source: Source::All {
+                    next: after.map_or(Position::START, Position::next),
+                    filter: view.filter(),
+                    view: Some(view),
+                },
+                buffer: VecDeque::new(),
+                checkpoint: after.map(Position::get),
+            };
+        }
         let next = after.map_or(Revision::FIRST, Revision::next);
         Subscription {
             store,
-            source: Source::Stream {
-                stream: stream.into(),
-                next,
-            },
+            source: Source::Stream { stream, next },
             buffer: VecDeque::new(),
             checkpoint: after.map(Revision::get),
         }
@@ -118,9 +138,12 @@ where
     /// Reads the next page into the buffer, or waits until there is something to read.
     async fn fill(&mut self) -> Result<()> {
         match &mut self.source {
-            Source::All { next, filter } => {
+            Source::All { next, filter, view } => {
                 let read = ReadAll::from(*next, PAGE_EVENTS).filtered(filter.clone());
-                let page = self.store.read_all(read).await?;
+                let mut page = self.store.read_all(read).await?;
+                if let Some(view) = view {
+                    page.events.retain(|e| view.contains(e));
+                }
                 *next = page.next;
                 self.buffer.extend(page.events);
                 if self.buffer.is_empty() && page.end_of_log {

@@ -7,8 +7,8 @@ use std::thread::JoinHandle;
 
 use async_trait::async_trait;
 use eventfold_core::{
-    AllSlice, AppendResult, Direction, Error, EventStore, Position, ReadAll, ReadStream,
-    RecordedEvent, Result, Revision, StreamWrite,
+    AllSlice, AppendResult, Direction, Error, EventStore, IndexStream, Position, ReadAll,
+    ReadStream, RecordedEvent, Result, Revision, StreamWrite,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -304,6 +304,81 @@ fn read_stream(shared: &Shared, stream: &str, options: ReadStream) -> Result<Vec
     Ok(events)
 }
 
+/// `$ce-<category>` from the index: the position lists of the category's streams,
+/// merged in position order, from `options.from` (a position) on.
+fn read_category(
+    shared: &Shared,
+    name: &str,
+    category: &str,
+    options: ReadStream,
+) -> Result<Vec<RecordedEvent>> {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    let locations: Vec<Location> = {
+        let index = shared.index();
+        let lists: Vec<&Vec<u64>> = index
+            .streams
+            .iter()
+            .filter(|(stream, _)| eventfold_core::category_of(stream) == category)
+            .map(|(_, positions)| positions)
+            .collect();
+        if lists.is_empty() {
+            return Err(Error::StreamNotFound {
+                stream: name.to_string(),
+            });
+        }
+        let limit = usize::try_from(options.limit).unwrap_or(usize::MAX);
+        let mut positions = Vec::new();
+        match options.direction {
+            Direction::Forward => {
+                let from = options.from.map_or(0, |r| r.get());
+                let mut heap: BinaryHeap<Reverse<(u64, usize, usize)>> = lists
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(l, list)| {
+                        let i = list.partition_point(|&p| p < from);
+                        list.get(i).map(|&p| Reverse((p, l, i)))
+                    })
+                    .collect();
+                while positions.len() < limit {
+                    let Some(Reverse((p, l, i))) = heap.pop() else {
+                        break;
+                    };
+                    positions.push(p);
+                    if let Some(&next) = lists[l].get(i + 1) {
+                        heap.push(Reverse((next, l, i + 1)));
+                    }
+                }
+            }
+            Direction::Backward => {
+                let until = options.from.map_or(u64::MAX, |r| r.get());
+                let mut heap: BinaryHeap<(u64, usize, usize)> = lists
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(l, list)| {
+                        let end = list.partition_point(|&p| p <= until);
+                        end.checked_sub(1).map(|i| (list[i], l, i))
+                    })
+                    .collect();
+                while positions.len() < limit {
+                    let Some((p, l, i)) = heap.pop() else { break };
+                    positions.push(p);
+                    if let Some(before) = i.checked_sub(1) {
+                        heap.push((lists[l][before], l, before));
+                    }
+                }
+                positions.reverse();
+            }
+        }
+        positions.iter().filter_map(|&p| index.locate(p)).collect()
+    };
+    let mut events = read_events(&locations, |_, _| true)?;
+    if options.direction == Direction::Backward {
+        events.reverse();
+    }
+    Ok(events)
+}
+
 fn read_all(shared: &Shared, options: &ReadAll) -> Result<AllSlice> {
     let mut events = Vec::new();
     let mut next = options.from.get();
@@ -367,9 +442,22 @@ impl EventStore for LogStore {
     }
 
     async fn read_stream(&self, stream: &str, options: ReadStream) -> Result<Vec<RecordedEvent>> {
-        let shared = self.shared.clone();
-        let stream = stream.to_string();
-        blocking(move || read_stream(&shared, &stream, options)).await
+        match IndexStream::parse(stream) {
+            None => {
+                let shared = self.shared.clone();
+                let stream = stream.to_string();
+                blocking(move || read_stream(&shared, &stream, options)).await
+            }
+            Some(IndexStream::Category(category)) => {
+                let shared = self.shared.clone();
+                let stream = stream.to_string();
+                blocking(move || read_category(&shared, &stream, &category, options)).await
+            }
+            // No per-type or per-correlation index yet: a filtered scan of the log,
+            // which copies nothing but reads every record header (and, for a
+            // correlation, every record's metadata).
+            Some(index) => eventfold_core::read_index_stream(self, stream, &index, options).await,
+        }
     }
 
     async fn read_all(&self, options: ReadAll) -> Result<AllSlice> {

@@ -338,10 +338,15 @@ async fn read_stream(
     let target = target(query.versions.as_deref())?;
     let events = state.store.read_stream(&stream, options).await?;
     state.metrics.reads.fetch_add(1, Ordering::Relaxed);
-    // Paging follows the stored events, whatever conversion drops or splits.
+    // Paging follows the stored events, whatever conversion drops or splits; index
+    // streams page by global position.
+    let place = |e: &RecordedEvent| match eventfold_core::IndexStream::parse(&stream) {
+        Some(_) => e.position.get(),
+        None => e.revision.get(),
+    };
     let next = match options.direction {
-        Direction::Forward => events.last().map(|e| e.revision.get() + 1),
-        Direction::Backward => events.last().and_then(|e| e.revision.get().checked_sub(1)),
+        Direction::Forward => events.last().map(|e| place(e) + 1),
+        Direction::Backward => events.last().and_then(|e| place(e).checked_sub(1)),
     };
     let events = eventfold_schema::convert_all(&state.schemas.registry(), events, &target)?;
     Ok(Json(Events {
@@ -567,12 +572,17 @@ async fn subscribe_stream(
     let Query(query) = query.map_err(query_error)?;
     let after = resume_after(&headers, query.from)?.map(Revision);
     let target = target(query.versions.as_deref())?;
+    // An index stream is followed through `$all`, so its ids are positions.
+    let id_of: fn(&RecordedEvent) -> u64 = match eventfold_core::IndexStream::parse(&stream) {
+        Some(_) => |e| e.position.get(),
+        None => |e| e.revision.get(),
+    };
     let subscription = Negotiated::new(
         Subscription::to_stream(state.store.clone(), stream, after),
         state.schemas.clone(),
         target,
     );
-    let stream = sse_stream(subscription, Open::new(state.clone()), |e| e.revision.get());
+    let stream = sse_stream(subscription, Open::new(state.clone()), id_of);
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 

@@ -708,3 +708,46 @@ async fn a_consumer_group_over_http_acks_retries_parks_and_replays() {
     let (_, body) = api.get("/subscriptions/mailer/next?wait_ms=10").await;
     assert_eq!(body["deliveries"], json!([]));
 }
+
+#[tokio::test]
+async fn index_streams_are_read_and_paged_by_position() {
+    let api = api().await;
+    for (stream, n) in [
+        ("order-1", 0),
+        ("cart-1", 1),
+        ("order-2", 2),
+        ("order-1", 3),
+    ] {
+        api.post(
+            stream,
+            None,
+            &format!(r#"[{{"type":"Placed","data":{n}}}]"#),
+        )
+        .await;
+    }
+    let (status, body) = api.get("/streams/$ce-order?limit=2").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let positions: Vec<&Value> = body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["position"])
+        .collect();
+    assert_eq!(positions, vec![&json!(0), &json!(2)]);
+    assert_eq!(body["events"][1]["stream"], "order-2");
+    assert_eq!(
+        body["next"], 3,
+        "the next page starts after the last position"
+    );
+    let (_, body) = api.get("/streams/$ce-order?from=3").await;
+    assert_eq!(body["events"][0]["revision"], 1);
+    let (status, body) = api.get("/streams/$ce-invoice").await;
+    assert_eq!(
+        (status, body["error"].clone()),
+        (StatusCode::NOT_FOUND, json!("stream_not_found"))
+    );
+    let (status, _) = api
+        .post("$ce-order", None, r#"[{"type":"X","data":1}]"#)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
