@@ -7,8 +7,8 @@ use super::ProjectionError;
 use super::outbox::{Effect, EffectState};
 use super::read_model::rows::{GenerationRow, GenerationState};
 use super::read_model::{
-    ReadModel, ReadModelDb, position_from_sql, position_to_sql, quote_ident, tables_from_json,
-    tables_to_json,
+    EffectRow, ReadModel, ReadModelDb, drop_table_sql, point_view_sql, position_from_sql,
+    position_to_sql, quote_ident, tables_from_json, tables_to_json,
 };
 
 const BOOKKEEPING: &str = "
@@ -218,22 +218,19 @@ impl ReadModel for PostgresReadModel {
             .map_err(db)?;
         let mut effects = Vec::with_capacity(rows.len());
         for row in rows {
-            let payload: String = row.try_get(3).map_err(db)?;
-            let position: i64 = row.try_get(4).map_err(db)?;
-            let state: String = row.try_get(5).map_err(db)?;
-            let attempts: i64 = row.try_get(6).map_err(db)?;
-            effects.push(Effect {
-                key: row.try_get(0).map_err(db)?,
-                group: row.try_get(1).map_err(db)?,
-                name: row.try_get(2).map_err(db)?,
-                payload: serde_json::from_str(&payload).map_err(ProjectionError::database)?,
-                position: position_from_sql(position)?,
-                state: EffectState::parse(&state).ok_or_else(|| {
-                    ProjectionError::database(format!("unknown effect state '{state}'"))
-                })?,
-                attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
-                last_error: row.try_get(7).map_err(db)?,
-            });
+            effects.push(
+                EffectRow {
+                    key: row.try_get(0).map_err(db)?,
+                    group: row.try_get(1).map_err(db)?,
+                    name: row.try_get(2).map_err(db)?,
+                    payload: row.try_get(3).map_err(db)?,
+                    position: row.try_get(4).map_err(db)?,
+                    state: row.try_get(5).map_err(db)?,
+                    attempts: row.try_get(6).map_err(db)?,
+                    last_error: row.try_get(7).map_err(db)?,
+                }
+                .into_effect()?,
+            );
         }
         Ok(effects)
     }
@@ -258,22 +255,14 @@ impl ReadModel for PostgresReadModel {
         logical: &str,
         physical: Option<&str>,
     ) -> Result<(), ProjectionError> {
-        let view = quote_ident(logical);
-        tx.batch_execute(&format!("DROP VIEW IF EXISTS {view}"))
-            .map_err(db)?;
-        if let Some(physical) = physical {
-            tx.batch_execute(&format!(
-                "CREATE VIEW {view} AS SELECT * FROM {}",
-                quote_ident(physical)
-            ))
-            .map_err(db)?;
+        for statement in point_view_sql(logical, physical) {
+            tx.batch_execute(&statement).map_err(db)?;
         }
         Ok(())
     }
 
     fn drop_table(tx: &mut Self::Tx<'_>, physical: &str) -> Result<(), ProjectionError> {
-        tx.batch_execute(&format!("DROP TABLE IF EXISTS {}", quote_ident(physical)))
-            .map_err(db)?;
+        tx.batch_execute(&drop_table_sql(physical)).map_err(db)?;
         Ok(())
     }
 }

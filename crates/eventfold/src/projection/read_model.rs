@@ -307,3 +307,57 @@ pub(crate) fn tables_from_json(text: &str) -> Result<Vec<(String, String)>, Proj
 pub(crate) fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
+
+/// The statements that make view `logical` show table `physical` (`None`: drop it),
+/// the same in SQLite and PostgreSQL.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn point_view_sql(logical: &str, physical: Option<&str>) -> Vec<String> {
+    let view = quote_ident(logical);
+    let mut statements = vec![format!("DROP VIEW IF EXISTS {view}")];
+    if let Some(physical) = physical {
+        statements.push(format!(
+            "CREATE VIEW {view} AS SELECT * FROM {}",
+            quote_ident(physical)
+        ));
+    }
+    statements
+}
+
+/// The statement that drops table `physical`.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn drop_table_sql(physical: &str) -> String {
+    format!("DROP TABLE IF EXISTS {}", quote_ident(physical))
+}
+
+/// One row of the `eventfold_outbox` table, as both SQL read models select it:
+/// `key, grp, name, payload, position, state, attempts, last_error`.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) struct EffectRow {
+    pub key: String,
+    pub group: String,
+    pub name: String,
+    pub payload: String,
+    pub position: i64,
+    pub state: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+}
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+impl EffectRow {
+    /// The effect the row stores, with its payload, position and state checked.
+    pub(crate) fn into_effect(self) -> Result<Effect, ProjectionError> {
+        Ok(Effect {
+            key: self.key,
+            group: self.group,
+            name: self.name,
+            payload: serde_json::from_str(&self.payload).map_err(ProjectionError::database)?,
+            position: position_from_sql(self.position)?,
+            state: EffectState::parse(&self.state).ok_or_else(|| {
+                ProjectionError::database(format!("unknown effect state '{}'", self.state))
+            })?,
+            attempts: u32::try_from(self.attempts).unwrap_or(u32::MAX),
+            last_error: self.last_error,
+        })
+    }
+}

@@ -9,8 +9,8 @@ use super::ProjectionError;
 use super::outbox::{Effect, EffectState};
 use super::read_model::rows::{GenerationRow, GenerationState};
 use super::read_model::{
-    ReadModel, ReadModelDb, position_from_sql, position_to_sql, quote_ident, tables_from_json,
-    tables_to_json,
+    EffectRow, ReadModel, ReadModelDb, drop_table_sql, point_view_sql, position_from_sql,
+    position_to_sql, tables_from_json, tables_to_json,
 };
 
 /// How long a transaction waits for another connection's lock before failing (the
@@ -236,34 +236,21 @@ impl ReadModel for SqliteReadModel {
             .map_err(db)?;
         let rows = statement
             .query_map(params![state.map(EffectState::as_str), limit], |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, String>(2)?,
-                    row.get::<_, String>(3)?,
-                    row.get::<_, i64>(4)?,
-                    row.get::<_, String>(5)?,
-                    row.get::<_, i64>(6)?,
-                    row.get::<_, Option<String>>(7)?,
-                ))
+                Ok(EffectRow {
+                    key: row.get(0)?,
+                    group: row.get(1)?,
+                    name: row.get(2)?,
+                    payload: row.get(3)?,
+                    position: row.get(4)?,
+                    state: row.get(5)?,
+                    attempts: row.get(6)?,
+                    last_error: row.get(7)?,
+                })
             })
             .map_err(db)?;
         let mut effects = Vec::new();
         for row in rows {
-            let (key, group, name, payload, position, state, attempts, last_error) =
-                row.map_err(db)?;
-            effects.push(Effect {
-                key,
-                group,
-                name,
-                payload: serde_json::from_str(&payload).map_err(ProjectionError::database)?,
-                position: position_from_sql(position)?,
-                state: EffectState::parse(&state).ok_or_else(|| {
-                    ProjectionError::database(format!("unknown effect state '{state}'"))
-                })?,
-                attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
-                last_error,
-            });
+            effects.push(row.map_err(db)?.into_effect()?);
         }
         Ok(effects)
     }
@@ -289,22 +276,14 @@ impl ReadModel for SqliteReadModel {
         logical: &str,
         physical: Option<&str>,
     ) -> Result<(), ProjectionError> {
-        let view = quote_ident(logical);
-        tx.execute_batch(&format!("DROP VIEW IF EXISTS {view}"))
-            .map_err(db)?;
-        if let Some(physical) = physical {
-            tx.execute_batch(&format!(
-                "CREATE VIEW {view} AS SELECT * FROM {}",
-                quote_ident(physical)
-            ))
-            .map_err(db)?;
+        for statement in point_view_sql(logical, physical) {
+            tx.execute_batch(&statement).map_err(db)?;
         }
         Ok(())
     }
 
     fn drop_table(tx: &mut Self::Tx<'_>, physical: &str) -> Result<(), ProjectionError> {
-        tx.execute_batch(&format!("DROP TABLE IF EXISTS {}", quote_ident(physical)))
-            .map_err(db)?;
+        tx.execute_batch(&drop_table_sql(physical)).map_err(db)?;
         Ok(())
     }
 }
