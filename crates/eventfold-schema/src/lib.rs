@@ -39,7 +39,7 @@ pub use definition::{
 };
 pub use error::{Result, SchemaError};
 pub use jq::{JqProgram, OUTPUTS_MAX};
-pub use registry::{ConvertFn, Registry};
+pub use registry::{ConvertFn, Registry, TypeSummary, TypeVersions, VersionEntry};
 pub use store::{CheckOptions, Negotiated, Registered, SchemaStore, convert_all};
 pub use typed::TypedDecoder;
 pub use weak::{PassThrough, decode};

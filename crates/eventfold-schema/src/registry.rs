@@ -325,6 +325,36 @@ impl Registry {
             })
     }
 
+    /// Every registered type with its version numbers and newest version, in name
+    /// order (what `GET /schemas` and `eventfold schema list` show).
+    pub fn summaries(&self) -> Vec<TypeSummary> {
+        self.types
+            .iter()
+            .map(|(event_type, versions)| TypeSummary {
+                event_type: event_type.clone(),
+                versions: versions.keys().copied().collect(),
+                newest: self.newest(event_type),
+            })
+            .collect()
+    }
+
+    /// One type's registered versions with their definitions, oldest first; `None` for
+    /// a type the registry does not know.
+    pub fn type_versions(&self, event_type: &str) -> Option<TypeVersions> {
+        let versions = self.types.get(event_type)?;
+        Some(TypeVersions {
+            event_type: event_type.to_string(),
+            versions: versions
+                .iter()
+                .map(|(version, registered)| VersionEntry {
+                    version: *version,
+                    definition: registered.definition.clone(),
+                })
+                .collect(),
+            newest: self.newest(event_type),
+        })
+    }
+
     /// The definition of one version, if registered.
     pub fn definition(&self, event_type: &str, version: u32) -> Option<&VersionDefinition> {
         self.types
@@ -706,6 +736,40 @@ fn place_output(edge: &Edge, mut output: Value) -> Result<(EventVersion, Value)>
             .ok_or_else(|| failed(edge, "`$version` must be a number from 1".into()))?,
     };
     Ok((EventVersion::new(event_type, version), output))
+}
+
+/// A registered type in brief.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TypeSummary {
+    /// The event type.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// Its registered versions, oldest first.
+    pub versions: Vec<u32>,
+    /// Where its events are converted to by default (following renames).
+    pub newest: Option<EventVersion>,
+}
+
+/// A registered type with every version's definition.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TypeVersions {
+    /// The event type.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// Its versions, oldest first.
+    pub versions: Vec<VersionEntry>,
+    /// Where its events are converted to by default (following renames).
+    pub newest: Option<EventVersion>,
+}
+
+/// One registered version: its number beside the fields of its definition.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct VersionEntry {
+    /// The version.
+    pub version: u32,
+    /// What was registered for it.
+    #[serde(flatten)]
+    pub definition: VersionDefinition,
 }
 
 /// Checks `value` against `validator`, listing up to a few broken rules.

@@ -601,13 +601,6 @@ async fn metrics(State(state): Shared) -> Result<impl IntoResponse, ApiError> {
     ))
 }
 
-#[derive(Serialize)]
-struct SchemaVersion<'a> {
-    version: u32,
-    #[serde(flatten)]
-    definition: &'a VersionDefinition,
-}
-
 fn schema_not_found(event_type: &str, version: Option<u32>) -> ApiError {
     let what = version.map_or_else(
         || format!("no schema is registered for {event_type}"),
@@ -619,22 +612,7 @@ fn schema_not_found(event_type: &str, version: Option<u32>) -> ApiError {
 /// `GET /schemas`: every registered type with its versions and where it upcasts to.
 async fn list_schema_types(State(state): Shared) -> Result<impl IntoResponse, ApiError> {
     state.schemas.refresh().await?;
-    let registry = state.schemas.registry();
-    let types: Vec<serde_json::Value> = registry
-        .types()
-        .map(|event_type| {
-            let versions: Vec<u32> = registry
-                .versions(event_type)
-                .iter()
-                .map(|(v, _)| *v)
-                .collect();
-            serde_json::json!({
-                "type": event_type,
-                "versions": versions,
-                "newest": registry.newest(event_type),
-            })
-        })
-        .collect();
+    let types = state.schemas.registry().summaries();
     Ok(Json(serde_json::json!({ "types": types })))
 }
 
@@ -645,24 +623,12 @@ async fn list_schema_versions(
 ) -> Result<impl IntoResponse, ApiError> {
     let Path(event_type) = path.map_err(path_error)?;
     state.schemas.refresh().await?;
-    let registry = state.schemas.registry();
-    let versions = registry.versions(&event_type);
-    if versions.is_empty() {
-        return Err(schema_not_found(&event_type, None));
-    }
-    let versions: Vec<SchemaVersion<'_>> = versions
-        .into_iter()
-        .map(|(version, definition)| SchemaVersion {
-            version,
-            definition,
-        })
-        .collect();
-    Ok(Json(serde_json::json!({
-        "type": event_type,
-        "versions": versions,
-        "newest": registry.newest(&event_type),
-    }))
-    .into_response())
+    let versions = state
+        .schemas
+        .registry()
+        .type_versions(&event_type)
+        .ok_or_else(|| schema_not_found(&event_type, None))?;
+    Ok(Json(versions))
 }
 
 /// `GET /schemas/{type}/{version}`: one registered version.

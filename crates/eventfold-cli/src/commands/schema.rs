@@ -167,33 +167,12 @@ async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
             let store = Arc::new(super::open_store(dir)?);
             let registry = SchemaStore::open(store).await?.registry();
             match &args.event_type {
-                Some(event_type) => {
-                    let versions = registry.versions(event_type);
-                    if versions.is_empty() {
-                        bail!("no schema is registered for {event_type}");
-                    }
-                    let versions: Vec<Value> = versions
-                        .into_iter()
-                        .map(|(version, definition)| {
-                            let mut entry = serde_json::to_value(definition).unwrap_or_default();
-                            entry["version"] = json!(version);
-                            entry
-                        })
-                        .collect();
-                    json!({"type": event_type, "versions": versions,
-                           "newest": registry.newest(event_type)})
-                }
-                None => {
-                    let types: Vec<Value> = registry
-                        .types()
-                        .map(|t| {
-                            let versions: Vec<u32> =
-                                registry.versions(t).iter().map(|(v, _)| *v).collect();
-                            json!({"type": t, "versions": versions, "newest": registry.newest(t)})
-                        })
-                        .collect();
-                    json!({"types": types})
-                }
+                Some(event_type) => serde_json::to_value(
+                    registry
+                        .type_versions(event_type)
+                        .with_context(|| format!("no schema is registered for {event_type}"))?,
+                )?,
+                None => json!({"types": registry.summaries()}),
             }
         }
         (None, None) => bail!("name the store with --data DIR or --server URL"),
