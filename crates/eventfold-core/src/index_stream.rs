@@ -95,31 +95,14 @@ pub async fn read_index_stream<S: EventStore + ?Sized>(
     index: &IndexStream,
     options: ReadStream,
 ) -> Result<Vec<RecordedEvent>> {
-    let filter = index.filter();
     let events = match options.direction {
         Direction::Forward => {
-            let mut events = Vec::new();
-            let mut next = Position(options.from.map_or(0, |r| r.get()));
-            while (events.len() as u64) < options.limit {
-                let page = store
-                    .read_all(ReadAll::from(next, PAGE_EVENTS).filtered(filter.clone()))
-                    .await?;
-                let room = (options.limit - events.len() as u64) as usize;
-                events.extend(
-                    page.events
-                        .into_iter()
-                        .filter(|e| index.contains(e))
-                        .take(room),
-                );
-                if page.end_of_log || page.next <= next {
-                    break;
-                }
-                next = page.next;
-            }
-            events
+            let from = Position(options.from.map_or(0, |r| r.get()));
+            scan_forward(store, index, from, options.limit).await?
         }
         Direction::Backward => {
             // The log is read forward only: keep the last `limit` events up to `from`.
+            let filter = index.filter();
             let until = options.from.map_or(u64::MAX, |r| r.get());
             let keep = usize::try_from(options.limit).unwrap_or(usize::MAX);
             let mut last: VecDeque<RecordedEvent> = VecDeque::new();
@@ -147,7 +130,17 @@ pub async fn read_index_stream<S: EventStore + ?Sized>(
             last.into_iter().rev().collect()
         }
     };
-    if events.is_empty() && !holds_any(store, index).await? {
+    // An empty answer is a missing view unless the view has events elsewhere (a
+    // forward read from the start has already looked everywhere).
+    let read_everything = options.direction == Direction::Forward
+        && options.limit > 0
+        && options.from.is_none_or(|r| r.get() == 0);
+    if events.is_empty()
+        && (read_everything
+            || scan_forward(store, index, Position::START, 1)
+                .await?
+                .is_empty())
+    {
         return Err(Error::StreamNotFound {
             stream: name.to_string(),
         });
@@ -155,20 +148,31 @@ pub async fn read_index_stream<S: EventStore + ?Sized>(
     Ok(events)
 }
 
-/// Whether the view holds at least one event.
-async fn holds_any<S: EventStore + ?Sized>(store: &S, index: &IndexStream) -> Result<bool> {
+/// The first `limit` events of the view from position `from` on.
+async fn scan_forward<S: EventStore + ?Sized>(
+    store: &S,
+    index: &IndexStream,
+    from: Position,
+    limit: u64,
+) -> Result<Vec<RecordedEvent>> {
     let filter = index.filter();
-    let mut next = Position::START;
-    loop {
+    let mut events = Vec::new();
+    let mut next = from;
+    while (events.len() as u64) < limit {
         let page = store
             .read_all(ReadAll::from(next, PAGE_EVENTS).filtered(filter.clone()))
             .await?;
-        if page.events.iter().any(|e| index.contains(e)) {
-            return Ok(true);
-        }
+        let room = usize::try_from(limit - events.len() as u64).unwrap_or(usize::MAX);
+        events.extend(
+            page.events
+                .into_iter()
+                .filter(|e| index.contains(e))
+                .take(room),
+        );
         if page.end_of_log || page.next <= next {
-            return Ok(false);
+            break;
         }
         next = page.next;
     }
+    Ok(events)
 }
