@@ -28,25 +28,31 @@ const COUNT_MAX: usize = 1_000;
 
 /// The group, opened from the store on first use on this node.
 async fn group(state: &AppState, name: &str) -> Result<Group, ApiError> {
+    open_group(state, name).await?.ok_or_else(|| {
+        ApiError::with_status(
+            StatusCode::NOT_FOUND,
+            "group_not_found",
+            format!("no consumer group '{name}': create it with PUT /subscriptions/{name}"),
+        )
+    })
+}
+
+/// The group if it exists: served by this node already, or opened from the store.
+async fn open_group(state: &AppState, name: &str) -> Result<Option<Group>, ApiError> {
     if let Some(group) = lock(state).get(name) {
-        return Ok(group.clone());
+        return Ok(Some(group.clone()));
     }
     let opened = match PersistentGroup::open(state.store.clone(), name).await {
         Ok(group) => Arc::new(group),
-        Err(Error::StreamNotFound { .. }) => {
-            return Err(ApiError::with_status(
-                StatusCode::NOT_FOUND,
-                "group_not_found",
-                format!("no consumer group '{name}': create it with PUT /subscriptions/{name}"),
-            ));
-        }
+        Err(Error::StreamNotFound { .. }) => return Ok(None),
         Err(error) => return Err(error.into()),
     };
-    // Two requests may open it at once; the first one kept is the one used.
-    Ok(lock(state)
-        .entry(name.to_string())
-        .or_insert(opened)
-        .clone())
+    Ok(Some(keep(state, name, opened)))
+}
+
+/// Two requests may open or create a group at once; the first one kept is used.
+fn keep(state: &AppState, name: &str, group: Group) -> Group {
+    lock(state).entry(name.to_string()).or_insert(group).clone()
 }
 
 fn lock(state: &AppState) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Group>> {
@@ -79,21 +85,12 @@ pub(crate) async fn create(
         "a JSON object of group settings (start_after, stream_prefix, category, event_types, \
          retries_max, ack_timeout_ms, in_flight_max, checkpoint_every_events)",
     )?;
-    let existed = lock(&state).contains_key(&name)
-        || PersistentGroup::open(state.store.clone(), &name)
-            .await
-            .is_ok();
-    let group = if existed {
-        group(&state, &name).await?
-    } else {
-        let created =
-            Arc::new(PersistentGroup::create(state.store.clone(), &name, settings).await?);
-        lock(&state).entry(name.clone()).or_insert(created).clone()
-    };
-    let status = if existed {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
+    let (group, status) = match open_group(&state, &name).await? {
+        Some(group) => (group, StatusCode::OK),
+        None => {
+            let created = PersistentGroup::create(state.store.clone(), &name, settings).await?;
+            (keep(&state, &name, Arc::new(created)), StatusCode::CREATED)
+        }
     };
     Ok((
         status,
