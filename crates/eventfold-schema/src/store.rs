@@ -253,6 +253,13 @@ impl<S: EventStore + ?Sized> SchemaStore<S> {
         definition: &VersionDefinition,
     ) -> Result<()> {
         let this = EventVersion::new(event_type, version);
+        let incompatible = |event: &RecordedEvent, reason: String| SchemaError::Incompatible {
+            event_type: event_type.to_string(),
+            version,
+            event: format!("{}@{} ({})", event.revision, event.stream, event.id),
+            data: serde_json::from_slice(&event.data).unwrap_or(Value::Null),
+            reason,
+        };
         let previous = definition.previous_of(event_type, version);
         let mut sources: Vec<EventVersion> = previous.iter().cloned().collect();
         sources.extend(
@@ -271,27 +278,20 @@ impl<S: EventStore + ?Sized> SchemaStore<S> {
                     definition,
                     &event,
                 )
-                .map_err(|reason| SchemaError::Incompatible {
-                    event_type: event_type.to_string(),
-                    version,
-                    event: format!("{}@{} ({})", event.revision, event.stream, event.id),
-                    data: serde_json::from_slice(&event.data).unwrap_or(Value::Null),
-                    reason,
-                })?;
+                .map_err(|reason| incompatible(&event, reason))?;
             }
         }
         // Events already stored at this version must match a new or changed schema.
         if let Some(validator) = candidate.validator(event_type, version) {
             for event in self.sample(&this).await? {
                 let data: Value = serde_json::from_slice(&event.data).unwrap_or(Value::Null);
-                validate_value(&validator, &data).map_err(|reason| SchemaError::Incompatible {
-                    event_type: event_type.to_string(),
-                    version,
-                    event: format!("{}@{} ({})", event.revision, event.stream, event.id),
-                    data,
-                    reason: format!(
-                        "is stored at this version but does not match the schema: {reason}"
-                    ),
+                validate_value(&validator, &data).map_err(|reason| {
+                    incompatible(
+                        &event,
+                        format!(
+                            "is stored at this version but does not match the schema: {reason}"
+                        ),
+                    )
                 })?;
             }
         }
