@@ -75,6 +75,27 @@ impl EventData {
         Ok(event)
     }
 
+    /// An event from JSON its caller has already parsed (a request body, an export
+    /// line): `data` and `metadata` are kept as written, `version` defaults to 1 and
+    /// `metadata` to `{}`. Nothing is checked here; appends check it.
+    pub fn from_raw_json(
+        id: Option<Uuid>,
+        event_type: String,
+        version: Option<u32>,
+        data: &RawValue,
+        metadata: Option<&RawValue>,
+    ) -> Self {
+        EventData {
+            id,
+            event_type,
+            version: version.unwrap_or(1),
+            data: Bytes::copy_from_slice(data.get().as_bytes()),
+            metadata: metadata.map_or(Bytes::from_static(b"{}"), |m| {
+                Bytes::copy_from_slice(m.get().as_bytes())
+            }),
+        }
+    }
+
     /// Sets the event id (for idempotent re-sends).
     pub fn with_id(mut self, id: Uuid) -> Self {
         self.id = Some(id);

@@ -118,15 +118,13 @@ struct NewEvent {
 
 impl NewEvent {
     fn into_event_data(self) -> EventData {
-        EventData {
-            id: self.id,
-            event_type: self.event_type,
-            version: self.version.unwrap_or(1),
-            data: Bytes::copy_from_slice(self.data.get().as_bytes()),
-            metadata: self.metadata.map_or(Bytes::from_static(b"{}"), |m| {
-                Bytes::copy_from_slice(m.get().as_bytes())
-            }),
-        }
+        EventData::from_raw_json(
+            self.id,
+            self.event_type,
+            self.version,
+            &self.data,
+            self.metadata.as_deref(),
+        )
     }
 }
 

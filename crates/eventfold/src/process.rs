@@ -539,13 +539,13 @@ impl PendingOutput {
     }
 
     fn into_data(self) -> EventData {
-        EventData {
-            id: Some(self.id),
-            event_type: self.event_type,
-            version: self.version,
-            data: self.data.get().to_string().into(),
-            metadata: self.metadata.get().to_string().into(),
-        }
+        EventData::from_raw_json(
+            Some(self.id),
+            self.event_type,
+            Some(self.version),
+            &self.data,
+            Some(&self.metadata),
+        )
     }
 }
 

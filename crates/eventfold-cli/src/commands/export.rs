@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use bytes::Bytes;
 use eventfold_core::{
     EventData, EventStore, ExpectedVersion, Position, ReadAll, Revision, StreamWrite,
 };
@@ -96,13 +95,13 @@ struct ExportedEvent {
 
 impl ExportedEvent {
     fn into_event_data(self) -> EventData {
-        EventData {
-            id: Some(self.id),
-            event_type: self.event_type,
-            version: self.version,
-            data: Bytes::copy_from_slice(self.data.get().as_bytes()),
-            metadata: Bytes::copy_from_slice(self.metadata.get().as_bytes()),
-        }
+        EventData::from_raw_json(
+            Some(self.id),
+            self.event_type,
+            Some(self.version),
+            &self.data,
+            Some(&self.metadata),
+        )
     }
 }
 
