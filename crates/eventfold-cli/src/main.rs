@@ -38,6 +38,14 @@ pub struct StoreArgs {
     /// URL of an eventfold server (e.g. http://127.0.0.1:2113) instead of --data.
     #[arg(long, value_name = "URL")]
     pub server: Option<String>,
+    /// Token for a server with users (sent as `Authorization: Bearer`).
+    #[arg(
+        long,
+        env = "EVENTFOLD_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -50,6 +58,14 @@ enum Command {
     Read(commands::read::Args),
     /// Follow a stream (or `$all`) live, one event JSON per line.
     Tail(commands::tail::Args),
+    /// List streams in name order, with their last revision.
+    Streams(commands::streams::ListArgs),
+    /// Show a stream's metadata (retention, ACL), or replace it with --set.
+    Metadata(commands::streams::MetadataArgs),
+    /// Delete a stream: soft (an append recreates it) or --hard (a tombstone).
+    Delete(commands::streams::DeleteArgs),
+    /// Feed the log up to its head, as NDJSON, to a program (or stdout), resumably.
+    Replay(commands::replay::Args),
     /// Write every event of the log as NDJSON, in position order (resumable).
     Export(commands::export::ExportArgs),
     /// Append the events of an NDJSON export to a store, each at its revision.
@@ -85,6 +101,10 @@ fn main() -> ExitCode {
         Command::Append(args) => runtime.block_on(commands::append::run(args)),
         Command::Read(args) => runtime.block_on(commands::read::run(args)),
         Command::Tail(args) => runtime.block_on(commands::tail::run(args)),
+        Command::Streams(args) => runtime.block_on(commands::streams::list(args)),
+        Command::Metadata(args) => runtime.block_on(commands::streams::metadata(args)),
+        Command::Delete(args) => runtime.block_on(commands::streams::delete(args)),
+        Command::Replay(args) => runtime.block_on(commands::replay::run(args)),
         Command::Export(args) => runtime.block_on(commands::export::export(args)),
         Command::Import(args) => runtime.block_on(commands::export::import(args)),
         Command::Verify(args) => commands::verify::run(args),

@@ -407,3 +407,129 @@ fn tail_prints_from_a_position_and_stops_after_count() {
         .collect();
     assert_eq!(revisions, vec![1, 2]);
 }
+
+#[test]
+fn streams_metadata_and_delete_manage_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    for (stream, n) in [
+        ("order-2", 1),
+        ("order-1", 2),
+        ("order-1", 3),
+        ("cart-1", 4),
+    ] {
+        let out = append(dir.path(), stream, &format!(r#"{{"n":{n}}}"#), "any");
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let listed = eventfold(&["streams", "--data", data, "--prefix", "order-"]);
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    assert_eq!(
+        stdout(&listed),
+        "{\"stream\":\"order-1\",\"last_revision\":1}\n{\"stream\":\"order-2\",\"last_revision\":0}\n"
+    );
+
+    let set = eventfold(&[
+        "metadata",
+        "--data",
+        data,
+        "order-1",
+        "--set",
+        r#"{"max_count":1}"#,
+    ]);
+    assert!(set.status.success(), "{}", stderr(&set));
+    let read = eventfold(&["read", "--data", data, "order-1"]);
+    assert_eq!(
+        stdout(&read).lines().count(),
+        1,
+        "max_count hides the older event"
+    );
+    let shown = eventfold(&["metadata", "--data", data, "order-1"]);
+    let shown: serde_json::Value = serde_json::from_str(&stdout(&shown)).unwrap();
+    assert_eq!(shown["metadata"]["max_count"], 1);
+    let bad = eventfold(&[
+        "metadata",
+        "--data",
+        data,
+        "order-1",
+        "--set",
+        r#"{"max":1}"#,
+    ]);
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("max"), "{}", stderr(&bad));
+
+    let wrong = eventfold(&["delete", "--data", data, "cart-1", "--expected", "5"]);
+    assert!(!wrong.status.success());
+    assert!(
+        stderr(&wrong).contains("wrong expected version"),
+        "{}",
+        stderr(&wrong)
+    );
+    let deleted = eventfold(&["delete", "--data", data, "cart-1", "--hard"]);
+    assert!(deleted.status.success(), "{}", stderr(&deleted));
+    let gone = eventfold(&["read", "--data", data, "cart-1"]);
+    assert!(!gone.status.success());
+    assert!(stderr(&gone).contains("deleted"), "{}", stderr(&gone));
+    let refused = append(dir.path(), "cart-1", "{}", "any");
+    assert!(!refused.status.success());
+}
+
+#[test]
+fn replay_feeds_a_command_and_resumes_from_its_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    for n in 0..3 {
+        let out = append(
+            Path::new(data),
+            "order-1",
+            &format!(r#"{{"n":{n}}}"#),
+            "any",
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let sink = dir.path().join("sink.ndjson");
+    let checkpoint = dir.path().join("checkpoint");
+    let exec = format!("cat >> {}", sink.display());
+    let replay = |extra: &[&str]| {
+        let mut args = vec![
+            "replay",
+            "--data",
+            data,
+            "--checkpoint",
+            checkpoint.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        eventfold(&args)
+    };
+    let first = replay(&["--exec", &exec]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert_eq!(std::fs::read_to_string(&checkpoint).unwrap().trim(), "3");
+    append(Path::new(data), "order-1", r#"{"n":3}"#, "any");
+    let second = replay(&["--exec", &exec]);
+    assert!(second.status.success(), "{}", stderr(&second));
+    let ns: Vec<u64> = std::fs::read_to_string(&sink)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["data"]["n"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        ns,
+        [0, 1, 2, 3],
+        "each event once, in order, across the two runs"
+    );
+
+    // A failing command leaves the checkpoint where it was.
+    append(Path::new(data), "order-1", r#"{"n":4}"#, "any");
+    let failed = replay(&["--exec", "cat > /dev/null; exit 3"]);
+    assert!(!failed.status.success());
+    assert!(
+        stderr(&failed).contains("checkpoint was not moved"),
+        "{}",
+        stderr(&failed)
+    );
+    assert_eq!(std::fs::read_to_string(&checkpoint).unwrap().trim(), "4");
+}

@@ -13,6 +13,10 @@ struct Server {
 
 impl Server {
     fn start(data: &std::path::Path) -> Server {
+        Server::start_with(data, &[])
+    }
+
+    fn start_with(data: &std::path::Path, extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_eventfold"))
             .args([
                 "serve",
@@ -21,6 +25,7 @@ impl Server {
                 "--listen",
                 "127.0.0.1:0",
             ])
+            .args(extra)
             .env_remove("EVENTFOLD_DATA")
             .stdout(Stdio::piped())
             .spawn()
@@ -346,4 +351,88 @@ fn tail_on_a_server_follows_appends_live() {
         .collect();
     assert_eq!(revisions, vec![1, 2]);
     server.stop();
+}
+
+#[test]
+fn a_server_with_users_needs_tokens_and_the_cli_sends_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let auth = dir.path().join("auth.toml");
+    std::fs::write(
+        &auth,
+        "[[users]]\nname = \"ops\"\ntoken = \"ops-token-0123456789\"\nroles = [\"admin\"]\n",
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start_with(&data, &["--auth", auth.to_str().unwrap()]);
+    let url = format!("http://{}", server.address);
+    let (status, body) = server.request("GET", "/streams/order-1", &[], "");
+    assert_eq!(status, 401, "{body}");
+
+    let refused = cli(&[
+        "append",
+        "--server",
+        &url,
+        "order-1",
+        "--type",
+        "OrderPlaced",
+        "--json",
+        "{}",
+    ]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("unauthorized"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let appended = cli(&[
+        "append",
+        "--server",
+        &url,
+        "--token",
+        "ops-token-0123456789",
+        "order-1",
+        "--type",
+        "OrderPlaced",
+        "--json",
+        "{}",
+    ]);
+    assert!(
+        appended.status.success(),
+        "{}",
+        String::from_utf8_lossy(&appended.stderr)
+    );
+    let listed = Command::new(env!("CARGO_BIN_EXE_eventfold"))
+        .args(["streams", "--server", &url])
+        .env("EVENTFOLD_TOKEN", "ops-token-0123456789")
+        .env_remove("EVENTFOLD_DATA")
+        .output()
+        .unwrap();
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&listed.stdout).trim(),
+        r#"{"stream":"order-1","last_revision":0}"#
+    );
+    server.stop();
+}
+
+#[test]
+fn serve_refuses_a_public_address_without_authentication() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = cli(&[
+        "serve",
+        "--data",
+        dir.path().to_str().unwrap(),
+        "--listen",
+        "0.0.0.0:0",
+    ]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--auth") && stderr.contains("--insecure"),
+        "{stderr}"
+    );
 }

@@ -15,8 +15,9 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 use eventfold_core::{
-    AllSlice, AppendResult, Direction, Error, EventStore, ExpectedVersion, Position, ReadAll,
-    ReadStream, RecordedEvent, Result, Revision, StreamWrite,
+    AllSlice, AppendResult, DeleteMode, DeleteResult, Direction, Error, EventStore,
+    ExpectedVersion, MetadataRecord, Position, ReadAll, ReadStream, RecordedEvent, Result,
+    Revision, StreamMetadata, StreamWrite,
 };
 use reqwest::{Client, Method, Response, Url};
 use serde::Deserialize;
@@ -107,6 +108,7 @@ fn error_from(status: reqwest::StatusCode, body: &Value, stream: &str) -> Error 
             actual: body["actual"].as_u64().map(Revision),
         },
         "stream_not_found" => Error::StreamNotFound { stream },
+        "stream_deleted" => Error::StreamDeleted { stream },
         "invalid_stream_name" => Error::InvalidStreamName {
             name: stream,
             reason: "was refused by the server",
@@ -136,6 +138,23 @@ impl HttpStore {
             client: Client::new(),
             base,
         })
+    }
+
+    /// Sends `Authorization: Bearer <token>` with every request, for a server with
+    /// users (see `docs/http-api.md`, authentication).
+    pub fn with_token(mut self, token: &str) -> Result<Self> {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| {
+                Error::Backend("the token contains characters a header cannot carry".into())
+            })?;
+        value.set_sensitive(true);
+        let headers =
+            reqwest::header::HeaderMap::from_iter([(reqwest::header::AUTHORIZATION, value)]);
+        self.client = Client::builder()
+            .default_headers(headers)
+            .build()
+            .map_err(|e| Error::Backend(format!("cannot build the HTTP client: {e}")))?;
+        Ok(self)
     }
 
     fn url(&self, segments: &[&str]) -> Url {
@@ -217,6 +236,12 @@ fn wire_events(events: Vec<eventfold_core::EventData>) -> Result<Vec<Value>> {
         .collect()
 }
 
+/// `GET /streams/{stream}/head`.
+#[derive(Deserialize)]
+struct StreamHead {
+    last_revision: Option<u64>,
+}
+
 #[derive(Deserialize)]
 struct TransactionResults {
     results: Vec<AppendResult>,
@@ -268,7 +293,18 @@ impl EventStore for HttpStore {
         Ok(answer.results)
     }
 
+    /// Over HTTP the server applies the stream's metadata; both reads are the same.
     async fn read_stream(&self, stream: &str, options: ReadStream) -> Result<Vec<RecordedEvent>> {
+        self.read_stream_raw(stream, options).await
+    }
+
+    /// The server offers no read past a stream's metadata: this reads what
+    /// `GET /streams/{stream}` shows.
+    async fn read_stream_raw(
+        &self,
+        stream: &str,
+        options: ReadStream,
+    ) -> Result<Vec<RecordedEvent>> {
         let direction = match options.direction {
             Direction::Forward => "forward",
             Direction::Backward => "backward",
@@ -336,14 +372,54 @@ impl EventStore for HttpStore {
     }
 
     async fn stream_revision(&self, stream: &str) -> Result<Option<Revision>> {
-        match self
-            .read_stream(stream, ReadStream::backward().limit(1))
-            .await
-        {
-            Ok(events) => Ok(events.first().map(|e| e.revision)),
-            Err(Error::StreamNotFound { .. }) => Ok(None),
-            Err(error) => Err(error),
+        let head: StreamHead = self
+            .call(
+                self.client.get(self.url(&["streams", stream, "head"])),
+                stream,
+            )
+            .await?;
+        Ok(head.last_revision.map(Revision))
+    }
+
+    async fn stream_metadata(&self, stream: &str) -> Result<MetadataRecord> {
+        self.call(
+            self.client.get(self.url(&["streams", stream, "metadata"])),
+            stream,
+        )
+        .await
+    }
+
+    async fn set_stream_metadata(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        metadata: StreamMetadata,
+    ) -> Result<AppendResult> {
+        let body = serde_json::to_vec(&metadata).map_err(|e| Error::Backend(e.to_string()))?;
+        let request = self
+            .client
+            .request(Method::PUT, self.url(&["streams", stream, "metadata"]))
+            .header("Expected-Version", expected.to_string())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        self.call(request, stream).await
+    }
+
+    async fn delete_stream(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        mode: DeleteMode,
+    ) -> Result<DeleteResult> {
+        let mut url = self.url(&["streams", stream]);
+        if mode == DeleteMode::Hard {
+            url.query_pairs_mut().append_pair("hard", "true");
         }
+        let request = self
+            .client
+            .request(Method::DELETE, url)
+            .header("Expected-Version", expected.to_string());
+        self.call(request, stream).await
     }
 
     async fn head_position(&self) -> Result<Option<Position>> {

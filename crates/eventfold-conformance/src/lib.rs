@@ -195,7 +195,11 @@ macro_rules! conformance_tests {
             subscription_filters_by_category_and_event_type,
             index_streams_read_categories_types_and_correlations,
             index_streams_cannot_be_written,
-            index_streams_can_be_subscribed_to;
+            index_streams_can_be_subscribed_to,
+            stream_metadata_round_trips_with_expected_versions,
+            retention_metadata_hides_old_events,
+            soft_delete_hides_the_stream_until_it_is_written_again,
+            hard_delete_is_final;
             @shared
             concurrent_appends_to_one_stream_with_retries_are_serialized,
             concurrent_appends_to_distinct_streams_are_all_stored,
@@ -234,6 +238,7 @@ mod tests {
             include_str!("cases/multi_stream.rs"),
             include_str!("cases/read_all.rs"),
             include_str!("cases/read_stream.rs"),
+            include_str!("cases/stream_admin.rs"),
             include_str!("cases/subscription.rs"),
         ];
         let lib = include_str!("lib.rs");

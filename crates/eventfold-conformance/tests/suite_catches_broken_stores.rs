@@ -84,7 +84,11 @@ impl EventStore for Faulty {
         self.inner.append_multi(writes).await
     }
 
-    async fn read_stream(&self, stream: &str, options: ReadStream) -> Result<Vec<RecordedEvent>> {
+    async fn read_stream_raw(
+        &self,
+        stream: &str,
+        options: ReadStream,
+    ) -> Result<Vec<RecordedEvent>> {
         if self.fault == Fault::BackwardPastEndEmpty
             && options.direction == Direction::Backward
             && let (Some(from), Some(last)) = (options.from, self.stream_revision(stream).await?)
@@ -92,7 +96,7 @@ impl EventStore for Faulty {
         {
             return Ok(Vec::new());
         }
-        let events = self.inner.read_stream(stream, options).await?;
+        let events = self.inner.read_stream_raw(stream, options).await?;
         Ok(self.on_read(events))
     }
 

@@ -27,6 +27,12 @@ pub enum Error {
         /// The stream asked for.
         stream: String,
     },
+    /// The stream was hard-deleted: it can be neither read nor written again.
+    #[error("stream '{stream}' was deleted for good (hard delete); it cannot be written again")]
+    StreamDeleted {
+        /// The stream asked for.
+        stream: String,
+    },
     /// The stream name cannot be used.
     #[error("invalid stream name '{name}': it {reason}")]
     InvalidStreamName {
@@ -133,6 +139,7 @@ impl Error {
         match self {
             Error::WrongExpectedVersion { .. } => "wrong_expected_version",
             Error::StreamNotFound { .. } => "stream_not_found",
+            Error::StreamDeleted { .. } => "stream_deleted",
             Error::InvalidStreamName { .. } => "invalid_stream_name",
             Error::InvalidExpectedVersion { .. } => "invalid_expected_version",
             Error::InvalidEvent { .. } => "invalid_event",

@@ -24,6 +24,7 @@ mod error;
 mod event;
 mod index_stream;
 mod memory;
+pub mod metadata;
 mod persistent;
 pub mod plan;
 mod store;
@@ -34,9 +35,13 @@ pub use error::{Error, Result};
 pub use event::{CAUSATION_ID_KEY, CORRELATION_ID_KEY, EventData, RecordedEvent};
 pub use index_stream::{IndexStream, read_index_stream};
 pub use memory::{InMemoryStore, wait_for_head};
+pub use metadata::{
+    DeleteMode, DeleteResult, MetadataRecord, StreamAcl, StreamMetadata, metadata_stream,
+};
 pub use persistent::{Delivery, GroupSettings, GroupStatus, Nack, Parked, PersistentGroup};
 pub use store::{
-    AllFilter, AllSlice, AppendResult, Direction, EventStore, ReadAll, ReadStream, StreamWrite,
+    AllFilter, AllSlice, AppendResult, Direction, EventStore, ReadAll, ReadStream, StreamSummary,
+    StreamWrite, select_streams,
 };
 pub use stream::{
     ExpectedVersion, Position, Revision, STREAM_NAME_BYTES_MAX, SYSTEM_STREAM_PREFIXES,

@@ -138,7 +138,11 @@ impl EventStore for InMemoryStore {
         Ok(results)
     }
 
-    async fn read_stream(&self, stream: &str, options: ReadStream) -> Result<Vec<RecordedEvent>> {
+    async fn read_stream_raw(
+        &self,
+        stream: &str,
+        options: ReadStream,
+    ) -> Result<Vec<RecordedEvent>> {
         if let Some(index) = crate::IndexStream::parse(stream) {
             return crate::read_index_stream(self, stream, &index, options).await;
         }
@@ -180,6 +184,23 @@ impl EventStore for InMemoryStore {
 
     async fn stream_revision(&self, stream: &str) -> Result<Option<Revision>> {
         self.state().last_revision(stream)
+    }
+
+    async fn list_streams(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<crate::StreamSummary>> {
+        let state = self.state();
+        let streams = state
+            .streams
+            .iter()
+            .map(|(stream, indexes)| crate::StreamSummary {
+                stream: stream.clone(),
+                last_revision: Revision(indexes.len() as u64 - 1),
+            });
+        Ok(crate::select_streams(streams, prefix, after, limit))
     }
 
     async fn head_position(&self) -> Result<Option<Position>> {

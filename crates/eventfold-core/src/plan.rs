@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::event::EventData;
+use crate::metadata::tombstone_id;
 use crate::store::{AppendResult, StreamWrite};
 use crate::stream::{ExpectedVersion, Position, Revision, validate_stored_stream_name};
 
@@ -34,6 +35,14 @@ pub trait AppendView {
 
     /// The id and position of the event at `revision` of `stream`, if it exists.
     fn event_at(&self, stream: &str, revision: Revision) -> Result<Option<(Uuid, Position)>>;
+
+    /// Whether the stream's last event, at `last`, is the tombstone of a hard delete.
+    /// A backend whose `event_at` costs a read may answer from a cache.
+    fn is_tombstoned(&self, stream: &str, last: Revision) -> Result<bool> {
+        Ok(self
+            .event_at(stream, last)?
+            .is_some_and(|(id, _)| id == tombstone_id(stream)))
+    }
 }
 
 /// What to do with an append.
@@ -120,6 +129,13 @@ enum One {
 
 fn plan_one(view: &impl AppendView, write: StreamWrite) -> Result<One> {
     let actual = view.last_revision(&write.stream)?;
+    if let Some(last) = actual
+        && view.is_tombstoned(&write.stream, last)?
+    {
+        return Err(Error::StreamDeleted {
+            stream: write.stream,
+        });
+    }
     let StreamWrite {
         stream,
         expected,

@@ -4,6 +4,7 @@ use async_trait::async_trait;
 
 use crate::error::Result;
 use crate::event::{EventData, RecordedEvent};
+use crate::metadata::{DeleteMode, DeleteResult, MetadataRecord, StreamMetadata};
 use crate::stream::{ExpectedVersion, Position, Revision, category_of};
 
 /// What an append wrote: the revisions of its first and last event in the stream, and
@@ -202,6 +203,37 @@ pub struct AllSlice {
     pub end_of_log: bool,
 }
 
+/// A stream and its last revision, as listed by [`EventStore::list_streams`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StreamSummary {
+    /// The stream's name.
+    pub stream: String,
+    /// The revision of its last event (hidden or not).
+    pub last_revision: Revision,
+}
+
+/// The page `list_streams` returns from `streams`, given in any order: the ones
+/// matching `prefix` (system streams only for a `$` prefix) after `after`, sorted by
+/// name, at most `limit`. Every backend uses it, so all agree.
+pub fn select_streams(
+    streams: impl IntoIterator<Item = StreamSummary>,
+    prefix: &str,
+    after: Option<&str>,
+    limit: usize,
+) -> Vec<StreamSummary> {
+    let mut selected: Vec<StreamSummary> = streams
+        .into_iter()
+        .filter(|s| {
+            s.stream.starts_with(prefix)
+                && (prefix.starts_with('$') || !s.stream.starts_with('$'))
+                && after.is_none_or(|after| s.stream.as_str() > after)
+        })
+        .collect();
+    selected.sort_unstable_by(|a, b| a.stream.cmp(&b.stream));
+    selected.truncate(limit);
+    selected
+}
+
 /// An event store: append with expected versions, read streams and the global log.
 ///
 /// Every backend (the embedded log, PostgreSQL, the HTTP client) implements this trait
@@ -229,8 +261,46 @@ pub trait EventStore: Send + Sync {
     /// Each write has its own expected version; results come back in the same order.
     async fn append_multi(&self, writes: Vec<StreamWrite>) -> Result<Vec<AppendResult>>;
 
-    /// Reads events of one stream. Fails with `StreamNotFound` when it has no events.
-    async fn read_stream(&self, stream: &str, options: ReadStream) -> Result<Vec<RecordedEvent>>;
+    /// Reads events of one stream as its metadata allows (truncation, max count, max
+    /// age, deletion; see [`crate::metadata`]). Fails with `StreamNotFound` when it has
+    /// no visible event, and `StreamDeleted` after a hard delete.
+    async fn read_stream(&self, stream: &str, options: ReadStream) -> Result<Vec<RecordedEvent>> {
+        crate::metadata::read_visible(self, stream, options).await
+    }
+
+    /// Reads events of one stream as stored, ignoring its metadata: what a backend
+    /// implements. Fails with `StreamNotFound` when the stream has no events.
+    async fn read_stream_raw(
+        &self,
+        stream: &str,
+        options: ReadStream,
+    ) -> Result<Vec<RecordedEvent>>;
+
+    /// The stream's metadata (empty when none was set).
+    async fn stream_metadata(&self, stream: &str) -> Result<MetadataRecord> {
+        crate::metadata::read_metadata(self, stream).await
+    }
+
+    /// Replaces the stream's metadata, if its metadata revision matches `expected`.
+    async fn set_stream_metadata(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        metadata: StreamMetadata,
+    ) -> Result<AppendResult> {
+        crate::metadata::write_metadata(self, stream, expected, &metadata).await
+    }
+
+    /// Deletes the stream if it matches `expected`: a soft delete hides its events (an
+    /// append recreates it), a hard delete writes a tombstone (no append ever again).
+    async fn delete_stream(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        mode: DeleteMode,
+    ) -> Result<DeleteResult> {
+        crate::metadata::delete(self, stream, expected, mode).await
+    }
 
     /// Reads a page of the global log in position order.
     async fn read_all(&self, options: ReadAll) -> Result<AllSlice>;
@@ -241,6 +311,40 @@ pub trait EventStore: Send + Sync {
     /// Whether the stream exists.
     async fn stream_exists(&self, stream: &str) -> Result<bool> {
         Ok(self.stream_revision(stream).await?.is_some())
+    }
+
+    /// Streams whose name starts with `prefix`, in name order, after `after`, at most
+    /// `limit`; system streams (`$...`) only when `prefix` starts with `$`. The
+    /// default scans the whole log; backends with a stream index answer from it.
+    async fn list_streams(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StreamSummary>> {
+        let mut streams = std::collections::BTreeMap::new();
+        let mut from = Position(0);
+        loop {
+            let page = self.read_all(ReadAll::from(from, 4096)).await?;
+            for event in page.events {
+                streams.insert(event.stream, event.revision);
+            }
+            from = page.next;
+            if page.end_of_log {
+                break;
+            }
+        }
+        Ok(select_streams(
+            streams
+                .into_iter()
+                .map(|(stream, last_revision)| StreamSummary {
+                    stream,
+                    last_revision,
+                }),
+            prefix,
+            after,
+            limit,
+        ))
     }
 
     /// The position of the last committed event, or `None` for an empty store.

@@ -160,6 +160,8 @@ pub const SYSTEM_STREAM_PREFIXES: &[&str] = &[
     "$persistent-",
     "$checkpoint-",
     "$parked-",
+    // Stream metadata: `$$<stream>` (metadata.rs).
+    "$$",
 ];
 
 /// Checks a name a backend accepts for an append: a user stream name (see

@@ -441,7 +441,11 @@ impl EventStore for LogStore {
         answer.await.map_err(|_| Error::Closed)?
     }
 
-    async fn read_stream(&self, stream: &str, options: ReadStream) -> Result<Vec<RecordedEvent>> {
+    async fn read_stream_raw(
+        &self,
+        stream: &str,
+        options: ReadStream,
+    ) -> Result<Vec<RecordedEvent>> {
         match IndexStream::parse(stream) {
             None => {
                 let shared = self.shared.clone();
@@ -471,6 +475,26 @@ impl EventStore for LogStore {
             .streams
             .get(stream)
             .map(|positions| Revision(positions.len() as u64 - 1)))
+    }
+
+    async fn list_streams(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<eventfold_core::StreamSummary>> {
+        let index = self.shared.index();
+        let streams = index
+            .streams
+            .iter()
+            .filter(|(stream, _)| stream.starts_with(prefix))
+            .map(|(stream, positions)| eventfold_core::StreamSummary {
+                stream: stream.to_string(),
+                last_revision: Revision(positions.len() as u64 - 1),
+            });
+        Ok(eventfold_core::select_streams(
+            streams, prefix, after, limit,
+        ))
     }
 
     async fn head_position(&self) -> Result<Option<Position>> {

@@ -11,13 +11,14 @@
 //! file system's journal serve them together). See "Transactions and the commit
 //! protocol" in `docs/log-format.md`.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use chrono::Utc;
+use eventfold_core::metadata::tombstone_id;
 use eventfold_core::plan::{AppendPlan, AppendView, EventLocation, PlannedWrite, plan_append};
 use eventfold_core::{AppendResult, Error, Position, Result, Revision, StreamWrite};
 use tokio::sync::{mpsc, oneshot};
@@ -114,7 +115,14 @@ impl Unsynced {
 struct View<'a> {
     index: &'a Index,
     unsynced: &'a Unsynced,
+    tombstones: &'a TombstoneCache,
 }
+
+/// For each stream the writer appended to: its committed last revision when it was
+/// checked, and whether the event there is a hard delete's tombstone. Without it,
+/// every append to an existing stream would read its last record from disk.
+#[derive(Default)]
+struct TombstoneCache(std::cell::RefCell<HashMap<Arc<str>, (u64, bool)>>);
 
 impl View<'_> {
     fn committed_len(&self, stream: &str) -> u64 {
@@ -159,6 +167,34 @@ impl AppendView for View<'_> {
         }))
     }
 
+    fn is_tombstoned(&self, stream: &str, last: Revision) -> Result<bool> {
+        let committed = self.committed_len(stream);
+        if last.get() >= committed {
+            // Unsynced: the id is in memory.
+            return Ok(self
+                .event_at(stream, last)?
+                .is_some_and(|(id, _)| id == tombstone_id(stream)));
+        }
+        if let Some(&(revision, tombstoned)) = self.tombstones.0.borrow().get(stream)
+            && revision == last.get()
+        {
+            return Ok(tombstoned);
+        }
+        let tombstoned = self
+            .event_at(stream, last)?
+            .is_some_and(|(id, _)| id == tombstone_id(stream));
+        let key = self
+            .index
+            .streams
+            .get_key_value(stream)
+            .map_or_else(|| Arc::from(stream), |(key, _)| key.clone());
+        self.tombstones
+            .0
+            .borrow_mut()
+            .insert(key, (last.get(), tombstoned));
+        Ok(tombstoned)
+    }
+
     fn event_at(&self, stream: &str, revision: Revision) -> Result<Option<(Uuid, Position)>> {
         let committed = self.committed_len(stream);
         if revision.get() >= committed {
@@ -194,6 +230,7 @@ pub(crate) struct Writer {
     written: u64,
     next_position: u64,
     unsynced: Unsynced,
+    tombstones: TombstoneCache,
     buffer: Vec<u8>,
 }
 
@@ -249,6 +286,7 @@ impl Writer {
             written,
             next_position,
             unsynced: Unsynced::default(),
+            tombstones: TombstoneCache::default(),
             buffer: Vec::new(),
         })
     }
@@ -347,6 +385,7 @@ impl Writer {
             let view = View {
                 index: &index,
                 unsynced: &self.unsynced,
+                tombstones: &self.tombstones,
             };
             match plan_append(&view, request.writes) {
                 Err(error) => {

@@ -435,6 +435,41 @@ impl<S: EventStore + ?Sized> EventStore for SchemaStore<S> {
         self.store.read_stream(stream, options).await
     }
 
+    async fn read_stream_raw(
+        &self,
+        stream: &str,
+        options: ReadStream,
+    ) -> eventfold_core::Result<Vec<RecordedEvent>> {
+        self.store.read_stream_raw(stream, options).await
+    }
+
+    async fn stream_metadata(
+        &self,
+        stream: &str,
+    ) -> eventfold_core::Result<eventfold_core::MetadataRecord> {
+        self.store.stream_metadata(stream).await
+    }
+
+    async fn set_stream_metadata(
+        &self,
+        stream: &str,
+        expected: eventfold_core::ExpectedVersion,
+        metadata: eventfold_core::StreamMetadata,
+    ) -> eventfold_core::Result<eventfold_core::AppendResult> {
+        self.store
+            .set_stream_metadata(stream, expected, metadata)
+            .await
+    }
+
+    async fn delete_stream(
+        &self,
+        stream: &str,
+        expected: eventfold_core::ExpectedVersion,
+        mode: eventfold_core::DeleteMode,
+    ) -> eventfold_core::Result<eventfold_core::DeleteResult> {
+        self.store.delete_stream(stream, expected, mode).await
+    }
+
     async fn read_all(&self, options: ReadAll) -> eventfold_core::Result<eventfold_core::AllSlice> {
         self.store.read_all(options).await
     }

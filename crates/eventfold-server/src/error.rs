@@ -1,7 +1,7 @@
 //! Store errors and bad requests as HTTP responses, in one place.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use eventfold_core::Error;
 use serde_json::json;
@@ -11,6 +11,7 @@ use serde_json::json;
 pub struct ApiError {
     status: StatusCode,
     body: serde_json::Value,
+    header: Option<(HeaderName, &'static str)>,
 }
 
 impl ApiError {
@@ -24,7 +25,20 @@ impl ApiError {
         ApiError {
             status,
             body: json!({"error": code, "message": message.into()}),
+            header: None,
         }
+    }
+
+    /// The same error answered with another status.
+    pub fn with_status_code(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
+    }
+
+    /// Adds a response header (`WWW-Authenticate` on a 401).
+    pub fn with_header(mut self, name: HeaderName, value: &'static str) -> Self {
+        self.header = Some((name, value));
+        self
     }
 }
 
@@ -46,9 +60,11 @@ impl From<Error> for ApiError {
                         "actual": actual,
                         "message": message,
                     }),
+                    header: None,
                 };
             }
-            Error::StreamNotFound { .. } => StatusCode::NOT_FOUND,
+            // SPEC: a read of a deleted stream is a 404; an append to it is a 410.
+            Error::StreamNotFound { .. } | Error::StreamDeleted { .. } => StatusCode::NOT_FOUND,
             Error::IdempotencyConflict { .. } => StatusCode::CONFLICT,
             Error::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::InvalidStreamName { .. }
@@ -64,7 +80,9 @@ impl From<Error> for ApiError {
             tracing::error!(%message, "request failed");
         }
         let mut answer = ApiError::with_status(status, error.code(), message);
-        if let Error::StreamNotFound { stream } | Error::IdempotencyConflict { stream, .. } = &error
+        if let Error::StreamNotFound { stream }
+        | Error::StreamDeleted { stream }
+        | Error::IdempotencyConflict { stream, .. } = &error
         {
             answer.body["stream"] = json!(stream);
         }
@@ -74,7 +92,13 @@ impl From<Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(self.body)).into_response()
+        let mut response = (self.status, Json(self.body)).into_response();
+        if let Some((name, value)) = self.header {
+            response
+                .headers_mut()
+                .insert(name, HeaderValue::from_static(value));
+        }
+        response
     }
 }
 
@@ -98,6 +122,7 @@ impl From<eventfold_schema::SchemaError> for ApiError {
                         "event": event,
                         "data": data,
                     }),
+                    header: None,
                 };
             }
             SchemaError::InvalidDefinition { .. } | SchemaError::SchemaViolation { .. } => {

@@ -15,6 +15,7 @@ use eventfold_core::{Error, EventStore, GroupSettings, Nack, PersistentGroup, Re
 use serde::{Deserialize, Serialize};
 
 use crate::AppState;
+use crate::auth::{Access, Principal};
 use crate::error::ApiError;
 use crate::routes::{Shared, body_error, path_error, query_error};
 
@@ -76,9 +77,11 @@ fn json_body<T: serde::de::DeserializeOwned>(
 /// `PUT /subscriptions/{group}`: creates the group (or answers the settings it has).
 pub(crate) async fn create(
     State(state): Shared,
+    who: Principal,
     path: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
+    state.authorize(&who, Access::Groups).await?;
     let Path(name) = path.map_err(path_error)?;
     let settings: GroupSettings = json_body(
         body,
@@ -101,8 +104,10 @@ pub(crate) async fn create(
 /// `GET /subscriptions/{group}`: checkpoint, deliveries in flight, retries, parked.
 pub(crate) async fn status(
     State(state): Shared,
+    who: Principal,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
+    state.authorize(&who, Access::Groups).await?;
     let Path(name) = path.map_err(path_error)?;
     let group = group(&state, &name).await?;
     Ok(Json(serde_json::json!({
@@ -128,9 +133,11 @@ struct DeliveryJson {
 /// first delivery, then takes what is ready, up to `count`.
 pub(crate) async fn next(
     State(state): Shared,
+    who: Principal,
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<NextQuery>, QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
+    state.authorize(&who, Access::Groups).await?;
     let Path(name) = path.map_err(path_error)?;
     let Query(query) = query.map_err(query_error)?;
     let group = group(&state, &name).await?;
@@ -176,9 +183,11 @@ pub(crate) struct NackBody {
 /// `POST /subscriptions/{group}/ack` with `{"positions": [...]}`.
 pub(crate) async fn ack(
     State(state): Shared,
+    who: Principal,
     path: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
+    state.authorize(&who, Access::Groups).await?;
     let Path(name) = path.map_err(path_error)?;
     let body: Positions = json_body(body, r#"{"positions": [<position>, ...]}"#)?;
     let group = group(&state, &name).await?;
@@ -192,9 +201,11 @@ pub(crate) async fn ack(
 /// "skip", "reason"?}`.
 pub(crate) async fn nack(
     State(state): Shared,
+    who: Principal,
     path: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
+    state.authorize(&who, Access::Groups).await?;
     let Path(name) = path.map_err(path_error)?;
     let body: NackBody = json_body(
         body,
@@ -224,8 +235,10 @@ fn unknown(error: Error) -> ApiError {
 /// `GET /subscriptions/{group}/parked`: the parked events, with their reasons.
 pub(crate) async fn parked(
     State(state): Shared,
+    who: Principal,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
+    state.authorize(&who, Access::Groups).await?;
     let Path(name) = path.map_err(path_error)?;
     let group = group(&state, &name).await?;
     Ok(Json(serde_json::json!({"parked": group.parked().await?})))
@@ -235,9 +248,11 @@ pub(crate) async fn parked(
 /// events when the body is empty): delivers them again.
 pub(crate) async fn replay_parked(
     State(state): Shared,
+    who: Principal,
     path: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
+    state.authorize(&who, Access::Groups).await?;
     let Path(name) = path.map_err(path_error)?;
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]

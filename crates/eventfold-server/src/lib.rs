@@ -5,6 +5,8 @@
 //! Architecture invariant: this is the only crate that knows the HTTP wire format; the
 //! store's errors become responses in one place ([`error::ApiError`]).
 
+mod admin;
+mod auth;
 mod error;
 mod groups;
 mod metrics;
@@ -13,6 +15,9 @@ mod routes;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+pub use auth::{
+    ADMIN_ROLE, AuthConfig, AuthConfigError, DefaultAcl, EVERYONE, Principal, token_hash,
+};
 pub use error::ApiError;
 use eventfold_core::EventStore;
 use eventfold_schema::{SchemaError, SchemaStore};
@@ -21,6 +26,9 @@ pub use routes::router;
 /// Limits of the server. Every limit names its unit last.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerConfig {
+    /// Users, tokens and the default ACL; `None` is the insecure development mode,
+    /// where every request acts as an administrator.
+    pub auth: Option<AuthConfig>,
     /// The largest request body accepted (413 beyond).
     pub body_bytes_max: usize,
     /// The most events one append may carry (413 beyond).
@@ -32,6 +40,7 @@ pub struct ServerConfig {
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
+            auth: None,
             body_bytes_max: 4 * 1024 * 1024,
             append_events_max: 10_000,
             read_events_max: 10_000,

@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
+use crate::auth::{Access, Principal};
 use crate::error::ApiError;
 use crate::{AppState, ServerConfig};
 
@@ -50,7 +51,18 @@ pub async fn router(
         groups: Default::default(),
     });
     Ok(Router::new()
-        .route("/streams/{stream}", get(read_stream).post(append))
+        .route("/streams", get(crate::admin::list_streams))
+        .route(
+            "/streams/{stream}",
+            get(read_stream)
+                .post(append)
+                .delete(crate::admin::delete_stream),
+        )
+        .route("/streams/{stream}/head", get(crate::admin::stream_head))
+        .route(
+            "/streams/{stream}/metadata",
+            get(crate::admin::read_metadata).put(crate::admin::write_metadata),
+        )
         .route("/transactions", axum::routing::post(append_transaction))
         .route("/streams/{stream}/{revision}", get(read_event))
         .route("/all", get(read_all))
@@ -156,23 +168,30 @@ pub(crate) fn query_error(rejection: QueryRejection) -> ApiError {
     ApiError::bad_request("invalid_query", rejection.body_text())
 }
 
+/// The `Expected-Version` header; `any` when absent.
+pub(crate) fn expected_version(headers: &HeaderMap) -> Result<ExpectedVersion, ApiError> {
+    match headers.get("expected-version") {
+        None => Ok(ExpectedVersion::Any),
+        Some(value) => Ok(value
+            .to_str()
+            .map_err(|_| {
+                ApiError::bad_request("invalid_expected_version", "Expected-Version is not text")
+            })?
+            .parse()?),
+    }
+}
+
 async fn append(
     State(state): Shared,
+    who: Principal,
     path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<AppendResult>), ApiError> {
     let Path(stream) = path.map_err(path_error)?;
+    state.authorize(&who, Access::Write(&stream)).await?;
     let body = body.map_err(body_error)?;
-    let expected = match headers.get("expected-version") {
-        None => ExpectedVersion::Any,
-        Some(value) => value
-            .to_str()
-            .map_err(|_| {
-                ApiError::bad_request("invalid_expected_version", "Expected-Version is not text")
-            })?
-            .parse()?,
-    };
+    let expected = expected_version(&headers)?;
     let events: Vec<NewEvent> = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(
             "invalid_json",
@@ -229,6 +248,10 @@ async fn store_writes(
         }
         Err(error) => {
             metrics.append_errors.fetch_add(1, Ordering::Relaxed);
+            if let eventfold_core::Error::StreamDeleted { .. } = error {
+                // Writing to a hard-deleted stream: gone for good.
+                return Err(ApiError::from(error).with_status_code(StatusCode::GONE));
+            }
             Err(error.into())
         }
     }
@@ -242,6 +265,7 @@ struct TransactionResults {
 /// Appends to several streams atomically, each with its own expected version.
 async fn append_transaction(
     State(state): Shared,
+    who: Principal,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<TransactionResults>), ApiError> {
     let body = body.map_err(body_error)?;
@@ -271,6 +295,7 @@ async fn append_transaction(
             .into_iter()
             .map(NewEvent::into_event_data)
             .collect();
+        state.authorize(&who, Access::Write(&write.stream)).await?;
         stream_writes.push(StreamWrite::new(write.stream, expected, events));
     }
     let results = store_writes(&state, stream_writes).await?;
@@ -306,7 +331,7 @@ struct Events {
 /// Events per read when the request names no `limit`.
 const READ_EVENTS_DEFAULT: u64 = 100;
 
-fn limit(config: &ServerConfig, asked: Option<u64>) -> u64 {
+pub(crate) fn limit(config: &ServerConfig, asked: Option<u64>) -> u64 {
     asked
         .unwrap_or(READ_EVENTS_DEFAULT)
         .min(config.read_events_max)
@@ -314,10 +339,12 @@ fn limit(config: &ServerConfig, asked: Option<u64>) -> u64 {
 
 async fn read_stream(
     State(state): Shared,
+    who: Principal,
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<StreamQuery>, QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let Path(stream) = path.map_err(path_error)?;
+    state.authorize(&who, Access::Read(&stream)).await?;
     let Query(query) = query.map_err(query_error)?;
     let mut options = match query.direction.as_deref() {
         None | Some("forward") => ReadStream::forward(),
@@ -380,10 +407,12 @@ fn accepted_version(headers: &HeaderMap) -> Result<Option<u32>, ApiError> {
 
 async fn read_event(
     State(state): Shared,
+    who: Principal,
     path: Result<Path<(String, u64)>, PathRejection>,
     headers: HeaderMap,
 ) -> Result<impl IntoResponse, ApiError> {
     let Path((stream, revision)) = path.map_err(path_error)?;
+    state.authorize(&who, Access::Read(&stream)).await?;
     let wanted = accepted_version(&headers)?;
     let read = ReadStream::forward().from(Revision(revision)).limit(1);
     let event = state
@@ -455,8 +484,10 @@ impl AllQuery {
 
 async fn read_all(
     State(state): Shared,
+    who: Principal,
     query: Result<Query<AllQuery>, QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
+    state.authorize(&who, Access::All).await?;
     let Query(query) = query.map_err(query_error)?;
     let read = ReadAll::from(
         Position(query.from.unwrap_or(0)),
@@ -538,9 +569,11 @@ fn sse_stream(
 
 async fn subscribe_all(
     State(state): Shared,
+    who: Principal,
     query: Result<Query<AllQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<impl IntoResponse, ApiError> {
+    state.authorize(&who, Access::All).await?;
     let Query(query) = query.map_err(query_error)?;
     let after = resume_after(&headers, query.from)?.map(Position);
     let target = target(query.versions.as_deref())?;
@@ -562,11 +595,13 @@ struct SubscribeStreamQuery {
 
 async fn subscribe_stream(
     State(state): Shared,
+    who: Principal,
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<SubscribeStreamQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<impl IntoResponse, ApiError> {
     let Path(stream) = path.map_err(path_error)?;
+    state.authorize(&who, Access::Read(&stream)).await?;
     let Query(query) = query.map_err(query_error)?;
     let after = resume_after(&headers, query.from)?.map(Revision);
     let target = target(query.versions.as_deref())?;
@@ -591,7 +626,8 @@ async fn health(State(state): Shared) -> Result<impl IntoResponse, ApiError> {
     ))
 }
 
-async fn metrics(State(state): Shared) -> Result<impl IntoResponse, ApiError> {
+/// Any valid token may scrape the metrics.
+async fn metrics(State(state): Shared, _who: Principal) -> Result<impl IntoResponse, ApiError> {
     let head = state.store.head_position().await?.map(Position::get);
     Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -608,7 +644,10 @@ fn schema_not_found(event_type: &str, version: Option<u32>) -> ApiError {
 }
 
 /// `GET /schemas`: every registered type with its versions and where it upcasts to.
-async fn list_schema_types(State(state): Shared) -> Result<impl IntoResponse, ApiError> {
+async fn list_schema_types(
+    State(state): Shared,
+    _who: Principal,
+) -> Result<impl IntoResponse, ApiError> {
     state.schemas.refresh().await?;
     let types = state.schemas.registry().summaries();
     Ok(Json(serde_json::json!({ "types": types })))
@@ -617,6 +656,7 @@ async fn list_schema_types(State(state): Shared) -> Result<impl IntoResponse, Ap
 /// `GET /schemas/{type}`: the registered versions of one type, oldest first.
 async fn list_schema_versions(
     State(state): Shared,
+    _who: Principal,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let Path(event_type) = path.map_err(path_error)?;
@@ -632,6 +672,7 @@ async fn list_schema_versions(
 /// `GET /schemas/{type}/{version}`: one registered version.
 async fn read_schema_version(
     State(state): Shared,
+    _who: Principal,
     path: Result<Path<(String, u32)>, PathRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let Path((event_type, version)) = path.map_err(path_error)?;
@@ -651,9 +692,11 @@ async fn read_schema_version(
 /// `PUT /schemas/{type}/{version}`: registers a version after the compatibility check.
 async fn register_schema(
     State(state): Shared,
+    who: Principal,
     path: Result<Path<(String, u32)>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
+    state.authorize(&who, Access::Schemas).await?;
     let Path((event_type, version)) = path.map_err(path_error)?;
     let body = body.map_err(body_error)?;
     let definition: VersionDefinition = serde_json::from_slice(&body).map_err(|e| {

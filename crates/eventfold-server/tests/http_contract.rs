@@ -751,3 +751,165 @@ async fn index_streams_are_read_and_paged_by_position() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
+
+async fn call(
+    api: &Api,
+    method: &str,
+    uri: &str,
+    expected: Option<&str>,
+    body: &str,
+) -> (StatusCode, Value) {
+    let mut request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", "application/json");
+    if let Some(expected) = expected {
+        request = request.header("Expected-Version", expected);
+    }
+    api.send(request.body(Body::from(body.to_string())).unwrap())
+        .await
+}
+
+#[tokio::test]
+async fn soft_delete_answers_404_until_the_stream_is_written_again() {
+    let api = api().await;
+    api.post(
+        "cart-1",
+        None,
+        r#"[{"type":"A","data":{}},{"type":"B","data":{}}]"#,
+    )
+    .await;
+    let (status, body) = call(&api, "DELETE", "/streams/cart-1", Some("0"), "").await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let (status, body) = call(&api, "DELETE", "/streams/cart-1", Some("1"), "").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["last_revision"], 1);
+    let (status, body) = api.get("/streams/cart-1").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["error"], "stream_not_found");
+    let (_, head) = api.get("/streams/cart-1/head").await;
+    assert_eq!(
+        head["last_revision"], 1,
+        "the head still counts deleted events"
+    );
+    let (status, body) = api
+        .post("cart-1", Some("1"), r#"[{"type":"C","data":{}}]"#)
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (_, body) = api.get("/streams/cart-1").await;
+    let types: Vec<&str> = body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["C"]);
+}
+
+#[tokio::test]
+async fn hard_delete_answers_404_on_reads_and_410_on_appends() {
+    let api = api().await;
+    api.post("account-1", None, r#"[{"type":"Opened","data":{}}]"#)
+        .await;
+    let (status, body) = call(&api, "DELETE", "/streams/account-1?hard=true", None, "").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = api.get("/streams/account-1").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["error"], "stream_deleted");
+    let (status, body) = api
+        .post("account-1", None, r#"[{"type":"Opened","data":{}}]"#)
+        .await;
+    assert_eq!(status, StatusCode::GONE, "{body}");
+    assert_eq!(body["error"], "stream_deleted");
+    let (status, _) = call(&api, "DELETE", "/streams/account-1", None, "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = call(&api, "DELETE", "/streams/never-written", None, "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) = call(&api, "DELETE", "/streams/account-1?hard=maybe", None, "").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}
+
+#[tokio::test]
+async fn metadata_sets_retention_and_refuses_bad_input() {
+    let api = api().await;
+    let events: Vec<Value> = (0..5)
+        .map(|n| json!({"type": "Tick", "data": {"n": n}}))
+        .collect();
+    api.post("clock-1", None, &Value::Array(events).to_string())
+        .await;
+    let (status, body) = api.get("/streams/clock-1/metadata").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, json!({"revision": null, "metadata": {}}));
+    let (status, body) = call(
+        &api,
+        "PUT",
+        "/streams/clock-1/metadata",
+        Some("no_stream"),
+        r#"{"max_count": 2, "custom": {"owner": "ops"}}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, body) = api.get("/streams/clock-1").await;
+    let ns: Vec<u64> = body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["data"]["n"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ns, [3, 4]);
+    let (_, body) = api.get("/streams/clock-1/metadata").await;
+    assert_eq!(body["revision"], 0);
+    assert_eq!(body["metadata"]["custom"]["owner"], "ops");
+
+    let (status, body) = call(
+        &api,
+        "PUT",
+        "/streams/clock-1/metadata",
+        Some("no_stream"),
+        "{}",
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let (status, body) = call(
+        &api,
+        "PUT",
+        "/streams/clock-1/metadata",
+        None,
+        r#"{"max_cnt": 2}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["message"].as_str().unwrap().contains("max_cnt"),
+        "{body}"
+    );
+    let (status, _) = call(&api, "PUT", "/streams/$all/metadata", None, "{}").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn streams_are_listed_in_name_order_page_by_page() {
+    let api = api().await;
+    for stream in ["order-2", "cart-1", "order-1", "order-3"] {
+        api.post(stream, None, r#"[{"type":"A","data":{}}]"#).await;
+    }
+    let (status, body) = api.get("/streams?prefix=order-&limit=2").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let names = |body: &Value| -> Vec<String> {
+        body["streams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["stream"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names(&body), ["order-1", "order-2"]);
+    assert_eq!(body["next"], "order-2");
+    let (_, body) = api
+        .get("/streams?prefix=order-&limit=2&after=order-2")
+        .await;
+    assert_eq!(names(&body), ["order-3"]);
+    assert_eq!(body["next"], Value::Null);
+    let (_, body) = api.get("/streams").await;
+    assert_eq!(names(&body), ["cart-1", "order-1", "order-2", "order-3"]);
+}

@@ -5,8 +5,10 @@ pub mod bench;
 pub mod demo;
 pub mod export;
 pub mod read;
+pub mod replay;
 pub mod schema;
 pub mod serve;
+pub mod streams;
 pub mod tail;
 pub mod verify;
 
@@ -18,12 +20,22 @@ pub fn open_target(
     target: &crate::StoreArgs,
 ) -> anyhow::Result<std::sync::Arc<dyn eventfold_core::EventStore>> {
     match (&target.data, &target.server) {
-        (_, Some(url)) => Ok(std::sync::Arc::new(
-            eventfold_client::HttpStore::new(url)
-                .with_context(|| format!("cannot use the server {url}"))?,
-        )),
+        (_, Some(url)) => Ok(std::sync::Arc::new(http_store(
+            url,
+            target.token.as_deref(),
+        )?)),
         (Some(dir), None) => Ok(std::sync::Arc::new(open_store(dir)?)),
         (None, None) => anyhow::bail!("name the store with --data DIR or --server URL"),
+    }
+}
+
+/// The client of the server at `url`, sending `token` when given.
+pub fn http_store(url: &str, token: Option<&str>) -> anyhow::Result<eventfold_client::HttpStore> {
+    let store = eventfold_client::HttpStore::new(url)
+        .with_context(|| format!("cannot use the server {url}"))?;
+    match token {
+        Some(token) => Ok(store.with_token(token)?),
+        None => Ok(store),
     }
 }
 

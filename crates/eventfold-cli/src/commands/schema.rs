@@ -117,7 +117,7 @@ async fn register(args: RegisterArgs) -> anyhow::Result<ExitCode> {
     let definition = definition(&args)?;
     let answer = match (&args.target.data, &args.target.server) {
         (_, Some(url)) => {
-            let client = eventfold_client::HttpStore::new(url)?;
+            let client = super::http_store(url, args.target.token.as_deref())?;
             client
                 .put_schema(
                     &args.event_type,
@@ -159,7 +159,7 @@ fn explain(error: eventfold_schema::SchemaError) -> anyhow::Error {
 async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
     let answer: Value = match (&args.target.data, &args.target.server) {
         (_, Some(url)) => {
-            eventfold_client::HttpStore::new(url)?
+            super::http_store(url, args.target.token.as_deref())?
                 .schemas(args.event_type.as_deref())
                 .await?
         }

@@ -1,11 +1,12 @@
 //! `eventfold serve`: the store over HTTP until Ctrl-C or SIGTERM.
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use eventfold_server::ServerConfig;
+use eventfold_server::{AuthConfig, ServerConfig};
 
 use crate::DataDir;
 
@@ -20,14 +21,44 @@ pub struct Args {
     /// Largest request body accepted, in bytes.
     #[arg(long, default_value_t = ServerConfig::default().body_bytes_max)]
     body_bytes_max: usize,
+    /// Users, tokens and default ACL (TOML; see docs/http-api.md). Without it the
+    /// server runs in the insecure development mode.
+    #[arg(
+        long,
+        env = "EVENTFOLD_AUTH",
+        value_name = "FILE",
+        conflicts_with = "insecure"
+    )]
+    auth: Option<PathBuf>,
+    /// Run without authentication on a non-loopback address (every client is an
+    /// administrator). On 127.0.0.1 / ::1 that is the default without --auth.
+    #[arg(long)]
+    insecure: bool,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let auth = args
+        .auth
+        .as_deref()
+        .map(AuthConfig::from_file)
+        .transpose()?;
     let store = Arc::new(super::open_store(&args.data.data)?);
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let address = listener.local_addr()?;
+    if auth.is_none() {
+        anyhow::ensure!(
+            address.ip().is_loopback() || args.insecure,
+            "refusing to serve {address} without authentication: give --auth FILE (users \
+             and tokens), or --insecure to let every client in as an administrator"
+        );
+        eprintln!(
+            "WARNING: INSECURE DEVELOPMENT MODE: no --auth file, so every client of \
+             http://{address} acts as an administrator. Do not use this in production."
+        );
+        tracing::warn!(%address, "serving without authentication (insecure development mode)");
+    }
     // Handlers are installed before the address is announced: a SIGTERM sent as soon
     // as a client sees the server stops it gracefully, never by the default action.
     let shutdown = shutdown_signal()?;
@@ -37,6 +68,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     );
     std::io::stdout().flush()?;
     let config = ServerConfig {
+        auth,
         body_bytes_max: args.body_bytes_max,
         ..ServerConfig::default()
     };

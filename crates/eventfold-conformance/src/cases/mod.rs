@@ -10,6 +10,7 @@ mod index_streams;
 mod multi_stream;
 mod read_all;
 mod read_stream;
+mod stream_admin;
 mod subscription;
 
 pub use append::*;
@@ -20,4 +21,5 @@ pub use index_streams::*;
 pub use multi_stream::*;
 pub use read_all::*;
 pub use read_stream::*;
+pub use stream_admin::*;
 pub use subscription::*;

@@ -81,7 +81,11 @@ impl EventStore for Hooked {
         result
     }
 
-    async fn read_stream(&self, stream: &str, options: ReadStream) -> Result<Vec<RecordedEvent>> {
+    async fn read_stream_raw(
+        &self,
+        stream: &str,
+        options: ReadStream,
+    ) -> Result<Vec<RecordedEvent>> {
         let hook = {
             let mut hook = self.read_hook.lock().unwrap();
             match hook.as_ref() {
@@ -96,7 +100,7 @@ impl EventStore for Hooked {
             .lock()
             .unwrap()
             .push((stream.to_string(), options.from));
-        self.inner.read_stream(stream, options).await
+        self.inner.read_stream_raw(stream, options).await
     }
 
     async fn read_all(&self, options: ReadAll) -> Result<AllSlice> {

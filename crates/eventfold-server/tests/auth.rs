@@ -1,0 +1,296 @@
+//! Tokens, roles and ACLs on every endpoint, without sockets (`tower` oneshot).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use eventfold_log::{LogOptions, LogStore};
+use eventfold_server::{AuthConfig, ServerConfig, router};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const ADMIN: &str = "admin-token-0123456789";
+const WRITER: &str = "writer-token-0123456789";
+const READER: &str = "reader-token-0123456789";
+const AUDITOR: &str = "auditor-token-0123456789";
+
+struct Api {
+    app: Router,
+    _dir: tempfile::TempDir,
+}
+
+async fn api() -> Api {
+    let config = AuthConfig::from_toml(&format!(
+        r#"
+[[users]]
+name = "root"
+token = "{ADMIN}"
+roles = ["admin"]
+
+[[users]]
+name = "billing"
+token = "{WRITER}"
+roles = ["writers"]
+
+[[users]]
+name = "dashboard"
+token = "{READER}"
+roles = ["readers"]
+
+[[users]]
+name = "audit"
+token = "{AUDITOR}"
+roles = ["auditors"]
+
+[acl]
+read = ["$all"]
+write = ["writers"]
+"#
+    ))
+    .expect("auth config");
+    let dir = tempfile::tempdir().unwrap();
+    let store = LogStore::open(dir.path(), LogOptions::default()).unwrap();
+    let config = ServerConfig {
+        auth: Some(config),
+        ..ServerConfig::default()
+    };
+    Api {
+        app: router(Arc::new(store), config).await.unwrap(),
+        _dir: dir,
+    }
+}
+
+impl Api {
+    async fn call(
+        &self,
+        method: Method,
+        uri: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = Request::builder().method(method).uri(uri);
+        if let Some(token) = token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let body = body.map_or_else(Body::empty, |b| Body::from(b.to_string()));
+        let response = self
+            .app
+            .clone()
+            .oneshot(request.body(body).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        if status == StatusCode::UNAUTHORIZED {
+            assert_eq!(
+                response.headers().get(header::WWW_AUTHENTICATE).unwrap(),
+                "Bearer"
+            );
+        }
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (status, value)
+    }
+
+    async fn status(&self, method: Method, uri: &str, token: &str, body: Option<Value>) -> u16 {
+        self.call(method, uri, Some(token), body).await.0.as_u16()
+    }
+}
+
+fn one_event() -> Option<Value> {
+    Some(json!([{"type": "Paid", "data": {"amount": 5}}]))
+}
+
+#[tokio::test]
+async fn requests_without_a_valid_token_are_refused_except_health() {
+    let api = api().await;
+    let (status, body) = api.call(Method::GET, "/streams/order-1", None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"], "unauthorized");
+    let (status, _) = api
+        .call(
+            Method::GET,
+            "/streams/order-1",
+            Some("wrong-token-0123456789"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = api.call(Method::GET, "/metrics", None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = api.call(Method::GET, "/health", None, None).await;
+    assert_eq!(status, StatusCode::OK, "health stays open for probes");
+}
+
+#[tokio::test]
+async fn default_acl_lets_writers_write_and_everyone_read() {
+    let api = api().await;
+    assert_eq!(
+        api.status(Method::POST, "/streams/order-1", WRITER, one_event())
+            .await,
+        201
+    );
+    let (status, body) = api
+        .call(Method::POST, "/streams/order-1", Some(READER), one_event())
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["error"], "access_denied");
+    assert!(
+        body["message"].as_str().unwrap().contains("dashboard"),
+        "the refusal names the user: {body}"
+    );
+    assert_eq!(
+        api.status(Method::GET, "/streams/order-1", READER, None)
+            .await,
+        200
+    );
+    assert_eq!(
+        api.status(Method::GET, "/streams/order-1/0", READER, None)
+            .await,
+        200
+    );
+    // A transaction needs write access to every stream it touches.
+    let transaction = json!([{"stream": "order-2", "events": [{"type": "Paid", "data": {}}]}]);
+    assert_eq!(
+        api.status(
+            Method::POST,
+            "/transactions",
+            READER,
+            Some(transaction.clone())
+        )
+        .await,
+        403
+    );
+    assert_eq!(
+        api.status(Method::POST, "/transactions", WRITER, Some(transaction))
+            .await,
+        201
+    );
+    // Deleting and metadata are the administrators' by default.
+    assert_eq!(
+        api.status(Method::DELETE, "/streams/order-1", WRITER, None)
+            .await,
+        403
+    );
+    assert_eq!(
+        api.status(Method::GET, "/streams/order-1/metadata", WRITER, None)
+            .await,
+        403
+    );
+    assert_eq!(
+        api.status(Method::DELETE, "/streams/order-1", ADMIN, None)
+            .await,
+        200
+    );
+}
+
+#[tokio::test]
+async fn a_stream_acl_in_its_metadata_overrides_the_defaults_on_every_endpoint() {
+    let api = api().await;
+    assert_eq!(
+        api.status(Method::POST, "/streams/salary-1", WRITER, one_event())
+            .await,
+        201
+    );
+    let acl =
+        json!({"acl": {"read": ["auditors"], "write": ["auditors"], "metadata": ["auditors"]}});
+    assert_eq!(
+        api.status(Method::PUT, "/streams/salary-1/metadata", ADMIN, Some(acl))
+            .await,
+        200
+    );
+    for uri in [
+        "/streams/salary-1",
+        "/streams/salary-1/0",
+        "/streams/salary-1/head",
+        "/subscribe/streams/salary-1",
+    ] {
+        assert_eq!(
+            api.status(Method::GET, uri, READER, None).await,
+            403,
+            "{uri}"
+        );
+    }
+    assert_eq!(
+        api.status(Method::POST, "/streams/salary-1", WRITER, one_event())
+            .await,
+        403
+    );
+    assert_eq!(
+        api.status(Method::GET, "/streams/salary-1", AUDITOR, None)
+            .await,
+        200
+    );
+    assert_eq!(
+        api.status(Method::POST, "/streams/salary-1", AUDITOR, one_event())
+            .await,
+        201
+    );
+    assert_eq!(
+        api.status(Method::GET, "/streams/salary-1/metadata", AUDITOR, None)
+            .await,
+        200
+    );
+    // Other streams keep the defaults.
+    assert_eq!(
+        api.status(Method::POST, "/streams/order-1", WRITER, one_event())
+            .await,
+        201
+    );
+}
+
+#[tokio::test]
+async fn all_index_streams_listing_schemas_and_groups_need_their_roles() {
+    let api = api().await;
+    assert_eq!(
+        api.status(Method::POST, "/streams/order-1", WRITER, one_event())
+            .await,
+        201
+    );
+    for uri in [
+        "/all",
+        "/subscribe/all",
+        "/streams",
+        "/streams/$ce-order",
+        "/subscriptions/g1",
+    ] {
+        assert_eq!(
+            api.status(Method::GET, uri, WRITER, None).await,
+            403,
+            "{uri}"
+        );
+    }
+    for uri in ["/all", "/streams", "/streams/$ce-order"] {
+        assert_eq!(
+            api.status(Method::GET, uri, ADMIN, None).await,
+            200,
+            "{uri}"
+        );
+    }
+    let schema = json!({"schema": {"type": "object"}});
+    assert_eq!(
+        api.status(Method::PUT, "/schemas/Paid/1", WRITER, Some(schema.clone()))
+            .await,
+        403
+    );
+    assert_eq!(
+        api.status(Method::PUT, "/schemas/Paid/1", ADMIN, Some(schema))
+            .await,
+        201
+    );
+    assert_eq!(
+        api.status(Method::GET, "/schemas/Paid", READER, None).await,
+        200
+    );
+    assert_eq!(
+        api.status(Method::PUT, "/subscriptions/g1", WRITER, Some(json!({})))
+            .await,
+        403
+    );
+    assert_eq!(
+        api.status(Method::PUT, "/subscriptions/g1", ADMIN, Some(json!({})))
+            .await,
+        201
+    );
+}
