@@ -84,6 +84,7 @@ pub struct Located {
 /// stored, then each is fetched with `Accept: application/vnd.eventfold.v<N>+json`
 /// and arrives converted to the version `D` declares.
 pub async fn read_over_http<D: Deactivation>(base_url: &str) -> anyhow::Result<Vec<D>> {
+    eventfold_client::install_crypto_provider();
     let client = reqwest::Client::new();
     let mut deactivations = Vec::new();
     for located in list_over_http(&client, base_url, None).await? {
@@ -102,6 +103,7 @@ pub async fn read_over_http<D: Deactivation>(base_url: &str) -> anyhow::Result<V
 /// Every deactivation of the history, over HTTP in one paged read that declares the
 /// version once (`versions=InventoryItemDeactivated:<N>`), as a subscriber would.
 pub async fn read_over_http_negotiated<D: Deactivation>(base_url: &str) -> anyhow::Result<Vec<D>> {
+    eventfold_client::install_crypto_provider();
     let client = reqwest::Client::new();
     let versions = format!("{DEACTIVATED}:{}", D::VERSION);
     let mut deactivations = Vec::new();

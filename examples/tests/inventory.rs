@@ -86,6 +86,7 @@ async fn old_and_new_consumers_read_both_versions_in_rust_and_over_http_after_a_
         new_view
     );
     // One event, each way, as the wire shows it.
+    eventfold_client::install_crypto_provider();
     let client = reqwest::Client::new();
     let get = |path: &str, version: u32| {
         client

@@ -46,6 +46,9 @@ pub struct StoreArgs {
         hide_env_values = true
     )]
     pub token: Option<String>,
+    /// PEM file of a CA to trust for an https:// server (beside the system's roots).
+    #[arg(long, env = "EVENTFOLD_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -81,13 +84,18 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("EVENTFOLD_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // Logs go to stderr; EVENTFOLD_LOG sets the filter (e.g. `info`, or
+    // `eventfold_server::request=info`), EVENTFOLD_LOG_FORMAT=json makes them JSON lines.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("EVENTFOLD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("EVENTFOLD_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,

@@ -533,3 +533,33 @@ fn replay_feeds_a_command_and_resumes_from_its_checkpoint() {
     );
     assert_eq!(std::fs::read_to_string(&checkpoint).unwrap().trim(), "4");
 }
+
+#[test]
+fn bench_http_measures_appends_over_a_server_it_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = eventfold(&[
+        "bench",
+        "http",
+        "--data",
+        dir.path().to_str().unwrap(),
+        "--seconds",
+        "0.3",
+        "--connections",
+        "4",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert!(report["appends"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(report["connections"], 4);
+    assert_eq!(report["target_appends_per_second"], 30000.0);
+    // Every acknowledged append is in the store the benchmark wrote.
+    let read = eventfold(&[
+        "read",
+        "--data",
+        dir.path().join("bench-http").to_str().unwrap(),
+        "bench-http-0",
+    ]);
+    assert!(read.status.success(), "{}", stderr(&read));
+    assert!(stdout(&read).lines().count() > 0);
+}

@@ -17,7 +17,12 @@ impl Server {
     }
 
     fn start_with(data: &std::path::Path, extra: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_eventfold"))
+        Server::spawn(Server::command(data, extra))
+    }
+
+    fn command(data: &std::path::Path, extra: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_eventfold"));
+        command
             .args([
                 "serve",
                 "--data",
@@ -27,15 +32,19 @@ impl Server {
             ])
             .args(extra)
             .env_remove("EVENTFOLD_DATA")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start eventfold serve");
+            .stdout(Stdio::piped());
+        command
+    }
+
+    /// Starts `command` and waits for the address it announces.
+    fn spawn(mut command: Command) -> Server {
+        let mut child = command.spawn().expect("start eventfold serve");
         let mut line = String::new();
         BufReader::new(child.stdout.as_mut().unwrap())
             .read_line(&mut line)
             .unwrap();
         let address = line
-            .split("http://")
+            .split("://")
             .nth(1)
             .and_then(|rest| rest.split_whitespace().next())
             .unwrap_or_else(|| panic!("no address in '{line}'"))
@@ -51,26 +60,7 @@ impl Server {
         headers: &[(&str, &str)],
         body: &str,
     ) -> (u16, String) {
-        let mut stream = TcpStream::connect(&self.address).unwrap();
-        let mut request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
-            self.address,
-            body.len()
-        );
-        for (name, value) in headers {
-            request.push_str(&format!("{name}: {value}\r\n"));
-        }
-        request.push_str("\r\n");
-        request.push_str(body);
-        stream.write_all(request.as_bytes()).unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        let status = response[9..12].parse().unwrap();
-        let body = response
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default();
-        (status, body)
+        try_request(&self.address, method, path, headers, body).expect("the server answers")
     }
 
     fn stop(mut self) {
@@ -168,6 +158,38 @@ fn the_server_speaks_the_contract_and_keeps_what_it_acknowledged() {
     let missing = cli(&["read", "--server", &url, "nothing-here"]);
     assert!(String::from_utf8_lossy(&missing.stderr).contains("not found"));
     server.stop();
+}
+
+/// One HTTP/1.1 request on a new connection; an error when the server is gone.
+fn try_request(
+    address: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(address)?;
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes())?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("no HTTP status in '{response}'")))?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
 }
 
 fn cli(args: &[&str]) -> std::process::Output {
@@ -328,7 +350,7 @@ fn tail_on_a_server_follows_appends_live() {
         if metrics.contains("eventfold_subscriptions_open 1") {
             break;
         }
-        std::thread::yield_now();
+        std::thread::sleep(std::time::Duration::from_millis(1));
     }
     for n in 1..=2 {
         let (status, _) = server.request(
@@ -435,4 +457,167 @@ fn serve_refuses_a_public_address_without_authentication() {
         stderr.contains("--auth") && stderr.contains("--insecure"),
         "{stderr}"
     );
+}
+
+/// Scenario: 16 clients append over HTTP while the server is killed with SIGKILL;
+/// after a restart on the same data directory, every append that was answered 201 is
+/// there, at the revision the answer gave, with its id. The server logs one JSON line
+/// per request.
+#[test]
+fn every_acknowledged_http_append_survives_kill_9() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log = dir.path().join("server.log");
+    let mut command = Server::command(&data, &[]);
+    command
+        .env("EVENTFOLD_LOG", "eventfold_server::request=info")
+        .env("EVENTFOLD_LOG_FORMAT", "json")
+        .stderr(std::fs::File::create(&log).unwrap());
+    let mut server = Server::spawn(command);
+
+    const CLIENTS: usize = 16;
+    const KILL_AFTER: usize = 400;
+    let acknowledged = Arc::new(Mutex::new(Vec::new()));
+    let count = Arc::new(AtomicUsize::new(0));
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|client| {
+            let (address, acknowledged, count) =
+                (server.address.clone(), acknowledged.clone(), count.clone());
+            std::thread::spawn(move || {
+                let stream = format!("load-{client}");
+                for n in 0.. {
+                    let id = uuid::Uuid::new_v4();
+                    let body = format!(r#"[{{"id":"{id}","type":"Loaded","data":{{"n":{n}}}}}]"#);
+                    match try_request(&address, "POST", &format!("/streams/{stream}"), &[], &body) {
+                        Ok((201, answer)) => {
+                            let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+                            let revision = answer["first_revision"].as_u64().unwrap();
+                            acknowledged
+                                .lock()
+                                .unwrap()
+                                .push((stream.clone(), revision, id));
+                            count.fetch_add(1, Ordering::SeqCst);
+                        }
+                        // Anything but a 201 is not a promise; the server may be dying.
+                        Ok(_) | Err(_) => {
+                            if try_request(&address, "GET", "/health", &[], "").is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while count.load(Ordering::SeqCst) < KILL_AFTER {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the clients made no progress"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    server.child.kill().unwrap(); // SIGKILL: no shutdown code runs.
+    server.child.wait().unwrap();
+    for client in clients {
+        client.join().unwrap();
+    }
+
+    let server = Server::start(&data);
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(acknowledged.len() >= KILL_AFTER);
+    for (stream, revision, id) in &acknowledged {
+        let (status, body) =
+            server.request("GET", &format!("/streams/{stream}/{revision}"), &[], "");
+        assert_eq!(
+            status, 200,
+            "acknowledged {revision}@{stream} is lost: {body}"
+        );
+        let event: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            event["id"],
+            id.to_string(),
+            "{revision}@{stream} holds another event"
+        );
+    }
+    server.stop();
+
+    let log = std::fs::read_to_string(&log).unwrap();
+    let line = log
+        .lines()
+        .find(|line| line.contains("/streams/load-"))
+        .unwrap_or_else(|| panic!("no request logged: {log}"));
+    let line: serde_json::Value = serde_json::from_str(line).expect("a JSON log line");
+    assert_eq!(line["fields"]["status"], 201, "{line}");
+    assert_eq!(line["fields"]["method"], "POST", "{line}");
+}
+
+/// Scenario: `serve --tls-cert --tls-key` speaks HTTPS only; the CLI reaches it with
+/// `--ca-cert` trusting the server's self-signed certificate.
+#[test]
+fn serve_over_tls_with_a_self_signed_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start_with(
+        &data,
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let port = server.address.rsplit(':').next().unwrap();
+    let url = format!("https://localhost:{port}");
+
+    let appended = cli(&[
+        "append",
+        "--server",
+        &url,
+        "--ca-cert",
+        cert.to_str().unwrap(),
+        "order-1",
+        "--type",
+        "OrderPlaced",
+        "--json",
+        "{}",
+    ]);
+    assert!(
+        appended.status.success(),
+        "{}",
+        String::from_utf8_lossy(&appended.stderr)
+    );
+    let read = cli(&[
+        "read",
+        "--server",
+        &url,
+        "--ca-cert",
+        cert.to_str().unwrap(),
+        "order-1",
+    ]);
+    assert!(
+        read.status.success(),
+        "{}",
+        String::from_utf8_lossy(&read.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&read.stdout).lines().count(), 1);
+
+    // Without trusting the certificate the client refuses the server...
+    let untrusted = cli(&["read", "--server", &url, "order-1"]);
+    assert!(!untrusted.status.success());
+    // ...and plain HTTP gets no answer from a TLS port.
+    let plain = try_request(&server.address, "GET", "/health", &[], "");
+    assert!(
+        !matches!(plain, Ok((200, _))),
+        "plain HTTP must not be served on the TLS port: {plain:?}"
+    );
+    server.stop();
 }

@@ -27,11 +27,13 @@ use serde_json::{Value, json};
 /// Events asked for per request; the server answers at most 10,000.
 const PAGE_EVENTS: u64 = 10_000;
 
-/// An event store reached over HTTP.
+/// An event store reached over HTTP or HTTPS.
 #[derive(Debug, Clone)]
 pub struct HttpStore {
     client: Client,
     base: Url,
+    token: Option<String>,
+    roots: Vec<reqwest::Certificate>,
 }
 
 fn transport(error: reqwest::Error) -> Error {
@@ -127,34 +129,66 @@ fn error_from(status: reqwest::StatusCode, body: &Value, stream: &str) -> Error 
 }
 
 impl HttpStore {
-    /// A store served at `base_url` (e.g. `http://127.0.0.1:2113`).
+    /// A store served at `base_url` (e.g. `http://127.0.0.1:2113`, or `https://…`).
     pub fn new(base_url: &str) -> Result<Self> {
         let base = Url::parse(base_url)
             .map_err(|e| Error::Backend(format!("invalid server URL '{base_url}': {e}")))?;
         if base.cannot_be_a_base() {
             return Err(Error::Backend(format!("invalid server URL '{base_url}'")));
         }
-        Ok(HttpStore {
+        install_crypto_provider();
+        let mut store = HttpStore {
             client: Client::new(),
             base,
-        })
+            token: None,
+            roots: Vec::new(),
+        };
+        store.rebuild()?;
+        Ok(store)
     }
 
     /// Sends `Authorization: Bearer <token>` with every request, for a server with
     /// users (see `docs/http-api.md`, authentication).
     pub fn with_token(mut self, token: &str) -> Result<Self> {
-        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
-            .map_err(|_| {
-                Error::Backend("the token contains characters a header cannot carry".into())
-            })?;
-        value.set_sensitive(true);
-        let headers =
-            reqwest::header::HeaderMap::from_iter([(reqwest::header::AUTHORIZATION, value)]);
-        self.client = Client::builder()
-            .default_headers(headers)
+        self.token = Some(token.to_string());
+        self.rebuild()?;
+        Ok(self)
+    }
+
+    /// Trusts the CA certificate(s) in `pem` for `https://` servers, beside the
+    /// platform's roots (for a server with a self-signed or private certificate).
+    pub fn with_root_certificate(mut self, pem: &[u8]) -> Result<Self> {
+        let certificates = reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|e| Error::Backend(format!("not a PEM certificate: {e}")))?;
+        if certificates.is_empty() {
+            return Err(Error::Backend("the PEM holds no certificate".into()));
+        }
+        self.roots.extend(certificates);
+        self.rebuild()?;
+        Ok(self)
+    }
+
+    fn rebuild(&mut self) -> Result<()> {
+        install_crypto_provider();
+        let mut builder = Client::builder();
+        if let Some(token) = &self.token {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|_| {
+                    Error::Backend("the token contains characters a header cannot carry".into())
+                })?;
+            value.set_sensitive(true);
+            builder = builder.default_headers(reqwest::header::HeaderMap::from_iter([(
+                reqwest::header::AUTHORIZATION,
+                value,
+            )]));
+        }
+        for root in &self.roots {
+            builder = builder.add_root_certificate(root.clone());
+        }
+        self.client = builder
             .build()
             .map_err(|e| Error::Backend(format!("cannot build the HTTP client: {e}")))?;
-        Ok(self)
+        Ok(())
     }
 
     fn url(&self, segments: &[&str]) -> Url {
@@ -211,6 +245,13 @@ impl HttpStore {
         let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         Err(error_from(status, &body, stream))
     }
+}
+
+/// Makes ring the process's TLS crypto provider unless it has one. eventfold builds
+/// reqwest without a provider of its own (no aws-lc build), so a program that also
+/// builds its own `reqwest::Client` calls this first (`HttpStore` does it itself).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 fn wire_events(events: Vec<eventfold_core::EventData>) -> Result<Vec<Value>> {

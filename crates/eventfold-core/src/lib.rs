@@ -40,8 +40,8 @@ pub use metadata::{
 };
 pub use persistent::{Delivery, GroupSettings, GroupStatus, Nack, Parked, PersistentGroup};
 pub use store::{
-    AllFilter, AllSlice, AppendResult, Direction, EventStore, ReadAll, ReadStream, StreamSummary,
-    StreamWrite, select_streams,
+    AllFilter, AllSlice, AppendResult, Direction, EventStore, MetricKind, ReadAll, ReadStream,
+    StoreMetric, StreamSummary, StreamWrite, select_streams,
 };
 pub use stream::{
     ExpectedVersion, Position, Revision, STREAM_NAME_BYTES_MAX, SYSTEM_STREAM_PREFIXES,

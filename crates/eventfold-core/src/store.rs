@@ -234,6 +234,28 @@ pub fn select_streams(
     selected
 }
 
+/// Whether a [`StoreMetric`] only grows or goes up and down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    /// Only grows (reset when the process starts).
+    Counter,
+    /// A value now.
+    Gauge,
+}
+
+/// One figure a backend reports about its storage (`/metrics` exports it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreMetric {
+    /// Prometheus name, `eventfold_<backend>_...`.
+    pub name: &'static str,
+    /// One sentence saying what it counts.
+    pub help: &'static str,
+    /// Counter or gauge.
+    pub kind: MetricKind,
+    /// The value.
+    pub value: f64,
+}
+
 /// An event store: append with expected versions, read streams and the global log.
 ///
 /// Every backend (the embedded log, PostgreSQL, the HTTP client) implements this trait
@@ -345,6 +367,11 @@ pub trait EventStore: Send + Sync {
             after,
             limit,
         ))
+    }
+
+    /// Figures about the backend's storage for monitoring (none by default).
+    fn storage_metrics(&self) -> Vec<StoreMetric> {
+        Vec::new()
     }
 
     /// The position of the last committed event, or `None` for an empty store.

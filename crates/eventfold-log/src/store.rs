@@ -477,6 +477,45 @@ impl EventStore for LogStore {
             .map(|positions| Revision(positions.len() as u64 - 1)))
     }
 
+    fn storage_metrics(&self) -> Vec<eventfold_core::StoreMetric> {
+        use eventfold_core::{MetricKind::Counter, StoreMetric};
+        let stats = self.stats();
+        let metric = |name, help, value: u64| StoreMetric {
+            name,
+            help,
+            kind: Counter,
+            value: value as f64,
+        };
+        vec![
+            metric(
+                "eventfold_log_commits_total",
+                "Group commits: one write and one fsync each (events / commits is the mean batch size).",
+                stats.commits,
+            ),
+            metric(
+                "eventfold_log_appends_committed_total",
+                "Appends made durable by the group commits.",
+                stats.appends,
+            ),
+            metric(
+                "eventfold_log_events_written_total",
+                "Events written to the log.",
+                stats.events,
+            ),
+            metric(
+                "eventfold_log_bytes_written_total",
+                "Record bytes written to the log.",
+                stats.bytes,
+            ),
+            StoreMetric {
+                name: "eventfold_log_fsync_seconds_total",
+                help: "Time spent in fsync (divide by commits for the mean fsync time).",
+                kind: Counter,
+                value: stats.sync_nanos as f64 / 1e9,
+            },
+        ]
+    }
+
     async fn list_streams(
         &self,
         prefix: &str,

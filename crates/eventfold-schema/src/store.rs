@@ -486,6 +486,19 @@ impl<S: EventStore + ?Sized> EventStore for SchemaStore<S> {
         self.store.head_position().await
     }
 
+    fn storage_metrics(&self) -> Vec<eventfold_core::StoreMetric> {
+        self.store.storage_metrics()
+    }
+
+    async fn list_streams(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> eventfold_core::Result<Vec<eventfold_core::StreamSummary>> {
+        self.store.list_streams(prefix, after, limit).await
+    }
+
     async fn wait_for(&self, position: Position) -> eventfold_core::Result<()> {
         self.store.wait_for(position).await
     }

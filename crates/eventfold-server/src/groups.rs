@@ -27,6 +27,13 @@ const WAIT_MS_MAX: u64 = 60_000;
 /// Most deliveries one `next` request returns.
 const COUNT_MAX: usize = 1_000;
 
+/// The status of every group this node serves, for `/metrics`.
+pub(crate) fn statuses(state: &AppState) -> Vec<eventfold_core::GroupStatus> {
+    let mut statuses: Vec<_> = lock(state).values().map(|g| g.status()).collect();
+    statuses.sort_by(|a, b| a.group.cmp(&b.group));
+    statuses
+}
+
 /// The group, opened from the store on first use on this node.
 async fn group(state: &AppState, name: &str) -> Result<Group, ApiError> {
     open_group(state, name).await?.ok_or_else(|| {

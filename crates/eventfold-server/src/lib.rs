@@ -11,6 +11,7 @@ mod error;
 mod groups;
 mod metrics;
 mod routes;
+mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,7 +22,8 @@ pub use auth::{
 pub use error::ApiError;
 use eventfold_core::EventStore;
 use eventfold_schema::{SchemaError, SchemaStore};
-pub use routes::router;
+pub use routes::{OPENAPI, router};
+pub use tls::{TlsConfig, TlsError};
 
 /// Limits of the server. Every limit names its unit last.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,12 +69,38 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let app = router(store, config)
-        .await?
-        .into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    serve_with(store, config, listener, None, shutdown).await
+}
+
+/// [`serve`], over TLS when `tls` is given.
+pub async fn serve_with(
+    store: Arc<dyn EventStore>,
+    config: ServerConfig,
+    listener: tokio::net::TcpListener,
+    tls: Option<TlsConfig>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let app = router(store, config).await?;
+    match tls {
+        None => {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(shutdown)
+            .await?
+        }
+        Some(tls) => {
+            // No handler reads the peer address; plain connections keep it for
+            // tracing layers only.
+            axum::serve(
+                tls::TlsListener::new(listener, &tls)?,
+                app.into_make_service(),
+            )
+            .with_graceful_shutdown(shutdown)
+            .await?
+        }
+    }
     Ok(())
 }
 

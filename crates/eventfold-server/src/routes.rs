@@ -92,10 +92,32 @@ pub async fn router(
             "/subscriptions/{group}/parked/replay",
             axum::routing::post(crate::groups::replay_parked),
         )
+        .route("/openapi.json", get(openapi))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(body_bytes_max))
+        .layer(axum::middleware::from_fn(log_request))
         .with_state(state))
+}
+
+/// One structured log event per request (target `eventfold_server::request`, level
+/// info; 5xx answers at warn): method, path, status and duration.
+async fn log_request(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    let micros = started.elapsed().as_micros() as u64;
+    if response.status().is_server_error() {
+        tracing::warn!(target: "eventfold_server::request", %method, %path, status, micros, "request failed");
+    } else {
+        tracing::info!(target: "eventfold_server::request", %method, %path, status, micros, "request");
+    }
+    response
 }
 
 /// Keeps the registry in step with `$schemas` while the server lives, so that a
@@ -237,13 +259,7 @@ async fn store_writes(
     let metrics = &state.metrics;
     match state.store.append_multi(writes).await {
         Ok(results) => {
-            metrics.appends.fetch_add(1, Ordering::Relaxed);
-            metrics
-                .events_appended
-                .fetch_add(count as u64, Ordering::Relaxed);
-            metrics
-                .append_seconds_micros
-                .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+            metrics.appended(count as u64, started.elapsed());
             Ok(results)
         }
         Err(error) => {
@@ -521,25 +537,23 @@ fn resume_after(headers: &HeaderMap, from: Option<u64>) -> Result<Option<u64>, A
     Ok(seen.or_else(|| from.and_then(|from| from.checked_sub(1))))
 }
 
-/// Counts an open subscription for `/metrics` while it lives.
-struct Open(Arc<AppState>);
+/// An open subscription as `/metrics` sees it (count and lag) while it lives.
+struct Open {
+    state: Arc<AppState>,
+    id: u64,
+    sent: Arc<std::sync::atomic::AtomicU64>,
+}
 
 impl Open {
     fn new(state: Arc<AppState>) -> Self {
-        state
-            .metrics
-            .subscriptions_open
-            .fetch_add(1, Ordering::Relaxed);
-        Open(state)
+        let (id, sent) = state.metrics.subscribe();
+        Open { state, id, sent }
     }
 }
 
 impl Drop for Open {
     fn drop(&mut self) {
-        self.0
-            .metrics
-            .subscriptions_open
-            .fetch_sub(1, Ordering::Relaxed);
+        self.state.metrics.unsubscribe(self.id);
     }
 }
 
@@ -554,6 +568,7 @@ fn sse_stream(
         let (mut subscription, open) = state?;
         match subscription.next().await {
             Ok(event) => {
+                open.sent.store(event.position.get(), Ordering::Relaxed);
                 let message = Event::default()
                     .id(id_of(&event).to_string())
                     .data(event.to_json_line());
@@ -619,6 +634,13 @@ async fn subscribe_stream(
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
+/// The OpenAPI 3.1 document of this API (checked against the router by a test).
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
+
 async fn health(State(state): Shared) -> Result<impl IntoResponse, ApiError> {
     let head = state.store.head_position().await?;
     Ok(Json(
@@ -629,9 +651,12 @@ async fn health(State(state): Shared) -> Result<impl IntoResponse, ApiError> {
 /// Any valid token may scrape the metrics.
 async fn metrics(State(state): Shared, _who: Principal) -> Result<impl IntoResponse, ApiError> {
     let head = state.store.head_position().await?.map(Position::get);
+    let groups = crate::groups::statuses(&state);
     Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(head),
+        state
+            .metrics
+            .render(head, &state.store.storage_metrics(), &groups),
     ))
 }
 

@@ -315,6 +315,43 @@ async fn health_and_metrics() {
     let text = body.as_str().unwrap();
     assert!(text.contains("eventfold_appends_total 1"), "{text}");
     assert!(text.contains("eventfold_head_position 0"), "{text}");
+    // One append in the latency histogram, and the log engine's own figures.
+    assert!(
+        text.contains("eventfold_append_duration_seconds_bucket{le=\"+Inf\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("eventfold_append_duration_seconds_count 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("eventfold_log_events_written_total 1"),
+        "{text}"
+    );
+    assert!(text.contains("eventfold_log_commits_total 1"), "{text}");
+    assert!(
+        text.contains("# TYPE eventfold_log_fsync_seconds_total counter"),
+        "{text}"
+    );
+
+    // A consumer group's lag: the three positions after its (empty) checkpoint, the
+    // group's own settings event included.
+    api.post("order-1", None, r#"[{"type":"B","data":2}]"#)
+        .await;
+    let (status, body) = api
+        .send_json("PUT", "/subscriptions/billing", json!({}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (_, body) = api.get("/metrics").await;
+    let text = body.as_str().unwrap();
+    assert!(
+        text.contains("eventfold_group_lag_events{group=\"billing\"} 3"),
+        "{text}"
+    );
+    assert!(
+        text.contains("eventfold_group_in_flight{group=\"billing\"} 0"),
+        "{text}"
+    );
 }
 
 /// Reads SSE messages from a streaming response until `count` events arrived.

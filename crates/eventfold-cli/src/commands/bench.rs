@@ -17,13 +17,16 @@ use eventfold_core::{
 use eventfold_log::{LogOptions, LogStore};
 use serde::Serialize;
 
-use crate::DataDir;
-
 /// Measure the disk, then the store; print each figure with its ratio to the disk.
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct Args {
-    #[command(flatten)]
-    data: DataDir,
+    /// `http`: measure appends per second over loopback HTTP instead.
+    #[command(subcommand)]
+    pub target: Option<Target>,
+    /// Data directory to measure (the store is written in DIR/bench-store).
+    #[arg(long, env = "EVENTFOLD_DATA", value_name = "DIR")]
+    data: Option<PathBuf>,
     /// Events in the store whose reopening is timed.
     #[arg(long, default_value_t = 10_000_000)]
     reopen_events: u64,
@@ -45,6 +48,13 @@ pub struct Args {
     /// Keep the store the benchmark wrote (in DIR/bench-store).
     #[arg(long)]
     keep: bool,
+}
+
+/// What else to measure.
+#[derive(Debug, clap::Subcommand)]
+pub enum Target {
+    /// Appends per second over HTTP with 64 connections (SPEC's server target).
+    Http(super::bench_http::Args),
 }
 
 /// Bytes of each event's data, as in the SPEC's targets.
@@ -72,7 +82,13 @@ struct Report {
 }
 
 pub fn run(args: Args, runtime: &tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
-    let root = args.data.data.clone();
+    if let Some(Target::Http(http)) = args.target {
+        return runtime.block_on(super::bench_http::run(http));
+    }
+    let root = args
+        .data
+        .clone()
+        .context("name the data directory to measure with --data DIR")?;
     std::fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
     let duration = Duration::from_secs_f64(args.seconds);
     let fsync_rate = raw_fsync_rate(&root, duration)?;

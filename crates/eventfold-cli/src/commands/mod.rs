@@ -2,6 +2,7 @@
 
 pub mod append;
 pub mod bench;
+pub mod bench_http;
 pub mod demo;
 pub mod export;
 pub mod read;
@@ -20,23 +21,30 @@ pub fn open_target(
     target: &crate::StoreArgs,
 ) -> anyhow::Result<std::sync::Arc<dyn eventfold_core::EventStore>> {
     match (&target.data, &target.server) {
-        (_, Some(url)) => Ok(std::sync::Arc::new(http_store(
-            url,
-            target.token.as_deref(),
-        )?)),
+        (_, Some(_)) => Ok(std::sync::Arc::new(http_store(target)?)),
         (Some(dir), None) => Ok(std::sync::Arc::new(open_store(dir)?)),
         (None, None) => anyhow::bail!("name the store with --data DIR or --server URL"),
     }
 }
 
-/// The client of the server at `url`, sending `token` when given.
-pub fn http_store(url: &str, token: Option<&str>) -> anyhow::Result<eventfold_client::HttpStore> {
-    let store = eventfold_client::HttpStore::new(url)
+/// The client of the server `--server` names, with its `--token` and `--ca-cert`.
+pub fn http_store(target: &crate::StoreArgs) -> anyhow::Result<eventfold_client::HttpStore> {
+    let url = target
+        .server
+        .as_deref()
+        .context("name the server with --server URL")?;
+    let mut store = eventfold_client::HttpStore::new(url)
         .with_context(|| format!("cannot use the server {url}"))?;
-    match token {
-        Some(token) => Ok(store.with_token(token)?),
-        None => Ok(store),
+    if let Some(token) = &target.token {
+        store = store.with_token(token)?;
     }
+    if let Some(file) = &target.ca_cert {
+        let pem = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+        store = store
+            .with_root_certificate(&pem)
+            .with_context(|| format!("--ca-cert {}", file.display()))?;
+    }
+    Ok(store)
 }
 
 /// Opens the embedded store in `dir`, with the directory named in any error.

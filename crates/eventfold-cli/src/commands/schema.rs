@@ -116,8 +116,8 @@ fn definition(args: &RegisterArgs) -> anyhow::Result<VersionDefinition> {
 async fn register(args: RegisterArgs) -> anyhow::Result<ExitCode> {
     let definition = definition(&args)?;
     let answer = match (&args.target.data, &args.target.server) {
-        (_, Some(url)) => {
-            let client = super::http_store(url, args.target.token.as_deref())?;
+        (_, Some(_)) => {
+            let client = super::http_store(&args.target)?;
             client
                 .put_schema(
                     &args.event_type,
@@ -158,8 +158,8 @@ fn explain(error: eventfold_schema::SchemaError) -> anyhow::Error {
 
 async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
     let answer: Value = match (&args.target.data, &args.target.server) {
-        (_, Some(url)) => {
-            super::http_store(url, args.target.token.as_deref())?
+        (_, Some(_)) => {
+            super::http_store(&args.target)?
                 .schemas(args.event_type.as_deref())
                 .await?
         }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use eventfold_server::{AuthConfig, ServerConfig};
+use eventfold_server::{AuthConfig, ServerConfig, TlsConfig};
 
 use crate::DataDir;
 
@@ -30,6 +30,12 @@ pub struct Args {
         conflicts_with = "insecure"
     )]
     auth: Option<PathBuf>,
+    /// PEM certificate chain: serve HTTPS (with --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Run without authentication on a non-loopback address (every client is an
     /// administrator). On 127.0.0.1 / ::1 that is the default without --auth.
     #[arg(long)]
@@ -42,6 +48,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .as_deref()
         .map(AuthConfig::from_file)
         .transpose()?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsConfig::from_pem_files(cert, key)?),
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let store = Arc::new(super::open_store(&args.data.data)?);
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
@@ -55,7 +66,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
         eprintln!(
             "WARNING: INSECURE DEVELOPMENT MODE: no --auth file, so every client of \
-             http://{address} acts as an administrator. Do not use this in production."
+             {scheme}://{address} acts as an administrator. Do not use this in production."
         );
         tracing::warn!(%address, "serving without authentication (insecure development mode)");
     }
@@ -63,7 +74,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     // as a client sees the server stops it gracefully, never by the default action.
     let shutdown = shutdown_signal()?;
     println!(
-        "eventfold listening on http://{address} (data in {})",
+        "eventfold listening on {scheme}://{address} (data in {})",
         args.data.data.display()
     );
     std::io::stdout().flush()?;
@@ -72,7 +83,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         body_bytes_max: args.body_bytes_max,
         ..ServerConfig::default()
     };
-    eventfold_server::serve(store.clone(), config, listener, shutdown).await?;
+    eventfold_server::serve_with(store.clone(), config, listener, tls, shutdown).await?;
     // The server has stopped taking requests; closing the store lets the writer finish
     // what is queued before the process exits.
     drop(store);

@@ -1,0 +1,194 @@
+//! `eventfold bench http`: appends per second over loopback HTTP, one 200-byte event
+//! per request on each of N keep-alive connections (64 by default, as in SPEC's
+//! target), against a server it starts on a data directory or one given by URL. The
+//! load generator runs in this process and shares the machine's cores with the server.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use serde::Serialize;
+
+/// SPEC's target for the server over loopback with 64 connections.
+const TARGET_APPENDS_PER_SECOND: f64 = 30_000.0;
+
+/// Measure appends per second over HTTP with many connections.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Start a server on this data directory (in DIR/bench-http, removed first).
+    #[arg(
+        long,
+        env = "EVENTFOLD_DATA",
+        value_name = "DIR",
+        conflicts_with = "server",
+        required_unless_present = "server"
+    )]
+    data: Option<std::path::PathBuf>,
+    /// Load a running server instead (host:port of plain HTTP).
+    #[arg(long, value_name = "HOST:PORT")]
+    server: Option<String>,
+    /// Bearer token for a server with users.
+    #[arg(long, env = "EVENTFOLD_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Keep-alive connections, each with one request in flight.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Seconds of load (after one second of warm-up).
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Print the figures as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    connections: usize,
+    seconds: f64,
+    appends: u64,
+    appends_per_second: f64,
+    latency_p50_ms: f64,
+    latency_p99_ms: f64,
+    target_appends_per_second: f64,
+    ratio_to_target: f64,
+    met: bool,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let (address, server) = match (&args.server, &args.data) {
+        (Some(server), _) => (
+            server
+                .parse::<SocketAddr>()
+                .or_else(|_| {
+                    std::net::ToSocketAddrs::to_socket_addrs(server.as_str())?
+                        .next()
+                        .context("the address resolves to nothing")
+                })
+                .with_context(|| format!("--server {server}: not a host:port"))?,
+            None,
+        ),
+        (None, Some(dir)) => {
+            let dir = dir.join("bench-http");
+            let _ = std::fs::remove_dir_all(&dir);
+            let store = Arc::new(super::open_store(&dir)?);
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            let address = listener.local_addr()?;
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let config = eventfold_server::ServerConfig::default();
+            let task = tokio::spawn(eventfold_server::serve(store, config, listener, async {
+                let _ = stopped.await;
+            }));
+            (address, Some((stop, task)))
+        }
+        (None, None) => anyhow::bail!("name a data directory (--data) or a server (--server)"),
+    };
+    if !args.json {
+        eprintln!(
+            "… {} connections appending one 200-byte event per request to http://{address} for {} s",
+            args.connections, args.seconds
+        );
+    }
+    let warm_up = Duration::from_secs(1);
+    let measured = Duration::from_secs_f64(args.seconds);
+    let start = Instant::now() + warm_up;
+    let end = start + measured;
+    let token = args.token.clone().map(Arc::<str>::from);
+    let workers: Vec<_> = (0..args.connections)
+        .map(|n| tokio::spawn(connection(address, n, token.clone(), start, end)))
+        .collect();
+    let mut latencies = Vec::new();
+    for worker in workers {
+        latencies.extend(worker.await??);
+    }
+    if let Some((stop, task)) = server {
+        let _ = stop.send(());
+        task.await??;
+    }
+    latencies.sort_unstable();
+    let percentile = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .map_or(0.0, |d: &Duration| d.as_secs_f64() * 1e3)
+    };
+    let rate = latencies.len() as f64 / measured.as_secs_f64();
+    let report = Report {
+        connections: args.connections,
+        seconds: args.seconds,
+        appends: latencies.len() as u64,
+        appends_per_second: rate,
+        latency_p50_ms: percentile(0.50),
+        latency_p99_ms: percentile(0.99),
+        target_appends_per_second: TARGET_APPENDS_PER_SECOND,
+        ratio_to_target: rate / TARGET_APPENDS_PER_SECOND,
+        met: rate >= TARGET_APPENDS_PER_SECOND,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "HTTP appends, {} connections: {:.0} appends/s (p50 {:.2} ms, p99 {:.2} ms); target {:.0}: {:.2}x, {}",
+            report.connections,
+            report.appends_per_second,
+            report.latency_p50_ms,
+            report.latency_p99_ms,
+            report.target_appends_per_second,
+            report.ratio_to_target,
+            if report.met { "met" } else { "missed" }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One keep-alive connection appending to its own stream until `end`; returns the
+/// latency of each append acknowledged between `start` and `end`.
+async fn connection(
+    address: SocketAddr,
+    n: usize,
+    token: Option<Arc<str>>,
+    start: Instant,
+    end: Instant,
+) -> anyhow::Result<Vec<Duration>> {
+    let stream = tokio::net::TcpStream::connect(address)
+        .await
+        .with_context(|| format!("cannot connect to {address}"))?;
+    stream.set_nodelay(true)?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let filler = "x".repeat(200 - r#"{"payload":""}"#.len());
+    let body = Bytes::from(format!(
+        r#"[{{"type":"BenchmarkRecorded","data":{{"payload":"{filler}"}}}}]"#
+    ));
+    let uri = format!("http://{address}/streams/bench-http-{n}");
+    let mut latencies = Vec::new();
+    loop {
+        let sent = Instant::now();
+        if sent >= end {
+            return Ok(latencies);
+        }
+        let mut request = Request::post(&uri)
+            .header(hyper::header::HOST, address.to_string())
+            .header(hyper::header::CONTENT_TYPE, "application/json");
+        if let Some(token) = &token {
+            request = request.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let response = sender
+            .send_request(request.body(Full::new(body.clone()))?)
+            .await?;
+        let status = response.status();
+        let answer = response.into_body().collect().await?.to_bytes();
+        anyhow::ensure!(
+            status == hyper::StatusCode::CREATED,
+            "the server answered {status}: {}",
+            String::from_utf8_lossy(&answer)
+        );
+        if sent >= start {
+            latencies.push(sent.elapsed());
+        }
+    }
+}
