@@ -17,7 +17,7 @@ use bytes::Bytes;
 use eventfold_core::{
     AllSlice, AppendResult, DeleteMode, DeleteResult, Direction, Error, EventStore,
     ExpectedVersion, MetadataRecord, Position, ReadAll, ReadStream, RecordedEvent, Result,
-    Revision, StreamMetadata, StreamWrite,
+    Revision, StreamMetadata, StreamSummary, StreamWrite,
 };
 use reqwest::{Client, Method, Response, Url};
 use serde::Deserialize;
@@ -277,6 +277,13 @@ fn wire_events(events: Vec<eventfold_core::EventData>) -> Result<Vec<Value>> {
         .collect()
 }
 
+/// `GET /streams`.
+#[derive(Deserialize)]
+struct StreamsPage {
+    streams: Vec<StreamSummary>,
+    next: Option<String>,
+}
+
 /// `GET /streams/{stream}/head`.
 #[derive(Deserialize)]
 struct StreamHead {
@@ -420,6 +427,37 @@ impl EventStore for HttpStore {
             )
             .await?;
         Ok(head.last_revision.map(Revision))
+    }
+
+    async fn list_streams(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StreamSummary>> {
+        let mut streams = Vec::new();
+        let mut after = after.map(str::to_string);
+        while streams.len() < limit {
+            let want = (limit - streams.len()).min(PAGE_EVENTS as usize);
+            let mut url = self.url(&["streams"]);
+            {
+                let mut query = url.query_pairs_mut();
+                query
+                    .append_pair("prefix", prefix)
+                    .append_pair("limit", &want.to_string());
+                if let Some(after) = &after {
+                    query.append_pair("after", after);
+                }
+            }
+            let page: StreamsPage = self.call(self.client.get(url), "").await?;
+            let got = page.streams.len();
+            streams.extend(page.streams);
+            match page.next {
+                Some(next) if got == want => after = Some(next),
+                _ => break,
+            }
+        }
+        Ok(streams)
     }
 
     async fn stream_metadata(&self, stream: &str) -> Result<MetadataRecord> {

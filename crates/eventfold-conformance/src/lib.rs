@@ -199,7 +199,8 @@ macro_rules! conformance_tests {
             stream_metadata_round_trips_with_expected_versions,
             retention_metadata_hides_old_events,
             soft_delete_hides_the_stream_until_it_is_written_again,
-            hard_delete_is_final;
+            hard_delete_is_final,
+            list_streams_pages_names_in_order;
             @shared
             concurrent_appends_to_one_stream_with_retries_are_serialized,
             concurrent_appends_to_distinct_streams_are_all_stored,

@@ -266,3 +266,54 @@ pub async fn hard_delete_is_final<S: EventStore + ?Sized>(store: &S) {
     );
     assert_eq!(ns(&other), vec![0]);
 }
+
+/// `list_streams` gives names in order with their last revision, by prefix, page by
+/// page, and shows system streams only for a `$` prefix.
+pub async fn list_streams_pages_names_in_order<S: EventStore + ?Sized>(store: &S) {
+    assert_fresh(store).await;
+    for (stream, count) in [
+        ("order-2", 1),
+        ("cart-1", 1),
+        ("order-1", 3),
+        ("order-10", 1),
+    ] {
+        stream_of(store, stream, 0, count).await;
+    }
+    ok(
+        "metadata",
+        store
+            .set_stream_metadata("cart-1", ExpectedVersion::Any, StreamMetadata::default())
+            .await,
+    );
+    let names = |list: Vec<eventfold_core::StreamSummary>| {
+        list.into_iter()
+            .map(|s| (s.stream, s.last_revision.get()))
+            .collect::<Vec<_>>()
+    };
+    let all = ok("list", store.list_streams("", None, 100).await);
+    assert_eq!(
+        names(all),
+        vec![
+            ("cart-1".to_string(), 0),
+            ("order-1".to_string(), 2),
+            ("order-10".to_string(), 0),
+            ("order-2".to_string(), 0),
+        ],
+        "user streams in name order, without system streams"
+    );
+    let first = ok("list a page", store.list_streams("order-", None, 2).await);
+    assert_eq!(
+        names(first),
+        vec![("order-1".to_string(), 2), ("order-10".to_string(), 0)]
+    );
+    let rest = ok(
+        "list the next page",
+        store.list_streams("order-", Some("order-10"), 2).await,
+    );
+    assert_eq!(names(rest), vec![("order-2".to_string(), 0)]);
+    let system = ok(
+        "list system streams",
+        store.list_streams("$$", None, 10).await,
+    );
+    assert_eq!(names(system), vec![("$$cart-1".to_string(), 0)]);
+}
