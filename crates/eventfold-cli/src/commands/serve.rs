@@ -1,4 +1,5 @@
-//! `eventfold serve`: the store over HTTP until Ctrl-C or SIGTERM.
+//! `eventfold serve`: the store (embedded, or on PostgreSQL with `--postgres`) over
+//! HTTP until Ctrl-C or SIGTERM.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -30,6 +31,18 @@ pub struct Args {
         conflicts_with = "insecure"
     )]
     auth: Option<PathBuf>,
+    /// Keep the events in this PostgreSQL database instead of DIR (e.g.
+    /// postgres://user@host/db); several servers on one database act as one store.
+    #[arg(long, env = "EVENTFOLD_POSTGRES", value_name = "URL")]
+    postgres: Option<String>,
+    /// With --postgres: the PostgreSQL schema holding the store's tables.
+    #[arg(
+        long,
+        default_value = "eventfold",
+        requires = "postgres",
+        value_name = "NAME"
+    )]
+    postgres_schema: String,
     /// PEM certificate chain: serve HTTPS (with --tls-key).
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -53,7 +66,28 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         _ => None,
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let store = Arc::new(super::open_store(&args.data.data)?);
+    let (store, holds): (Arc<dyn eventfold_core::EventStore>, String) = match &args.postgres {
+        None => (
+            Arc::new(super::open_store(&args.data.data)?),
+            format!("data in {}", args.data.data.display()),
+        ),
+        Some(url) => {
+            // The events live in PostgreSQL; DIR keeps only this node's local state.
+            std::fs::create_dir_all(&args.data.data)
+                .with_context(|| format!("cannot create {}", args.data.data.display()))?;
+            let options = eventfold_postgres::PostgresOptions {
+                schema: args.postgres_schema.clone(),
+                ..Default::default()
+            };
+            let store = eventfold_postgres::PostgresStore::connect(url, options)
+                .await
+                .context("cannot open the PostgreSQL store")?;
+            (
+                Arc::new(store),
+                format!("events in PostgreSQL schema {}", args.postgres_schema),
+            )
+        }
+    };
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -73,10 +107,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     // Handlers are installed before the address is announced: a SIGTERM sent as soon
     // as a client sees the server stops it gracefully, never by the default action.
     let shutdown = shutdown_signal()?;
-    println!(
-        "eventfold listening on {scheme}://{address} (data in {})",
-        args.data.data.display()
-    );
+    println!("eventfold listening on {scheme}://{address} ({holds})");
     std::io::stdout().flush()?;
     let config = ServerConfig {
         auth,
