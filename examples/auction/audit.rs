@@ -5,16 +5,14 @@
 //! is a request, judged by the code and the world of its time, and replaying it asks
 //! today's code and today's world again (see [`replay_commands`]).
 
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
-use anyhow::Context;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::json_lines;
 use super::service::{AuctionService, Handled, ServiceError};
 
 /// A command as a client sent it to the questions service.
@@ -70,30 +68,13 @@ impl AuditLog {
     /// Appends `entry`.
     pub fn record(&self, entry: &AuditEntry) -> anyhow::Result<()> {
         let _guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-            .with_context(|| format!("opening {}", self.path.display()))?;
-        let mut line = serde_json::to_vec(entry)?;
-        line.push(b'\n');
-        file.write_all(&line)?;
-        Ok(())
+        json_lines::append(&self.path, entry, false)
     }
 
     /// Every entry, oldest first.
     pub fn entries(&self) -> anyhow::Result<Vec<AuditEntry>> {
         let _guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
-        let file = match File::open(&self.path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e).with_context(|| format!("opening {}", self.path.display())),
-        };
-        let mut entries = Vec::new();
-        for line in BufReader::new(file).lines() {
-            entries.push(serde_json::from_str(&line?)?);
-        }
-        Ok(entries)
+        json_lines::read_all(&self.path)
     }
 
     /// The file.

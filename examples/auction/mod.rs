@@ -13,6 +13,7 @@
 
 pub mod audit;
 pub mod domain;
+mod json_lines;
 pub mod read_model;
 pub mod service;
 pub mod story;

@@ -7,13 +7,13 @@
 //! services: `accounts.json` and `mail.log` (one JSON line per mail sent).
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
+
+use super::json_lines;
 
 /// What is for sale: auction id, seller, title.
 const LISTINGS: &[(&str, &str, &str)] = &[
@@ -139,31 +139,13 @@ impl MailServer {
     /// Sends `mail`: appends it to `mail.log`.
     pub fn send(&self, mail: &Mail) -> anyhow::Result<()> {
         let _guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-            .with_context(|| format!("opening {}", self.path.display()))?;
-        let mut line = serde_json::to_vec(mail)?;
-        line.push(b'\n');
-        file.write_all(&line)?;
-        file.sync_data()?;
-        Ok(())
+        json_lines::append(&self.path, mail, true)
     }
 
     /// Every mail sent so far, oldest first.
     pub fn sent(&self) -> anyhow::Result<Vec<Mail>> {
         let _guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
-        let file = match File::open(&self.path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e).with_context(|| format!("opening {}", self.path.display())),
-        };
-        let mut mails = Vec::new();
-        for line in BufReader::new(file).lines() {
-            mails.push(serde_json::from_str(&line?)?);
-        }
-        Ok(mails)
+        json_lines::read_all(&self.path)
     }
 
     /// The file the mails are in.
