@@ -168,14 +168,11 @@ impl AppendView for View<'_> {
     }
 
     fn is_tombstoned(&self, stream: &str, last: Revision) -> Result<bool> {
-        let committed = self.committed_len(stream);
-        if last.get() >= committed {
-            // Unsynced: the id is in memory.
-            return Ok(self
-                .event_at(stream, last)?
-                .is_some_and(|(id, _)| id == tombstone_id(stream)));
-        }
-        if let Some(&(revision, tombstoned)) = self.tombstones.0.borrow().get(stream)
+        // An unsynced last event's id is in memory; a committed one's is on disk, so
+        // its answer is cached until the stream's committed end moves.
+        let committed = last.get() < self.committed_len(stream);
+        if committed
+            && let Some(&(revision, tombstoned)) = self.tombstones.0.borrow().get(stream)
             && revision == last.get()
         {
             return Ok(tombstoned);
@@ -183,15 +180,17 @@ impl AppendView for View<'_> {
         let tombstoned = self
             .event_at(stream, last)?
             .is_some_and(|(id, _)| id == tombstone_id(stream));
-        let key = self
-            .index
-            .streams
-            .get_key_value(stream)
-            .map_or_else(|| Arc::from(stream), |(key, _)| key.clone());
-        self.tombstones
-            .0
-            .borrow_mut()
-            .insert(key, (last.get(), tombstoned));
+        if committed {
+            let key = self
+                .index
+                .streams
+                .get_key_value(stream)
+                .map_or_else(|| Arc::from(stream), |(key, _)| key.clone());
+            self.tombstones
+                .0
+                .borrow_mut()
+                .insert(key, (last.get(), tombstoned));
+        }
         Ok(tombstoned)
     }
 
