@@ -114,13 +114,6 @@ fn the_server_speaks_the_contract_and_keeps_what_it_acknowledged() {
 
     // The CLI works on a server as on a data directory.
     let url = format!("http://{}", server.address);
-    let cli = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_eventfold"))
-            .args(args)
-            .env_remove("EVENTFOLD_DATA")
-            .output()
-            .unwrap()
-    };
     let appended = cli(&[
         "append",
         "--server",
