@@ -75,6 +75,9 @@ enum Command {
     Import(commands::export::ImportArgs),
     /// Check every checksum, length, position and revision of a store.
     Verify(commands::verify::Args),
+    /// Give up damaged data explicitly: rewrite damaged segments, keeping every intact
+    /// transaction, and record what was given up (--dry-run first).
+    Repair(commands::repair::Args),
     /// Register event schema versions and their converters, or list them.
     Schema(commands::schema::Args),
     /// Measure the disk, then the store, and print each figure beside the disk's.
@@ -116,6 +119,7 @@ fn main() -> ExitCode {
         Command::Export(args) => runtime.block_on(commands::export::export(args)),
         Command::Import(args) => runtime.block_on(commands::export::import(args)),
         Command::Verify(args) => commands::verify::run(args),
+        Command::Repair(args) => runtime.block_on(commands::repair::run(args)),
         Command::Schema(args) => runtime.block_on(commands::schema::run(args)),
         Command::Bench(args) => commands::bench::run(args, &runtime),
         Command::Demo(args) => runtime.block_on(commands::demo::run(args)),

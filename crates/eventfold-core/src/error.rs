@@ -120,6 +120,13 @@ pub enum Error {
     /// The store was closed.
     #[error("the store is closed")]
     Closed,
+    /// The store was opened for reading only (or was made read-only on purpose):
+    /// appends are refused.
+    #[error("the store is read-only: {reason}")]
+    ReadOnly {
+        /// Why, and what to do instead.
+        reason: String,
+    },
     /// A backend-specific failure that fits no other kind.
     #[error("{0}")]
     Backend(String),
@@ -152,6 +159,7 @@ impl Error {
             Error::Poisoned { .. } => "store_poisoned",
             Error::Locked { .. } => "locked",
             Error::Closed => "closed",
+            Error::ReadOnly { .. } => "read_only",
             Error::Backend(_) => "backend_error",
         }
     }

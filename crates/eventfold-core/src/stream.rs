@@ -162,6 +162,8 @@ pub const SYSTEM_STREAM_PREFIXES: &[&str] = &[
     "$parked-",
     // Stream metadata: `$$<stream>` (metadata.rs).
     "$$",
+    // The audit trail of `eventfold repair` (eventfold-cli).
+    "$repairs",
 ];
 
 /// Checks a name a backend accepts for an append: a user stream name (see

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::io::StorageFile;
 use crate::record::decode_header;
-use crate::segment::{SegmentIndex, read_bytes};
+use crate::segment::{NO_OFFSET, NO_STREAM, SegmentIndex, read_bytes};
 
 /// The hash map of the engine's hot paths. Keys include caller-chosen event ids and
 /// stream names, so the hasher is seeded per process (foldhash), yet much cheaper than
@@ -52,6 +52,70 @@ pub(crate) struct Index {
     pub id_segments: VecDeque<(u64, Vec<Uuid>)>,
     /// The position the next event gets; every position below is committed.
     pub next_position: u64,
+    /// Positions of runs whose events nobody can read any more (a repair gave them
+    /// up), not yet claimed by a stream whose revisions jump over them.
+    pub unclaimed: UnknownPositions,
+}
+
+/// Positions a gap record left without a known event, oldest first. When a stream's
+/// revisions later jump (its event at the missing revisions was unreadable), the
+/// jump claims that many of these positions, the latest ones before the event that
+/// jumps, so that every revision still has a position and each stream's positions
+/// stay in order.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct UnknownPositions {
+    runs: Vec<(u64, u64)>,
+}
+
+impl UnknownPositions {
+    /// Adds the positions `first..first + count`.
+    pub(crate) fn add(&mut self, first: u64, count: u64) {
+        self.runs.push((first, first + count));
+    }
+
+    /// Claims `count` positions between `after` (exclusive; `None`: the start) and
+    /// `before` (exclusive), the latest first, returned in ascending order; `None`
+    /// (and nothing claimed) when there are not enough.
+    pub(crate) fn claim(
+        &mut self,
+        count: u64,
+        after: Option<u64>,
+        before: u64,
+    ) -> Option<Vec<u64>> {
+        let low = after.map_or(0, |a| a + 1);
+        let available: u64 = self
+            .runs
+            .iter()
+            .map(|&(a, b)| b.min(before).saturating_sub(a.max(low)))
+            .sum();
+        if available < count {
+            return None;
+        }
+        let mut claimed = Vec::new();
+        let mut i = self.runs.len();
+        while (claimed.len() as u64) < count && i > 0 {
+            i -= 1;
+            let (a, b) = self.runs[i];
+            let top = b.min(before);
+            let bottom = a.max(low);
+            if top <= bottom {
+                continue;
+            }
+            let take = (count - claimed.len() as u64).min(top - bottom);
+            claimed.extend((top - take..top).rev());
+            // Split the run around what was taken.
+            let mut rest = Vec::new();
+            if a < top - take {
+                rest.push((a, top - take));
+            }
+            if top < b {
+                rest.push((top, b));
+            }
+            self.runs.splice(i..=i, rest);
+        }
+        claimed.reverse();
+        Some(claimed)
+    }
 }
 
 impl Index {
@@ -89,9 +153,27 @@ impl Index {
         let mut offsets = Vec::with_capacity(segment.entries.len());
         let mut ids = Vec::new();
         let mut result = Ok(());
-        for (i, entry) in segment.entries.iter().enumerate() {
-            let position = segment.first_position + i as u64;
+        let mut position = segment.first_position;
+        for entry in &segment.entries {
+            if entry.stream == NO_STREAM {
+                // A run of positions without events (a gap record's).
+                let count = usize::try_from(entry.revision).unwrap_or(usize::MAX);
+                offsets.resize(offsets.len().saturating_add(count), NO_OFFSET);
+                self.unclaimed.add(position, entry.revision);
+                position += entry.revision;
+                continue;
+            }
             let list = &mut positions[entry.stream as usize].1;
+            if entry.revision > list.len() as u64 {
+                // Revisions whose events were unreadable when a repair gave them up.
+                let missing = entry.revision - list.len() as u64;
+                if let Some(claimed) = self
+                    .unclaimed
+                    .claim(missing, list.last().copied(), position)
+                {
+                    list.extend(claimed);
+                }
+            }
             if entry.revision != list.len() as u64 {
                 result = Err(Error::Corrupted {
                     file: name.clone(),
@@ -105,12 +187,15 @@ impl Index {
                 });
                 break;
             }
+            // A lost event keeps its revision in the stream (so it is never handed out
+            // again); its position locates nothing.
             list.push(position);
             offsets.push(entry.offset);
-            if keep_ids {
+            if keep_ids && entry.is_event() {
                 self.ids.insert(entry.id, position);
                 ids.push(entry.id);
             }
+            position += 1;
         }
         for (key, list) in positions {
             if !list.is_empty() {
@@ -121,7 +206,7 @@ impl Index {
         if keep_ids {
             self.id_segments.push_back((number, ids));
         }
-        self.next_position = segment.first_position + segment.entries.len() as u64;
+        self.next_position = position;
         self.segments.push(SegmentState {
             number,
             name,
@@ -144,7 +229,8 @@ impl Index {
         }
     }
 
-    /// Where the committed event at `position` lies.
+    /// Where the committed event at `position` lies; `None` past the end and for a
+    /// position that holds no event (a gap).
     pub(crate) fn locate(&self, position: u64) -> Option<Location> {
         if position >= self.next_position {
             return None;
@@ -155,26 +241,30 @@ impl Index {
             .checked_sub(1)?;
         let segment = &self.segments[at];
         let i = (position - segment.first_position) as usize;
-        let offset = u64::from(*segment.offsets.get(i)?);
-        let end = segment
-            .offsets
-            .get(i + 1)
+        let offset = *segment.offsets.get(i)?;
+        if offset == NO_OFFSET {
+            return None;
+        }
+        // The record ends where the next one begins (a gap record may lie between).
+        let end = segment.offsets[i + 1..]
+            .iter()
+            .find(|&&next| next != NO_OFFSET)
             .map_or(segment.len, |&next| u64::from(next));
         Some(Location {
             file: segment.file.clone(),
             segment: segment.number,
             name: segment.name.clone(),
             position,
-            offset,
+            offset: u64::from(offset),
             end,
         })
     }
 
-    /// Locations of the committed positions `from..to`, in order.
-    pub(crate) fn locate_range(&self, from: u64, to: u64) -> Vec<Location> {
-        (from..to.min(self.next_position))
-            .filter_map(|p| self.locate(p))
-            .collect()
+    /// Locations of the committed events at positions `from..to`, in order, and the
+    /// position after the last one looked at (positions without events are skipped).
+    pub(crate) fn locate_range(&self, from: u64, to: u64) -> (Vec<Location>, u64) {
+        let end = to.min(self.next_position).max(from);
+        ((from..end).filter_map(|p| self.locate(p)).collect(), end)
     }
 }
 
@@ -254,4 +344,23 @@ fn decode_at(
         .to_event(buffer, at)
         .map(Some)
         .map_err(|e| corrupted(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claims_take_the_latest_positions_between_the_bounds_in_order() {
+        let mut pool = UnknownPositions::default();
+        pool.add(10, 5); // 10..15
+        pool.add(20, 2); // 20..22
+        assert_eq!(pool.claim(3, Some(11), 21), Some(vec![13, 14, 20]));
+        // 10, 11, 12 and 21 remain; 21 lies outside the next bounds.
+        assert_eq!(pool.claim(4, None, 21), None, "only three are below 21");
+        assert_eq!(pool.claim(2, Some(10), 30), Some(vec![12, 21]));
+        assert_eq!(pool.claim(1, None, 100), Some(vec![11]));
+        assert_eq!(pool.claim(1, None, 100), Some(vec![10]));
+        assert_eq!(pool.claim(1, None, 100), None);
+    }
 }

@@ -11,9 +11,12 @@
 
 mod index;
 pub mod io;
+mod mark;
 mod options;
 mod record;
 mod recovery;
+mod repair;
+mod scrub;
 mod segment;
 pub mod sim;
 mod store;
@@ -21,5 +24,10 @@ mod verify;
 mod writer;
 
 pub use options::LogOptions;
+pub use recovery::TailDamage;
+pub use repair::{
+    Correction, DamagedSpan, GivenUp, RepairOptions, RepairReport, SegmentRepair, repair,
+    repair_with,
+};
 pub use store::{LogStats, LogStore};
 pub use verify::{Damage, VerifyReport, verify, verify_with};

@@ -25,6 +25,14 @@ pub struct LogOptions {
     /// Sealed segments whose event ids stay in memory for idempotency checks with
     /// `any` / `stream_exists` (the active segment's ids always do).
     pub id_window_segments: usize,
+    /// How often the acknowledged mark is brought up to date while appends go on
+    /// (0: only when the store opens and closes). Recovery treats damage below the
+    /// mark as corruption, never as a torn tail; see `docs/log-format.md`.
+    pub ack_mark_interval_ms: u64,
+    /// Whether a thread reads and checks every sealed segment once after the store
+    /// opens, reporting damage at once instead of when a read reaches it (the server
+    /// turns it on; short-lived commands leave it off).
+    pub scrub_sealed_segments: bool,
 }
 
 impl Default for LogOptions {
@@ -36,6 +44,8 @@ impl Default for LogOptions {
             queue_appends_max: 4096,
             fsyncs_in_flight_max: 4,
             id_window_segments: 2,
+            ack_mark_interval_ms: 1000,
+            scrub_sealed_segments: false,
         }
     }
 }

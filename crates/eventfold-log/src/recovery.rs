@@ -1,5 +1,5 @@
 //! Opening a data directory: load the sealed segments' index files, scan the active
-//! segment, cut off a torn tail. See "Opening a store and recovery" in
+//! segment, tell a torn tail (cut) from damage (refused). See "Opening a store and recovery" in
 //! `docs/log-format.md` for what each crash point leaves and how it is handled.
 
 use std::path::{Path, PathBuf};
@@ -9,10 +9,12 @@ use eventfold_core::{Error, Result};
 
 use crate::index::{FastMap, Index};
 use crate::io::{OpenMode, Storage, StorageFile};
+use crate::mark::{AckMark, MarkWriter, read_mark};
 use crate::options::LogOptions;
+use crate::record::Invalid;
 use crate::segment::{
-    SEGMENT_HEADER_BYTES, SegmentIndex, encode_segment_header, index_path, parse_name, read_up_to,
-    scan_segment, segment_path,
+    SEGMENT_HEADER_BYTES, Scan, SegmentIndex, Stop, encode_segment_header, find_intact_after,
+    index_path, parse_name, read_up_to, scan_segment, segment_path,
 };
 
 /// The segment being appended to.
@@ -41,10 +43,24 @@ impl ActiveSegment {
     }
 }
 
+/// Whether an open may change the data directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// Recovery may cut a torn tail, rebuild index files and write the mark.
+    ReadWrite,
+    /// Nothing is changed; a torn tail or damage is left where it is.
+    ReadOnly,
+}
+
 pub(crate) struct Recovered {
     pub segments_dir: PathBuf,
     pub index: Index,
     pub active: ActiveSegment,
+    /// The mark, kept up to date by the writer (read-write opens only).
+    pub mark: Option<MarkWriter>,
+    /// Damage in the active segment, found by a read-only open (a read-write open
+    /// fails instead).
+    pub damage: Option<TailDamage>,
 }
 
 fn io_err(what: String) -> impl FnOnce(std::io::Error) -> Error {
@@ -58,27 +74,145 @@ fn file_name(path: &Path) -> String {
     )
 }
 
+/// Damage in the active segment that is not a torn tail: acknowledged events would be
+/// lost by cutting there, so the store does not open for writing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TailDamage {
+    /// The segment file.
+    pub file: String,
+    /// Byte offset of the first damaged record.
+    pub offset: u64,
+    /// The position that record should hold.
+    pub position: u64,
+    /// What is wrong with it.
+    pub reason: String,
+    /// Intact records found after the damage.
+    pub intact_after: u64,
+    /// Positions of the first and last of them.
+    pub intact_positions: Option<(u64, u64)>,
+    /// Bytes of the segment acknowledged as durable, when the mark knows.
+    pub acknowledged_len: Option<u64>,
+}
+
+impl std::fmt::Display for TailDamage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the record at position {} (offset {} of {}) is damaged: {}",
+            self.position, self.offset, self.file, self.reason
+        )?;
+        match self.intact_positions {
+            Some((first, last)) => write!(
+                f,
+                "; {} intact record(s) follow it (positions {first}..={last}), so this is not a torn tail",
+                self.intact_after
+            )?,
+            None => {
+                if let Some(len) = self.acknowledged_len {
+                    write!(
+                        f,
+                        "; {len} bytes of the segment were acknowledged as durable, so this is not a torn tail"
+                    )?;
+                }
+            }
+        }
+        f.write_str(
+            ". Nothing was changed. Reading what is intact still works (open read-only); \
+             `eventfold repair --data DIR --dry-run` shows what a repair would give up",
+        )
+    }
+}
+
+/// What the active segment holds past its last intact commit.
+pub(crate) enum Tail {
+    /// Nothing: the file ends with a committed transaction.
+    Clean,
+    /// Bytes of a write that was never acknowledged: recovery may cut them.
+    Torn { committed: u64, file_len: u64 },
+    /// Damage that is not a torn tail.
+    Damaged(TailDamage),
+}
+
+/// Looks at what follows the last intact commit of the active segment.
+pub(crate) fn classify_tail(
+    file: &dyn StorageFile,
+    name: &str,
+    scan: &Scan,
+    acknowledged_len: Option<u64>,
+) -> Result<Tail> {
+    let committed = scan.index.len;
+    let acknowledged_beyond = acknowledged_len.is_some_and(|len| len > committed);
+    if committed == scan.file_len && !acknowledged_beyond {
+        return Ok(Tail::Clean);
+    }
+    let stop = scan.stop.clone().unwrap_or(Stop {
+        offset: scan.file_len,
+        position: scan.index.end_position(),
+        why: Invalid::Truncated,
+    });
+    let mut intact_after = 0u64;
+    let mut positions: Option<(u64, u64)> = None;
+    find_intact_after(file, name, stop.offset, stop.position, |p| {
+        intact_after += 1;
+        positions = Some(positions.map_or((p, p), |(first, _)| (first, p)));
+        true
+    })?;
+    if intact_after == 0 && !acknowledged_beyond {
+        return Ok(Tail::Torn {
+            committed,
+            file_len: scan.file_len,
+        });
+    }
+    let reason = if stop.offset >= scan.file_len {
+        format!(
+            "the segment ends at byte {}, before the end of what was acknowledged",
+            scan.file_len
+        )
+    } else {
+        stop.why.to_string()
+    };
+    Ok(Tail::Damaged(TailDamage {
+        file: name.to_string(),
+        offset: stop.offset,
+        position: stop.position,
+        reason,
+        intact_after,
+        intact_positions: positions,
+        acknowledged_len,
+    }))
+}
+
+/// Opens the data directory's segments: loads the sealed segments' index files, scans
+/// the active segment and classifies what follows its last commit. Everything is read
+/// and decided before anything is changed, so a store that refuses to open (damage)
+/// is left exactly as it was. With [`Access::ReadWrite`], it then removes leftovers of
+/// interrupted operations, rebuilds missing index files, cuts a torn tail and writes
+/// the mark.
 pub(crate) fn recover(
     storage: &dyn Storage,
     dir: &Path,
     options: &LogOptions,
+    access: Access,
 ) -> Result<Recovered> {
     let segments_dir = dir.join("segments");
-    storage
-        .create_dir_all(&segments_dir)
-        .map_err(io_err(format!("creating {}", segments_dir.display())))?;
-    let names = storage
-        .list(&segments_dir)
-        .map_err(io_err(format!("listing {}", segments_dir.display())))?;
+    let writable = access == Access::ReadWrite;
+    if writable {
+        storage
+            .create_dir_all(&segments_dir)
+            .map_err(io_err(format!("creating {}", segments_dir.display())))?;
+    }
+    let names = storage.list(&segments_dir).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::Backend(format!(
+                "{} holds no eventfold store (no segments directory)",
+                dir.display()
+            ))
+        } else {
+            Error::io(format!("listing {}", segments_dir.display()), e)
+        }
+    })?;
     let mut numbers: Vec<u64> = names.iter().filter_map(|n| parse_name(n, "seg")).collect();
     numbers.sort_unstable();
-    for name in names.iter().filter(|n| n.ends_with(".tmp")) {
-        // A half-written index file from a crash during sealing; it is rewritten.
-        let path = segments_dir.join(name);
-        storage
-            .remove(&path)
-            .map_err(io_err(format!("removing {}", path.display())))?;
-    }
     for (i, &n) in numbers.iter().enumerate() {
         if n != i as u64 {
             return Err(Error::Corrupted {
@@ -88,26 +222,69 @@ pub(crate) fn recover(
             });
         }
     }
+    let mark = read_mark(storage, &segments_dir)?;
+    let last_number = numbers.last().copied().unwrap_or(0);
+    if let Some(mark) = mark
+        && mark.segment > last_number
+    {
+        return Err(Error::Corrupted {
+            file: file_name(&segment_path(&segments_dir, mark.segment)),
+            offset: 0,
+            reason: format!(
+                "segment {} holds acknowledged events but is missing ({} is the last segment found)",
+                mark.segment, last_number
+            ),
+        });
+    }
 
     let mut index = Index::default();
     let Some((&last, sealed)) = numbers.split_last() else {
+        if !writable {
+            return Err(Error::Backend(format!(
+                "{} holds no eventfold store (no segments)",
+                dir.display()
+            )));
+        }
         let active = create_segment(storage, &segments_dir, 0, 0)?;
         let name = file_name(&segment_path(&segments_dir, 0));
         index.add_segment(0, name, active.file.clone(), &active.index, true)?;
+        let mut mark = MarkWriter::open(storage, &segments_dir)?;
+        mark.write(AckMark {
+            segment: 0,
+            len: active.index.len,
+        })?;
         return Ok(Recovered {
             segments_dir,
             index,
             active,
+            mark: Some(mark),
+            damage: None,
         });
     };
 
+    // Sealed segments: their index files, or a scan when one is missing or damaged.
     let window_from = sealed.len().saturating_sub(options.id_window_segments);
+    let mut rebuilt = Vec::new();
     for (i, &number) in sealed.iter().enumerate() {
         let path = segment_path(&segments_dir, number);
         let file = storage
             .open(&path, OpenMode::Read)
             .map_err(io_err(format!("opening {}", path.display())))?;
-        let segment_index = load_or_rebuild_index(storage, &segments_dir, number, file.as_ref())?;
+        let (segment_index, was_rebuilt) =
+            load_or_scan_index(storage, &segments_dir, number, file.as_ref())?;
+        if let Some(mark) = mark
+            && mark.segment == number
+            && mark.len > segment_index.len
+        {
+            return Err(Error::Corrupted {
+                file: file_name(&path),
+                offset: segment_index.len,
+                reason: format!(
+                    "the sealed segment holds {} bytes but {} were acknowledged",
+                    segment_index.len, mark.len
+                ),
+            });
+        }
         index.add_segment(
             number,
             file_name(&path),
@@ -115,55 +292,120 @@ pub(crate) fn recover(
             &segment_index,
             i >= window_from,
         )?;
+        if was_rebuilt {
+            rebuilt.push((number, segment_index));
+        }
     }
 
-    // The last segment is the active one. An index file for it means a crash came
-    // after sealing it and before its successor existed: it stays active instead.
-    let stale = index_path(&segments_dir, last);
-    if names.contains(&file_name(&stale)) {
-        storage
-            .remove(&stale)
-            .map_err(io_err(format!("removing {}", stale.display())))?;
-        storage
-            .sync_dir(&segments_dir)
-            .map_err(io_err(format!("syncing {}", segments_dir.display())))?;
-    }
+    // The last segment is the active one.
     let path = segment_path(&segments_dir, last);
+    let name = file_name(&path);
+    let mode = if writable {
+        OpenMode::ReadWrite
+    } else {
+        OpenMode::Read
+    };
     let file = storage
-        .open(&path, OpenMode::ReadWrite)
+        .open(&path, mode)
         .map_err(io_err(format!("opening {}", path.display())))?;
     let len = file
         .len()
         .map_err(io_err(format!("reading {}", path.display())))?;
-    if len <= SEGMENT_HEADER_BYTES && !has_valid_header(file.as_ref(), last, &path)? {
-        // Created but its header never became durable: write the header again.
-        let header = encode_segment_header(last, index.next_position);
-        file.set_len(0)
-            .map_err(io_err(format!("truncating {}", path.display())))?;
-        file.write_all_at(&header, 0)
-            .and_then(|()| file.sync_data())
-            .map_err(io_err(format!("writing {}", path.display())))?;
-    }
-    let scan = scan_segment(file.as_ref(), &file_name(&path), last, |_, _| {})?;
-    if scan.index.len < scan.file_len {
-        cut_torn_tail(
-            storage,
-            dir,
-            &path,
-            file.as_ref(),
-            scan.index.len,
-            scan.file_len,
-        )?;
-        if let Some((offset, why)) = &scan.stop {
-            tracing::warn!(segment = %path.display(), offset, %why, "recovery stopped at an invalid record");
+    let acknowledged_len = mark.filter(|m| m.segment == last).map(|m| m.len);
+    let header_lost = len <= SEGMENT_HEADER_BYTES
+        && acknowledged_len.is_none_or(|l| l <= SEGMENT_HEADER_BYTES)
+        && !has_valid_header(file.as_ref(), last, &path)?;
+    let (scan, tail) = if header_lost {
+        // Created but its header never became durable: an empty segment.
+        let scan = Scan {
+            first_position: index.next_position,
+            index: SegmentIndex {
+                first_position: index.next_position,
+                len: SEGMENT_HEADER_BYTES,
+                ..SegmentIndex::default()
+            },
+            file_len: len,
+            stop: None,
+        };
+        (scan, Tail::Clean)
+    } else {
+        let scan = scan_segment(file.as_ref(), &name, last, |_, _| {})?;
+        let tail = classify_tail(file.as_ref(), &name, &scan, acknowledged_len)?;
+        (scan, tail)
+    };
+    let (damage, torn) = match tail {
+        Tail::Damaged(damage) if writable => {
+            return Err(Error::Corrupted {
+                file: damage.file.clone(),
+                offset: damage.offset,
+                reason: damage.to_string(),
+            });
         }
+        Tail::Damaged(damage) => (Some(damage), None),
+        Tail::Torn {
+            committed,
+            file_len,
+        } => (None, Some((committed, file_len))),
+        Tail::Clean => (None, None),
+    };
+
+    if writable {
+        for name in names.iter().filter(|n| n.ends_with(".tmp")) {
+            // A half-written file from a crash during sealing or a repair.
+            let path = segments_dir.join(name);
+            storage
+                .remove(&path)
+                .map_err(io_err(format!("removing {}", path.display())))?;
+        }
+        // An index file for the active segment means a crash came after sealing it
+        // and before its successor existed: it stays active instead.
+        let stale = index_path(&segments_dir, last);
+        if names.contains(&file_name(&stale)) {
+            storage
+                .remove(&stale)
+                .map_err(io_err(format!("removing {}", stale.display())))?;
+            storage
+                .sync_dir(&segments_dir)
+                .map_err(io_err(format!("syncing {}", segments_dir.display())))?;
+        }
+        for (number, segment_index) in &rebuilt {
+            write_index(storage, &segments_dir, *number, segment_index)?;
+        }
+        if header_lost {
+            let header = encode_segment_header(last, index.next_position);
+            file.set_len(0)
+                .map_err(io_err(format!("truncating {}", path.display())))?;
+            file.write_all_at(&header, 0)
+                .and_then(|()| file.sync_data())
+                .map_err(io_err(format!("writing {}", path.display())))?;
+        }
+        if let Some((committed, file_len)) = torn {
+            if let Some(stop) = &scan.stop {
+                tracing::warn!(segment = %path.display(), offset = stop.offset, why = %stop.why, "recovery stopped at an invalid record past the last commit");
+            }
+            cut_torn_tail(storage, dir, &path, file.as_ref(), committed, file_len)?;
+        }
+    } else if let Some(damage) = &damage {
+        tracing::error!(%damage, "the store is damaged; opened read-only");
     }
-    index.add_segment(last, file_name(&path), file.clone(), &scan.index, true)?;
+    index.add_segment(last, name, file.clone(), &scan.index, true)?;
     index.trim_id_window(options.id_window_segments + 1);
+    let mark = if writable {
+        let mut mark = MarkWriter::open(storage, &segments_dir)?;
+        mark.write(AckMark {
+            segment: last,
+            len: scan.index.len,
+        })?;
+        Some(mark)
+    } else {
+        None
+    };
     Ok(Recovered {
         segments_dir,
         index,
         active: ActiveSegment::new(last, file, scan.index),
+        mark,
+        damage,
     })
 }
 
@@ -174,29 +416,21 @@ fn has_valid_header(file: &dyn StorageFile, number: u64, path: &Path) -> Result<
 }
 
 /// Loads a sealed segment's index file, or rebuilds it by scanning the segment (which
-/// must then be intact from end to end) and writes it again.
-fn load_or_rebuild_index(
+/// must then be intact from end to end). Returns whether it was rebuilt (the caller
+/// writes it again when it may change files).
+fn load_or_scan_index(
     storage: &dyn Storage,
     segments_dir: &Path,
     number: u64,
     file: &dyn StorageFile,
-) -> Result<SegmentIndex> {
+) -> Result<(SegmentIndex, bool)> {
     let path = index_path(segments_dir, number);
     let seg_len = file
         .len()
         .map_err(io_err(format!("reading segment {number}")))?;
-    let loaded = storage
-        .open(&path, OpenMode::Read)
-        .ok()
-        .and_then(|f| {
-            let len = f.len().ok()? as usize;
-            let mut bytes = vec![0u8; len];
-            f.read_exact_at(&mut bytes, 0).ok()?;
-            SegmentIndex::decode(&bytes, number).ok()
-        })
-        .filter(|index| index.len == seg_len);
+    let loaded = read_index_file(storage, &path, number).filter(|index| index.len == seg_len);
     if let Some(index) = loaded {
-        return Ok(index);
+        return Ok((index, false));
     }
     tracing::warn!(
         segment = number,
@@ -204,11 +438,14 @@ fn load_or_rebuild_index(
     );
     let seg_name = file_name(&segment_path(segments_dir, number));
     let scan = scan_segment(file, &seg_name, number, |_, _| {})?;
-    if let Some((offset, why)) = scan.stop {
+    if let Some(stop) = scan.stop {
         return Err(Error::Corrupted {
             file: seg_name,
-            offset,
-            reason: format!("sealed segment is damaged: {why}"),
+            offset: stop.offset,
+            reason: format!(
+                "sealed segment is damaged at position {}: {}",
+                stop.position, stop.why
+            ),
         });
     }
     if scan.index.len != scan.file_len {
@@ -218,8 +455,29 @@ fn load_or_rebuild_index(
             reason: "sealed segment ends with an uncommitted transaction".into(),
         });
     }
-    write_index(storage, segments_dir, number, &scan.index)?;
-    Ok(scan.index)
+    Ok((scan.index, true))
+}
+
+/// The largest index file read: far more than a segment of the largest size can need
+/// (a 4 GiB segment of the smallest records), so a garbage length is an error rather
+/// than an allocation of whatever the file claims.
+const INDEX_FILE_BYTES_MAX: u64 = 4 << 30;
+
+/// Reads and decodes an index file; `None` when it is missing, too large or damaged.
+pub(crate) fn read_index_file(
+    storage: &dyn Storage,
+    path: &Path,
+    number: u64,
+) -> Option<SegmentIndex> {
+    let file = storage.open(path, OpenMode::Read).ok()?;
+    let len = file.len().ok()?;
+    if len > INDEX_FILE_BYTES_MAX {
+        tracing::warn!(file = %path.display(), len, "index file is impossibly large; ignored");
+        return None;
+    }
+    let mut bytes = vec![0u8; usize::try_from(len).ok()?];
+    file.read_exact_at(&mut bytes, 0).ok()?;
+    SegmentIndex::decode(&bytes, number).ok()
 }
 
 /// Writes a segment's index file durably: temporary file, fsync, rename, directory fsync.

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::index::FastMap;
 use crate::io::StorageFile;
-use crate::record::{Invalid, RecordHeader, decode_header};
+use crate::record::{Gap, Invalid, RECORD_BYTES_MIN, RecordHeader, decode_header, plausible_len};
 
 pub(crate) const SEGMENT_MAGIC: &[u8; 8] = b"EVFOLDSG";
 pub(crate) const INDEX_MAGIC: &[u8; 8] = b"EVFOLDIX";
@@ -67,13 +67,49 @@ pub(crate) fn decode_segment_header(h: &[u8], number: u64) -> std::result::Resul
     Ok(u64::from_le_bytes(h[24..32].try_into().unwrap_or_default()))
 }
 
-/// Index of one event of a segment.
+/// Offset of an index entry whose position holds no readable event.
+pub(crate) const NO_OFFSET: u32 = u32::MAX;
+/// Stream number of an index entry that covers a run of positions nobody knows.
+pub(crate) const NO_STREAM: u32 = u32::MAX;
+
+/// Index of one event of a segment, or of positions a gap record left empty:
+/// - an event: `offset` of its record, its `stream` number, `revision` and `id`;
+/// - a lost event (a repair gave it up): `offset` is [`NO_OFFSET`], `stream` and
+///   `revision` are what it held, so the stream's revisions still count it;
+/// - a run of unknown positions: `offset` [`NO_OFFSET`], `stream` [`NO_STREAM`], and
+///   `revision` holds how many positions the run covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct IndexEntry {
     pub offset: u32,
     pub stream: u32,
     pub revision: u64,
     pub id: Uuid,
+}
+
+impl IndexEntry {
+    /// A run of `count` positions that hold no event of any known stream.
+    pub(crate) fn unknown_run(count: u64) -> Self {
+        IndexEntry {
+            offset: NO_OFFSET,
+            stream: NO_STREAM,
+            revision: count,
+            id: Uuid::nil(),
+        }
+    }
+
+    /// Whether the entry points at an event's record.
+    pub(crate) fn is_event(&self) -> bool {
+        self.offset != NO_OFFSET
+    }
+
+    /// The positions the entry accounts for.
+    pub(crate) fn positions(&self) -> u64 {
+        if self.stream == NO_STREAM {
+            self.revision
+        } else {
+            1
+        }
+    }
 }
 
 /// Index of a whole segment: what `open` needs without reading the segment.
@@ -87,6 +123,27 @@ pub(crate) struct SegmentIndex {
 }
 
 impl SegmentIndex {
+    /// The position after the last one the segment accounts for.
+    pub(crate) fn end_position(&self) -> u64 {
+        self.first_position + self.entries.iter().map(IndexEntry::positions).sum::<u64>()
+    }
+
+    /// The number of a stream in the segment's table, adding the name if it is new.
+    pub(crate) fn stream_number(
+        &mut self,
+        numbers: &mut FastMap<Arc<str>, u32>,
+        name: &str,
+    ) -> u32 {
+        if let Some(&n) = numbers.get(name) {
+            return n;
+        }
+        let n = self.streams.len() as u32;
+        let name: Arc<str> = Arc::from(name);
+        self.streams.push(name.clone());
+        numbers.insert(name, n);
+        n
+    }
+
     pub(crate) fn encode(&self, number: u64) -> Vec<u8> {
         let mut out =
             Vec::with_capacity(INDEX_HEADER_BYTES + self.entries.len() * INDEX_ENTRY_BYTES);
@@ -161,7 +218,8 @@ impl SegmentIndex {
                 revision: u64::from_le_bytes(chunk[8..16].try_into().unwrap_or_default()),
                 id: Uuid::from_bytes(id),
             };
-            if entry.stream as usize >= streams.len() {
+            let run = entry.stream == NO_STREAM && !entry.is_event() && entry.revision > 0;
+            if !run && entry.stream as usize >= streams.len() {
                 return Err("index entry names an unknown stream".into());
             }
             entries.push(entry);
@@ -183,15 +241,26 @@ pub(crate) struct Scan {
     pub index: SegmentIndex,
     /// The file's length.
     pub file_len: u64,
-    /// Why scanning stopped before the end of the file, if it did.
-    pub stop: Option<(u64, Invalid)>,
+    /// Why scanning stopped before the end of the file, if it did, and the position the
+    /// record there should have held.
+    pub stop: Option<Stop>,
+}
+
+/// Where and why a scan stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Stop {
+    pub offset: u64,
+    /// The position the next record was expected to hold.
+    pub position: u64,
+    pub why: Invalid,
 }
 
 /// Bytes read at a time while scanning.
 const SCAN_CHUNK_BYTES: usize = 4 * 1024 * 1024;
 
 /// Reads a segment from its header to the end of its valid records, calling
-/// `on_record` for each record that belongs to a committed transaction.
+/// `on_record` for each record that belongs to a committed transaction (gap records
+/// included: their header says `gap`).
 pub(crate) fn scan_segment(
     file: &dyn StorageFile,
     file_name: &str,
@@ -217,7 +286,7 @@ pub(crate) fn scan_segment(
     };
     let mut stream_numbers: FastMap<Arc<str>, u32> = FastMap::default();
     // Records of the transaction being read, kept until its COMMIT record arrives.
-    let mut pending: Vec<(RecordHeader, String, u64)> = Vec::new();
+    let mut pending: Vec<(RecordHeader, String, u64, Option<Gap>)> = Vec::new();
     let mut next_position = first_position;
     let mut offset = SEGMENT_HEADER_BYTES;
     let mut buffer: Vec<u8> = Vec::new();
@@ -225,6 +294,13 @@ pub(crate) fn scan_segment(
     let mut stop = None;
     loop {
         let at = (offset - buffer_start) as usize;
+        let stopped = |why| {
+            Some(Stop {
+                offset,
+                position: next_position,
+                why,
+            })
+        };
         let decoded = decode_header(&buffer[at..]);
         let header = match decoded {
             Ok(h) => h,
@@ -241,52 +317,64 @@ pub(crate) fn scan_segment(
             }
             Err(Invalid::Truncated) => {
                 if offset < file_len {
-                    stop = Some((offset, Invalid::Truncated));
+                    stop = stopped(Invalid::Truncated);
                 }
                 break;
             }
             Err(damaged) => {
-                stop = Some((offset, damaged));
+                stop = stopped(damaged);
                 break;
             }
         };
         if header.position != next_position {
-            stop = Some((
-                offset,
-                Invalid::Damaged(format!(
-                    "record holds position {} where {} was expected",
-                    header.position, next_position
-                )),
-            ));
+            stop = stopped(Invalid::Damaged(format!(
+                "record holds position {} where {} was expected",
+                header.position, next_position
+            )));
             break;
         }
-        let stream = match header.stream(&buffer[at..at + header.len]) {
+        let record = &buffer[at..at + header.len];
+        let gap = if header.gap {
+            if !pending.is_empty() {
+                stop = stopped(Invalid::Damaged("a gap record inside a transaction".into()));
+                break;
+            }
+            match Gap::decode(&header, record) {
+                Ok(gap) => Some(gap),
+                Err(damaged) => {
+                    stop = stopped(damaged);
+                    break;
+                }
+            }
+        } else {
+            None
+        };
+        let stream = match header.stream(record) {
             Ok(name) => name.to_string(),
             Err(damaged) => {
-                stop = Some((offset, damaged));
+                stop = stopped(damaged);
                 break;
             }
         };
-        next_position += 1;
+        next_position += header.count();
         let commit = header.commit;
         let len = header.len as u64;
-        pending.push((header, stream, offset));
+        pending.push((header, stream, offset, gap));
         offset += len;
         if commit {
-            for (h, name, at) in pending.drain(..) {
-                let next = stream_numbers.len() as u32;
-                let stream = *stream_numbers
-                    .entry(Arc::from(name.as_str()))
-                    .or_insert_with_key(|k| {
-                        index.streams.push(k.clone());
-                        next
-                    });
-                index.entries.push(IndexEntry {
-                    offset: at as u32,
-                    stream,
-                    revision: h.revision,
-                    id: h.id,
-                });
+            for (h, name, at, gap) in pending.drain(..) {
+                match &gap {
+                    Some(gap) => index_gap(&mut index, &mut stream_numbers, gap),
+                    None => {
+                        let stream = index.stream_number(&mut stream_numbers, &name);
+                        index.entries.push(IndexEntry {
+                            offset: at as u32,
+                            stream,
+                            revision: h.revision,
+                            id: h.id,
+                        });
+                    }
+                }
                 on_record(&h, &name);
             }
             index.len = offset;
@@ -298,6 +386,96 @@ pub(crate) fn scan_segment(
         stop,
         index,
     })
+}
+
+/// Adds a gap's positions to a segment index: an entry per lost event, and runs for
+/// the positions between them.
+pub(crate) fn index_gap(index: &mut SegmentIndex, numbers: &mut FastMap<Arc<str>, u32>, gap: &Gap) {
+    let mut next = gap.first;
+    for lost in &gap.lost {
+        if lost.position > next {
+            index
+                .entries
+                .push(IndexEntry::unknown_run(lost.position - next));
+        }
+        let stream = index.stream_number(numbers, &lost.stream);
+        index.entries.push(IndexEntry {
+            offset: NO_OFFSET,
+            stream,
+            revision: lost.revision,
+            id: Uuid::nil(),
+        });
+        next = lost.position + 1;
+    }
+    let end = gap.first + gap.count;
+    if end > next {
+        index.entries.push(IndexEntry::unknown_run(end - next));
+    }
+}
+
+/// Looks, from `from` to the end of the file, for intact records (checksum right) that
+/// hold a position of at least `position_min`: proof that the bytes at `from` are
+/// damage inside the log rather than the torn end of the last write. Calls `on_found`
+/// with the position of each, in file order, and stops when it returns false. Offsets that cannot start a
+/// record are skipped with a few byte comparisons, so a long run of zeros or noise
+/// costs about one pass over it.
+pub(crate) fn find_intact_after(
+    file: &dyn StorageFile,
+    file_name: &str,
+    from: u64,
+    position_min: u64,
+    mut on_found: impl FnMut(u64) -> bool,
+) -> Result<()> {
+    let file_len = file
+        .len()
+        .map_err(|e| Error::io(format!("reading {file_name}"), e))?;
+    let mut buffer_start = from;
+    let mut buffer = vec![0u8; SCAN_CHUNK_BYTES.min((file_len.saturating_sub(from)) as usize)];
+    let n = read_up_to(file, &mut buffer, buffer_start, file_name)?;
+    buffer.truncate(n);
+    let mut offset = from;
+    while offset + RECORD_BYTES_MIN as u64 <= file_len {
+        let mut at = (offset - buffer_start) as usize;
+        if at + RECORD_BYTES_MIN > buffer.len() {
+            buffer_start = offset;
+            buffer.resize(SCAN_CHUNK_BYTES, 0);
+            let n = read_up_to(file, &mut buffer, buffer_start, file_name)?;
+            buffer.truncate(n);
+            at = 0;
+            if buffer.len() < RECORD_BYTES_MIN {
+                break;
+            }
+        }
+        let Some(len) = plausible_len(&buffer[at..]) else {
+            offset += 1;
+            continue;
+        };
+        if offset + len as u64 > file_len {
+            offset += 1;
+            continue;
+        }
+        let owned;
+        let record: &[u8] = if at + len <= buffer.len() {
+            &buffer[at..at + len]
+        } else {
+            owned = read_bytes(file, offset, len, file_name)?;
+            &owned
+        };
+        match decode_header(record) {
+            Ok(header)
+                if header.position >= position_min
+                    && header.stream(record).is_ok()
+                    && header.event_type(record).is_ok() =>
+            {
+                if !on_found(header.position) {
+                    return Ok(());
+                }
+                offset += header.len as u64;
+            }
+            _ => offset += 1,
+        }
+    }
+    Ok(())
 }
 
 /// Reads as many bytes as the file has, up to `buf.len()`.

@@ -16,7 +16,7 @@ use crate::index::{Index, Location, read_events};
 use crate::io::{LockGuard, OsStorage, Storage};
 use crate::options::LogOptions;
 use crate::record::{RECORD_BYTES_MAX, encoded_len};
-use crate::recovery::recover;
+use crate::recovery::{Access, TailDamage, recover};
 use crate::writer::{Request, Writer};
 
 /// State shared by the writer thread and the readers.
@@ -29,6 +29,10 @@ pub(crate) struct Shared {
     pub stats: Counters,
     /// The position the next event gets, sent after every publish.
     pub head: tokio::sync::watch::Sender<u64>,
+    /// Set when the store closes, for background work to stop early.
+    pub closing: std::sync::atomic::AtomicBool,
+    /// Damage the scrub found in sealed segments.
+    pub damage_found: Mutex<Vec<String>>,
 }
 
 /// Counters kept by the writer.
@@ -39,6 +43,7 @@ pub(crate) struct Counters {
     pub events: AtomicU64,
     pub bytes: AtomicU64,
     pub sync_nanos: AtomicU64,
+    pub scrubbed_segments: AtomicU64,
 }
 
 /// What the writer has done since the store was opened.
@@ -102,6 +107,8 @@ pub struct LogStore {
     options: LogOptions,
     requests: Option<mpsc::Sender<Request>>,
     writer: Option<JoinHandle<()>>,
+    scrub: Option<JoinHandle<()>>,
+    damage: Option<TailDamage>,
     _lock: LockGuard,
 }
 
@@ -115,16 +122,70 @@ impl std::fmt::Debug for LogStore {
 
 impl LogStore {
     /// Opens (creating if needed) the store in `dir` on the real file system.
+    ///
+    /// Recovery cuts a torn tail (bytes of a write that was never acknowledged) and
+    /// refuses, with [`Error::Corrupted`] and without changing any file, a store whose
+    /// active segment is damaged in a way a torn write cannot explain: records intact
+    /// after the damage, or damage below what was acknowledged. Such a store still opens
+    /// with [`LogStore::open_read_only`], and `repair` decides what to give up.
     pub fn open(dir: impl AsRef<Path>, options: LogOptions) -> Result<Self> {
         Self::open_with(Arc::new(OsStorage), dir.as_ref(), options)
     }
 
     /// Opens the store in `dir` on the given storage (a simulated disk in tests).
     pub fn open_with(storage: Arc<dyn Storage>, dir: &Path, options: LogOptions) -> Result<Self> {
+        Self::open_as(storage, dir, options, Access::ReadWrite)
+    }
+
+    /// Opens an existing store for reading only: nothing in `dir` is changed (a torn
+    /// tail is left in place and ignored), appends are refused, and a damaged active
+    /// segment is read up to its last intact commit ([`LogStore::damage`] says what
+    /// was found). Takes the store's lock like a writer.
+    ///
+    /// ```
+    /// use eventfold_core::{EventData, EventStore, ExpectedVersion};
+    /// use eventfold_log::{LogOptions, LogStore};
+    ///
+    /// # let rt = tokio::runtime::Builder::new_multi_thread().build().unwrap();
+    /// # rt.block_on(async {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let store = LogStore::open(dir.path(), LogOptions::default()).unwrap();
+    /// let event = EventData::json("OrderPlaced", &serde_json::json!({"total": 5})).unwrap();
+    /// store.append("order-1", ExpectedVersion::NoStream, vec![event.clone()]).await.unwrap();
+    /// drop(store);
+    ///
+    /// let reader = LogStore::open_read_only(dir.path()).unwrap();
+    /// assert_eq!(reader.event_count(), 1);
+    /// assert!(reader.append("order-1", ExpectedVersion::Any, vec![event]).await.is_err());
+    /// # });
+    /// ```
+    pub fn open_read_only(dir: impl AsRef<Path>) -> Result<Self> {
+        Self::open_read_only_with(Arc::new(OsStorage), dir.as_ref())
+    }
+
+    /// [`LogStore::open_read_only`] on the given storage.
+    pub fn open_read_only_with(storage: Arc<dyn Storage>, dir: &Path) -> Result<Self> {
+        Self::open_as(storage, dir, LogOptions::default(), Access::ReadOnly)
+    }
+
+    fn open_as(
+        storage: Arc<dyn Storage>,
+        dir: &Path,
+        options: LogOptions,
+        access: Access,
+    ) -> Result<Self> {
         options.validate()?;
-        storage
-            .create_dir_all(dir)
-            .map_err(|e| Error::io(format!("creating data directory {}", dir.display()), e))?;
+        if access == Access::ReadOnly && !storage_has_store(storage.as_ref(), dir) {
+            return Err(Error::Backend(format!(
+                "{} holds no eventfold store",
+                dir.display()
+            )));
+        }
+        if access == Access::ReadWrite {
+            storage
+                .create_dir_all(dir)
+                .map_err(|e| Error::io(format!("creating data directory {}", dir.display()), e))?;
+        }
         let lock = storage.lock(&dir.join("LOCK")).map_err(|e| {
             if e.kind() == std::io::ErrorKind::WouldBlock {
                 Error::Locked {
@@ -134,7 +195,7 @@ impl LogStore {
                 Error::io(format!("locking {}", dir.display()), e)
             }
         })?;
-        let recovered = recover(storage.as_ref(), dir, &options)?;
+        let recovered = recover(storage.as_ref(), dir, &options, access)?;
         let head = tokio::sync::watch::Sender::new(recovered.index.next_position);
         let shared = Arc::new(Shared {
             storage,
@@ -143,9 +204,40 @@ impl LogStore {
             poisoned: Mutex::new(None),
             stats: Counters::default(),
             head,
+            closing: std::sync::atomic::AtomicBool::new(false),
+            damage_found: Mutex::new(Vec::new()),
         });
+        let scrub = if options.scrub_sealed_segments {
+            let shared = shared.clone();
+            Some(
+                std::thread::Builder::new()
+                    .name("eventfold-scrub".into())
+                    .spawn(move || crate::scrub::scrub(shared))
+                    .map_err(|e| Error::io("starting the scrub thread", e))?,
+            )
+        } else {
+            None
+        };
+        let damage = recovered.damage;
+        if access == Access::ReadOnly {
+            return Ok(LogStore {
+                shared,
+                options,
+                requests: None,
+                writer: None,
+                scrub,
+                damage,
+                _lock: lock,
+            });
+        }
         let (tx, rx) = mpsc::channel(options.queue_appends_max);
-        let writer = Writer::start(shared.clone(), options.clone(), recovered.active, rx)?;
+        let writer = Writer::start(
+            shared.clone(),
+            options.clone(),
+            recovered.active,
+            recovered.mark,
+            rx,
+        )?;
         let handle = std::thread::Builder::new()
             .name("eventfold-writer".into())
             .spawn(move || writer.run())
@@ -155,8 +247,32 @@ impl LogStore {
             options,
             requests: Some(tx),
             writer: Some(handle),
+            scrub,
+            damage,
             _lock: lock,
         })
+    }
+
+    /// Damage a read-only open found in the active segment (a read-write open refuses
+    /// such a store instead).
+    pub fn damage(&self) -> Option<&TailDamage> {
+        self.damage.as_ref()
+    }
+
+    /// Whether the store was opened for reading only.
+    pub fn is_read_only(&self) -> bool {
+        self.requests.is_none() && self.writer.is_none()
+    }
+
+    /// Waits until the scrub has checked every sealed segment (at once when it does
+    /// not run), then returns the damage it found.
+    pub fn wait_for_scrub(&mut self) -> Vec<String> {
+        if let Some(handle) = self.scrub.take()
+            && handle.join().is_err()
+        {
+            tracing::error!("the scrub thread panicked");
+        }
+        self.damage_found()
     }
 
     /// Stops the writer after it has finished the appends already queued.
@@ -165,12 +281,33 @@ impl LogStore {
     }
 
     fn shutdown(&mut self) {
+        self.shared.closing.store(true, Ordering::Relaxed);
         self.requests.take();
         if let Some(handle) = self.writer.take()
             && handle.join().is_err()
         {
             tracing::error!("the writer thread panicked");
         }
+        if let Some(handle) = self.scrub.take()
+            && handle.join().is_err()
+        {
+            tracing::error!("the scrub thread panicked");
+        }
+    }
+
+    /// Damage the scrub has found in sealed segments so far (see
+    /// [`LogOptions::scrub_sealed_segments`]).
+    pub fn damage_found(&self) -> Vec<String> {
+        self.shared
+            .damage_found
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Whether the scrub has checked every sealed segment it set out to check.
+    pub fn scrub_finished(&self) -> bool {
+        self.scrub.as_ref().is_none_or(JoinHandle::is_finished)
     }
 
     /// Checks sizes before an append reaches the writer, so an oversized append is
@@ -209,6 +346,18 @@ impl LogStore {
         &self,
         writes: Vec<StreamWrite>,
     ) -> Result<(Request, oneshot::Receiver<Result<Vec<AppendResult>>>)> {
+        if self.is_read_only() {
+            return Err(Error::ReadOnly {
+                reason: format!(
+                    "the store in {} was opened for reading only",
+                    self.shared
+                        .segments_dir
+                        .parent()
+                        .unwrap_or(&self.shared.segments_dir)
+                        .display()
+                ),
+            });
+        }
         if let Some(reason) = self.shared.poisoned() {
             return Err(Error::Poisoned { reason });
         }
@@ -385,7 +534,7 @@ fn read_all(shared: &Shared, options: &ReadAll) -> Result<AllSlice> {
     let filter = &options.filter;
     let mut scanned = 0;
     loop {
-        let (locations, head) = {
+        let ((locations, covered), head) = {
             let index = shared.index();
             let want = (options.limit - events.len() as u64).min(READ_CHUNK_EVENTS);
             let chunk = if filter.is_empty() {
@@ -398,7 +547,8 @@ fn read_all(shared: &Shared, options: &ReadAll) -> Result<AllSlice> {
                 index.next_position,
             )
         };
-        if locations.is_empty() || events.len() as u64 >= options.limit {
+        // Positions without events (gaps) are passed over, never taken for the end.
+        if covered == next || events.len() as u64 >= options.limit {
             return Ok(AllSlice {
                 events,
                 next: Position(next),
@@ -420,8 +570,8 @@ fn read_all(shared: &Shared, options: &ReadAll) -> Result<AllSlice> {
             });
         }
         events.extend(chunk);
-        next += locations.len() as u64;
-        scanned += locations.len() as u64;
+        scanned += covered - next;
+        next = covered;
         if scanned >= READ_ALL_SCAN_EVENTS_MAX {
             return Ok(AllSlice {
                 events,
@@ -507,6 +657,17 @@ impl EventStore for LogStore {
                 "Record bytes written to the log.",
                 stats.bytes,
             ),
+            metric(
+                "eventfold_log_scrubbed_segments_total",
+                "Sealed segments the scrub has read and checked since the store opened.",
+                self.shared.stats.scrubbed_segments.load(Ordering::Relaxed),
+            ),
+            StoreMetric {
+                name: "eventfold_log_damaged_segments",
+                help: "Sealed segments in which the scrub found damage (see `eventfold verify`).",
+                kind: eventfold_core::MetricKind::Gauge,
+                value: self.damage_found().len() as f64,
+            },
             StoreMetric {
                 name: "eventfold_log_fsync_seconds_total",
                 help: "Time spent in fsync (divide by commits for the mean fsync time).",
@@ -548,6 +709,12 @@ impl EventStore for LogStore {
     async fn wait_for(&self, position: Position) -> Result<()> {
         eventfold_core::wait_for_head(&self.shared.head, position).await
     }
+}
+
+/// Whether `dir` holds a store (its segments directory), checked before a read-only
+/// open takes the lock, which would create a file.
+fn storage_has_store(storage: &dyn Storage, dir: &Path) -> bool {
+    storage.list(&dir.join("segments")).is_ok()
 }
 
 /// Runs disk reads off the async runtime's threads.

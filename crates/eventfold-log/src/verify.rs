@@ -7,8 +7,11 @@ use std::sync::Arc;
 
 use eventfold_core::{Error, Result};
 
+use crate::index::UnknownPositions;
 use crate::io::{OpenMode, OsStorage, Storage};
-use crate::segment::{SegmentIndex, index_path, parse_name, scan_segment, segment_path};
+use crate::mark::{MARK_FILE_NAME, damaged_slots, read_mark};
+use crate::recovery::{Tail, classify_tail, read_index_file};
+use crate::segment::{NO_STREAM, index_path, parse_name, scan_segment, segment_path};
 
 /// One problem found by [`verify`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +43,8 @@ pub struct VerifyReport {
     pub events: u64,
     /// Distinct streams seen.
     pub streams: u64,
+    /// Positions that hold no event because a repair gave them up (gap records).
+    pub lost: u64,
     /// Every problem found; empty when the store is intact.
     pub damage: Vec<Damage>,
 }
@@ -78,11 +83,25 @@ pub fn verify_with(storage: &dyn Storage, dir: &Path) -> Result<VerifyReport> {
             Error::io("locking the data directory", e)
         }
     })?;
+    let mut report_missing = None;
     let mut numbers: Vec<u64> = names.iter().filter_map(|n| parse_name(n, "seg")).collect();
     numbers.sort_unstable();
+    let mark = read_mark(storage, &segments_dir)?;
+    if let Some(mark) = mark
+        && numbers.last().is_none_or(|&last| mark.segment > last)
+    {
+        report_missing = Some(Damage {
+            file: format!("segments/{:010}.seg", mark.segment),
+            offset: 0,
+            reason: "segment holds acknowledged events but is missing".into(),
+        });
+    }
     let mut report = VerifyReport::default();
+    report.damage.extend(report_missing);
     let mut next_position = 0u64;
-    let mut revisions: HashMap<Arc<str>, u64> = HashMap::new();
+    // Per stream: the next revision expected, and the position of the last one.
+    let mut revisions: HashMap<Arc<str>, (u64, Option<u64>)> = HashMap::new();
+    let mut unclaimed = UnknownPositions::default();
     for (i, &number) in numbers.iter().enumerate() {
         let last = i + 1 == numbers.len();
         let seg_name = format!("segments/{number:010}.seg");
@@ -120,16 +139,32 @@ pub fn verify_with(storage: &dyn Storage, dir: &Path) -> Result<VerifyReport> {
                 ),
             });
         }
-        if let Some((offset, why)) = &scan.stop {
-            let hint = if last {
-                " (if the store crashed, this may be a torn tail of unacknowledged writes, which opening the store moves to quarantine/)"
-            } else {
-                ""
-            };
+        if last {
+            // The active segment: the same judgement as recovery's.
+            let acknowledged = mark.filter(|m| m.segment == number).map(|m| m.len);
+            match classify_tail(file.as_ref(), &seg_name, &scan, acknowledged)? {
+                Tail::Clean => {}
+                Tail::Torn { committed, .. } => report.damage.push(Damage {
+                    file: seg_name.clone(),
+                    offset: committed,
+                    reason: format!(
+                        "{} (a torn tail of writes that were never acknowledged: opening the store moves it to quarantine/)",
+                        scan.stop
+                            .as_ref()
+                            .map_or_else(|| "the segment ends inside a transaction".to_string(), |s| s.why.to_string())
+                    ),
+                }),
+                Tail::Damaged(damage) => report.damage.push(Damage {
+                    file: seg_name.clone(),
+                    offset: damage.offset,
+                    reason: damage.to_string(),
+                }),
+            }
+        } else if let Some(stop) = &scan.stop {
             report.damage.push(Damage {
                 file: seg_name.clone(),
-                offset: *offset,
-                reason: format!("{why}{hint}"),
+                offset: stop.offset,
+                reason: format!("record at position {}: {}", stop.position, stop.why),
             });
         } else if scan.index.len < scan.file_len {
             report.damage.push(Damage {
@@ -138,9 +173,23 @@ pub fn verify_with(storage: &dyn Storage, dir: &Path) -> Result<VerifyReport> {
                 reason: "the segment ends with a transaction that has no commit record".into(),
             });
         }
+        let mut position = scan.first_position;
         for entry in &scan.index.entries {
+            let here = position;
+            position += entry.positions();
+            if entry.stream == NO_STREAM {
+                unclaimed.add(here, entry.revision);
+                continue;
+            }
             let stream = &scan.index.streams[entry.stream as usize];
-            let expected = revisions.entry(stream.clone()).or_insert(0);
+            let (expected, last) = revisions.entry(stream.clone()).or_insert((0, None));
+            if entry.revision > *expected
+                && let Some(claimed) = unclaimed.claim(entry.revision - *expected, *last, here)
+            {
+                // Revisions of events a repair found unreadable.
+                *expected += claimed.len() as u64;
+            }
+            *last = Some(here);
             if entry.revision != *expected {
                 report.damage.push(Damage {
                     file: seg_name.clone(),
@@ -153,25 +202,24 @@ pub fn verify_with(storage: &dyn Storage, dir: &Path) -> Result<VerifyReport> {
             }
             *expected = entry.revision + 1;
         }
-        report.events += scan.index.entries.len() as u64;
-        next_position = scan.first_position + scan.index.entries.len() as u64;
+        report.events += scan.index.entries.iter().filter(|e| e.is_event()).count() as u64;
+        report.lost += scan
+            .index
+            .entries
+            .iter()
+            .filter(|e| !e.is_event())
+            .map(|e| e.positions())
+            .sum::<u64>();
+        next_position = scan.index.end_position();
 
         let idx_name = format!("segments/{number:010}.idx");
         let idx_path = index_path(&segments_dir, number);
-        if let Ok(idx_file) = storage.open(&idx_path, OpenMode::Read) {
-            let len = idx_file.len().unwrap_or(0) as usize;
-            let mut bytes = vec![0u8; len];
-            let check = idx_file
-                .read_exact_at(&mut bytes, 0)
-                .map_err(|e| e.to_string())
-                .and_then(|()| SegmentIndex::decode(&bytes, number))
-                .and_then(|idx| {
-                    if idx == scan.index {
-                        Ok(())
-                    } else {
-                        Err("index file does not match its segment".into())
-                    }
-                });
+        if storage.open(&idx_path, OpenMode::Read).is_ok() {
+            let check = match read_index_file(storage, &idx_path, number) {
+                None => Err("index file is damaged"),
+                Some(idx) if idx != scan.index => Err("index file does not match its segment"),
+                Some(_) => Ok(()),
+            };
             if let Err(reason) = check {
                 report.damage.push(Damage {
                     file: idx_name,
@@ -187,6 +235,15 @@ pub fn verify_with(storage: &dyn Storage, dir: &Path) -> Result<VerifyReport> {
                     .into(),
             });
         }
+    }
+    for offset in damaged_slots(storage, &segments_dir)? {
+        report.damage.push(Damage {
+            file: format!("segments/{MARK_FILE_NAME}"),
+            offset,
+            reason: "a slot of the acknowledged mark is damaged (or torn by a crash); the store \
+                     uses the other slot and rewrites this one at the next update"
+                .into(),
+        });
     }
     report.streams = revisions.len() as u64;
     Ok(report)

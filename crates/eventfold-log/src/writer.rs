@@ -26,6 +26,7 @@ use uuid::Uuid;
 
 use crate::index::{FastMap, Index, SegmentState, read_events};
 use crate::io::{OpenMode, Storage, StorageFile};
+use crate::mark::{AckMark, MarkWriter};
 use crate::options::LogOptions;
 use crate::record::{RecordParts, encode};
 use crate::recovery::{ActiveSegment, create_segment, write_index};
@@ -239,6 +240,7 @@ impl Writer {
         shared: Arc<Shared>,
         options: LogOptions,
         active: ActiveSegment,
+        mark: Option<MarkWriter>,
         requests: mpsc::Receiver<Request>,
     ) -> Result<Self> {
         let file = active.file.clone();
@@ -264,6 +266,8 @@ impl Writer {
             }),
             work: Condvar::new(),
             idle: Condvar::new(),
+            closing: Condvar::new(),
+            mark: Mutex::new(mark),
         });
         let mut workers = Vec::new();
         for n in 0..options.fsyncs_in_flight_max {
@@ -273,6 +277,15 @@ impl Writer {
                 .spawn(move || sync.work(n))
                 .map_err(|e| Error::io("starting a sync worker thread", e))?;
             workers.push(worker);
+        }
+        if options.ack_mark_interval_ms > 0 {
+            let sync = sync.clone();
+            let interval = std::time::Duration::from_millis(options.ack_mark_interval_ms);
+            let marker = std::thread::Builder::new()
+                .name("eventfold-mark".into())
+                .spawn(move || sync.mark_periodically(interval))
+                .map_err(|e| Error::io("starting the mark thread", e))?;
+            workers.push(marker);
         }
         Ok(Writer {
             shared,
@@ -312,6 +325,8 @@ impl Writer {
                 tracing::error!("a sync worker thread panicked");
             }
         }
+        // After a clean close the mark covers every acknowledged byte.
+        self.sync.mark_now();
     }
 
     fn process(&mut self, mut batch: VecDeque<Request>) {
@@ -537,6 +552,10 @@ struct Sync {
     work: Condvar,
     /// Signalled when batches are published or an fsync ends.
     idle: Condvar,
+    /// Signalled on close, for the mark thread.
+    closing: Condvar,
+    /// The acknowledged mark (absent on stores opened without one, in some tests).
+    mark: Mutex<Option<MarkWriter>>,
 }
 
 /// Offsets are in the active segment; they start over when it is sealed, which only
@@ -601,6 +620,48 @@ impl Sync {
     fn close(&self) {
         self.state().closed = true;
         self.work.notify_all();
+        self.closing.notify_all();
+    }
+
+    /// Brings the acknowledged mark up to what is durable now. Everything durable in
+    /// the active segment was acknowledged (batches are answered as soon as an fsync
+    /// covers them), unless the store is poisoned, when the mark is left alone.
+    fn mark_now(&self) {
+        let mark = {
+            let state = self.state();
+            AckMark {
+                segment: state.active.number,
+                len: state.durable,
+            }
+        };
+        if self.shared.poisoned().is_some() {
+            return;
+        }
+        let mut writer = self.mark.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(writer) = writer.as_mut()
+            && let Err(error) = writer.write(mark)
+        {
+            // The mark on disk stays an older, still true, lower bound.
+            tracing::warn!(%error, "cannot bring the acknowledged mark up to date");
+        }
+    }
+
+    /// The mark thread: brings the mark up to date every `interval` until close.
+    fn mark_periodically(&self, interval: std::time::Duration) {
+        let mut state = self.state();
+        while !state.closed {
+            state = self
+                .closing
+                .wait_timeout(state, interval)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+            if state.closed {
+                break;
+            }
+            drop(state);
+            self.mark_now();
+            state = self.state();
+        }
     }
 
     /// A sync worker: fsync whatever is written and not yet covered, then publish.
@@ -759,7 +820,7 @@ impl Sync {
         let dir = &self.shared.segments_dir;
         let active = &state.active;
         let number = active.number;
-        let first_position = active.index.first_position + active.index.entries.len() as u64;
+        let first_position = active.index.end_position();
         let result = write_index(storage, dir, number, &active.index)
             .and_then(|()| create_segment(storage, dir, number + 1, first_position))
             .and_then(|next| {

@@ -44,7 +44,7 @@ pub struct ImportArgs {
 }
 
 pub async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
-    let store = super::open_target(&args.target)?;
+    let store = super::open_target_for_reading(&args.target)?;
     let head = store.head_position().await?.map_or(0, |p| p.get() + 1);
     let mut out: Box<dyn Write> = match &args.output {
         Some(path) => Box::new(BufWriter::new(

@@ -6,6 +6,7 @@ pub mod bench_http;
 pub mod demo;
 pub mod export;
 pub mod read;
+pub mod repair;
 pub mod replay;
 pub mod schema;
 pub mod serve;
@@ -15,6 +16,30 @@ pub mod verify;
 
 use anyhow::Context;
 use eventfold_log::{LogOptions, LogStore};
+
+/// Opens the store a command that only reads names: a data directory opened read-only
+/// (nothing in it changes, a damaged store still reads up to the damage, and a
+/// directory that holds no store is an error rather than a new empty store), or a
+/// server.
+pub fn open_target_for_reading(
+    target: &crate::StoreArgs,
+) -> anyhow::Result<std::sync::Arc<dyn eventfold_core::EventStore>> {
+    match (&target.data, &target.server) {
+        (_, Some(_)) => Ok(std::sync::Arc::new(http_store(target)?)),
+        (Some(dir), None) => Ok(std::sync::Arc::new(open_store_read_only(dir)?)),
+        (None, None) => anyhow::bail!("name the store with --data DIR or --server URL"),
+    }
+}
+
+/// Opens the embedded store in `dir` for reading only.
+pub fn open_store_read_only(dir: &std::path::Path) -> anyhow::Result<LogStore> {
+    let store = LogStore::open_read_only(dir)
+        .with_context(|| format!("cannot open the store in {}", dir.display()))?;
+    if let Some(damage) = store.damage() {
+        eprintln!("warning: {damage}");
+    }
+    Ok(store)
+}
 
 /// Opens the store the command names: a data directory or a server.
 pub fn open_target(

@@ -29,7 +29,7 @@ pub struct Args {
 const PAGE_EVENTS: u64 = 10_000;
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let store = super::open_target(&args.target)?;
+    let store = super::open_target_for_reading(&args.target)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut print = |events: &[RecordedEvent]| -> std::io::Result<()> {

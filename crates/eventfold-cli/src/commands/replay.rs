@@ -43,7 +43,7 @@ pub struct Args {
 const PAGE_EVENTS: u64 = 5_000;
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let store = super::open_target(&args.target)?;
+    let store = super::open_target_for_reading(&args.target)?;
     let from = match (args.from, &args.checkpoint) {
         (Some(from), _) => from,
         (None, Some(file)) => read_checkpoint(file)?,

@@ -164,7 +164,7 @@ async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
                 .await?
         }
         (Some(dir), None) => {
-            let store = Arc::new(super::open_store(dir)?);
+            let store = Arc::new(super::open_store_read_only(dir)?);
             let registry = SchemaStore::open(store).await?.registry();
             match &args.event_type {
                 Some(event_type) => serde_json::to_value(

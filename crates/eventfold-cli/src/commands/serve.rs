@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
+use eventfold_log::{LogOptions, LogStore};
 use eventfold_server::{AuthConfig, ServerConfig, TlsConfig};
 
 use crate::DataDir;
@@ -68,7 +69,20 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let scheme = if tls.is_some() { "https" } else { "http" };
     let (store, holds): (Arc<dyn eventfold_core::EventStore>, String) = match &args.postgres {
         None => (
-            Arc::new(super::open_store(&args.data.data)?),
+            // The server checks every sealed segment in the background after opening,
+            // so damage in old data is reported (log, metrics) at once.
+            Arc::new(
+                LogStore::open(
+                    &args.data.data,
+                    LogOptions {
+                        scrub_sealed_segments: true,
+                        ..LogOptions::default()
+                    },
+                )
+                .with_context(|| {
+                    format!("cannot open the store in {}", args.data.data.display())
+                })?,
+            ),
             format!("data in {}", args.data.data.display()),
         ),
         Some(url) => {

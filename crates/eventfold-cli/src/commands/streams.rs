@@ -55,8 +55,8 @@ const PAGE_STREAMS: usize = 1_000;
 
 /// Prints the stream's metadata, or replaces it with `--set`.
 pub async fn metadata(args: MetadataArgs) -> anyhow::Result<ExitCode> {
-    let store = super::open_target(&args.target)?;
     let Some(json) = &args.set else {
+        let store = super::open_target_for_reading(&args.target)?;
         let record = store.stream_metadata(&args.stream).await?;
         println!("{}", serde_json::to_string_pretty(&record)?);
         return Ok(ExitCode::SUCCESS);
@@ -65,6 +65,7 @@ pub async fn metadata(args: MetadataArgs) -> anyhow::Result<ExitCode> {
         "--set must be stream metadata {\"max_count\"?, \"max_age\"?, \"truncate_before\"?, \"acl\"?, \"custom\"?}",
     )?;
     let expected: ExpectedVersion = args.expected.parse()?;
+    let store = super::open_target(&args.target)?;
     let written = store
         .set_stream_metadata(&args.stream, expected, metadata)
         .await?;
@@ -88,7 +89,7 @@ pub async fn delete(args: DeleteArgs) -> anyhow::Result<ExitCode> {
 
 /// Lists streams in name order.
 pub async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
-    let store = super::open_target(&args.target)?;
+    let store = super::open_target_for_reading(&args.target)?;
     let mut left = args.limit.unwrap_or(usize::MAX);
     let mut after: Option<String> = None;
     while left > 0 {

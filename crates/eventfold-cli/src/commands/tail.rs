@@ -24,7 +24,7 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let store = super::open_target(&args.target)?;
+    let store = super::open_target_for_reading(&args.target)?;
     let stdout = std::io::stdout();
     let mut subscription = if args.stream == "$all" {
         let after = match args.from {
