@@ -114,7 +114,7 @@ fn assert_log_holds_exactly(
             }
             let last = by_id[&write.events.last().and_then(|e| e.id).expect("an id")];
             assert_eq!(last.revision, result.last_revision);
-            assert!(last.position <= result.position);
+            assert_eq!(last.position, result.position);
         }
     }
     assert_eq!(
