@@ -73,14 +73,19 @@ async fn follow(shared: &Shared) -> Result<(), String> {
     });
     let _abort_driver = AbortOnDrop(driver);
 
+    // Every round trip is bounded: a connection gone silent (a lost network, where
+    // no one closes the socket) is given up after `connect_timeout_ms`.
     let query_timeout = shared.options.connect_timeout();
-    client
-        .batch_execute(&format!("LISTEN {}", shared.channel))
+    tokio::time::timeout(
+        query_timeout,
+        client.batch_execute(&format!("LISTEN {}", shared.channel)),
+    )
+    .await
+    .map_err(|_| format!("LISTEN {} timed out", shared.channel))?
+    .map_err(|e| format!("LISTEN {}: {e}", shared.channel))?;
+    let read_head = tokio::time::timeout(query_timeout, client.prepare(&shared.sql.read_head))
         .await
-        .map_err(|e| format!("LISTEN {}: {e}", shared.channel))?;
-    let read_head = client
-        .prepare(&shared.sql.read_head)
-        .await
+        .map_err(|_| "preparing the head query timed out".to_string())?
         .map_err(|e| format!("preparing the head query: {e}"))?;
     let poll = async || -> Result<(), String> {
         let row = tokio::time::timeout(query_timeout, client.query_one(&read_head, &[]))

@@ -20,8 +20,10 @@
 //! Every append of the batch is answered after the commit returned. When the server
 //! refuses the transaction itself (an SQL error: nothing was written), each append is
 //! tried again alone, so that one bad append cannot fail its neighbours. When the
-//! connection is lost during the commit, the outcome is unknown and the appends are
-//! answered with an I/O error that says so (a re-send with the same ids is safe).
+//! connection is lost, or the server ends the session, while the commit is in flight,
+//! the outcome is unknown: the appends are answered with an I/O error that says so
+//! (a re-send with the same ids is safe), and never tried again by the writer, since
+//! an append without ids would get new ones and could be written twice.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
@@ -41,7 +43,7 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Statement};
 use uuid::Uuid;
 
-use crate::error::{commit_unknown, corrupted, pg_error};
+use crate::error::{commit_unknown, corrupted, is_refusal, pg_error};
 use crate::store::Shared;
 
 /// Batches of at least this many events are written with `COPY` rather than one
@@ -240,9 +242,10 @@ async fn rollback(connection: &Connection) -> bool {
 }
 
 /// Maps an error of a statement before the commit: a server refusal rolls back, a
-/// lost connection wrote nothing either (no commit was sent).
+/// lost connection (or a session the server ended) wrote nothing either (no commit
+/// was sent).
 fn before_commit(context: &str, error: tokio_postgres::Error) -> Failure {
-    if error.as_db_error().is_some() {
+    if is_refusal(&error) {
         Failure::Refused(pg_error(context, error))
     } else {
         Failure::Lost(pg_error(context, error))
@@ -394,19 +397,23 @@ async fn decide_and_commit(
         client.execute(&st.notify, &notify_params),
         client.execute(&st.commit, &[]),
     );
-    for result in [insert, set_head, notify] {
+    // A refusal (the session goes on) rolled the transaction back. Anything else (the
+    // connection lost, or the session ended by the server: a restart, a fail-over,
+    // `pg_terminate_backend`) came while the COMMIT was on its way, which may or may
+    // not have committed.
+    for (what, result) in [
+        (context, insert),
+        (context, set_head),
+        (context, notify),
+        ("committing a batch of events", commit),
+    ] {
         if let Err(error) = result {
-            return Err(match error.as_db_error() {
-                Some(_) => Failure::Refused(pg_error(context, error)),
-                None => Failure::Lost(commit_unknown(error)),
+            return Err(if is_refusal(&error) {
+                Failure::Refused(pg_error(what, error))
+            } else {
+                Failure::Lost(commit_unknown(error))
             });
         }
-    }
-    if let Err(error) = commit {
-        return Err(match error.as_db_error() {
-            Some(_) => Failure::Refused(pg_error("committing a batch of events", error)),
-            None => Failure::Lost(commit_unknown(error)),
-        });
     }
     shared.publish_head(next);
     Ok(outcomes)

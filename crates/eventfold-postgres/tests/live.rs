@@ -1,7 +1,9 @@
 //! Live subscriptions across nodes: a subscription on store A wakes for appends made
 //! through store B (LISTEN/NOTIFY), for a commit whose notification never came (the
-//! poll), and across a killed listener connection (the reconnect), never missing or
-//! repeating an event. Needs `EVENTFOLD_TEST_POSTGRES_URL`.
+//! poll), across a killed listener connection (the reconnect), and across a listener
+//! connection gone silent without being closed (the poll times out, then the
+//! reconnect), never missing or repeating an event. Needs
+//! `EVENTFOLD_TEST_POSTGRES_URL`.
 
 mod common;
 
@@ -13,6 +15,7 @@ use eventfold_core::{
 use eventfold_postgres::{PostgresOptions, PostgresStore};
 use tokio::sync::mpsc;
 
+use common::proxy::Proxy;
 use common::{TestSchema, database_url, eventually, runtime, within};
 
 /// A poll interval no test outlives: only a notification (or the poll right after a
@@ -220,5 +223,60 @@ fn a_killed_listener_reconnects_without_missing_an_event() {
             assert_ne!(new_pid, pid, "round {round}: the listener reconnected");
             pid = new_pid;
         }
+    });
+}
+
+#[test]
+fn a_listener_connection_gone_silent_is_replaced_without_missing_an_event() {
+    let Some(url) = database_url() else { return };
+    runtime().block_on(async {
+        let schema = TestSchema::new(&url);
+        // Node A reaches the database through a proxy that can silence a connection
+        // without closing it, as a lost network does; its listener's head poll gives
+        // up after `connect_timeout_ms`.
+        let proxy = Proxy::start(&url).await;
+        let options = PostgresOptions {
+            connect_timeout_ms: 2_000,
+            ..options(&schema, 100)
+        };
+        let a = Arc::new(
+            PostgresStore::connect(&proxy.url("node-a"), options)
+                .await
+                .expect("connect node A through the proxy"),
+        );
+        let b = schema.store().await;
+        let client = schema.client().await;
+        let silenced = listener_pid(&schema, &client, None).await;
+        let mut events = follow(a.clone());
+
+        b.append("ticks-1", ExpectedVersion::Any, vec![event(0)])
+            .await
+            .expect("append through B");
+        expect_position(&mut events, 0).await;
+
+        assert_eq!(
+            proxy.freeze("node-a-listener"),
+            1,
+            "one listener connection"
+        );
+        // Neither its notification nor a poll over the silent connection reaches A:
+        // only a new listener connection, reading the head after its LISTEN, can.
+        b.append("ticks-1", ExpectedVersion::Any, vec![event(1)])
+            .await
+            .expect("append through B");
+        expect_position(&mut events, 1).await;
+        listener_pid(&schema, &client, Some(silenced)).await;
+
+        // And the new connection is notified as the old one was.
+        b.append("ticks-1", ExpectedVersion::Any, vec![event(2)])
+            .await
+            .expect("append through B");
+        expect_position(&mut events, 2).await;
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(300), events.recv())
+                .await
+                .is_err(),
+            "an event was delivered twice"
+        );
     });
 }

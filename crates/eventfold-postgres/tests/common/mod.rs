@@ -3,6 +3,8 @@
 
 #![allow(dead_code, reason = "each test file uses a part of this module")]
 
+pub mod proxy;
+
 use std::future::Future;
 use std::time::Duration;
 
