@@ -9,6 +9,8 @@
 //! - positions handed to readers are committed (durable) ones;
 //! - all file access goes through [`io::Storage`], so tests can inject faults.
 
+#[doc(hidden)]
+pub mod fuzzing;
 mod index;
 pub mod io;
 mod mark;

@@ -391,6 +391,11 @@ pub(crate) fn recover(
     index.add_segment(last, name, file.clone(), &scan.index, true)?;
     index.trim_id_window(options.id_window_segments + 1);
     let mark = if writable {
+        // What recovery read may still be only in the page cache (a process that died
+        // without a power loss leaves it there): make it durable before anyone reads
+        // it, and before the mark says it was acknowledged.
+        file.sync_data()
+            .map_err(io_err(format!("syncing {}", path.display())))?;
         let mut mark = MarkWriter::open(storage, &segments_dir)?;
         mark.write(AckMark {
             segment: last,

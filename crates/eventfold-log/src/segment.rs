@@ -205,7 +205,7 @@ impl SegmentIndex {
             streams.push(Arc::from(name));
             at += n;
         }
-        if b.len() - at != count * INDEX_ENTRY_BYTES {
+        if Some(b.len() - at) != count.checked_mul(INDEX_ENTRY_BYTES) {
             return Err("index entry table has the wrong size".into());
         }
         let mut entries = Vec::with_capacity(count);
