@@ -614,3 +614,66 @@ fn serve_over_tls_with_a_self_signed_certificate() {
     );
     server.stop();
 }
+
+/// Scenario: a registration whose jq converter would run for an hour is under way when
+/// SIGTERM arrives: the server interrupts the converter, answers the registration
+/// `503 shutting_down`, and exits 0 (before, it kept a core busy and ignored SIGTERM).
+#[cfg(target_os = "linux")]
+#[test]
+fn sigterm_interrupts_a_converter_under_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(
+        dir.path(),
+        &[
+            "--jq-steps-max",
+            "18446744073709551615",
+            "--jq-run-millis-max",
+            "3600000",
+        ],
+    );
+    let (status, body) = server.request(
+        "POST",
+        "/streams/item-1",
+        &[],
+        r#"[{"type":"Looped","data":{"id":1}}]"#,
+    );
+    assert_eq!(status, 201, "{body}");
+    let cpu_ticks = |pid: u32| -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        // Fields after the command name (which ends with ')'); utime is the 14th field.
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect();
+        fields[11].parse().unwrap()
+    };
+    let pid = server.child.id();
+    let idle = cpu_ticks(pid);
+    let address = server.address.clone();
+    let registration = std::thread::spawn(move || {
+        try_request(
+            &address,
+            "PUT",
+            "/schemas/Looped/2",
+            &[],
+            r#"{"upcast": "def f: f; f"}"#,
+        )
+    });
+    // The converter spins: wait until the server has used a second of CPU beyond idle.
+    while cpu_ticks(pid) < idle + 100 {
+        assert!(
+            !registration.is_finished(),
+            "the registration ended by itself"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    server.stop();
+    let (status, body) = registration
+        .join()
+        .unwrap()
+        .expect("the registration is answered");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("shutting_down"), "{body}");
+}

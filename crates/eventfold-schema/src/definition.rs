@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
 /// One version of one event type, as a node of the conversion graph.
@@ -47,9 +47,12 @@ impl std::fmt::Display for EventVersion {
 ///     "downcast": "{id: .itemId}"
 /// })).unwrap();
 /// assert!(v2.upcast.is_some());
+///
+/// // Only a JSON object is a definition (serde would take an array field by field).
+/// assert!(serde_json::from_str::<VersionDefinition>("[]").is_err());
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, remote = "Self")]
 pub struct VersionDefinition {
     /// A JSON Schema the data of this version must match; appends are validated
     /// against it. Hybrid schemas are the advice: require what the event cannot make
@@ -74,6 +77,19 @@ pub struct VersionDefinition {
     /// version; checked on stored samples at registration.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub lossless: bool,
+}
+
+impl Serialize for VersionDefinition {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        VersionDefinition::serialize(self, serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for VersionDefinition {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let object = serde_json::Map::<String, Value>::deserialize(deserializer)?;
+        VersionDefinition::deserialize(Value::Object(object)).map_err(serde::de::Error::custom)
+    }
 }
 
 impl VersionDefinition {

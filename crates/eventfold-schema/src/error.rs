@@ -62,6 +62,31 @@ pub enum SchemaError {
         /// What the converter said.
         reason: String,
     },
+    /// A jq converter was stopped by one of its limits (see [`crate::JqLimits`]).
+    #[error("the jq converter of {event_type} v{from} to v{to} exceeded {limit}{}",
+        event.as_ref().map_or_else(String::new, |e| format!(" on event {e}")))]
+    ConverterLimit {
+        /// The event type converted.
+        event_type: String,
+        /// The version converted from.
+        from: u32,
+        /// The version converted to.
+        to: u32,
+        /// The limit, with its configured value.
+        limit: crate::JqLimit,
+        /// The stored event it ran on, as `revision@stream (id)`, when known.
+        event: Option<String>,
+    },
+    /// Conversions were interrupted because the registry is shutting down.
+    #[error("conversion interrupted: the server is shutting down")]
+    Interrupted,
+    /// The threads running jq converters failed (they could not start, or a run
+    /// panicked).
+    #[error("the jq converter could not run: {reason}")]
+    ConverterCrashed {
+        /// What happened.
+        reason: String,
+    },
     /// Converted data does not decode into the Rust type asked for.
     #[error("{event_type} v{version} does not decode: {reason}")]
     Decode {
@@ -87,6 +112,9 @@ impl SchemaError {
             SchemaError::NoConversionPath { .. } => "no_conversion_path",
             SchemaError::ConversionFailed { .. } => "conversion_failed",
             SchemaError::Decode { .. } => "decode_failed",
+            SchemaError::ConverterLimit { .. } => "converter_limit",
+            SchemaError::Interrupted => "shutting_down",
+            SchemaError::ConverterCrashed { .. } => "converter_crashed",
             SchemaError::Store(e) => e.code(),
         }
     }

@@ -28,6 +28,7 @@ mod convert;
 mod definition;
 mod error;
 mod jq;
+mod jq_threads;
 mod registry;
 mod store;
 mod typed;
@@ -38,7 +39,10 @@ pub use definition::{
     EventVersion, REGISTRATION_EVENT_TYPE, Registration, SCHEMAS_STREAM, VersionDefinition,
 };
 pub use error::{Result, SchemaError};
-pub use jq::{JqProgram, OUTPUTS_MAX};
+pub use jq::{
+    JQ_PROGRAM_BYTES_MAX, JQ_STACK_BYTES_MAX, JQ_VALUE_DEPTH_MAX, JqError, JqLimit, JqLimits,
+    JqProgram, OUTPUTS_MAX,
+};
 pub use registry::{ConvertFn, Registry, TypeSummary, TypeVersions, VersionEntry};
 pub use store::{CheckOptions, Negotiated, Registered, SchemaStore, convert_all};
 pub use typed::TypedDecoder;

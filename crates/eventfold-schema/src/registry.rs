@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use eventfold_core::RecordedEvent;
 use serde::de::DeserializeOwned;
@@ -14,7 +15,7 @@ use uuid::Uuid;
 use crate::convert::{Converted, Target};
 use crate::definition::{EventVersion, VersionDefinition};
 use crate::error::{Result, SchemaError};
-use crate::jq::JqProgram;
+use crate::jq::{JqError, JqLimits, JqProgram};
 use crate::weak;
 
 /// A converter written in Rust: the data of one version in, the data of each
@@ -36,12 +37,20 @@ enum Program {
 }
 
 impl Program {
-    fn run(&self, data: Value) -> Result<Vec<Value>, String> {
+    fn run(&self, data: Value, jq: &JqSettings) -> Result<Vec<Value>, JqError> {
         match self {
-            Program::Jq(program) => program.run(data),
-            Program::Rust(function) => function(data),
+            Program::Jq(program) => program.run_with(data, &jq.limits, &jq.interrupt),
+            Program::Rust(function) => function(data).map_err(JqError::Failed),
         }
     }
+}
+
+/// How jq converters run: their limits, and the flag that interrupts them (shared by
+/// every clone of a registry).
+#[derive(Clone, Default)]
+struct JqSettings {
+    limits: JqLimits,
+    interrupt: Arc<AtomicBool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +112,7 @@ pub struct Registry {
     renamed_to: HashMap<String, String>,
     /// Rebuilt by `reindex`: the route to the newest version from every known node.
     newest_routes: HashMap<String, HashMap<u32, Route>>,
+    jq: JqSettings,
 }
 
 impl fmt::Debug for Registry {
@@ -125,6 +135,36 @@ impl Registry {
     /// An empty registry: every event is read as stored.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The same registry with jq converters run within `limits`.
+    ///
+    /// ```
+    /// use eventfold_schema::{JqLimits, Registry, SchemaError, Target, VersionDefinition};
+    /// let mut registry = Registry::new().with_jq_limits(JqLimits { steps_max: 100, ..Default::default() });
+    /// registry.define("Looped", 2, VersionDefinition {
+    ///     upcast: Some("def f: f; f".into()),
+    ///     ..Default::default()
+    /// }).unwrap();
+    /// let err = registry.convert_value("Looped", 1, serde_json::json!({}), &Target::Newest).unwrap_err();
+    /// assert!(matches!(err, SchemaError::ConverterLimit { .. }), "{err}");
+    /// assert!(err.to_string().contains("jq_steps_max (100 steps)"), "{err}");
+    /// ```
+    pub fn with_jq_limits(mut self, limits: JqLimits) -> Self {
+        self.jq.limits = limits;
+        self
+    }
+
+    /// The limits jq converters run within.
+    pub fn jq_limits(&self) -> JqLimits {
+        self.jq.limits
+    }
+
+    /// Stops every jq converter running or started from now on in this registry or a
+    /// clone of it: they fail with [`SchemaError::Interrupted`] at their next step.
+    /// For a server shutting down.
+    pub fn interrupt_jq(&self) {
+        self.jq.interrupt.store(true, Ordering::Relaxed);
     }
 
     /// Registers (or replaces) `version` of `event_type`, compiling its schema and jq
@@ -430,7 +470,24 @@ impl Registry {
                 to: event.version,
                 reason: format!("stored data is not JSON: {e}"),
             })?;
-        let converted = self.convert_value(&event.event_type, event.version, data, target)?;
+        let converted = self
+            .convert_value(&event.event_type, event.version, data, target)
+            .map_err(|error| match error {
+                SchemaError::ConverterLimit {
+                    event_type,
+                    from,
+                    to,
+                    limit,
+                    event: None,
+                } => SchemaError::ConverterLimit {
+                    event_type,
+                    from,
+                    to,
+                    limit,
+                    event: Some(describe(&event)),
+                },
+                other => other,
+            })?;
         Ok(converted
             .into_iter()
             .enumerate()
@@ -484,8 +541,8 @@ impl Registry {
         let edge = &self.edges[index];
         Some(
             edge.program
-                .run(data)
-                .map_err(|reason| failed(edge, reason))
+                .run(data, &self.jq)
+                .map_err(|error| failed(edge, error))
                 .and_then(|outputs| {
                     outputs
                         .into_iter()
@@ -520,8 +577,8 @@ impl Registry {
             let edge = &self.edges[index];
             let mut outputs = edge
                 .program
-                .run(data)
-                .map_err(|reason| failed(edge, reason))?;
+                .run(data, &self.jq)
+                .map_err(|error| failed(edge, error))?;
             let renames = |value: &Value| value.get("$type").is_some();
             if outputs.len() == 1 && !renames(&outputs[0]) {
                 data = outputs.pop().unwrap_or(Value::Null);
@@ -706,13 +763,33 @@ impl Registry {
     }
 }
 
-fn failed(edge: &Edge, reason: String) -> SchemaError {
-    SchemaError::ConversionFailed {
-        event_type: edge.from.event_type.clone(),
-        from: edge.from.version,
-        to: edge.to.version,
-        reason,
+fn failed(edge: &Edge, error: JqError) -> SchemaError {
+    let (event_type, from, to) = (
+        edge.from.event_type.clone(),
+        edge.from.version,
+        edge.to.version,
+    );
+    match error {
+        JqError::Limit(limit) => SchemaError::ConverterLimit {
+            event_type,
+            from,
+            to,
+            limit,
+            event: None,
+        },
+        JqError::Interrupted => SchemaError::Interrupted,
+        JqError::Failed(reason) => SchemaError::ConversionFailed {
+            event_type,
+            from,
+            to,
+            reason,
+        },
     }
+}
+
+/// A stored event as errors name it: `revision@stream (id)`.
+pub(crate) fn describe(event: &RecordedEvent) -> String {
+    format!("{}@{} ({})", event.revision, event.stream, event.id)
 }
 
 /// Where one output of `edge` lands: the edge's target, or the type an output names
@@ -725,7 +802,10 @@ fn place_output(edge: &Edge, mut output: Value) -> Result<(EventVersion, Value)>
         return Ok((edge.to.clone(), output));
     };
     let Value::String(event_type) = named else {
-        return Err(failed(edge, "`$type` must be a string".into()));
+        return Err(failed(
+            edge,
+            JqError::Failed("`$type` must be a string".into()),
+        ));
     };
     let version = match object.remove("$version") {
         None => 1,
@@ -733,7 +813,12 @@ fn place_output(edge: &Edge, mut output: Value) -> Result<(EventVersion, Value)>
             .as_u64()
             .and_then(|v| u32::try_from(v).ok())
             .filter(|v| *v >= 1)
-            .ok_or_else(|| failed(edge, "`$version` must be a number from 1".into()))?,
+            .ok_or_else(|| {
+                failed(
+                    edge,
+                    JqError::Failed("`$version` must be a number from 1".into()),
+                )
+            })?,
     };
     Ok((EventVersion::new(event_type, version), output))
 }

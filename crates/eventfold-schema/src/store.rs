@@ -16,7 +16,8 @@ use crate::definition::{
     EventVersion, REGISTRATION_EVENT_TYPE, Registration, SCHEMAS_STREAM, VersionDefinition,
 };
 use crate::error::{Result, SchemaError};
-use crate::registry::{Registry, validate_value};
+use crate::jq_threads;
+use crate::registry::{Registry, describe, validate_value};
 
 /// Limits of the compatibility check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,9 +85,6 @@ struct State {
 pub struct SchemaStore<S: ?Sized> {
     store: Arc<S>,
     state: RwLock<State>,
-    /// One registration at a time in this process (across processes, the expected
-    /// version on `$schemas` decides).
-    registering: tokio::sync::Mutex<()>,
     check: CheckOptions,
 }
 
@@ -97,7 +95,7 @@ impl<S: EventStore + ?Sized> SchemaStore<S> {
     }
 
     /// Loads the registry of `store` on top of `base`, which holds the program's Rust
-    /// converters.
+    /// converters and the limits of jq converters ([`Registry::with_jq_limits`]).
     pub async fn open_with(store: Arc<S>, base: Registry, check: CheckOptions) -> Result<Self> {
         let schemas = SchemaStore {
             store,
@@ -105,7 +103,6 @@ impl<S: EventStore + ?Sized> SchemaStore<S> {
                 registry: Arc::new(base),
                 applied: None,
             }),
-            registering: tokio::sync::Mutex::new(()),
             check,
         };
         schemas.refresh().await?;
@@ -170,18 +167,25 @@ impl<S: EventStore + ?Sized> SchemaStore<S> {
         Ok(())
     }
 
-    /// Registers `version` of `event_type` after checking it: its jq programs and JSON
-    /// Schema must compile, and its converters must turn a sample of the stored events
-    /// of the version(s) they convert from into events that match the new schema (and
-    /// back again, when declared lossless). A failure refuses the registration and
-    /// names the failing event.
+    /// Registers `version` of `event_type` after checking it: the type must be a
+    /// valid event type, the version the next one after the newest registered (or 1 or
+    /// 2 for a new type: events are version 1 unless they say otherwise), its jq
+    /// programs and JSON Schema must compile, and its converters must turn a sample of
+    /// the stored events of the version(s) they convert from into events that match
+    /// the new schema (and back again, when declared lossless), within the registry's
+    /// [`crate::JqLimits`]. A failure refuses the registration and names the failing
+    /// event.
+    ///
+    /// The converters run on the jq threads, and no lock is held while they run: two
+    /// registrations check side by side, and the expected version on `$schemas`
+    /// decides which is written first (the other checks again against the result).
     pub async fn register(
         &self,
         event_type: &str,
         version: u32,
         definition: VersionDefinition,
     ) -> Result<Registered> {
-        let _one_at_a_time = self.registering.lock().await;
+        check_type_name(event_type)?;
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -194,10 +198,16 @@ impl<S: EventStore + ?Sized> SchemaStore<S> {
             if existing.as_ref() == Some(&definition) {
                 return Ok(Registered::Unchanged);
             }
-            let mut candidate = (*current).clone();
-            candidate.define(event_type, version, definition.clone())?;
-            self.check_compatibility(&candidate, event_type, version, &definition)
-                .await?;
+            check_next_version(&current, event_type, version)?;
+            let check = Check {
+                samples: self.samples(event_type, version, &definition).await?,
+                event_type: event_type.to_string(),
+                version,
+                definition: definition.clone(),
+            };
+            jq_threads::run(move || check.run(&current))
+                .await
+                .map_err(|reason| SchemaError::ConverterCrashed { reason })??;
             let registration = Registration {
                 event_type: event_type.to_string(),
                 version,
@@ -234,6 +244,30 @@ impl<S: EventStore + ?Sized> SchemaStore<S> {
             .validate(&event.event_type, event.version, &event.data)
     }
 
+    /// Converts `events` to `target`, in order, on the jq threads: the caller's thread
+    /// (an async executor's) is never blocked by a converter.
+    pub async fn convert(
+        &self,
+        events: Vec<RecordedEvent>,
+        target: &Target,
+    ) -> Result<Vec<RecordedEvent>> {
+        if *target == Target::Stored || events.is_empty() {
+            return Ok(events);
+        }
+        let registry = self.registry();
+        let target = target.clone();
+        jq_threads::run(move || convert_all(&registry, events, &target))
+            .await
+            .map_err(|reason| SchemaError::ConverterCrashed { reason })?
+    }
+
+    /// Stops every jq converter of this registry, running or to come: they fail with
+    /// [`SchemaError::Interrupted`] at their next step. For a server shutting down, so
+    /// that no request waits for a converter.
+    pub fn interrupt_conversions(&self) {
+        self.registry().interrupt_jq();
+    }
+
     /// Reads a stream with every event converted to `target`.
     pub async fn read_stream_as(
         &self,
@@ -242,121 +276,35 @@ impl<S: EventStore + ?Sized> SchemaStore<S> {
         target: &Target,
     ) -> Result<Vec<RecordedEvent>> {
         let events = self.store.read_stream(stream, options).await?;
-        convert_all(&self.registry(), events, target)
+        self.convert(events, target).await
     }
 
-    async fn check_compatibility(
+    /// The stored events a registration of `event_type` at `version` is checked on.
+    async fn samples(
         &self,
-        candidate: &Registry,
         event_type: &str,
         version: u32,
         definition: &VersionDefinition,
-    ) -> Result<()> {
-        let this = EventVersion::new(event_type, version);
-        let incompatible = |event: &RecordedEvent, reason: String| SchemaError::Incompatible {
-            event_type: event_type.to_string(),
-            version,
-            event: format!("{}@{} ({})", event.revision, event.stream, event.id),
-            data: serde_json::from_slice(&event.data).unwrap_or(Value::Null),
-            reason,
-        };
-        let previous = definition.previous_of(event_type, version);
-        let mut sources: Vec<EventVersion> = previous.iter().cloned().collect();
+    ) -> Result<Samples> {
+        let mut sources: Vec<EventVersion> = definition
+            .previous_of(event_type, version)
+            .into_iter()
+            .collect();
         sources.extend(
             definition
                 .skip_upcasts
                 .keys()
                 .map(|from| EventVersion::new(event_type, *from)),
         );
-        for source in &sources {
-            for event in self.sample(source).await? {
-                self.check_event(
-                    candidate,
-                    source,
-                    &this,
-                    previous.as_ref(),
-                    definition,
-                    &event,
-                )
-                .map_err(|reason| incompatible(&event, reason))?;
-            }
+        let mut samples = Samples::default();
+        for source in sources {
+            let events = self.sample(&source).await?;
+            samples.sources.push((source, events));
         }
-        // Events already stored at this version must match a new or changed schema.
-        if let Some(validator) = candidate.validator(event_type, version) {
-            for event in self.sample(&this).await? {
-                let data: Value = serde_json::from_slice(&event.data).unwrap_or(Value::Null);
-                validate_value(&validator, &data).map_err(|reason| {
-                    incompatible(
-                        &event,
-                        format!(
-                            "is stored at this version but does not match the schema: {reason}"
-                        ),
-                    )
-                })?;
-            }
+        if definition.schema.is_some() {
+            samples.stored_here = self.sample(&EventVersion::new(event_type, version)).await?;
         }
-        Ok(())
-    }
-
-    /// Upcasts one stored event of `source` into `this`, validates the results, and
-    /// checks the way back.
-    fn check_event(
-        &self,
-        candidate: &Registry,
-        source: &EventVersion,
-        this: &EventVersion,
-        previous: Option<&EventVersion>,
-        definition: &VersionDefinition,
-        event: &RecordedEvent,
-    ) -> std::result::Result<(), String> {
-        let original: Value = serde_json::from_slice(&event.data)
-            .map_err(|e| format!("has data that is not JSON: {e}"))?;
-        let outputs = candidate
-            .run_edge(source, this, original.clone())
-            .ok_or_else(|| format!("has no converter from {source} to {this}"))?
-            .map_err(|e| format!("does not upcast: {e}"))?;
-        for (node, value) in &outputs {
-            if let Some(validator) = candidate.validator(&node.event_type, node.version) {
-                validate_value(&validator, value).map_err(|reason| {
-                    format!(
-                        "upcasts to {node} data that does not match its schema ({reason}): {value}"
-                    )
-                })?;
-            }
-        }
-        let Some(previous) = previous.filter(|p| *p == source) else {
-            return Ok(());
-        };
-        let [(node, upcast)] = outputs.as_slice() else {
-            if definition.lossless {
-                return Err(format!(
-                    "upcasts to {} events, so the conversion cannot be lossless",
-                    outputs.len()
-                ));
-            }
-            return Ok(());
-        };
-        if node != this {
-            return Ok(());
-        }
-        let Some(back) = candidate.run_edge(this, previous, upcast.clone()) else {
-            return Ok(());
-        };
-        let back = back.map_err(|e| format!("does not downcast back: {e}"))?;
-        if definition.lossless && !matches!(back.as_slice(), [(_, value)] if *value == original) {
-            let back: Vec<&Value> = back.iter().map(|(_, v)| v).collect();
-            return Err(format!(
-                "is not restored by the downcast declared lossless: upcast {upcast}, downcast {back:?}"
-            ));
-        }
-        for (node, value) in &back {
-            if let Some(validator) = candidate.validator(&node.event_type, node.version) {
-                validate_value(&validator, value).map_err(|reason| {
-                    format!("downcasts to {node} data that does not match its schema ({reason}): {value}")
-                })?;
-            }
-        }
-        Ok(())
+        Ok(samples)
     }
 
     /// Up to `sample_events_max` stored events of one type at one version, oldest first.
@@ -386,6 +334,199 @@ impl<S: EventStore + ?Sized> SchemaStore<S> {
             from = page.next;
         }
         Ok(sample)
+    }
+}
+
+/// A registration's type must be a name an event could have: the same limit (256
+/// bytes) and the same error as an append.
+fn check_type_name(event_type: &str) -> Result<()> {
+    EventData::json(event_type, &Value::Object(Default::default()))?.validate()?;
+    Ok(())
+}
+
+/// Versions follow each other without a gap, so that every version converts from the
+/// one before. Version 1 exists without a registration (events are version 1 unless
+/// they say otherwise), so a new type may start at 1 or at 2.
+fn check_next_version(registry: &Registry, event_type: &str, version: u32) -> Result<()> {
+    let newest = registry
+        .versions(event_type)
+        .last()
+        .map(|(version, _)| *version);
+    let next = newest.unwrap_or(1).saturating_add(1);
+    if version <= next {
+        return Ok(());
+    }
+    let reason = match newest {
+        Some(newest) => format!(
+            "version {version} would leave a gap: the newest registered version of \
+             {event_type} is {newest}, so the next one is {next}"
+        ),
+        None => format!(
+            "version {version} would leave a gap: no version of {event_type} is \
+             registered, so the first one is 1 or 2 (events are version 1 unless they \
+             say otherwise)"
+        ),
+    };
+    Err(SchemaError::InvalidDefinition {
+        event_type: event_type.to_string(),
+        version,
+        reason,
+    })
+}
+
+/// Stored events a registration is checked on.
+#[derive(Default)]
+struct Samples {
+    /// Events of each version the new converters start from.
+    sources: Vec<(EventVersion, Vec<RecordedEvent>)>,
+    /// Events stored at the registered version itself (when it declares a schema).
+    stored_here: Vec<RecordedEvent>,
+}
+
+/// The compatibility check of one registration, run on a jq thread.
+struct Check {
+    event_type: String,
+    version: u32,
+    definition: VersionDefinition,
+    samples: Samples,
+}
+
+/// Why one stored event fails the check: a reason to show beside it, or an error of
+/// its own (a converter's limit, an interruption).
+enum Failure {
+    Incompatible(String),
+    Error(SchemaError),
+}
+
+impl Failure {
+    /// A converter error: a failure of the converter on this event is a reason,
+    /// anything else stays an error.
+    fn converter(what: &str, error: SchemaError) -> Self {
+        match error {
+            SchemaError::ConversionFailed { .. } => {
+                Failure::Incompatible(format!("{what}: {error}"))
+            }
+            other => Failure::Error(other),
+        }
+    }
+}
+
+impl Check {
+    fn run(self, current: &Registry) -> Result<()> {
+        let mut candidate = current.clone();
+        candidate.define(&self.event_type, self.version, self.definition.clone())?;
+        let this = EventVersion::new(&self.event_type, self.version);
+        let previous = self.definition.previous_of(&self.event_type, self.version);
+        let fail = |event: &RecordedEvent, failure: Failure| match failure {
+            Failure::Incompatible(reason) => SchemaError::Incompatible {
+                event_type: self.event_type.clone(),
+                version: self.version,
+                event: describe(event),
+                data: serde_json::from_slice(&event.data).unwrap_or(Value::Null),
+                reason,
+            },
+            Failure::Error(SchemaError::ConverterLimit {
+                event_type,
+                from,
+                to,
+                limit,
+                event: None,
+            }) => SchemaError::ConverterLimit {
+                event_type,
+                from,
+                to,
+                limit,
+                event: Some(describe(event)),
+            },
+            Failure::Error(other) => other,
+        };
+        for (source, events) in &self.samples.sources {
+            for event in events {
+                self.check_event(&candidate, source, &this, previous.as_ref(), event)
+                    .map_err(|failure| fail(event, failure))?;
+            }
+        }
+        // Events already stored at this version must match a new or changed schema.
+        if let Some(validator) = candidate.validator(&self.event_type, self.version) {
+            for event in &self.samples.stored_here {
+                let data: Value = serde_json::from_slice(&event.data).unwrap_or(Value::Null);
+                validate_value(&validator, &data).map_err(|reason| {
+                    fail(
+                        event,
+                        Failure::Incompatible(format!(
+                            "is stored at this version but does not match the schema: {reason}"
+                        )),
+                    )
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Upcasts one stored event of `source` into `this`, validates the results, and
+    /// checks the way back.
+    fn check_event(
+        &self,
+        candidate: &Registry,
+        source: &EventVersion,
+        this: &EventVersion,
+        previous: Option<&EventVersion>,
+        event: &RecordedEvent,
+    ) -> std::result::Result<(), Failure> {
+        let original: Value = serde_json::from_slice(&event.data)
+            .map_err(|e| Failure::Incompatible(format!("has data that is not JSON: {e}")))?;
+        let outputs = candidate
+            .run_edge(source, this, original.clone())
+            .ok_or_else(|| {
+                Failure::Incompatible(format!("has no converter from {source} to {this}"))
+            })?
+            .map_err(|e| Failure::converter("does not upcast", e))?;
+        for (node, value) in &outputs {
+            if let Some(validator) = candidate.validator(&node.event_type, node.version) {
+                validate_value(&validator, value).map_err(|reason| {
+                    Failure::Incompatible(format!(
+                        "upcasts to {node} data that does not match its schema ({reason}): {value}"
+                    ))
+                })?;
+            }
+        }
+        let Some(previous) = previous.filter(|p| *p == source) else {
+            return Ok(());
+        };
+        let [(node, upcast)] = outputs.as_slice() else {
+            if self.definition.lossless {
+                return Err(Failure::Incompatible(format!(
+                    "upcasts to {} events, so the conversion cannot be lossless",
+                    outputs.len()
+                )));
+            }
+            return Ok(());
+        };
+        if node != this {
+            return Ok(());
+        }
+        let Some(back) = candidate.run_edge(this, previous, upcast.clone()) else {
+            return Ok(());
+        };
+        let back = back.map_err(|e| Failure::converter("does not downcast back", e))?;
+        if self.definition.lossless
+            && !matches!(back.as_slice(), [(_, value)] if *value == original)
+        {
+            let back: Vec<&Value> = back.iter().map(|(_, v)| v).collect();
+            return Err(Failure::Incompatible(format!(
+                "is not restored by the downcast declared lossless: upcast {upcast}, downcast {back:?}"
+            )));
+        }
+        for (node, value) in &back {
+            if let Some(validator) = candidate.validator(&node.event_type, node.version) {
+                validate_value(&validator, value).map_err(|reason| {
+                    Failure::Incompatible(format!(
+                        "downcasts to {node} data that does not match its schema ({reason}): {value}"
+                    ))
+                })?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -591,7 +732,7 @@ where
                 return Ok(event);
             }
             let event = self.inner.next().await?;
-            let converted = self.schemas.registry().convert(event, &self.target)?;
+            let converted = self.schemas.convert(vec![event], &self.target).await?;
             self.pending.extend(converted);
         }
     }

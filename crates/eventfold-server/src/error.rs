@@ -125,6 +125,24 @@ impl From<eventfold_schema::SchemaError> for ApiError {
                     header: None,
                 };
             }
+            SchemaError::ConverterLimit { limit, event, .. } => {
+                // The request is sound, but the events it asks for cannot be
+                // converted within the limits (reading them as stored still works).
+                let mut body = json!({
+                    "error": error.code(),
+                    "message": message,
+                    "limit": limit.name(),
+                });
+                if let Some(event) = event {
+                    body["event"] = json!(event);
+                }
+                return ApiError {
+                    status: StatusCode::UNPROCESSABLE_ENTITY,
+                    body,
+                    header: None,
+                };
+            }
+            SchemaError::Interrupted => StatusCode::SERVICE_UNAVAILABLE,
             SchemaError::InvalidDefinition { .. } | SchemaError::SchemaViolation { .. } => {
                 StatusCode::BAD_REQUEST
             }

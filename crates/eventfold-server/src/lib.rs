@@ -21,7 +21,7 @@ pub use auth::{
 };
 pub use error::ApiError;
 use eventfold_core::EventStore;
-use eventfold_schema::{SchemaError, SchemaStore};
+use eventfold_schema::{JqLimits, SchemaError, SchemaStore};
 pub use routes::{OPENAPI, router};
 pub use tls::{TlsConfig, TlsError};
 
@@ -37,6 +37,9 @@ pub struct ServerConfig {
     pub append_events_max: usize,
     /// The most events one read returns (larger `limit`s are cut to this).
     pub read_events_max: u64,
+    /// Limits of each run of a jq converter (registration checks and reads):
+    /// `jq_steps_max`, `jq_run_millis_max`, `jq_output_bytes_max`.
+    pub jq_limits: JqLimits,
 }
 
 impl Default for ServerConfig {
@@ -46,6 +49,7 @@ impl Default for ServerConfig {
             body_bytes_max: 4 * 1024 * 1024,
             append_events_max: 10_000,
             read_events_max: 10_000,
+            jq_limits: JqLimits::default(),
         }
     }
 }
@@ -62,7 +66,8 @@ pub(crate) struct AppState {
 }
 
 /// Serves `store` on `listener` until `shutdown` completes, then stops taking requests
-/// and lets the ones in flight finish (appends under way are answered).
+/// and lets the ones in flight finish (appends under way are answered; jq converters
+/// under way are interrupted, and their requests answered `503 shutting_down`).
 pub async fn serve(
     store: Arc<dyn EventStore>,
     config: ServerConfig,
@@ -80,7 +85,11 @@ pub async fn serve_with(
     tls: Option<TlsConfig>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let app = router(store, config).await?;
+    let (app, schemas) = routes::router_with_schemas(store, config).await?;
+    let shutdown = async move {
+        shutdown.await;
+        schemas.interrupt_conversions();
+    };
     match tls {
         None => {
             axum::serve(

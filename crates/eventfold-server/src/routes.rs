@@ -19,7 +19,8 @@ use eventfold_core::{
     ReadStream, RecordedEvent, Revision, Subscription,
 };
 use eventfold_schema::{
-    Negotiated, Registered, SchemaError, SchemaStore, Target, VersionDefinition,
+    CheckOptions, Negotiated, Registered, Registry, SchemaError, SchemaStore, Target,
+    VersionDefinition,
 };
 use futures_util::stream::{self, Stream};
 use serde::{Deserialize, Serialize};
@@ -40,17 +41,28 @@ pub async fn router(
     store: Arc<dyn EventStore>,
     config: ServerConfig,
 ) -> Result<Router, SchemaError> {
+    Ok(router_with_schemas(store, config).await?.0)
+}
+
+/// The router and the schema registry it serves (whose converters a shutdown
+/// interrupts).
+pub(crate) async fn router_with_schemas(
+    store: Arc<dyn EventStore>,
+    config: ServerConfig,
+) -> Result<(Router, Arc<SchemaStore<dyn EventStore>>), SchemaError> {
     let body_bytes_max = config.body_bytes_max;
-    let schemas = Arc::new(SchemaStore::open(store.clone()).await?);
+    let base = Registry::new().with_jq_limits(config.jq_limits);
+    let schemas =
+        Arc::new(SchemaStore::open_with(store.clone(), base, CheckOptions::default()).await?);
     spawn_schema_refresh(Arc::downgrade(&schemas));
     let state = Arc::new(AppState {
         store,
-        schemas,
+        schemas: schemas.clone(),
         config,
         metrics: Default::default(),
         groups: Default::default(),
     });
-    Ok(Router::new()
+    let router = Router::new()
         .route("/streams", get(crate::admin::list_streams))
         .route(
             "/streams/{stream}",
@@ -97,7 +109,8 @@ pub async fn router(
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(body_bytes_max))
         .layer(axum::middleware::from_fn(log_request))
-        .with_state(state))
+        .with_state(state);
+    Ok((router, schemas))
 }
 
 /// One structured log event per request (target `eventfold_server::request`, level
@@ -389,7 +402,7 @@ async fn read_stream(
         Direction::Forward => events.last().map(|e| place(e) + 1),
         Direction::Backward => events.last().and_then(|e| place(e).checked_sub(1)),
     };
-    let events = eventfold_schema::convert_all(&state.schemas.registry(), events, &target)?;
+    let events = state.schemas.convert(events, &target).await?;
     Ok(Json(Events {
         events,
         next,
@@ -451,7 +464,7 @@ async fn read_event(
     };
     let (event_type, stored) = (event.event_type.clone(), event.version);
     let target = Target::version(event_type.clone(), version);
-    let converted = state.schemas.registry().convert(event, &target)?;
+    let converted = state.schemas.convert(vec![event], &target).await?;
     match <[RecordedEvent; 1]>::try_from(converted) {
         Ok([one]) if one.event_type == event_type && one.version == version => Ok(Json(one)),
         Ok(_) | Err(_) => Err(ApiError::with_status(
@@ -514,7 +527,7 @@ async fn read_all(
     let page = state.store.read_all(read).await?;
     state.metrics.reads.fetch_add(1, Ordering::Relaxed);
     Ok(Json(Events {
-        events: eventfold_schema::convert_all(&state.schemas.registry(), page.events, &target)?,
+        events: state.schemas.convert(page.events, &target).await?,
         next: Some(page.next.get()),
         end_of_log: Some(page.end_of_log),
     }))
@@ -735,7 +748,15 @@ async fn register_schema(
     let registered = state
         .schemas
         .register(&event_type, version, definition)
-        .await?;
+        .await
+        .map_err(|error| match error {
+            // The definition is what is wrong: its converter is too costly for a
+            // stored event.
+            SchemaError::ConverterLimit { .. } => {
+                ApiError::from(error).with_status_code(StatusCode::BAD_REQUEST)
+            }
+            other => other.into(),
+        })?;
     let (status, result) = match registered {
         Registered::Created => (StatusCode::CREATED, "created"),
         Registered::Replaced => (StatusCode::OK, "replaced"),

@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use eventfold_schema::{EventVersion, Registered, SchemaStore, VersionDefinition};
+use eventfold_schema::{
+    CheckOptions, EventVersion, JqLimits, Registered, Registry, SchemaStore, VersionDefinition,
+};
 use serde_json::{Value, json};
 
 use crate::StoreArgs;
@@ -26,10 +28,41 @@ enum Action {
     List(ListArgs),
 }
 
+/// Limits of each run of a jq converter (`eventfold serve` and `schema register`).
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct JqLimitArgs {
+    /// Most steps one run of a jq converter may take (filter calls, loop turns,
+    /// values built).
+    #[arg(long, value_name = "STEPS", default_value_t = JqLimits::default().steps_max)]
+    jq_steps_max: u64,
+    /// Most time one run of a jq converter may take, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = JqLimits::default().run_millis_max)]
+    jq_run_millis_max: u64,
+    /// Largest value a jq converter may build, and most it may emit per event, in
+    /// bytes of JSON text.
+    #[arg(long, value_name = "BYTES", default_value_t = JqLimits::default().output_bytes_max)]
+    jq_output_bytes_max: u64,
+}
+
+impl JqLimitArgs {
+    /// The limits given.
+    pub fn limits(&self) -> JqLimits {
+        JqLimits {
+            steps_max: self.jq_steps_max,
+            run_millis_max: self.jq_run_millis_max,
+            output_bytes_max: self.jq_output_bytes_max,
+        }
+    }
+}
+
 #[derive(Debug, clap::Args)]
 struct RegisterArgs {
     #[command(flatten)]
     target: StoreArgs,
+    /// With --data: the limits the converters are checked within (a server checks
+    /// within its own).
+    #[command(flatten)]
+    jq: JqLimitArgs,
     /// The event type.
     event_type: String,
     /// The version registered, from 1.
@@ -128,7 +161,8 @@ async fn register(args: RegisterArgs) -> anyhow::Result<ExitCode> {
         }
         (Some(dir), None) => {
             let store = Arc::new(super::open_store(dir)?);
-            let schemas = SchemaStore::open(store).await?;
+            let base = Registry::new().with_jq_limits(args.jq.limits());
+            let schemas = SchemaStore::open_with(store, base, CheckOptions::default()).await?;
             let result = schemas
                 .register(&args.event_type, args.version, definition)
                 .await

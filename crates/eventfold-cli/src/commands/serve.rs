@@ -54,6 +54,8 @@ pub struct Args {
     /// administrator). On 127.0.0.1 / ::1 that is the default without --auth.
     #[arg(long)]
     insecure: bool,
+    #[command(flatten)]
+    jq: super::schema::JqLimitArgs,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -126,6 +128,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let config = ServerConfig {
         auth,
         body_bytes_max: args.body_bytes_max,
+        jq_limits: args.jq.limits(),
         ..ServerConfig::default()
     };
     eventfold_server::serve_with(store.clone(), config, listener, tls, shutdown).await?;
