@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::event::{EventData, RecordedEvent};
-use crate::store::{AllFilter, EventStore, ReadStream};
+use crate::store::{AllFilter, EventStore, ReadStream, append_system};
 use crate::stream::{ExpectedVersion, Position, Revision};
 use crate::subscription::Subscription;
 
@@ -215,9 +215,13 @@ where
             Some(event) => event.data_as::<GroupSettings>()?,
             None => {
                 let event = EventData::json("$group-settings", &settings)?;
-                store
-                    .append(&settings_stream, ExpectedVersion::NoStream, vec![event])
-                    .await?;
+                append_system(
+                    &*store,
+                    &settings_stream,
+                    ExpectedVersion::NoStream,
+                    vec![event],
+                )
+                .await?;
                 settings
             }
         };
@@ -424,14 +428,13 @@ where
                 attempts: outstanding.attempts,
                 reason: reason.to_string(),
             };
-            let write = self
-                .store
-                .append(
-                    &format!("$parked-{}", self.name),
-                    ExpectedVersion::Any,
-                    vec![EventData::json("$parked", &parked)?],
-                )
-                .await;
+            let write = append_system(
+                &*self.store,
+                &format!("$parked-{}", self.name),
+                ExpectedVersion::Any,
+                vec![EventData::json("$parked", &parked)?],
+            )
+            .await;
             if let Err(error) = write {
                 // Not parked after all: it stays to be delivered again.
                 let mut state = self.state();
@@ -469,10 +472,13 @@ where
         )?;
         // The expected version makes two processes serving one group fail loudly
         // instead of overwriting each other's progress.
-        let written = self
-            .store
-            .append(&format!("$checkpoint-{}", self.name), expected, vec![event])
-            .await?;
+        let written = append_system(
+            &*self.store,
+            &format!("$checkpoint-{}", self.name),
+            expected,
+            vec![event],
+        )
+        .await?;
         let mut state = self.state();
         state.stored_checkpoint = checkpoint;
         state.checkpoint_revision = Some(written.last_revision);
