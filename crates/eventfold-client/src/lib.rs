@@ -117,6 +117,10 @@ fn error_from(status: reqwest::StatusCode, body: &Value, stream: &str) -> Error 
         },
         "invalid_expected_version" => Error::InvalidExpectedVersion { value: message },
         "invalid_event" | "invalid_json" => Error::InvalidEvent { reason: message },
+        "invalid_setting" => Error::InvalidSetting {
+            setting: body["setting"].as_str().unwrap_or_default().to_string(),
+            reason: message,
+        },
         "empty_append" => Error::EmptyAppend,
         "idempotency_conflict" => Error::IdempotencyConflict {
             stream,
