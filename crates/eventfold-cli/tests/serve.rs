@@ -677,3 +677,104 @@ fn sigterm_interrupts_a_converter_under_way() {
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("shutting_down"), "{body}");
 }
+
+/// An export holds eventfold's own events (metadata, a tombstone). Imported into a
+/// data directory they are restored as they were; through a server, which takes no
+/// such event from a client, the tombstone becomes a hard delete and the system
+/// streams are skipped.
+#[test]
+fn an_export_with_a_hard_delete_imports_into_a_data_directory_and_a_server() {
+    let source = tempfile::tempdir().unwrap();
+    let s = source.path().to_str().unwrap();
+    for (stream, expected) in [
+        ("order-1", "no_stream"),
+        ("order-1", "0"),
+        ("order-2", "no_stream"),
+    ] {
+        let out = cli(&[
+            "append",
+            "--data",
+            s,
+            stream,
+            "--type",
+            "Placed",
+            "--json",
+            "{}",
+            "--expected",
+            expected,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    for args in [
+        vec![
+            "metadata",
+            "--data",
+            s,
+            "order-1",
+            "--set",
+            r#"{"max_count":10}"#,
+        ],
+        vec!["delete", "--data", s, "order-2", "--hard"],
+    ] {
+        let out = cli(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let file = source.path().join("export.ndjson");
+    let out = cli(&["export", "--data", s, "--output", file.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let copy = tempfile::tempdir().unwrap();
+    let c = copy.path().to_str().unwrap();
+    let out = cli(&["import", "--data", c, file.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let all = |dir: &str| {
+        let out = cli(&["read", "--data", dir, "$all"]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|line| {
+                let mut event: serde_json::Value = serde_json::from_str(line).unwrap();
+                event.as_object_mut().unwrap().remove("recorded_at");
+                event
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(all(c), all(s), "the data directory holds the same log");
+    let out = cli(&[
+        "append", "--data", c, "order-2", "--type", "Placed", "--json", "{}",
+    ]);
+    assert!(!out.status.success(), "order-2 stays deleted in the copy");
+
+    let served = tempfile::tempdir().unwrap();
+    let server = Server::start(served.path());
+    let url = format!("http://{}", server.address);
+    let out = cli(&["import", "--server", &url, file.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("hard-deleted 1 streams"), "{stderr}");
+    assert!(
+        stderr.contains("skipped 2 events of system streams"),
+        "{stderr}"
+    );
+    let (status, body) = server.request("GET", "/streams/order-1", &[], "");
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = server.request("GET", "/streams/order-2", &[], "");
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("stream_deleted"), "{body}");
+    server.stop();
+}

@@ -117,6 +117,10 @@ fn error_from(status: reqwest::StatusCode, body: &Value, stream: &str) -> Error 
         },
         "invalid_expected_version" => Error::InvalidExpectedVersion { value: message },
         "invalid_event" | "invalid_json" => Error::InvalidEvent { reason: message },
+        "invalid_setting" => Error::InvalidSetting {
+            setting: body["setting"].as_str().unwrap_or_default().to_string(),
+            reason: message,
+        },
         "empty_append" => Error::EmptyAppend,
         "idempotency_conflict" => Error::IdempotencyConflict {
             stream,
@@ -305,6 +309,18 @@ impl EventStore for HttpStore {
     async fn append_multi(&self, mut writes: Vec<StreamWrite>) -> Result<Vec<AppendResult>> {
         // The server checks names too, but an empty one cannot even be put in a URL.
         for write in &writes {
+            if write.is_system() {
+                // The wire carries client writes only: the server writes eventfold's
+                // own events itself, behind its metadata, delete, group and schema
+                // endpoints (which this store's methods call).
+                return Err(Error::InvalidEvent {
+                    reason: format!(
+                        "a system write (to '{}') cannot be sent to a server: only the \
+                         server writes eventfold's own events",
+                        write.stream
+                    ),
+                });
+            }
             eventfold_core::validate_stream_name(&write.stream)?;
         }
         if writes.len() == 1 {

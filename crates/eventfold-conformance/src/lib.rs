@@ -200,6 +200,8 @@ macro_rules! conformance_tests {
             retention_metadata_hides_old_events,
             soft_delete_hides_the_stream_until_it_is_written_again,
             hard_delete_is_final,
+            clients_cannot_forge_a_tombstone,
+            clients_cannot_write_system_events,
             list_streams_pages_names_in_order;
             @shared
             concurrent_appends_to_one_stream_with_retries_are_serialized,

@@ -55,6 +55,14 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A setting outside the range it allows.
+    #[error("invalid {setting}: {reason}")]
+    InvalidSetting {
+        /// The setting, by the name it has in JSON (`in_flight_max`, ...).
+        setting: String,
+        /// What is wrong with its value, with the allowed range.
+        reason: String,
+    },
     /// An append of no events at all.
     #[error("an append must carry at least one event")]
     EmptyAppend,
@@ -150,6 +158,7 @@ impl Error {
             Error::InvalidStreamName { .. } => "invalid_stream_name",
             Error::InvalidExpectedVersion { .. } => "invalid_expected_version",
             Error::InvalidEvent { .. } => "invalid_event",
+            Error::InvalidSetting { .. } => "invalid_setting",
             Error::EmptyAppend => "empty_append",
             Error::TooLarge { .. } => "too_large",
             Error::IdempotencyConflict { .. } => "idempotency_conflict",

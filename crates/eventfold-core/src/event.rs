@@ -56,14 +56,10 @@ impl EventData {
         Self::from_json_bytes(event_type, data)
     }
 
-    /// An event whose data is the given JSON text, checked to be valid JSON.
+    /// An event whose data is the given JSON text, checked as appends check it (see
+    /// [`EventData::validate`]).
     pub fn from_json_bytes(event_type: impl Into<String>, data: impl Into<Bytes>) -> Result<Self> {
         let data = data.into();
-        serde_json::from_slice::<serde::de::IgnoredAny>(&data).map_err(|e| {
-            Error::InvalidEvent {
-                reason: format!("data is not valid JSON: {e}"),
-            }
-        })?;
         let event = EventData {
             id: None,
             event_type: event_type.into(),
@@ -148,9 +144,21 @@ impl EventData {
         self
     }
 
-    /// Checks the parts every backend requires: a type name, a version from 1, and
-    /// metadata that is a JSON object. (The data's JSON validity is checked where it
-    /// enters: the constructors, the HTTP API and the CLI.)
+    /// Checks what every backend requires of an event, whoever writes it: a type name
+    /// (at most 256 bytes, no control characters), a version from 1, an id that is not
+    /// the nil UUID, `data` that is one JSON document and `metadata` that is one JSON
+    /// object. JSON is checked with the parser and limits readers use (serde_json:
+    /// valid UTF-8, no lone surrogate escape such as `"\ud800"`, numbers in range,
+    /// at most 127 levels of nesting), so every stored event can be read back; the check
+    /// builds no value. Appends run it for every event (`plan::check_writes`).
+    ///
+    /// ```
+    /// use eventfold_core::EventData;
+    /// let nested = format!("{}{}", "[".repeat(200), "]".repeat(200));
+    /// let err = EventData::from_json_bytes("Nested", nested).unwrap_err();
+    /// assert!(err.to_string().contains("recursion limit"), "{err}");
+    /// assert!(EventData::from_json_bytes("Text", r#""\ud800""#).is_err());
+    /// ```
     pub fn validate(&self) -> Result<()> {
         let reason = if self.event_type.is_empty() {
             "event type is empty".to_string()
@@ -160,18 +168,101 @@ impl EventData {
             "event type contains a control character".to_string()
         } else if self.version == 0 {
             "schema version must be 1 or more".to_string()
-        } else if !is_json_object(&self.metadata) {
-            "metadata must be a JSON object".to_string()
+        } else if self.id.is_some_and(|id| id.is_nil()) {
+            "event id must not be the nil UUID (00000000-0000-0000-0000-000000000000)".to_string()
+        } else if let Err(e) = check_json(&self.data) {
+            format!("data is not valid JSON: {e}")
         } else {
-            return Ok(());
+            match check_json(&self.metadata) {
+                Ok(JsonKind::Object) => return Ok(()),
+                Ok(JsonKind::Other) => "metadata must be a JSON object".to_string(),
+                Err(e) => format!("metadata is not valid JSON: {e}"),
+            }
         };
         Err(Error::InvalidEvent { reason })
     }
 }
 
-fn is_json_object(bytes: &[u8]) -> bool {
-    bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
-        && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
+/// What a JSON document is at its top level, as far as the checks care.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum JsonKind {
+    Object,
+    Other,
+}
+
+/// Reads `bytes` as one JSON document the way `serde_json::from_slice::<Value>` does
+/// (same deserializer, same recursion limit, same string and number checks) without
+/// building anything: a `Value` parse of what passes cannot fail. (`IgnoredAny` is not
+/// enough: it skips over strings, numbers and nesting without checking them.)
+fn check_json(bytes: &[u8]) -> std::result::Result<JsonKind, serde_json::Error> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let kind = serde::Deserializer::deserialize_any(&mut deserializer, JsonCheck)?;
+    deserializer.end()?;
+    Ok(kind)
+}
+
+/// A visitor that accepts any JSON value, descending into arrays and objects.
+struct JsonCheck;
+
+impl<'de> serde::de::DeserializeSeed<'de> for JsonCheck {
+    type Value = JsonKind;
+
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> std::result::Result<JsonKind, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for JsonCheck {
+    type Value = JsonKind;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> std::result::Result<JsonKind, E> {
+        Ok(JsonKind::Other)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> std::result::Result<JsonKind, E> {
+        Ok(JsonKind::Other)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> std::result::Result<JsonKind, E> {
+        Ok(JsonKind::Other)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> std::result::Result<JsonKind, E> {
+        Ok(JsonKind::Other)
+    }
+
+    fn visit_str<E>(self, _: &str) -> std::result::Result<JsonKind, E> {
+        Ok(JsonKind::Other)
+    }
+
+    fn visit_unit<E>(self) -> std::result::Result<JsonKind, E> {
+        Ok(JsonKind::Other)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        self,
+        mut seq: A,
+    ) -> std::result::Result<JsonKind, A::Error> {
+        while seq.next_element_seed(JsonCheck)?.is_some() {}
+        Ok(JsonKind::Other)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<JsonKind, A::Error> {
+        while map.next_key_seed(JsonCheck)?.is_some() {
+            map.next_value_seed(JsonCheck)?;
+        }
+        Ok(JsonKind::Object)
+    }
 }
 
 fn metadata_uuid(metadata: &[u8], key: &str) -> Option<Uuid> {
@@ -222,6 +313,25 @@ impl RecordedEvent {
             reason: format!(
                 "data of event {} ({}) does not decode: {e}",
                 self.id, self.event_type
+            ),
+        })
+    }
+
+    /// Checks that `data` is one JSON document and `metadata` one JSON object, as
+    /// [`EventData::validate`] requires of every append. An event stored before that
+    /// check existed, or damaged below it, can fail it; whoever must hand the event on
+    /// as JSON (a consumer group, a conversion) checks it first.
+    pub fn check_json(&self) -> Result<()> {
+        let reason = match (check_json(&self.data), check_json(&self.metadata)) {
+            (Err(e), _) => format!("data is not valid JSON: {e}"),
+            (Ok(_), Err(e)) => format!("metadata is not valid JSON: {e}"),
+            (Ok(_), Ok(JsonKind::Other)) => "metadata is not a JSON object".to_string(),
+            (Ok(_), Ok(JsonKind::Object)) => return Ok(()),
+        };
+        Err(Error::InvalidEvent {
+            reason: format!(
+                "event {} at position {} ({}): {reason}",
+                self.id, self.position, self.event_type
             ),
         })
     }
@@ -293,6 +403,108 @@ mod tests {
                 "recorded_at": "1970-01-01T00:00:00.000000Z"
             })
         );
+    }
+
+    /// Inputs `IgnoredAny` (the old append check) accepted but a `Value` parse refuses,
+    /// and their neighbours that both accept.
+    fn edge_documents() -> Vec<Vec<u8>> {
+        let nested = |depth: usize| format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        let objects = |depth: usize| format!("{}1{}", r#"{"a":"#.repeat(depth), "}".repeat(depth));
+        vec![
+            br#"{"text":"\ud800"}"#.to_vec(),
+            br#"{"text":"\udc00 trailing"}"#.to_vec(),
+            br#"{"text":"\ud83d\ude00"}"#.to_vec(),
+            br#"{"\ud800":1}"#.to_vec(),
+            br#"[1e400]"#.to_vec(),
+            br#"[-1e400]"#.to_vec(),
+            br#"[1e308, -0.0, 18446744073709551615, -9223372036854775808]"#.to_vec(),
+            nested(127).into_bytes(),
+            nested(128).into_bytes(),
+            nested(129).into_bytes(),
+            objects(128).into_bytes(),
+            objects(129).into_bytes(),
+            b"{\"text\":\"\xff\"}".to_vec(),
+            br#"{"a":1} {"b":2}"#.to_vec(),
+            br#"{"a":1,}"#.to_vec(),
+            b" null ".to_vec(),
+        ]
+    }
+
+    #[test]
+    fn the_append_check_accepts_exactly_what_a_value_parse_reads_back() {
+        for document in edge_documents() {
+            let parsed = serde_json::from_slice::<serde_json::Value>(&document);
+            let checked = check_json(&document);
+            assert_eq!(
+                checked.is_ok(),
+                parsed.is_ok(),
+                "{}: check {checked:?}, parse {parsed:?}",
+                String::from_utf8_lossy(&document)
+            );
+        }
+    }
+
+    #[test]
+    fn nesting_is_limited_to_127_levels_as_serde_json_reads_it() {
+        let nested = |depth: usize| format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        assert!(check_json(nested(127).as_bytes()).is_ok());
+        assert!(check_json(nested(128).as_bytes()).is_err());
+    }
+
+    #[test]
+    fn data_a_reader_cannot_parse_is_refused_naming_the_problem() {
+        for (data, problem) in [
+            (r#"{"text":"\ud800"}"#.to_string(), "escape"),
+            (
+                format!("{}{}", "[".repeat(129), "]".repeat(129)),
+                "recursion limit",
+            ),
+            ("[1e400]".to_string(), "out of range"),
+        ] {
+            let err = EventData::from_json_bytes("Thing", data).unwrap_err();
+            assert!(err.to_string().contains(problem), "{err}");
+            assert!(err.to_string().contains("data is not valid JSON"), "{err}");
+        }
+        let mut event = EventData::json("Thing", &1).unwrap();
+        event.metadata = Bytes::from_static(br#"{"note":"\udfff"}"#);
+        let err = event.validate().unwrap_err();
+        assert!(
+            err.to_string().contains("metadata is not valid JSON"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_nil_uuid_is_no_event_id() {
+        let event = EventData::json("Thing", &1).unwrap().with_id(Uuid::nil());
+        let err = event.validate().unwrap_err();
+        assert!(err.to_string().contains("nil UUID"), "{err}");
+    }
+
+    #[test]
+    fn a_stored_event_reports_which_part_is_not_json() {
+        let mut event = RecordedEvent {
+            stream: "s".into(),
+            revision: Revision(0),
+            position: Position(3),
+            id: Uuid::nil(),
+            event_type: "T".into(),
+            version: 1,
+            data: Bytes::from_static(b"{}"),
+            metadata: Bytes::from_static(b"{}"),
+            recorded_at: DateTime::from_timestamp_micros(0).unwrap(),
+        };
+        assert!(event.check_json().is_ok());
+        event.metadata = Bytes::from_static(b"[]");
+        let err = event.check_json().unwrap_err();
+        assert!(
+            err.to_string().contains("metadata is not a JSON object"),
+            "{err}"
+        );
+        event.data = Bytes::from_static(br#""\ud800""#);
+        let err = event.check_json().unwrap_err();
+        assert!(err.to_string().contains("data is not valid JSON"), "{err}");
+        assert!(err.to_string().contains("position 3"), "{err}");
     }
 
     #[test]

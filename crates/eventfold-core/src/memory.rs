@@ -10,7 +10,8 @@ use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::event::RecordedEvent;
-use crate::plan::{AppendPlan, AppendView, EventLocation, plan_append};
+use crate::metadata::TOMBSTONE_EVENT_TYPE;
+use crate::plan::{AppendPlan, AppendView, EventLocation, check_writes, plan_append};
 use crate::store::{
     AllSlice, AppendResult, Direction, EventStore, ReadAll, ReadStream, StreamWrite,
 };
@@ -66,6 +67,14 @@ impl AppendView for State {
             .and_then(|events| events.get(revision.0 as usize))
             .map(|&i| (self.log[i].id, self.log[i].position)))
     }
+
+    fn is_tombstoned(&self, stream: &str, last: Revision) -> Result<bool> {
+        Ok(self
+            .streams
+            .get(stream)
+            .and_then(|events| events.get(last.0 as usize))
+            .is_some_and(|&i| self.log[i].event_type == TOMBSTONE_EVENT_TYPE))
+    }
 }
 
 /// Waits until `head` (the position the next event gets) has passed `position`. Shared
@@ -99,6 +108,7 @@ impl InMemoryStore {
 #[async_trait]
 impl EventStore for InMemoryStore {
     async fn append_multi(&self, writes: Vec<StreamWrite>) -> Result<Vec<AppendResult>> {
+        let writes = check_writes(writes)?;
         let mut state = self.state();
         let planned = match plan_append(&*state, writes)? {
             AppendPlan::AlreadyWritten(results) => return Ok(results),

@@ -12,22 +12,25 @@
 //! - A soft delete sets `truncate_before` past the last event: the stream reads as
 //!   not found, and an append recreates it, continuing the revisions.
 //! - A hard delete appends, in one atomic append, a tombstone (an event of type
-//!   [`TOMBSTONE_EVENT_TYPE`] whose id is [`tombstone_id`]) to the stream with the
-//!   caller's expected version, and metadata marked `tombstoned`. The shared append
-//!   decision (`plan.rs`) refuses every later append to a stream whose last event is
-//!   that tombstone; reads see the mark and answer [`Error::StreamDeleted`].
+//!   [`TOMBSTONE_EVENT_TYPE`]) to the stream with the caller's expected version, and
+//!   metadata marked `tombstoned`. The shared append decision (`plan.rs`) refuses
+//!   every later append to a stream whose last event is a tombstone; reads see the
+//!   mark and answer [`Error::StreamDeleted`].
+//!
+//! Metadata events and tombstones are appended as system writes
+//! ([`StreamWrite::system`]): their types start with `$`, which a client write cannot
+//! carry, so no client can forge either. A tombstone is recognised by its type alone;
+//! its id is an ordinary new one, so no id a client chose can ever collide with it.
 //!
 //! A stream without metadata costs a read one lookup of `$$<stream>`'s revision.
-
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::event::{EventData, RecordedEvent};
 use crate::index_stream::IndexStream;
-use crate::store::{AppendResult, Direction, EventStore, ReadStream, StreamWrite};
+use crate::store::{AppendResult, Direction, EventStore, ReadStream, StreamWrite, append_system};
 use crate::stream::{ExpectedVersion, Position, Revision};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
 /// The prefix of metadata streams: the metadata of `order-1` lives in `$$order-1`.
 pub const METADATA_STREAM_PREFIX: &str = "$$";
@@ -45,14 +48,6 @@ pub const TOMBSTONE_EVENT_TYPE: &str = "$stream-deleted";
 /// ```
 pub fn metadata_stream(stream: &str) -> String {
     format!("{METADATA_STREAM_PREFIX}{stream}")
-}
-
-/// The id of the tombstone of `stream`: the same on every node and backend, so the
-/// append decision recognizes a hard-deleted stream from its last event's id.
-pub fn tombstone_id(stream: &str) -> Uuid {
-    // A fixed namespace of our own for ids eventfold derives.
-    const NAMESPACE: Uuid = Uuid::from_u128(0x5f1c_2b0e_6d4a_4e7b_9a51_0c3e_8f27_d6b4);
-    Uuid::new_v5(&NAMESPACE, format!("tombstone:{stream}").as_bytes())
 }
 
 /// What a stream's metadata says. Every field is optional; an empty metadata changes
@@ -189,10 +184,7 @@ pub async fn write_metadata<S: EventStore + ?Sized>(
             (other, _) => other,
         };
         let event = metadata_event(&metadata)?;
-        match store
-            .append(&metadata_stream(stream), exact, vec![event])
-            .await
-        {
+        match append_system(store, &metadata_stream(stream), exact, vec![event]).await {
             // Another writer changed the metadata between the read and the write.
             Err(Error::WrongExpectedVersion { .. }) if exact != expected => continue,
             other => return other,
@@ -237,18 +229,23 @@ pub async fn delete<S: EventStore + ?Sized>(
             // write expects the metadata revision read, so a racing metadata write
             // makes the delete fail rather than lose the mark.
             record.metadata.tombstoned = true;
-            let tombstone = EventData::from_json_bytes(TOMBSTONE_EVENT_TYPE, "{}")?
-                .with_id(tombstone_id(stream));
+            let tombstone = EventData::from_json_bytes(TOMBSTONE_EVENT_TYPE, "{}")?;
             let written = store
                 .append_multi(vec![
-                    StreamWrite::new(stream, expected, vec![tombstone]),
-                    StreamWrite::new(
+                    StreamWrite::system(stream, expected, vec![tombstone]),
+                    StreamWrite::system(
                         metadata_stream(stream),
                         record.expected(),
                         vec![metadata_event(&record.metadata)?],
                     ),
                 ])
                 .await?;
+            if written.len() != 2 {
+                return Err(Error::Backend(format!(
+                    "the store answered an append to two streams with {} results",
+                    written.len()
+                )));
+            }
             Ok(DeleteResult {
                 last_revision: Revision(written[0].first_revision.get().saturating_sub(1)),
                 position: written[0].position,

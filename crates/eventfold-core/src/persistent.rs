@@ -3,7 +3,10 @@
 //! checkpoint, settings and parked events in the store itself.
 //!
 //! Written once over any [`EventStore`]. Events of system streams (names starting
-//! with `$`) are not delivered. Delivery is at least once: an event is
+//! with `$`) are not delivered. An event whose data or metadata is not JSON as appends
+//! require ([`RecordedEvent::check_json`]: one stored before that check, or damaged)
+//! is parked with the reason instead of delivered, and the group moves on. Delivery
+//! is at least once: an event is
 //! delivered again when it is nacked, when its ack is late, or after a restart if its
 //! ack came after the last stored checkpoint. Ids and positions let consumers drop
 //! duplicates.
@@ -14,7 +17,7 @@
 //! consumer), with the reason: they can be read like any stream and replayed.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::ops::Deref;
+use std::ops::{Deref, RangeInclusive};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -22,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::event::{EventData, RecordedEvent};
-use crate::store::{AllFilter, EventStore, ReadStream};
+use crate::store::{AllFilter, EventStore, ReadStream, append_system};
 use crate::stream::{ExpectedVersion, Position, Revision};
 use crate::subscription::Subscription;
 
@@ -70,6 +73,54 @@ impl Default for GroupSettings {
 }
 
 impl GroupSettings {
+    /// The values `in_flight_max` may take: 0 would never deliver, and each delivery
+    /// in flight holds its event in memory.
+    pub const IN_FLIGHT_MAX_RANGE: RangeInclusive<usize> = 1..=100_000;
+
+    /// The values `ack_timeout_ms` may take (100 ms to 24 hours): shorter would
+    /// deliver an event again before any consumer could answer it.
+    pub const ACK_TIMEOUT_MS_RANGE: RangeInclusive<u64> = 100..=86_400_000;
+
+    /// Checks every setting against its allowed range; the error names the setting
+    /// and the range.
+    ///
+    /// ```
+    /// use eventfold_core::GroupSettings;
+    /// assert!(GroupSettings::default().validate().is_ok());
+    /// let never_delivers = GroupSettings { in_flight_max: 0, ..GroupSettings::default() };
+    /// let err = never_delivers.validate().unwrap_err();
+    /// assert!(err.to_string().contains("in_flight_max"), "{err}");
+    /// ```
+    pub fn validate(&self) -> Result<()> {
+        fn within<T: PartialOrd + std::fmt::Display>(
+            setting: &str,
+            value: T,
+            range: RangeInclusive<T>,
+        ) -> Result<()> {
+            if range.contains(&value) {
+                return Ok(());
+            }
+            Err(Error::InvalidSetting {
+                setting: setting.to_string(),
+                reason: format!(
+                    "{value} is outside the allowed range {} to {}",
+                    range.start(),
+                    range.end()
+                ),
+            })
+        }
+        within(
+            "in_flight_max",
+            self.in_flight_max,
+            Self::IN_FLIGHT_MAX_RANGE,
+        )?;
+        within(
+            "ack_timeout_ms",
+            self.ack_timeout_ms,
+            Self::ACK_TIMEOUT_MS_RANGE,
+        )
+    }
+
     fn filter(&self) -> AllFilter {
         AllFilter {
             stream_prefix: self.stream_prefix.clone(),
@@ -205,19 +256,25 @@ where
     S: Deref<Target = T> + Clone + Send + Sync,
     T: EventStore + ?Sized,
 {
-    /// Creates the group with `settings`, or opens it with the settings it was created
-    /// with if it exists; it resumes after its stored checkpoint.
+    /// Creates the group with `settings` (checked with [`GroupSettings::validate`]), or
+    /// opens it with the settings it was created with if it exists; it resumes after
+    /// its stored checkpoint.
     pub async fn create(store: S, name: &str, settings: GroupSettings) -> Result<Self> {
         validate_group_name(name)?;
+        settings.validate()?;
         let settings_stream = format!("$persistent-{name}");
         let stored = last_event(&*store, &settings_stream).await?;
         let settings = match stored {
             Some(event) => event.data_as::<GroupSettings>()?,
             None => {
                 let event = EventData::json("$group-settings", &settings)?;
-                store
-                    .append(&settings_stream, ExpectedVersion::NoStream, vec![event])
-                    .await?;
+                append_system(
+                    &*store,
+                    &settings_stream,
+                    ExpectedVersion::NoStream,
+                    vec![event],
+                )
+                .await?;
                 settings
             }
         };
@@ -282,8 +339,23 @@ where
 
     /// The next event for this consumer: one to retry first, else the next one of the
     /// log, waiting for it when caught up. An event whose ack is late is delivered
-    /// again here.
+    /// again here. An event that cannot be handed on as JSON is parked instead (see
+    /// the module documentation).
     pub async fn next(&self) -> Result<Delivery> {
+        loop {
+            let delivery = self.next_candidate().await?;
+            match delivery.event.check_json() {
+                Ok(()) => return Ok(delivery),
+                Err(error) => {
+                    let reason = format!("not delivered: {error}");
+                    self.nack(delivery.event.position.get(), Nack::Park, &reason)
+                        .await?;
+                }
+            }
+        }
+    }
+
+    async fn next_candidate(&self) -> Result<Delivery> {
         loop {
             // Registered before the state is looked at, so no wake-up is missed.
             let wake = self.changed.notified();
@@ -361,7 +433,14 @@ where
     }
 
     fn ack_timeout(&self) -> Duration {
-        Duration::from_millis(self.settings.ack_timeout_ms)
+        // Settings stored before they were checked may hold any timeout; clamped, a
+        // deadline always fits in an `Instant`.
+        let range = GroupSettings::ACK_TIMEOUT_MS_RANGE;
+        Duration::from_millis(
+            self.settings
+                .ack_timeout_ms
+                .clamp(*range.start(), *range.end()),
+        )
     }
 
     fn take_retry(&self, state: &mut State, now: Instant) -> Option<Delivery> {
@@ -424,14 +503,13 @@ where
                 attempts: outstanding.attempts,
                 reason: reason.to_string(),
             };
-            let write = self
-                .store
-                .append(
-                    &format!("$parked-{}", self.name),
-                    ExpectedVersion::Any,
-                    vec![EventData::json("$parked", &parked)?],
-                )
-                .await;
+            let write = append_system(
+                &*self.store,
+                &format!("$parked-{}", self.name),
+                ExpectedVersion::Any,
+                vec![EventData::json("$parked", &parked)?],
+            )
+            .await;
             if let Err(error) = write {
                 // Not parked after all: it stays to be delivered again.
                 let mut state = self.state();
@@ -469,10 +547,13 @@ where
         )?;
         // The expected version makes two processes serving one group fail loudly
         // instead of overwriting each other's progress.
-        let written = self
-            .store
-            .append(&format!("$checkpoint-{}", self.name), expected, vec![event])
-            .await?;
+        let written = append_system(
+            &*self.store,
+            &format!("$checkpoint-{}", self.name),
+            expected,
+            vec![event],
+        )
+        .await?;
         let mut state = self.state();
         state.stored_checkpoint = checkpoint;
         state.checkpoint_revision = Some(written.last_revision);

@@ -1,16 +1,22 @@
-//! The decision every backend makes for an append: check names and expected versions,
-//! detect idempotent re-sends, and say what to write. Kept here, once, so that all
-//! backends give the same answers.
+//! The decision every backend makes for an append: check names, events and expected
+//! versions, detect idempotent re-sends, and say what to write. Kept here, once, so
+//! that all backends give the same answers.
+//!
+//! In two steps: [`check_writes`] looks at the append alone (names, types, JSON, who
+//! may write what) and can run on the caller's thread before the append is queued;
+//! [`plan_append`] decides the checked append against the backend's state.
 
 use std::collections::HashSet;
+use std::ops::Deref;
 
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::event::EventData;
-use crate::metadata::tombstone_id;
 use crate::store::{AppendResult, StreamWrite};
-use crate::stream::{ExpectedVersion, Position, Revision, validate_stored_stream_name};
+use crate::stream::{
+    ExpectedVersion, Position, Revision, validate_stored_stream_name, validate_stream_name,
+};
 
 /// Where an event was written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,13 +42,80 @@ pub trait AppendView {
     /// The id and position of the event at `revision` of `stream`, if it exists.
     fn event_at(&self, stream: &str, revision: Revision) -> Result<Option<(Uuid, Position)>>;
 
-    /// Whether the stream's last event, at `last`, is the tombstone of a hard delete.
-    /// A backend whose `event_at` costs a read may answer from a cache.
-    fn is_tombstoned(&self, stream: &str, last: Revision) -> Result<bool> {
-        Ok(self
-            .event_at(stream, last)?
-            .is_some_and(|(id, _)| id == tombstone_id(stream)))
+    /// Whether the stream's last event, at `last`, is the tombstone of a hard delete:
+    /// an event of type [`TOMBSTONE_EVENT_TYPE`](crate::metadata::TOMBSTONE_EVENT_TYPE),
+    /// which only a system write can carry. A backend whose answer costs a read may
+    /// answer from a cache.
+    fn is_tombstoned(&self, stream: &str, last: Revision) -> Result<bool>;
+}
+
+/// An append that passed [`check_writes`]: the only input [`plan_append`] takes, so
+/// no backend can decide an append that was not checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckedWrites(Vec<StreamWrite>);
+
+impl Deref for CheckedWrites {
+    type Target = [StreamWrite];
+
+    fn deref(&self) -> &[StreamWrite] {
+        &self.0
     }
+}
+
+impl<'a> IntoIterator for &'a CheckedWrites {
+    type Item = &'a StreamWrite;
+    type IntoIter = std::slice::Iter<'a, StreamWrite>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+/// Checks what can be checked of an append without the store: at least one event per
+/// write, each stream once, names a writer of this kind may use, every event valid
+/// ([`EventData::validate`]: its JSON is read through, so backends call this on the
+/// caller's thread rather than in a single writer), no event id twice, and no event
+/// type starting with `$` in a client write.
+pub fn check_writes(writes: Vec<StreamWrite>) -> Result<CheckedWrites> {
+    if writes.is_empty() || writes.iter().any(|w| w.events.is_empty()) {
+        return Err(Error::EmptyAppend);
+    }
+    let mut streams = HashSet::new();
+    let mut ids = HashSet::new();
+    for write in &writes {
+        if write.is_system() {
+            validate_stored_stream_name(&write.stream)?;
+        } else {
+            validate_stream_name(&write.stream)?;
+        }
+        if !streams.insert(write.stream.as_str()) {
+            return Err(Error::InvalidEvent {
+                reason: format!(
+                    "stream '{}' appears twice in one multi-stream append",
+                    write.stream
+                ),
+            });
+        }
+        for event in &write.events {
+            if !write.is_system() && event.event_type.starts_with('$') {
+                return Err(Error::InvalidEvent {
+                    reason: format!(
+                        "event type '{}' starts with '$', which is reserved for eventfold's own events",
+                        event.event_type.chars().take(80).collect::<String>()
+                    ),
+                });
+            }
+            event.validate()?;
+            if let Some(id) = event.id
+                && !ids.insert(id)
+            {
+                return Err(Error::InvalidEvent {
+                    reason: format!("event id {id} appears twice in one append"),
+                });
+            }
+        }
+    }
+    Ok(CheckedWrites(writes))
 }
 
 /// What to do with an append.
@@ -74,36 +147,10 @@ pub struct PlannedEvent {
     pub event: EventData,
 }
 
-/// Validates `writes` and decides, against `view`, whether to write them, answer
-/// them as already written, or refuse them.
-pub fn plan_append(view: &impl AppendView, writes: Vec<StreamWrite>) -> Result<AppendPlan> {
-    if writes.is_empty() || writes.iter().any(|w| w.events.is_empty()) {
-        return Err(Error::EmptyAppend);
-    }
-    let mut streams = HashSet::new();
-    let mut ids = HashSet::new();
-    for write in &writes {
-        validate_stored_stream_name(&write.stream)?;
-        if !streams.insert(write.stream.as_str()) {
-            return Err(Error::InvalidEvent {
-                reason: format!(
-                    "stream '{}' appears twice in one multi-stream append",
-                    write.stream
-                ),
-            });
-        }
-        for event in &write.events {
-            event.validate()?;
-            if let Some(id) = event.id
-                && !ids.insert(id)
-            {
-                return Err(Error::InvalidEvent {
-                    reason: format!("event id {id} appears twice in one append"),
-                });
-            }
-        }
-    }
-
+/// Decides, against `view`, whether to write the checked `writes`, answer them as
+/// already written, or refuse them.
+pub fn plan_append(view: &impl AppendView, writes: CheckedWrites) -> Result<AppendPlan> {
+    let CheckedWrites(writes) = writes;
     let mut planned = Vec::with_capacity(writes.len());
     let mut replayed = Vec::with_capacity(writes.len());
     for write in writes {
@@ -140,6 +187,7 @@ fn plan_one(view: &impl AppendView, write: StreamWrite) -> Result<One> {
         stream,
         expected,
         events,
+        ..
     } = write;
 
     if !expected.is_satisfied_by(actual) {

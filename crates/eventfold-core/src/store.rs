@@ -20,6 +20,21 @@ pub struct AppendResult {
 }
 
 /// One stream's part of an atomic append across several streams.
+///
+/// A write is a *client write* ([`StreamWrite::new`]) or a *system write*
+/// ([`StreamWrite::system`]). Client writes carry what applications write: user
+/// streams only, and no event type starting with `$`. System writes are built only by
+/// eventfold's own layers (stream metadata and deletion, consumer groups, the schema
+/// registry, an import into a data directory) for the system streams and events they
+/// keep; no wire format carries the difference, so nothing a client sends through the
+/// HTTP API or the CLI can become one.
+///
+/// ```
+/// use eventfold_core::{EventData, ExpectedVersion, StreamWrite};
+/// let placed = EventData::json("OrderPlaced", &serde_json::json!({"total": 5})).unwrap();
+/// let write = StreamWrite::new("order-1", ExpectedVersion::NoStream, vec![placed]);
+/// assert!(!write.is_system());
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct StreamWrite {
     /// The stream to append to.
@@ -28,10 +43,11 @@ pub struct StreamWrite {
     pub expected: ExpectedVersion,
     /// The events to append, in order.
     pub events: Vec<EventData>,
+    system: bool,
 }
 
 impl StreamWrite {
-    /// A write of `events` to `stream` expecting `expected`.
+    /// A client write of `events` to `stream` expecting `expected`.
     pub fn new(
         stream: impl Into<String>,
         expected: ExpectedVersion,
@@ -41,7 +57,48 @@ impl StreamWrite {
             stream: stream.into(),
             expected,
             events,
+            system: false,
         }
+    }
+
+    /// A system write: it may target the system streams of
+    /// [`SYSTEM_STREAM_PREFIXES`](crate::SYSTEM_STREAM_PREFIXES) and carry events whose
+    /// type starts with `$` (`$metadata`, the tombstone `$stream-deleted`, ...).
+    /// Only eventfold's own layers build these; an entry point must never build one
+    /// from what a client sent.
+    pub fn system(
+        stream: impl Into<String>,
+        expected: ExpectedVersion,
+        events: Vec<EventData>,
+    ) -> Self {
+        StreamWrite {
+            system: true,
+            ..Self::new(stream, expected, events)
+        }
+    }
+
+    /// Whether this is a system write.
+    pub fn is_system(&self) -> bool {
+        self.system
+    }
+}
+
+/// Appends `events` to `stream` as a system write: what eventfold's own layers in
+/// this crate use for their `$` streams and events.
+pub(crate) async fn append_system<S: EventStore + ?Sized>(
+    store: &S,
+    stream: &str,
+    expected: ExpectedVersion,
+    events: Vec<EventData>,
+) -> Result<AppendResult> {
+    let mut written = store
+        .append_multi(vec![StreamWrite::system(stream, expected, events)])
+        .await?;
+    match written.len() {
+        1 => Ok(written.remove(0)),
+        count => Err(crate::Error::Backend(format!(
+            "the store answered an append to one stream with {count} results"
+        ))),
     }
 }
 

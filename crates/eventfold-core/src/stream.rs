@@ -149,10 +149,11 @@ pub fn category_of(stream: &str) -> &str {
         .map_or(stream, |(category, _)| category)
 }
 
-/// The system streams eventfold's own components write through the store's Rust API,
-/// by prefix. Every other name starting with `$` stays reserved (`$all` and the index
-/// streams are read-only views). User-facing entry points (the HTTP API, the CLI)
-/// refuse every `$` name with [`validate_stream_name`].
+/// The system streams eventfold's own components write, by prefix, with system writes
+/// ([`StreamWrite::system`](crate::StreamWrite::system)). Every other name starting
+/// with `$` stays reserved (`$all` and the index streams are read-only views). A
+/// client write ([`StreamWrite::new`](crate::StreamWrite::new)) must name a user
+/// stream ([`validate_stream_name`]).
 pub const SYSTEM_STREAM_PREFIXES: &[&str] = &[
     // The schema registry's history (eventfold-schema).
     "$schemas",
@@ -166,7 +167,7 @@ pub const SYSTEM_STREAM_PREFIXES: &[&str] = &[
     "$repairs",
 ];
 
-/// Checks a name a backend accepts for an append: a user stream name (see
+/// Checks a name a system write may use: a user stream name (see
 /// [`validate_stream_name`]) or a system stream of [`SYSTEM_STREAM_PREFIXES`].
 ///
 /// ```

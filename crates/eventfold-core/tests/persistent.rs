@@ -157,7 +157,7 @@ async fn a_late_ack_delivers_the_event_again_and_in_flight_is_bounded() {
     let store = Arc::new(InMemoryStore::new());
     append(&store, 4).await;
     let settings = GroupSettings {
-        ack_timeout_ms: 50,
+        ack_timeout_ms: 100,
         in_flight_max: 2,
         ..GroupSettings::default()
     };

@@ -361,6 +361,8 @@ impl LogStore {
         if let Some(reason) = self.shared.poisoned() {
             return Err(Error::Poisoned { reason });
         }
+        // Checked here, on the caller's thread: the writer thread only decides.
+        let writes = eventfold_core::plan::check_writes(writes)?;
         let bytes = self.check_sizes(&writes)?;
         let (reply, answer) = oneshot::channel();
         Ok((

@@ -18,9 +18,11 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use chrono::Utc;
-use eventfold_core::metadata::tombstone_id;
-use eventfold_core::plan::{AppendPlan, AppendView, EventLocation, PlannedWrite, plan_append};
-use eventfold_core::{AppendResult, Error, Position, Result, Revision, StreamWrite};
+use eventfold_core::metadata::TOMBSTONE_EVENT_TYPE;
+use eventfold_core::plan::{
+    AppendPlan, AppendView, CheckedWrites, EventLocation, PlannedWrite, plan_append,
+};
+use eventfold_core::{AppendResult, Error, Position, Result, Revision};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
@@ -35,7 +37,7 @@ use crate::store::Shared;
 
 /// An append waiting for the writer.
 pub(crate) struct Request {
-    pub writes: Vec<StreamWrite>,
+    pub writes: CheckedWrites,
     /// Encoded size of all its records.
     pub bytes: u64,
     pub reply: oneshot::Sender<Result<Vec<AppendResult>>>,
@@ -54,6 +56,8 @@ struct Pending {
     position: u64,
     offset: u32,
     id: Uuid,
+    /// Whether it is a hard delete's tombstone.
+    tombstone: bool,
 }
 
 /// Events written but not yet synced and published, oldest first. Together with the
@@ -61,7 +65,8 @@ struct Pending {
 #[derive(Default)]
 struct Unsynced {
     events: VecDeque<Pending>,
-    streams: FastMap<Arc<str>, VecDeque<(Uuid, u64)>>,
+    /// Id, position and tombstone flag of each stream's unsynced events.
+    streams: FastMap<Arc<str>, VecDeque<(Uuid, u64, bool)>>,
     /// Stream, revision and position of each unsynced event id.
     ids: FastMap<Uuid, (Arc<str>, u64, u64)>,
 }
@@ -71,7 +76,7 @@ impl Unsynced {
         self.streams
             .entry(event.stream.clone())
             .or_default()
-            .push_back((event.id, event.position));
+            .push_back((event.id, event.position, event.tombstone));
         self.ids.insert(
             event.id,
             (event.stream.clone(), event.revision, event.position),
@@ -100,7 +105,7 @@ impl Unsynced {
     fn forget(
         &mut self,
         event: &Pending,
-        pop: impl FnOnce(&mut VecDeque<(Uuid, u64)>) -> Option<(Uuid, u64)>,
+        pop: impl FnOnce(&mut VecDeque<(Uuid, u64, bool)>) -> Option<(Uuid, u64, bool)>,
     ) {
         if let Some(list) = self.streams.get_mut(&event.stream) {
             pop(list);
@@ -169,29 +174,36 @@ impl AppendView for View<'_> {
     }
 
     fn is_tombstoned(&self, stream: &str, last: Revision) -> Result<bool> {
-        // An unsynced last event's id is in memory; a committed one's is on disk, so
-        // its answer is cached until the stream's committed end moves.
-        let committed = last.get() < self.committed_len(stream);
-        if committed
-            && let Some(&(revision, tombstoned)) = self.tombstones.0.borrow().get(stream)
+        // An unsynced last event's kind is in memory; a committed one's type is on
+        // disk, so its answer is cached until the stream's committed end moves.
+        let committed_len = self.committed_len(stream);
+        if last.get() >= committed_len {
+            let i = (last.get() - committed_len) as usize;
+            return Ok(self
+                .unsynced
+                .streams
+                .get(stream)
+                .and_then(|p| p.get(i))
+                .is_some_and(|&(_, _, tombstone)| tombstone));
+        }
+        if let Some(&(revision, tombstoned)) = self.tombstones.0.borrow().get(stream)
             && revision == last.get()
         {
             return Ok(tombstoned);
         }
+        let Some((key, positions)) = self.index.streams.get_key_value(stream) else {
+            return Ok(false);
+        };
+        let Some(&position) = positions.get(last.get() as usize) else {
+            return Ok(false);
+        };
         let tombstoned = self
-            .event_at(stream, last)?
-            .is_some_and(|(id, _)| id == tombstone_id(stream));
-        if committed {
-            let key = self
-                .index
-                .streams
-                .get_key_value(stream)
-                .map_or_else(|| Arc::from(stream), |(key, _)| key.clone());
-            self.tombstones
-                .0
-                .borrow_mut()
-                .insert(key, (last.get(), tombstoned));
-        }
+            .read_committed(position)?
+            .is_some_and(|e| e.event_type == TOMBSTONE_EVENT_TYPE);
+        self.tombstones
+            .0
+            .borrow_mut()
+            .insert(key.clone(), (last.get(), tombstoned));
         Ok(tombstoned)
     }
 
@@ -204,7 +216,7 @@ impl AppendView for View<'_> {
                 .streams
                 .get(stream)
                 .and_then(|p| p.get(i))
-                .map(|&(id, pos)| (id, Position(pos))));
+                .map(|&(id, pos, _)| (id, Position(pos))));
         }
         let position = self.index.streams[stream][revision.get() as usize];
         Ok(self.read_committed(position)?.map(|e| (e.id, e.position)))
@@ -468,6 +480,7 @@ impl Writer {
                     position,
                     offset: offset as u32,
                     id: event.id,
+                    tombstone: event.event.event_type == TOMBSTONE_EVENT_TYPE,
                 });
             }
             results.push(AppendResult {

@@ -23,6 +23,7 @@
 
 use tokio_postgres::Client;
 
+use eventfold_core::metadata::TOMBSTONE_EVENT_TYPE;
 use eventfold_core::{Error, Result};
 
 use crate::error::pg_error;
@@ -197,13 +198,14 @@ impl Sql {
             lock_head: format!("SELECT next_position FROM {s}.head FOR UPDATE"),
             read_head: format!("SELECT next_position FROM {s}.head"),
             set_head: format!("UPDATE {s}.head SET next_position = $1"),
-            // The last event of each stream: its revision (the stream's length) and
-            // its id (a tombstone ends a hard-deleted stream).
+            // The last event of each stream: its revision (the stream's length), its
+            // id and position, and whether it is a tombstone (which ends a
+            // hard-deleted stream; the type is a constant of ours, no user input).
             stream_lasts: format!(
-                "SELECT n.stream, e.revision, e.id, e.position
+                "SELECT n.stream, e.revision, e.id, e.position, e.event_type = '{TOMBSTONE_EVENT_TYPE}'
                  FROM unnest($1::text[]) AS n(stream)
                  LEFT JOIN LATERAL (
-                     SELECT revision, id, position FROM {s}.events
+                     SELECT revision, id, position, event_type FROM {s}.events
                      WHERE stream = n.stream ORDER BY revision DESC LIMIT 1
                  ) e ON true"
             ),

@@ -245,6 +245,8 @@ impl PostgresStore {
         &self,
         writes: Vec<StreamWrite>,
     ) -> Result<(Request, oneshot::Receiver<Result<Vec<AppendResult>>>)> {
+        // Checked here, on the caller's task: the writer task only decides.
+        let writes = eventfold_core::plan::check_writes(writes)?;
         let options = &self.shared.options;
         let mut total = 0u64;
         let mut events = 0usize;

@@ -8,7 +8,7 @@
 //!    after it run with fresh snapshots (read committed), so they see everything the
 //!    previous lock holder committed.
 //! 2. In the same round trip: the database clock, the last event of every stream the
-//!    batch writes (its revision, and its id for the tombstone check), and the rows of
+//!    batch writes (its revision, and whether it is a tombstone), and the rows of
 //!    every event id the batch gives.
 //! 3. Each append is decided with the shared [`plan_append`] against those rows plus
 //!    the appends accepted before it in the batch. A decision that needs a row not yet
@@ -31,9 +31,12 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use eventfold_core::plan::{AppendPlan, AppendView, EventLocation, PlannedWrite, plan_append};
+use eventfold_core::metadata::TOMBSTONE_EVENT_TYPE;
+use eventfold_core::plan::{
+    AppendPlan, AppendView, CheckedWrites, EventLocation, PlannedWrite, plan_append,
+};
 use eventfold_core::{
-    AppendResult, CORRELATION_ID_KEY, Error, Position, Result, Revision, StreamWrite, category_of,
+    AppendResult, CORRELATION_ID_KEY, Error, Position, Result, Revision, category_of,
 };
 use futures_util::{pin_mut, try_join};
 use tokio::sync::{mpsc, oneshot};
@@ -57,7 +60,7 @@ const PLAN_ROUNDS_EXTRA: usize = 4;
 
 /// An append waiting for the writer.
 pub(crate) struct Request {
-    pub writes: Vec<StreamWrite>,
+    pub writes: CheckedWrites,
     /// Bytes of its events (stream names, types, data, metadata).
     pub bytes: u64,
     pub events: usize,
@@ -208,7 +211,7 @@ impl Writer {
     /// Decides and commits the appends of one batch; each gets its own outcome.
     async fn transaction(
         &mut self,
-        batch: &[Vec<StreamWrite>],
+        batch: &[CheckedWrites],
     ) -> std::result::Result<Vec<Result<Vec<AppendResult>>>, Failure> {
         let shared = self.shared.clone();
         let connection = self.connection().await.map_err(Failure::Lost)?;
@@ -275,7 +278,7 @@ async fn prepare(
 async fn decide_and_commit(
     shared: &Shared,
     connection: &Connection,
-    batch: &[Vec<StreamWrite>],
+    batch: &[CheckedWrites],
 ) -> std::result::Result<Vec<Result<Vec<AppendResult>>>, Failure> {
     let client = &connection.client;
     let st = &connection.statements;
@@ -432,6 +435,15 @@ fn accept(
         let count = write.events.len() as u64;
         let stream: Arc<str> = Arc::from(write.stream.as_str());
         let category: Arc<str> = Arc::from(category_of(&write.stream));
+        if write
+            .events
+            .last()
+            .is_some_and(|e| e.event.event_type == TOMBSTONE_EVENT_TYPE)
+        {
+            accepted.tombstoned.insert(write.stream.clone());
+        } else {
+            accepted.tombstoned.remove(&write.stream);
+        }
         let added = accepted.streams.entry(write.stream).or_default();
         for (i, event) in write.events.into_iter().enumerate() {
             let position = *next;
@@ -498,6 +510,8 @@ fn correlation_of(metadata: &[u8]) -> Option<String> {
 struct Committed {
     /// Each stream's last revision.
     lasts: HashMap<String, Option<Revision>>,
+    /// The streams of `lasts` whose last event is a tombstone.
+    tombstoned: HashSet<String>,
     /// Events by (stream, revision).
     at: HashMap<(String, u64), Option<(Uuid, Position)>>,
     ids: HashMap<Uuid, Option<EventLocation>>,
@@ -514,6 +528,10 @@ impl Committed {
                 Some(revision) => {
                     let id: Uuid = row.try_get(2).map_err(decode)?;
                     let position: i64 = row.try_get(3).map_err(decode)?;
+                    let tombstone: bool = row.try_get(4).map_err(decode)?;
+                    if tombstone {
+                        self.tombstoned.insert(stream.clone());
+                    }
                     let revision = stored_u64(revision, "revision")?;
                     self.at.insert(
                         (stream.clone(), revision),
@@ -644,6 +662,8 @@ fn stored_u64(value: i64, what: &str) -> Result<u64> {
 struct Accepted {
     /// New events per stream, following the stream's committed events.
     streams: HashMap<String, Vec<(Uuid, Position)>>,
+    /// The streams of `streams` whose newest event is a tombstone.
+    tombstoned: HashSet<String>,
     ids: HashMap<Uuid, EventLocation>,
 }
 
@@ -731,6 +751,17 @@ impl AppendView for View<'_> {
                 Err(lacking())
             }
         }
+    }
+
+    fn is_tombstoned(&self, stream: &str, last: Revision) -> Result<bool> {
+        // `last` is the stream's last revision: its newest accepted event when the
+        // batch added some, else its committed last event.
+        let committed_len = self.committed_last(stream)?.map_or(0, |r| r.get() + 1);
+        Ok(if last.get() >= committed_len {
+            self.accepted.tombstoned.contains(stream)
+        } else {
+            self.committed.tombstoned.contains(stream)
+        })
     }
 }
 

@@ -4,7 +4,7 @@
 
 mod common;
 
-use eventfold_core::{EventData, EventStore, ExpectedVersion, InMemoryStore};
+use eventfold_core::{EventData, EventStore, ExpectedVersion, InMemoryStore, StreamWrite};
 
 use common::{TestSchema, database_url, runtime};
 
@@ -38,9 +38,15 @@ fn stream_listings_agree_with_the_model_around_system_streams() {
             let events: Vec<_> = (0..=i % 3)
                 .map(|n| EventData::json("Named", &n).expect("event"))
                 .collect();
+            // System streams take only system writes (eventfold's own layers).
+            let write = if name.starts_with('$') {
+                StreamWrite::system(*name, ExpectedVersion::Any, events)
+            } else {
+                StreamWrite::new(*name, ExpectedVersion::Any, events)
+            };
             for target in [&store as &dyn EventStore, &model] {
                 target
-                    .append(name, ExpectedVersion::Any, events.clone())
+                    .append_multi(vec![write.clone()])
                     .await
                     .unwrap_or_else(|e| panic!("append to {name:?}: {e}"));
             }

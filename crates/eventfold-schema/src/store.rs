@@ -215,11 +215,10 @@ impl<S: EventStore + ?Sized> SchemaStore<S> {
             };
             let event = EventData::json(REGISTRATION_EVENT_TYPE, &registration)?;
             let expected = applied.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
-            match self
-                .store
-                .append(SCHEMAS_STREAM, expected, vec![event])
-                .await
-            {
+            // A system write: `$schemas` and its `$schema-registered` events are
+            // eventfold's own, which no client write may carry.
+            let write = eventfold_core::StreamWrite::system(SCHEMAS_STREAM, expected, vec![event]);
+            match self.store.append_multi(vec![write]).await {
                 Ok(_) => {
                     // Apply through the log, so this node and every other one build
                     // the registry from the same events.

@@ -70,6 +70,7 @@ impl From<Error> for ApiError {
             Error::InvalidStreamName { .. }
             | Error::InvalidExpectedVersion { .. }
             | Error::InvalidEvent { .. }
+            | Error::InvalidSetting { .. }
             | Error::EmptyAppend => StatusCode::BAD_REQUEST,
             Error::StorageFull { .. } | Error::Poisoned { .. } | Error::Closed => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -80,6 +81,9 @@ impl From<Error> for ApiError {
             tracing::error!(%message, "request failed");
         }
         let mut answer = ApiError::with_status(status, error.code(), message);
+        if let Error::InvalidSetting { setting, .. } = &error {
+            answer.body["setting"] = json!(setting);
+        }
         if let Error::StreamNotFound { stream }
         | Error::StreamDeleted { stream }
         | Error::IdempotencyConflict { stream, .. } = &error

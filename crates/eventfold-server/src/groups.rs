@@ -70,15 +70,23 @@ fn lock(state: &AppState) -> std::sync::MutexGuard<'_, std::collections::HashMap
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// A JSON object body (an empty body is `{}`). Only an object: serde would also read
+/// a struct from an array of its fields in order, so `[]` would pass as defaults.
 fn json_body<T: serde::de::DeserializeOwned>(
     body: Result<Bytes, BytesRejection>,
     shape: &str,
 ) -> Result<T, ApiError> {
     let body = body.map_err(body_error)?;
     let body: &[u8] = if body.is_empty() { b"{}" } else { &body };
-    serde_json::from_slice(body).map_err(|e| {
-        ApiError::bad_request("invalid_json", format!("the body must be {shape}: {e}"))
-    })
+    let invalid = |reason: String| {
+        ApiError::bad_request(
+            "invalid_json",
+            format!("the body must be {shape}: {reason}"),
+        )
+    };
+    let object: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(body).map_err(|e| invalid(e.to_string()))?;
+    serde_json::from_value(serde_json::Value::Object(object)).map_err(|e| invalid(e.to_string()))
 }
 
 /// `PUT /subscriptions/{group}`: creates the group (or answers the settings it has).
@@ -136,8 +144,15 @@ struct DeliveryJson {
     attempt: u32,
 }
 
+/// The answer of `next`, serialized as it is written out: stored events travel as the
+/// raw JSON they are, never through a `serde_json::Value`.
+#[derive(Serialize)]
+struct Deliveries {
+    deliveries: Vec<DeliveryJson>,
+}
+
 /// `GET /subscriptions/{group}/next?count=&wait_ms=`: waits up to `wait_ms` for a
-/// first delivery, then takes what is ready, up to `count`.
+/// first delivery, then takes what is ready, up to `count` (1 to 1,000).
 pub(crate) async fn next(
     State(state): Shared,
     who: Principal,
@@ -147,10 +162,16 @@ pub(crate) async fn next(
     state.authorize(&who, Access::Groups).await?;
     let Path(name) = path.map_err(path_error)?;
     let Query(query) = query.map_err(query_error)?;
+    let count = query.count.unwrap_or(1);
+    if !(1..=COUNT_MAX).contains(&count) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("count is {count}, outside the allowed range 1 to {COUNT_MAX}"),
+        ));
+    }
     let group = group(&state, &name).await?;
-    let count = query.count.unwrap_or(1).clamp(1, COUNT_MAX);
     let wait = Duration::from_millis(query.wait_ms.unwrap_or(10_000).min(WAIT_MS_MAX));
-    let mut deliveries = Vec::new();
+    let mut deliveries: Vec<DeliveryJson> = Vec::new();
     if let Ok(first) = tokio::time::timeout(wait, group.next()).await {
         let first = first?;
         deliveries.push(DeliveryJson {
@@ -162,15 +183,25 @@ pub(crate) async fn next(
         // Only what is ready now: a delivery taken but not sent would wait for its
         // ack timeout, so the poll is given no time to be cancelled half-way.
         match tokio::time::timeout(Duration::ZERO, group.next()).await {
-            Ok(Ok(delivery)) => deliveries.push(DeliveryJson {
-                event: delivery.event,
-                attempt: delivery.attempt,
-            }),
+            Ok(Ok(delivery)) => {
+                let position = delivery.event.position;
+                if let Some(earlier) = deliveries.iter_mut().find(|d| d.event.position == position)
+                {
+                    // Its ack timed out while this answer was gathered: the answer
+                    // already holds it, and one ack answers both deliveries.
+                    earlier.attempt = delivery.attempt;
+                    break;
+                }
+                deliveries.push(DeliveryJson {
+                    event: delivery.event,
+                    attempt: delivery.attempt,
+                });
+            }
             Ok(Err(error)) => return Err(error.into()),
             Err(_) => break,
         }
     }
-    Ok(Json(serde_json::json!({ "deliveries": deliveries })))
+    Ok(Json(Deliveries { deliveries }))
 }
 
 #[derive(Debug, Deserialize)]

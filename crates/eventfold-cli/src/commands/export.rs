@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use eventfold_core::metadata::TOMBSTONE_EVENT_TYPE;
 use eventfold_core::{
-    EventData, EventStore, ExpectedVersion, Position, ReadAll, Revision, StreamWrite,
+    DeleteMode, EventData, EventStore, ExpectedVersion, Position, ReadAll, Revision, StreamWrite,
 };
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -105,6 +106,25 @@ impl ExportedEvent {
     }
 }
 
+/// Replays the tombstone at `revision` of `stream` through a server: a hard delete
+/// expecting the event before it. A stream already hard-deleted (an earlier run of the
+/// same import) is left as it is.
+async fn hard_delete(store: &dyn EventStore, stream: &str, revision: u64) -> anyhow::Result<()> {
+    let expected = match revision.checked_sub(1) {
+        None => ExpectedVersion::NoStream,
+        Some(previous) => ExpectedVersion::Exact(Revision(previous)),
+    };
+    match store
+        .delete_stream(stream, expected, DeleteMode::Hard)
+        .await
+    {
+        Ok(_) | Err(eventfold_core::Error::StreamDeleted { .. }) => Ok(()),
+        Err(error) => Err(error).with_context(|| {
+            format!("hard-deleting '{stream}' as its tombstone at revision {revision} says")
+        }),
+    }
+}
+
 /// Consecutive events of one stream, appended together.
 struct Run {
     stream: String,
@@ -122,7 +142,7 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
     };
     let bar = indicatif::ProgressBar::new_spinner();
     let mut run: Option<Run> = None;
-    let (mut imported, mut skipped_system) = (0u64, 0u64);
+    let (mut imported, mut skipped_system, mut deleted) = (0u64, 0u64, 0u64);
     let over_http = args.target.server.is_some();
     for (number, line) in input.lines().enumerate() {
         let line = line.with_context(|| format!("reading line {}", number + 1))?;
@@ -134,6 +154,16 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
         if over_http && event.stream.starts_with('$') {
             // A server refuses client writes to system streams.
             skipped_system += 1;
+            continue;
+        }
+        if over_http && event.event_type == TOMBSTONE_EVENT_TYPE {
+            // A tombstone is no event a client may write: the server writes it when
+            // asked for a hard delete.
+            if let Some(done) = run.take() {
+                imported += write(&*store, done).await?;
+            }
+            hard_delete(&*store, &event.stream, event.revision).await?;
+            deleted += 1;
             continue;
         }
         let continues = run.as_ref().is_some_and(|r| {
@@ -158,6 +188,9 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
     }
     bar.finish_and_clear();
     eprintln!("imported {imported} events");
+    if deleted > 0 {
+        eprintln!("hard-deleted {deleted} streams, as their tombstones say");
+    }
     if skipped_system > 0 {
         eprintln!(
             "skipped {skipped_system} events of system streams ($...): a server does not take \
@@ -169,18 +202,25 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
 
 /// Appends one run at its revisions: an event already imported (same id, same
 /// revision) is answered as written, so an interrupted import can simply be re-run.
+///
+/// A run of a system stream, or with events of eventfold's own types (`$...`), is a
+/// system write: importing into a data directory restores the store's own events as
+/// they were exported. (Through a server those never get here: see `import`.)
 async fn write(store: &dyn EventStore, run: Run) -> anyhow::Result<u64> {
     let expected = match run.first_revision.checked_sub(1) {
         None => ExpectedVersion::NoStream,
         Some(previous) => ExpectedVersion::Exact(Revision(previous)),
     };
     let count = run.events.len() as u64;
+    let system =
+        run.stream.starts_with('$') || run.events.iter().any(|e| e.event_type.starts_with('$'));
+    let stream_write = if system {
+        StreamWrite::system(run.stream.clone(), expected, run.events)
+    } else {
+        StreamWrite::new(run.stream.clone(), expected, run.events)
+    };
     store
-        .append_multi(vec![StreamWrite::new(
-            run.stream.clone(),
-            expected,
-            run.events,
-        )])
+        .append_multi(vec![stream_write])
         .await
         .with_context(|| {
             format!(

@@ -451,7 +451,9 @@ pub async fn invalid_stream_names_are_refused<S: EventStore + ?Sized>(store: &S)
 }
 
 /// Events without a type, with schema version 0, with metadata that is not a JSON
-/// object or with a control character in the type are refused with `InvalidEvent`.
+/// object, with a control character in the type, with the nil UUID as id, or with
+/// data or metadata a JSON reader refuses (a lone surrogate escape, nesting deeper
+/// than 127 levels, a number out of range) are refused with `InvalidEvent`.
 pub async fn invalid_events_are_refused<S: EventStore + ?Sized>(store: &S) {
     assert_fresh(store).await;
     ok(
@@ -462,7 +464,8 @@ pub async fn invalid_events_are_refused<S: EventStore + ?Sized>(store: &S) {
     );
     let before = snapshot(store, &["order-1"]).await;
     let valid = event("Valid", 1);
-    let broken: [(&str, EventData); 5] = [
+    let nested = format!("{}{}", "[".repeat(128), "]".repeat(128));
+    let broken: [(&str, EventData); 10] = [
         (
             "an empty type",
             EventData {
@@ -495,6 +498,35 @@ pub async fn invalid_events_are_refused<S: EventStore + ?Sized>(store: &S) {
             "a type longer than 256 bytes",
             EventData {
                 event_type: "T".repeat(257),
+                ..valid.clone()
+            },
+        ),
+        ("the nil UUID as its id", valid.clone().with_id(Uuid::nil())),
+        (
+            "data holding a lone surrogate escape",
+            EventData {
+                data: Bytes::from_static(br#"{"text":"\ud800"}"#),
+                ..valid.clone()
+            },
+        ),
+        (
+            "data nested 128 levels deep",
+            EventData {
+                data: Bytes::from(nested),
+                ..valid.clone()
+            },
+        ),
+        (
+            "a number out of range",
+            EventData {
+                data: Bytes::from_static(b"[1e400]"),
+                ..valid.clone()
+            },
+        ),
+        (
+            "metadata holding a lone surrogate escape",
+            EventData {
+                metadata: Bytes::from_static(br#"{"note":"\udc00"}"#),
                 ..valid.clone()
             },
         ),

@@ -1,11 +1,16 @@
 //! Stream metadata and deletion: retention hides events from reads, a soft delete
 //! hides a stream until it is written again, a hard delete ends it for good.
 
+use eventfold_core::metadata::TOMBSTONE_EVENT_TYPE;
 use eventfold_core::{
-    DeleteMode, EventStore, ExpectedVersion, ReadStream, RecordedEvent, Revision, StreamMetadata,
+    DeleteMode, EventStore, ExpectedVersion, ReadAll, ReadStream, RecordedEvent, Revision,
+    StreamMetadata, StreamWrite,
 };
+use uuid::Uuid;
 
-use crate::support::{assert_fresh, event, expect_code, expect_wrong_version, n_of, ok};
+use crate::support::{
+    assert_fresh, event, event_with_id, expect_code, expect_wrong_version, n_of, ok,
+};
 
 fn ns(events: &[RecordedEvent]) -> Vec<u64> {
     events.iter().map(n_of).collect()
@@ -316,4 +321,168 @@ pub async fn list_streams_pages_names_in_order<S: EventStore + ?Sized>(store: &S
         store.list_streams("$$", None, 10).await,
     );
     assert_eq!(names(system), vec![("$$cart-1".to_string(), 0)]);
+}
+
+/// How tombstones were once recognised: an id derived from the stream name (UUID v5
+/// in a fixed namespace), which any writer could compute and write.
+fn predictable_tombstone_id(stream: &str) -> Uuid {
+    const NAMESPACE: Uuid = Uuid::from_u128(0x5f1c_2b0e_6d4a_4e7b_9a51_0c3e_8f27_d6b4);
+    Uuid::new_v5(&NAMESPACE, format!("tombstone:{stream}").as_bytes())
+}
+
+/// Nothing a client writes makes a tombstone: not an event of the tombstone's type
+/// (refused), not an event with the id tombstones once had (an ordinary event), and
+/// such an id written elsewhere first does not stop a real hard delete.
+pub async fn clients_cannot_forge_a_tombstone<S: EventStore + ?Sized>(store: &S) {
+    assert_fresh(store).await;
+    stream_of(store, "victim-1", 0, 1).await;
+    expect_code(
+        "a client event of the tombstone's type",
+        store
+            .append(
+                "victim-1",
+                ExpectedVersion::Any,
+                vec![event(TOMBSTONE_EVENT_TYPE, 1)],
+            )
+            .await,
+        "invalid_event",
+    );
+    ok(
+        "a client event with the id tombstones once had",
+        store
+            .append(
+                "victim-1",
+                ExpectedVersion::Any,
+                vec![event_with_id(
+                    "Counted",
+                    1,
+                    predictable_tombstone_id("victim-1"),
+                )],
+            )
+            .await,
+    );
+    ok(
+        "an append after that event: the stream was not deleted",
+        store
+            .append("victim-1", ExpectedVersion::Any, vec![event("Counted", 2)])
+            .await,
+    );
+    let events = ok(
+        "read the stream",
+        store.read_stream("victim-1", ReadStream::forward()).await,
+    );
+    assert_eq!(ns(&events), vec![0, 1, 2]);
+
+    stream_of(store, "target-1", 0, 1).await;
+    ok(
+        "the id tombstones once had, written to another stream",
+        store
+            .append(
+                "decoy-1",
+                ExpectedVersion::Any,
+                vec![event_with_id(
+                    "Counted",
+                    0,
+                    predictable_tombstone_id("target-1"),
+                )],
+            )
+            .await,
+    );
+    ok(
+        "hard delete of the stream that id was derived from",
+        store
+            .delete_stream("target-1", ExpectedVersion::Any, DeleteMode::Hard)
+            .await,
+    );
+    expect_code(
+        "append after that hard delete",
+        store
+            .append("target-1", ExpectedVersion::Any, vec![event("Counted", 1)])
+            .await,
+        "stream_deleted",
+    );
+    let tail = ok(
+        "read $all",
+        store
+            .read_all(ReadAll::from(eventfold_core::Position(0), 100))
+            .await,
+    );
+    let tombstones: Vec<_> = tail
+        .events
+        .iter()
+        .filter(|e| e.event_type == TOMBSTONE_EVENT_TYPE)
+        .collect();
+    assert_eq!(tombstones.len(), 1, "one tombstone in $all: {tombstones:?}");
+    assert_eq!(tombstones[0].stream, "target-1");
+    assert_ne!(
+        tombstones[0].id,
+        predictable_tombstone_id("target-1"),
+        "a tombstone's id is not derived from its stream"
+    );
+}
+
+/// A client write can neither reach a system stream nor carry eventfold's own event
+/// types (`$...`), even to a user stream; the store's own layers still write both.
+pub async fn clients_cannot_write_system_events<S: EventStore + ?Sized>(store: &S) {
+    assert_fresh(store).await;
+    for event_type in [
+        "$metadata",
+        "$stream-deleted",
+        "$checkpoint",
+        "$parked",
+        "$x",
+    ] {
+        expect_code(
+            &format!("a client event of type {event_type}"),
+            store
+                .append("order-1", ExpectedVersion::Any, vec![event(event_type, 0)])
+                .await,
+            "invalid_event",
+        );
+        expect_code(
+            &format!("a client event of type {event_type} in a multi-stream append"),
+            store
+                .append_multi(vec![
+                    StreamWrite::new("order-2", ExpectedVersion::Any, vec![event("A", 0)]),
+                    StreamWrite::new("order-3", ExpectedVersion::Any, vec![event(event_type, 0)]),
+                ])
+                .await,
+            "invalid_event",
+        );
+    }
+    for stream in [
+        "$$order-1",
+        "$schemas",
+        "$checkpoint-g",
+        "$parked-g",
+        "$persistent-g",
+    ] {
+        expect_code(
+            &format!("a client write to {stream}"),
+            store
+                .append(stream, ExpectedVersion::Any, vec![event("A", 0)])
+                .await,
+            "invalid_stream_name",
+        );
+    }
+    assert_eq!(
+        ok("head", store.head_position().await),
+        None,
+        "nothing was written"
+    );
+    stream_of(store, "order-1", 0, 1).await;
+    ok(
+        "metadata, written by the store as a system event",
+        store
+            .set_stream_metadata("order-1", ExpectedVersion::Any, StreamMetadata::default())
+            .await,
+    );
+    let metadata = ok(
+        "read the metadata stream",
+        store
+            .read_stream_raw("$$order-1", ReadStream::forward())
+            .await,
+    );
+    assert_eq!(metadata.len(), 1);
+    assert_eq!(metadata[0].event_type, "$metadata");
 }
