@@ -3,45 +3,19 @@
 //! `docs/log-format.md` for what each crash point leaves and how it is handled.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use eventfold_core::{Error, Result};
 
-use crate::index::{FastMap, Index};
+use crate::index::Index;
 use crate::io::{OpenMode, Storage, StorageFile};
 use crate::mark::{AckMark, MarkWriter, read_mark};
 use crate::options::LogOptions;
 use crate::record::Invalid;
 use crate::segment::{
-    SEGMENT_HEADER_BYTES, Scan, SegmentIndex, Stop, encode_segment_header, find_intact_after,
-    index_path, parse_name, read_up_to, scan_segment, segment_path,
+    ActiveSegment, SEGMENT_HEADER_BYTES, Scan, SegmentIndex, Stop, create_segment, cut_torn_tail,
+    encode_segment_header, find_intact_after, has_valid_header, index_path, parse_name,
+    read_index_file, scan_segment, segment_path, write_index,
 };
-
-/// The segment being appended to.
-pub(crate) struct ActiveSegment {
-    pub number: u64,
-    pub file: Arc<dyn StorageFile>,
-    /// Index of the segment so far, written out when it is sealed.
-    pub index: SegmentIndex,
-    pub stream_numbers: FastMap<Arc<str>, u32>,
-}
-
-impl ActiveSegment {
-    pub(crate) fn new(number: u64, file: Arc<dyn StorageFile>, index: SegmentIndex) -> Self {
-        let stream_numbers = index
-            .streams
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.clone(), i as u32))
-            .collect();
-        ActiveSegment {
-            number,
-            file,
-            index,
-            stream_numbers,
-        }
-    }
-}
 
 /// Whether an open may change the data directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -414,12 +388,6 @@ pub(crate) fn recover(
     })
 }
 
-fn has_valid_header(file: &dyn StorageFile, number: u64, path: &Path) -> Result<bool> {
-    let mut header = [0u8; SEGMENT_HEADER_BYTES as usize];
-    let n = read_up_to(file, &mut header, 0, &file_name(path))?;
-    Ok(crate::segment::decode_segment_header(&header[..n], number).is_ok())
-}
-
 /// Loads a sealed segment's index file, or rebuilds it by scanning the segment (which
 /// must then be intact from end to end). Returns whether it was rebuilt (the caller
 /// writes it again when it may change files).
@@ -461,118 +429,4 @@ fn load_or_scan_index(
         });
     }
     Ok((scan.index, true))
-}
-
-/// The largest index file read: far more than a segment of the largest size can need
-/// (a 4 GiB segment of the smallest records), so a garbage length is an error rather
-/// than an allocation of whatever the file claims.
-const INDEX_FILE_BYTES_MAX: u64 = 4 << 30;
-
-/// Reads and decodes an index file; `None` when it is missing, too large or damaged.
-pub(crate) fn read_index_file(
-    storage: &dyn Storage,
-    path: &Path,
-    number: u64,
-) -> Option<SegmentIndex> {
-    let file = storage.open(path, OpenMode::Read).ok()?;
-    let len = file.len().ok()?;
-    if len > INDEX_FILE_BYTES_MAX {
-        tracing::warn!(file = %path.display(), len, "index file is impossibly large; ignored");
-        return None;
-    }
-    let mut bytes = vec![0u8; usize::try_from(len).ok()?];
-    file.read_exact_at(&mut bytes, 0).ok()?;
-    SegmentIndex::decode(&bytes, number).ok()
-}
-
-/// Writes a segment's index file durably: temporary file, fsync, rename, directory fsync.
-pub(crate) fn write_index(
-    storage: &dyn Storage,
-    segments_dir: &Path,
-    number: u64,
-    index: &SegmentIndex,
-) -> Result<()> {
-    let path = index_path(segments_dir, number);
-    let tmp = path.with_extension("idx.tmp");
-    let _ = storage.remove(&tmp);
-    let bytes = index.encode(number);
-    let file = storage
-        .open(&tmp, OpenMode::CreateNew)
-        .map_err(io_err(format!("creating {}", tmp.display())))?;
-    file.write_all_at(&bytes, 0)
-        .and_then(|()| file.sync_data())
-        .map_err(io_err(format!("writing {}", tmp.display())))?;
-    storage
-        .rename(&tmp, &path)
-        .map_err(io_err(format!("renaming {}", tmp.display())))?;
-    storage
-        .sync_dir(segments_dir)
-        .map_err(io_err(format!("syncing {}", segments_dir.display())))
-}
-
-/// Creates segment `number` durably: file with header, fsync, directory fsync.
-pub(crate) fn create_segment(
-    storage: &dyn Storage,
-    segments_dir: &Path,
-    number: u64,
-    first_position: u64,
-) -> Result<ActiveSegment> {
-    let path = segment_path(segments_dir, number);
-    let _ = storage.remove(&path); // left over by an earlier failed attempt
-    let file = storage
-        .open(&path, OpenMode::CreateNew)
-        .map_err(io_err(format!("creating {}", path.display())))?;
-    file.write_all_at(&encode_segment_header(number, first_position), 0)
-        .and_then(|()| file.sync_data())
-        .map_err(io_err(format!("writing {}", path.display())))?;
-    storage
-        .sync_dir(segments_dir)
-        .map_err(io_err(format!("syncing {}", segments_dir.display())))?;
-    Ok(ActiveSegment::new(
-        number,
-        file,
-        SegmentIndex {
-            first_position,
-            len: SEGMENT_HEADER_BYTES,
-            ..SegmentIndex::default()
-        },
-    ))
-}
-
-/// Copies the bytes after the last committed record to `quarantine/`, then truncates
-/// the segment there. Nothing in the tail was ever acknowledged, but it is kept for
-/// inspection rather than destroyed.
-fn cut_torn_tail(
-    storage: &dyn Storage,
-    dir: &Path,
-    path: &Path,
-    file: &dyn StorageFile,
-    committed: u64,
-    file_len: u64,
-) -> Result<()> {
-    tracing::warn!(
-        segment = %path.display(),
-        bytes = file_len - committed,
-        offset = committed,
-        "cutting off a torn tail (writes that were never acknowledged)"
-    );
-    let mut tail = vec![0u8; (file_len - committed) as usize];
-    file.read_exact_at(&mut tail, committed)
-        .map_err(io_err(format!("reading {}", path.display())))?;
-    let quarantine = dir.join("quarantine");
-    storage
-        .create_dir_all(&quarantine)
-        .map_err(io_err(format!("creating {}", quarantine.display())))?;
-    let saved = quarantine.join(format!("{}-{committed}.tail", file_name(path)));
-    let _ = storage.remove(&saved);
-    let out = storage
-        .open(&saved, OpenMode::CreateNew)
-        .map_err(io_err(format!("creating {}", saved.display())))?;
-    out.write_all_at(&tail, 0)
-        .and_then(|()| out.sync_data())
-        .and_then(|()| storage.sync_dir(&quarantine))
-        .map_err(io_err(format!("writing {}", saved.display())))?;
-    file.set_len(committed)
-        .and_then(|()| file.sync_data())
-        .map_err(io_err(format!("truncating {}", path.display())))
 }

@@ -23,11 +23,12 @@ use crate::mark::{AckMark, MarkWriter, read_mark};
 use crate::record::{
     Gap, LostEvent, RECORD_BYTES_MIN, decode_header, plausible_len, unchecked_header_fields,
 };
-use crate::recovery::{Tail, classify_tail, read_index_file, write_index};
+use crate::recovery::{Tail, classify_tail};
 use crate::segment::{
     NO_STREAM, SEGMENT_HEADER_BYTES, SegmentIndex, decode_segment_header, encode_segment_header,
     index_path, parse_name, scan_segment, segment_path,
 };
+use crate::segment::{read_index_file, write_index};
 
 /// What a repair is asked to do.
 #[derive(Debug, Clone, Default)]

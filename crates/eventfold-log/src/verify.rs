@@ -10,7 +10,8 @@ use eventfold_core::{Error, Result};
 use crate::index::UnknownPositions;
 use crate::io::{OpenMode, OsStorage, Storage};
 use crate::mark::{MARK_FILE_NAME, damaged_slots, read_mark};
-use crate::recovery::{Tail, classify_tail, read_index_file};
+use crate::recovery::{Tail, classify_tail};
+use crate::segment::read_index_file;
 use crate::segment::{NO_STREAM, index_path, parse_name, scan_segment, segment_path};
 
 /// One problem found by [`verify`].

@@ -31,7 +31,7 @@ use crate::io::{OpenMode, Storage, StorageFile};
 use crate::mark::{AckMark, MarkWriter};
 use crate::options::LogOptions;
 use crate::record::{RecordParts, encode};
-use crate::recovery::{ActiveSegment, create_segment, write_index};
+use crate::segment::{ActiveSegment, create_segment, write_index};
 use crate::segment::{IndexEntry, SEGMENT_HEADER_BYTES, index_path, segment_path};
 use crate::store::Shared;
 
@@ -234,7 +234,7 @@ pub(crate) struct Writer {
     shared: Arc<Shared>,
     options: LogOptions,
     requests: mpsc::Receiver<Request>,
-    sync: Arc<Sync>,
+    durability: Arc<Durability>,
     workers: Vec<JoinHandle<()>>,
     file: Arc<dyn StorageFile>,
     segment: u64,
@@ -260,10 +260,10 @@ impl Writer {
         let written = active.index.len;
         let next_position = shared.index().next_position;
         let sync_files = open_sync_files(&shared, active.number, options.fsyncs_in_flight_max + 1)?;
-        let sync = Arc::new(Sync {
+        let durability = Arc::new(Durability {
             shared: shared.clone(),
             options: options.clone(),
-            state: Mutex::new(SyncState {
+            state: Mutex::new(DurabilityState {
                 queue: VecDeque::new(),
                 written,
                 covered: written,
@@ -283,19 +283,19 @@ impl Writer {
         });
         let mut workers = Vec::new();
         for n in 0..options.fsyncs_in_flight_max {
-            let sync = sync.clone();
+            let durability = durability.clone();
             let worker = std::thread::Builder::new()
                 .name(format!("eventfold-sync-{n}"))
-                .spawn(move || sync.work(n))
+                .spawn(move || durability.work(n))
                 .map_err(|e| Error::io("starting a sync worker thread", e))?;
             workers.push(worker);
         }
         if options.ack_mark_interval_ms > 0 {
-            let sync = sync.clone();
+            let durability = durability.clone();
             let interval = std::time::Duration::from_millis(options.ack_mark_interval_ms);
             let marker = std::thread::Builder::new()
                 .name("eventfold-mark".into())
-                .spawn(move || sync.mark_periodically(interval))
+                .spawn(move || durability.mark_periodically(interval))
                 .map_err(|e| Error::io("starting the mark thread", e))?;
             workers.push(marker);
         }
@@ -303,7 +303,7 @@ impl Writer {
             shared,
             options,
             requests,
-            sync,
+            durability,
             workers,
             file,
             segment,
@@ -331,14 +331,14 @@ impl Writer {
             self.process(batch);
         }
         // Let the sync workers make durable what was written, then stop them.
-        self.sync.close();
+        self.durability.close();
         for worker in self.workers.drain(..) {
             if worker.join().is_err() {
                 tracing::error!("a sync worker thread panicked");
             }
         }
         // After a clean close the mark covers every acknowledged byte.
-        self.sync.mark_now();
+        self.durability.mark_now();
     }
 
     fn process(&mut self, mut batch: VecDeque<Request>) {
@@ -352,7 +352,7 @@ impl Writer {
             let (replies, events, roll) = self.encode_batch(&mut batch);
             if let Err(error) = self.write() {
                 // A poisoned store syncs nothing more: fail what waits for a sync.
-                self.sync.fail_if_poisoned();
+                self.durability.fail_if_poisoned();
                 // Nothing of this batch exists: forget its events and positions.
                 self.unsynced
                     .truncate(self.unsynced.events.len() - events.len());
@@ -373,7 +373,7 @@ impl Writer {
                     end: self.written,
                     bytes: self.buffer.len() as u64,
                 };
-                self.sync.enqueue(written, idle);
+                self.durability.enqueue(written, idle);
             }
             if roll && let Err(error) = self.roll() {
                 fail_all(batch, || error.clone());
@@ -532,7 +532,7 @@ impl Writer {
     /// Seals the active segment once everything written is durable, and continues in
     /// the new segment.
     fn roll(&mut self) -> Result<()> {
-        let (file, number) = self.sync.roll()?;
+        let (file, number) = self.durability.roll()?;
         self.file = file;
         self.segment = number;
         self.written = SEGMENT_HEADER_BYTES;
@@ -544,7 +544,7 @@ impl Drop for Writer {
     /// Also when the writer thread panics: the sync workers finish and stop, so no
     /// append waits for ever.
     fn drop(&mut self) {
-        self.sync.close();
+        self.durability.close();
     }
 }
 
@@ -557,10 +557,10 @@ struct Written {
 }
 
 /// The second stage: fsyncs, publishing, acknowledging; and sealing segments.
-struct Sync {
+struct Durability {
     shared: Arc<Shared>,
     options: LogOptions,
-    state: Mutex<SyncState>,
+    state: Mutex<DurabilityState>,
     /// Signalled when something is written, or on close.
     work: Condvar,
     /// Signalled when batches are published or an fsync ends.
@@ -573,7 +573,7 @@ struct Sync {
 
 /// Offsets are in the active segment; they start over when it is sealed, which only
 /// happens when nothing is queued or in flight.
-struct SyncState {
+struct DurabilityState {
     /// Written batches not yet published, in order.
     queue: VecDeque<Written>,
     /// End of everything written.
@@ -598,8 +598,59 @@ struct SyncState {
     sync_files: Vec<Arc<dyn StorageFile>>,
 }
 
-impl Sync {
-    fn state(&self) -> MutexGuard<'_, SyncState> {
+impl DurabilityState {
+    /// The invariants of the counters, checked (in debug builds) at the end of every
+    /// transition, before the lock is released: each fsync started is either in flight
+    /// or has finished and waits for an earlier one; `durable ≤ covered ≤ written`;
+    /// queued batches end in write order, within what was written; and, once
+    /// published, no queued batch is durable (unless the store is poisoned and the
+    /// queue is about to be failed).
+    fn check(&self, fsyncs_in_flight_max: usize, poisoned: bool) {
+        debug_assert!(
+            self.durable <= self.covered,
+            "durable {} > covered {}",
+            self.durable,
+            self.covered
+        );
+        debug_assert!(
+            self.covered <= self.written,
+            "covered {} > written {}",
+            self.covered,
+            self.written
+        );
+        debug_assert_eq!(
+            self.next_sync - self.reported,
+            (self.in_flight + self.finished.len()) as u64,
+            "fsyncs started but neither in flight nor finished"
+        );
+        debug_assert!(
+            self.in_flight <= fsyncs_in_flight_max + 1,
+            "{} fsyncs in flight",
+            self.in_flight
+        );
+        debug_assert!(
+            self.finished
+                .keys()
+                .all(|&n| n >= self.reported && n < self.next_sync),
+            "a finished fsync outside the window of unreported ones"
+        );
+        debug_assert!(
+            self.queue
+                .iter()
+                .zip(self.queue.iter().skip(1))
+                .all(|(a, b)| a.end <= b.end)
+                && self.queue.back().is_none_or(|b| b.end <= self.written),
+            "queued batches out of write order"
+        );
+        debug_assert!(
+            poisoned || self.queue.front().is_none_or(|b| b.end > self.durable),
+            "a durable batch left unpublished"
+        );
+    }
+}
+
+impl Durability {
+    fn state(&self) -> MutexGuard<'_, DurabilityState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -612,6 +663,10 @@ impl Sync {
         state.queue.push_back(batch);
         // A batch of re-sends only (no bytes) may be answerable right away.
         self.publish_ready(&mut state);
+        state.check(
+            self.options.fsyncs_in_flight_max,
+            self.shared.poisoned().is_some(),
+        );
         if inline && state.in_flight == 0 && state.written > state.covered {
             let slot = self.options.fsyncs_in_flight_max;
             drop(self.sync_written(state, slot));
@@ -697,9 +752,9 @@ impl Sync {
     /// durable. Takes and returns the state lock, which is released during the fsync.
     fn sync_written<'a>(
         &'a self,
-        mut state: MutexGuard<'a, SyncState>,
+        mut state: MutexGuard<'a, DurabilityState>,
         slot: usize,
-    ) -> MutexGuard<'a, SyncState> {
+    ) -> MutexGuard<'a, DurabilityState> {
         let target = state.written;
         state.covered = target;
         state.in_flight += 1;
@@ -707,6 +762,10 @@ impl Sync {
         state.next_sync += 1;
         let file = state.sync_files[slot].clone();
         let number = state.active.number;
+        state.check(
+            self.options.fsyncs_in_flight_max,
+            self.shared.poisoned().is_some(),
+        );
         drop(state);
         let started = std::time::Instant::now();
         let synced = file.sync_data();
@@ -738,13 +797,17 @@ impl Sync {
             }
         }
         self.publish_ready(&mut state);
+        state.check(
+            self.options.fsyncs_in_flight_max,
+            self.shared.poisoned().is_some(),
+        );
         self.idle.notify_all();
         state
     }
 
     /// Publishes and acknowledges, in order, the queued batches that are durable; fails
     /// them all once the store is poisoned.
-    fn publish_ready(&self, state: &mut SyncState) {
+    fn publish_ready(&self, state: &mut DurabilityState) {
         if let Some(reason) = self.shared.poisoned() {
             for batch in state.queue.drain(..) {
                 for (reply, _) in batch.replies {
@@ -880,6 +943,10 @@ impl Sync {
         state.durable = next.index.len;
         state.active = next;
         state.sync_files = sync_files;
+        state.check(
+            self.options.fsyncs_in_flight_max,
+            self.shared.poisoned().is_some(),
+        );
         Ok(answer)
     }
 }

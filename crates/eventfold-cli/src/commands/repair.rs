@@ -4,7 +4,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use eventfold_core::{EventData, EventStore, ExpectedVersion};
+use eventfold_core::{EventData, EventStore, ExpectedVersion, StreamWrite};
 use eventfold_log::{GivenUp, LogOptions, LogStore, RepairOptions, RepairReport};
 
 use crate::DataDir;
@@ -195,8 +195,13 @@ async fn record(
             "segments": segments,
         }),
     )?;
+    // The store's own record: a system write (clients cannot write `$` events).
     store
-        .append(REPAIRS_STREAM, ExpectedVersion::Any, vec![event])
+        .append_multi(vec![StreamWrite::system(
+            REPAIRS_STREAM,
+            ExpectedVersion::Any,
+            vec![event],
+        )])
         .await
         .context("cannot record the repair in $repairs")?;
     Ok(())
