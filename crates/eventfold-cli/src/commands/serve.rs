@@ -80,6 +80,16 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         (Some(cert), Some(key)) => Some(TlsConfig::from_pem_files(cert, key)?),
         _ => None,
     };
+    let config = ServerConfig {
+        auth,
+        body_bytes_max: args.body_bytes_max,
+        read_bytes_max: args.read_bytes_max,
+        header_read_timeout_ms: args.header_read_timeout_ms,
+        idle_timeout_ms: args.idle_timeout_ms,
+        connections_max: connections_max(args.connections_max),
+        ..ServerConfig::default()
+    };
+    config.validate()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let (store, holds): (Arc<dyn eventfold_core::EventStore>, String) = match &args.postgres {
         None => (
@@ -107,7 +117,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let address = listener.local_addr()?;
-    if auth.is_none() {
+    if config.auth.is_none() {
         anyhow::ensure!(
             address.ip().is_loopback() || args.insecure,
             "refusing to serve {address} without authentication: give --auth FILE (users \
@@ -124,16 +134,6 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let shutdown = shutdown_signal()?;
     println!("eventfold listening on {scheme}://{address} ({holds})");
     std::io::stdout().flush()?;
-    let config = ServerConfig {
-        auth,
-        body_bytes_max: args.body_bytes_max,
-        read_bytes_max: args.read_bytes_max,
-        header_read_timeout_ms: args.header_read_timeout_ms,
-        idle_timeout_ms: args.idle_timeout_ms,
-        connections_max: connections_max(args.connections_max),
-        ..ServerConfig::default()
-    };
-    config.validate()?;
     eventfold_server::serve_with(store.clone(), config, listener, tls, shutdown).await?;
     // The server has stopped taking requests; closing the store lets the writer finish
     // what is queued before the process exits.
