@@ -17,8 +17,9 @@ use crate::stream::Revision;
 /// id, numbers and timestamp.
 const ENVELOPE_BYTES: usize = 160;
 
-/// Events asked for by a page's first read, before any event size is known.
-const FIRST_CHUNK_EVENTS: u64 = 8;
+/// Events asked for by a page's first read, before any event size is known: one, so
+/// that a page of one large event reads nothing it does not return.
+const FIRST_CHUNK_EVENTS: u64 = 1;
 
 /// Events asked for by any one read of a page.
 const CHUNK_EVENTS_MAX: u64 = 1024;
@@ -177,22 +178,23 @@ pub async fn read_stream_page<S: EventStore + ?Sized>(
                 end_of_stream: true,
             });
         };
+        let after = match options.direction {
+            Direction::Forward => last.checked_add(1),
+            Direction::Backward => last.checked_sub(1),
+        };
+        let Some(after) = after else {
+            // Read backward down to 0: nothing comes before.
+            return Ok(StreamPage {
+                events,
+                end_of_stream: true,
+            });
+        };
         if budget.full() {
             return Ok(StreamPage {
                 events,
                 end_of_stream: false,
             });
         }
-        let after = match options.direction {
-            Direction::Forward => last.checked_add(1),
-            Direction::Backward => last.checked_sub(1),
-        };
-        let Some(after) = after else {
-            return Ok(StreamPage {
-                events,
-                end_of_stream: true,
-            });
-        };
         from = Some(Revision(after));
     }
 }
