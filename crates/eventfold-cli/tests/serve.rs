@@ -452,6 +452,33 @@ fn serve_refuses_a_public_address_without_authentication() {
     );
 }
 
+#[test]
+fn serve_refuses_limits_it_cannot_serve_before_listening() {
+    let dir = tempfile::tempdir().unwrap();
+    for (flag, value, named) in [
+        ("--connections-max", "0", "connections_max"),
+        ("--header-read-timeout-ms", "0", "header_read_timeout_ms"),
+        ("--read-bytes-max", "0", "read_bytes_max"),
+    ] {
+        let output = cli(&[
+            "serve",
+            "--data",
+            dir.path().to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            flag,
+            value,
+        ]);
+        assert!(!output.status.success(), "{flag} {value}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(named), "{stderr}");
+        assert!(
+            output.stdout.is_empty(),
+            "announced an address it would not serve"
+        );
+    }
+}
+
 /// Scenario: 16 clients append over HTTP while the server is killed with SIGKILL;
 /// after a restart on the same data directory, every append that was answered 201 is
 /// there, at the revision the answer gave, with its id. The server logs one JSON line

@@ -80,6 +80,8 @@ impl WireEvent {
 struct EventsPage {
     events: Vec<WireEvent>,
     next: Option<u64>,
+    /// Absent from servers that did not cap pages in bytes.
+    end_of_stream: Option<bool>,
     end_of_log: Option<bool>,
 }
 
@@ -388,8 +390,10 @@ impl EventStore for HttpStore {
             let page: EventsPage = self.call(self.client.get(url), stream).await?;
             let next = page.next;
             let got = page.events.len() as u64;
+            // A page cut short by the server's byte cap is not the end.
+            let ended = page.end_of_stream.unwrap_or(got < want);
             events.extend(page.into_events()?);
-            if got < want || events.len() as u64 >= options.limit {
+            if ended || got == 0 || events.len() as u64 >= options.limit {
                 return Ok(events);
             }
             match next {

@@ -25,6 +25,7 @@ mod event;
 mod index_stream;
 mod memory;
 pub mod metadata;
+pub mod page;
 mod persistent;
 pub mod plan;
 mod store;

@@ -19,6 +19,10 @@ use crate::stream::{Position, Revision};
 /// Events read per page while catching up.
 const PAGE_EVENTS: u64 = 512;
 
+/// Bytes read per page while catching up, unless set with
+/// [`Subscription::page_bytes_max`].
+const PAGE_BYTES_MAX: usize = 4 * 1024 * 1024;
+
 /// What a subscription follows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Source {
@@ -56,6 +60,7 @@ pub struct Subscription<S> {
     source: Source,
     buffer: VecDeque<RecordedEvent>,
     checkpoint: Option<u64>,
+    page_bytes_max: usize,
 }
 
 impl<S, T> Subscription<S>
@@ -76,6 +81,7 @@ where
             },
             buffer: VecDeque::new(),
             checkpoint: after.map(Position::get),
+            page_bytes_max: PAGE_BYTES_MAX,
         }
     }
 
@@ -95,6 +101,7 @@ where
                 },
                 buffer: VecDeque::new(),
                 checkpoint: after.map(Position::get),
+                page_bytes_max: PAGE_BYTES_MAX,
             };
         }
         let next = after.map_or(Revision::FIRST, Revision::next);
@@ -103,6 +110,7 @@ where
             source: Source::Stream { stream, next },
             buffer: VecDeque::new(),
             checkpoint: after.map(Revision::get),
+            page_bytes_max: PAGE_BYTES_MAX,
         }
     }
 
@@ -122,8 +130,16 @@ where
         }
     }
 
-    /// Events read ahead and not yet returned: at most one page (512), whatever the
-    /// backlog, so a slow consumer holds bounded memory.
+    /// Caps a catch-up page at about `bytes` (as [`crate::page::event_bytes`] counts
+    /// them; a larger event comes in a page of its own).
+    pub fn page_bytes_max(mut self, bytes: usize) -> Self {
+        self.page_bytes_max = bytes;
+        self
+    }
+
+    /// Events read ahead and not yet returned: at most one page (512 events, and 4 MiB
+    /// unless set with [`Subscription::page_bytes_max`]), whatever the backlog, so a
+    /// slow consumer holds bounded memory.
     pub fn buffered(&self) -> usize {
         self.buffer.len()
     }
@@ -140,7 +156,8 @@ where
         match &mut self.source {
             Source::All { next, filter, view } => {
                 let read = ReadAll::from(*next, PAGE_EVENTS).filtered(filter.clone());
-                let mut page = self.store.read_all(read).await?;
+                let mut page =
+                    crate::page::read_all_page(&*self.store, read, self.page_bytes_max).await?;
                 if let Some(view) = view {
                     page.events.retain(|e| view.contains(e));
                 }
@@ -154,8 +171,10 @@ where
                 // The head is read first: an event appended after it wakes the wait.
                 let head = self.store.head_position().await?;
                 let read = ReadStream::forward().from(*next).limit(PAGE_EVENTS);
-                let events = match self.store.read_stream(stream, read).await {
-                    Ok(events) => events,
+                let page =
+                    crate::page::read_stream_page(&*self.store, stream, read, self.page_bytes_max);
+                let events = match page.await {
+                    Ok(page) => page.events,
                     Err(crate::Error::StreamNotFound { .. }) => Vec::new(),
                     Err(error) => return Err(error),
                 };

@@ -91,19 +91,45 @@ pub(crate) async fn write_metadata(
     state.authorize(&who, Access::Metadata(&stream)).await?;
     let expected = expected_version(&headers)?;
     let body = body.map_err(body_error)?;
-    let metadata: StreamMetadata = serde_json::from_slice(&body).map_err(|e| {
+    let invalid = |reason: String| {
         ApiError::bad_request(
             "invalid_json",
             format!(
-                "the body must be stream metadata {{\"max_count\"?, \"max_age\"?, \"truncate_before\"?, \"acl\"?, \"custom\"?}}: {e}"
+                "the body must be stream metadata, a JSON object {{\"max_count\"?, \"max_age\"?, \"truncate_before\"?, \"acl\"?: {{\"read\"?, \"write\"?, \"delete\"?, \"metadata\"?}}, \"custom\"?}}: {reason}"
             ),
         )
-    })?;
+    };
+    // Parsed as a JSON value first: serde would take an array for the fields in order.
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|e| invalid(e.to_string()))?;
+    if !metadata.is_object() {
+        return Err(invalid(format!("it is {}", json_kind(&metadata))));
+    }
+    if let Some(acl) = metadata
+        .get("acl")
+        .filter(|acl| !acl.is_object() && !acl.is_null())
+    {
+        return Err(invalid(format!("acl is {}", json_kind(acl))));
+    }
+    let metadata: StreamMetadata =
+        serde_json::from_value(metadata).map_err(|e| invalid(e.to_string()))?;
     let written = state
         .store
         .set_stream_metadata(&stream, expected, metadata)
         .await?;
     Ok(Json(written))
+}
+
+/// What a JSON value is, for error messages.
+pub(crate) fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
 }
 
 #[derive(Debug, Deserialize)]

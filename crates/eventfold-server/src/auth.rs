@@ -46,6 +46,7 @@ pub const EVERYONE: &str = "$all";
 /// all = ["admin"]     # $all, index streams, listing streams
 /// schemas = ["admin"] # registering schemas
 /// groups = ["admin"]  # consumer groups
+/// metrics = ["metrics"] # scraping /metrics
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthConfig {
@@ -74,7 +75,12 @@ pub struct DefaultAcl {
     pub schemas: Vec<String>,
     /// Creating and consuming consumer groups.
     pub groups: Vec<String>,
+    /// Scraping `/metrics` (which names consumer groups).
+    pub metrics: Vec<String>,
 }
+
+/// The role that may scrape `/metrics` by default (besides `admin`).
+pub const METRICS_ROLE: &str = "metrics";
 
 impl Default for DefaultAcl {
     fn default() -> Self {
@@ -87,6 +93,7 @@ impl Default for DefaultAcl {
             all: roles(&[ADMIN_ROLE]),
             schemas: roles(&[ADMIN_ROLE]),
             groups: roles(&[ADMIN_ROLE]),
+            metrics: roles(&[METRICS_ROLE]),
         }
     }
 }
@@ -207,7 +214,7 @@ impl Principal {
         }
     }
 
-    fn is_admin(&self) -> bool {
+    pub(crate) fn is_admin(&self) -> bool {
         self.roles.iter().any(|r| r == ADMIN_ROLE)
     }
 
@@ -266,6 +273,8 @@ pub(crate) enum Access<'a> {
     Schemas,
     /// Use consumer groups.
     Groups,
+    /// Scrape `/metrics`.
+    Metrics,
 }
 
 impl AppState {
@@ -311,6 +320,7 @@ impl AppState {
             Access::All => (defaults.all.clone(), "read $all or list streams".into()),
             Access::Schemas => (defaults.schemas.clone(), "register schemas".into()),
             Access::Groups => (defaults.groups.clone(), "use consumer groups".into()),
+            Access::Metrics => (defaults.metrics.clone(), "read the metrics".into()),
         };
         if who.has_any(&allowed) {
             return Ok(());

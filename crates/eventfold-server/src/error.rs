@@ -35,6 +35,22 @@ impl ApiError {
         self
     }
 
+    /// A `409 idempotency_conflict` on `stream` that says nothing of where the event
+    /// ids were used before (that may be a stream the caller may not read).
+    pub(crate) fn idempotency_conflict(stream: &str) -> Self {
+        let mut answer = Self::with_status(
+            StatusCode::CONFLICT,
+            "idempotency_conflict",
+            format!(
+                "idempotency conflict in stream '{stream}': event ids of this append were \
+                 written before, but not as exactly this append (in another stream, or at \
+                 other revisions or with other events of this one); nothing was written"
+            ),
+        );
+        answer.body["stream"] = json!(stream);
+        answer
+    }
+
     /// Adds a response header (`WWW-Authenticate` on a 401).
     pub fn with_header(mut self, name: HeaderName, value: &'static str) -> Self {
         self.header = Some((name, value));

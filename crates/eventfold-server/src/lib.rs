@@ -7,17 +7,19 @@
 
 mod admin;
 mod auth;
+mod connection;
 mod error;
 mod groups;
 mod metrics;
 mod routes;
 mod tls;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub use auth::{
-    ADMIN_ROLE, AuthConfig, AuthConfigError, DefaultAcl, EVERYONE, Principal, token_hash,
+    ADMIN_ROLE, AuthConfig, AuthConfigError, DefaultAcl, EVERYONE, METRICS_ROLE, Principal,
+    token_hash,
 };
 pub use error::ApiError;
 use eventfold_core::EventStore;
@@ -40,6 +42,18 @@ pub struct ServerConfig {
     /// Limits of each run of a jq converter (registration checks and reads):
     /// `jq_steps_max`, `jq_run_millis_max`, `jq_output_bytes_max`.
     pub jq_limits: JqLimits,
+    /// About the most bytes of events one read page or SSE catch-up page holds: a page
+    /// stops early at this size (always holding at least one event) and says where to
+    /// continue.
+    pub read_bytes_max: usize,
+    /// The longest a client may take to send a request head: the first one counted
+    /// from the connection's accept (TLS handshake included), later ones from their
+    /// first byte. The connection is closed when it is late.
+    pub header_read_timeout_ms: u64,
+    /// The longest a connection may stay open between two requests.
+    pub idle_timeout_ms: u64,
+    /// The most connections served at once; more wait to be accepted until one closes.
+    pub connections_max: usize,
 }
 
 impl Default for ServerConfig {
@@ -50,7 +64,36 @@ impl Default for ServerConfig {
             append_events_max: 10_000,
             read_events_max: 10_000,
             jq_limits: JqLimits::default(),
+            read_bytes_max: 4 * 1024 * 1024,
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            connections_max: 1024,
         }
+    }
+}
+
+/// The largest [`ServerConfig::connections_max`].
+pub const CONNECTIONS_MAX_LIMIT: usize = 1_000_000;
+
+impl ServerConfig {
+    /// Checks that the limits can be served; the error names the one that cannot.
+    pub fn validate(&self) -> Result<(), ServeError> {
+        let invalid = |reason: String| Err(ServeError::InvalidConfig(reason));
+        if self.connections_max == 0 || self.connections_max > CONNECTIONS_MAX_LIMIT {
+            return invalid(format!(
+                "connections_max must be between 1 and {CONNECTIONS_MAX_LIMIT}, not {}",
+                self.connections_max
+            ));
+        }
+        if self.header_read_timeout_ms == 0 || self.idle_timeout_ms == 0 {
+            return invalid(
+                "header_read_timeout_ms and idle_timeout_ms must be at least 1".to_string(),
+            );
+        }
+        if self.read_bytes_max == 0 || self.read_events_max == 0 {
+            return invalid("read_bytes_max and read_events_max must be at least 1".to_string());
+        }
+        Ok(())
     }
 }
 
@@ -63,11 +106,14 @@ pub(crate) struct AppState {
     pub metrics: metrics::Metrics,
     /// Consumer groups served by this node, opened on first use.
     pub groups: std::sync::Mutex<std::collections::HashMap<String, groups::Group>>,
+    /// Set when the server shuts down: open SSE subscriptions end.
+    pub closing: tokio::sync::watch::Sender<bool>,
 }
 
 /// Serves `store` on `listener` until `shutdown` completes, then stops taking requests
 /// and lets the ones in flight finish (appends under way are answered; jq converters
 /// under way are interrupted, and their requests answered `503 shutting_down`).
+/// Connections are served within the limits of `config` (timeouts, connection count).
 pub async fn serve(
     store: Arc<dyn EventStore>,
     config: ServerConfig,
@@ -85,31 +131,20 @@ pub async fn serve_with(
     tls: Option<TlsConfig>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let (app, schemas) = routes::router_with_schemas(store, config).await?;
+    config.validate()?;
+    let limits = connection::Limits {
+        header_read_timeout: Duration::from_millis(config.header_read_timeout_ms),
+        idle_timeout: Duration::from_millis(config.idle_timeout_ms),
+        connections_max: config.connections_max,
+    };
+    let (app, state) = routes::app(store, config).await?;
+    let schemas = state.schemas.clone();
     let shutdown = async move {
         shutdown.await;
         schemas.interrupt_conversions();
     };
-    match tls {
-        None => {
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(shutdown)
-            .await?
-        }
-        Some(tls) => {
-            // No handler reads the peer address; plain connections keep it for
-            // tracing layers only.
-            axum::serve(
-                tls::TlsListener::new(listener, &tls)?,
-                app.into_make_service(),
-            )
-            .with_graceful_shutdown(shutdown)
-            .await?
-        }
-    }
+    let tls = tls.map(|tls| tls.acceptor());
+    connection::serve(listener, tls, app, state, limits, shutdown).await;
     Ok(())
 }
 
@@ -123,4 +158,7 @@ pub enum ServeError {
     /// Listening or serving failed.
     #[error("the server failed: {0}")]
     Io(#[from] std::io::Error),
+    /// A limit of the [`ServerConfig`] cannot be served.
+    #[error("invalid server configuration: {0}")]
+    InvalidConfig(String),
 }

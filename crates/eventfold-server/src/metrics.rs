@@ -24,6 +24,12 @@ pub(crate) struct Metrics {
     pub append_errors: AtomicU64,
     pub reads: AtomicU64,
     pub subscriptions_open: AtomicU64,
+    /// Connections being served now.
+    connections_open: AtomicU64,
+    /// Connections closed because a request head (or TLS handshake) came too slowly.
+    pub header_timeouts: AtomicU64,
+    /// Connections closed after staying idle too long between requests.
+    pub idle_timeouts: AtomicU64,
     append_latency: Histogram,
     /// The last position each open SSE subscription sent, by subscription.
     subscribers: Mutex<HashMap<u64, Arc<AtomicU64>>>,
@@ -64,6 +70,12 @@ impl Metrics {
         lock(&self.subscribers).insert(id, cell.clone());
         self.subscriptions_open.fetch_add(1, Ordering::Relaxed);
         (id, cell)
+    }
+
+    /// Counts a connection as open until the returned guard is dropped.
+    pub(crate) fn connection_opened(&self) -> OpenConnection<'_> {
+        self.connections_open.fetch_add(1, Ordering::Relaxed);
+        OpenConnection(self)
     }
 
     pub(crate) fn unsubscribe(&self, id: u64) {
@@ -115,6 +127,24 @@ impl Metrics {
             "gauge",
             get(&self.subscriptions_open),
         );
+        metric(
+            "eventfold_connections_open",
+            "HTTP connections being served now.",
+            "gauge",
+            get(&self.connections_open),
+        );
+        metric(
+            "eventfold_connections_header_timeouts_total",
+            "Connections closed because a request head or TLS handshake did not arrive in time.",
+            "counter",
+            get(&self.header_timeouts),
+        );
+        metric(
+            "eventfold_connections_idle_timeouts_total",
+            "Connections closed after staying idle between requests for too long.",
+            "counter",
+            get(&self.idle_timeouts),
+        );
         let lag = head.map_or(0, |head| {
             lock(&self.subscribers)
                 .values()
@@ -163,6 +193,15 @@ impl Metrics {
         let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
         let sum = self.append_latency.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
         let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {cumulative}");
+    }
+}
+
+/// An open connection, counted by `eventfold_connections_open` while it lives.
+pub(crate) struct OpenConnection<'a>(&'a Metrics);
+
+impl Drop for OpenConnection<'_> {
+    fn drop(&mut self) {
+        self.0.connections_open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -41,15 +41,14 @@ pub async fn router(
     store: Arc<dyn EventStore>,
     config: ServerConfig,
 ) -> Result<Router, SchemaError> {
-    Ok(router_with_schemas(store, config).await?.0)
+    Ok(app(store, config).await?.0)
 }
 
-/// The router and the schema registry it serves (whose converters a shutdown
-/// interrupts).
-pub(crate) async fn router_with_schemas(
+/// The router and the state its handlers share.
+pub(crate) async fn app(
     store: Arc<dyn EventStore>,
     config: ServerConfig,
-) -> Result<(Router, Arc<SchemaStore<dyn EventStore>>), SchemaError> {
+) -> Result<(Router, Arc<AppState>), SchemaError> {
     let body_bytes_max = config.body_bytes_max;
     let base = Registry::new().with_jq_limits(config.jq_limits);
     let schemas =
@@ -61,6 +60,7 @@ pub(crate) async fn router_with_schemas(
         config,
         metrics: Default::default(),
         groups: Default::default(),
+        closing: tokio::sync::watch::channel(false).0,
     });
     let router = Router::new()
         .route("/streams", get(crate::admin::list_streams))
@@ -107,10 +107,33 @@ pub(crate) async fn router_with_schemas(
         .route("/openapi.json", get(openapi))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
+        .fallback(route_not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_bytes_max))
         .layer(axum::middleware::from_fn(log_request))
-        .with_state(state);
-    Ok((router, schemas))
+        .with_state(state.clone());
+    Ok((router, state))
+}
+
+/// Any path no route matches.
+async fn route_not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::with_status(
+        StatusCode::NOT_FOUND,
+        "route_not_found",
+        format!("no route for {}; see /openapi.json for the API", uri.path()),
+    )
+}
+
+/// A route asked with a method it does not answer (axum adds the `Allow` header).
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::with_status(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{} does not answer {method}; see /openapi.json for the API",
+            uri.path()
+        ),
+    )
 }
 
 /// One structured log event per request (target `eventfold_server::request`, level
@@ -237,8 +260,12 @@ async fn append(
         .into_iter()
         .map(NewEvent::into_event_data)
         .collect::<Vec<_>>();
-    let mut results =
-        store_writes(&state, vec![StreamWrite::new(stream, expected, events)]).await?;
+    let mut results = store_writes(
+        &state,
+        &who,
+        vec![StreamWrite::new(stream, expected, events)],
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(results.remove(0))))
 }
 
@@ -246,6 +273,7 @@ async fn append(
 /// `POST /streams/{stream}` and `POST /transactions` take.
 async fn store_writes(
     state: &AppState,
+    who: &Principal,
     writes: Vec<StreamWrite>,
 ) -> Result<Vec<AppendResult>, ApiError> {
     for write in &writes {
@@ -277,11 +305,18 @@ async fn store_writes(
         }
         Err(error) => {
             metrics.append_errors.fetch_add(1, Ordering::Relaxed);
-            if let eventfold_core::Error::StreamDeleted { .. } = error {
+            match error {
                 // Writing to a hard-deleted stream: gone for good.
-                return Err(ApiError::from(error).with_status_code(StatusCode::GONE));
+                eventfold_core::Error::StreamDeleted { .. } => {
+                    Err(ApiError::from(error).with_status_code(StatusCode::GONE))
+                }
+                // The store's reason may name another stream holding one of the ids,
+                // and where: only an administrator (who may read every stream) sees it.
+                eventfold_core::Error::IdempotencyConflict { stream, .. } if !who.is_admin() => {
+                    Err(ApiError::idempotency_conflict(&stream))
+                }
+                error => Err(error.into()),
             }
-            Err(error.into())
         }
     }
 }
@@ -327,7 +362,7 @@ async fn append_transaction(
         state.authorize(&who, Access::Write(&write.stream)).await?;
         stream_writes.push(StreamWrite::new(write.stream, expected, events));
     }
-    let results = store_writes(&state, stream_writes).await?;
+    let results = store_writes(&state, &who, stream_writes).await?;
     Ok((StatusCode::CREATED, Json(TransactionResults { results })))
 }
 
@@ -348,11 +383,16 @@ fn target(versions: Option<&str>) -> Result<Target, ApiError> {
     })
 }
 
+/// A page of events. A page stops at the event limit or at about
+/// `read_bytes_max` bytes, whichever comes first; `next` says where the following one
+/// starts, and `end_of_stream` / `end_of_log` whether there is more to read.
 #[derive(Serialize)]
 struct Events {
     events: Vec<RecordedEvent>,
     #[serde(skip_serializing_if = "Option::is_none")]
     next: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    end_of_stream: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     end_of_log: Option<bool>,
 }
@@ -390,7 +430,13 @@ async fn read_stream(
         options = options.from(Revision(from));
     }
     let target = target(query.versions.as_deref())?;
-    let events = state.store.read_stream(&stream, options).await?;
+    let page = eventfold_core::page::read_stream_page(
+        state.store.as_ref(),
+        &stream,
+        options,
+        state.config.read_bytes_max,
+    )
+    .await?;
     state.metrics.reads.fetch_add(1, Ordering::Relaxed);
     // Paging follows the stored events, whatever conversion drops or splits; index
     // streams page by global position.
@@ -399,13 +445,14 @@ async fn read_stream(
         None => e.revision.get(),
     };
     let next = match options.direction {
-        Direction::Forward => events.last().map(|e| place(e) + 1),
-        Direction::Backward => events.last().and_then(|e| place(e).checked_sub(1)),
+        Direction::Forward => page.events.last().map(|e| place(e) + 1),
+        Direction::Backward => page.events.last().and_then(|e| place(e).checked_sub(1)),
     };
-    let events = state.schemas.convert(events, &target).await?;
+    let events = state.schemas.convert(page.events, &target).await?;
     Ok(Json(Events {
         events,
         next,
+        end_of_stream: Some(page.end_of_stream),
         end_of_log: None,
     }))
 }
@@ -524,11 +571,17 @@ async fn read_all(
     )
     .filtered(query.filter());
     let target = target(query.versions.as_deref())?;
-    let page = state.store.read_all(read).await?;
+    let page = eventfold_core::page::read_all_page(
+        state.store.as_ref(),
+        read,
+        state.config.read_bytes_max,
+    )
+    .await?;
     state.metrics.reads.fetch_add(1, Ordering::Relaxed);
     Ok(Json(Events {
         events: state.schemas.convert(page.events, &target).await?,
         next: Some(page.next.get()),
+        end_of_stream: None,
         end_of_log: Some(page.end_of_log),
     }))
 }
@@ -572,12 +625,18 @@ impl Drop for Open {
 
 /// Turns a subscription into SSE messages, `id:` from `id_of`. A failure is sent as an
 /// `error` event, and then the stream ends (the client reconnects with Last-Event-ID).
+/// The stream also ends when the server shuts down, so that shutting down does not wait
+/// for subscribers to leave.
 fn sse_stream(
     subscription: Negotiated<Arc<dyn EventStore>, dyn EventStore>,
     open: Open,
     id_of: fn(&RecordedEvent) -> u64,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
-    stream::unfold(Some((subscription, open)), move |state| async move {
+    let mut closing = open.state.closing.subscribe();
+    let closed = async move {
+        let _ = closing.wait_for(|closing| *closing).await;
+    };
+    let messages = stream::unfold(Some((subscription, open)), move |state| async move {
         let (mut subscription, open) = state?;
         match subscription.next().await {
             Ok(event) => {
@@ -592,7 +651,8 @@ fn sse_stream(
                 Some((Ok(message), None))
             }
         }
-    })
+    });
+    futures_util::StreamExt::take_until(messages, closed)
 }
 
 async fn subscribe_all(
@@ -606,7 +666,8 @@ async fn subscribe_all(
     let after = resume_after(&headers, query.from)?.map(Position);
     let target = target(query.versions.as_deref())?;
     let subscription = Negotiated::new(
-        Subscription::to_all(state.store.clone(), after, query.filter()),
+        Subscription::to_all(state.store.clone(), after, query.filter())
+            .page_bytes_max(state.config.read_bytes_max),
         state.schemas.clone(),
         target,
     );
@@ -639,7 +700,8 @@ async fn subscribe_stream(
         None => |e| e.revision.get(),
     };
     let subscription = Negotiated::new(
-        Subscription::to_stream(state.store.clone(), stream, after),
+        Subscription::to_stream(state.store.clone(), stream, after)
+            .page_bytes_max(state.config.read_bytes_max),
         state.schemas.clone(),
         target,
     );
@@ -661,8 +723,10 @@ async fn health(State(state): Shared) -> Result<impl IntoResponse, ApiError> {
     ))
 }
 
-/// Any valid token may scrape the metrics.
-async fn metrics(State(state): Shared, _who: Principal) -> Result<impl IntoResponse, ApiError> {
+/// Metrics name consumer groups and show the server's load: they need the `metrics`
+/// access (roles `[acl] metrics`, `admin` always).
+async fn metrics(State(state): Shared, who: Principal) -> Result<impl IntoResponse, ApiError> {
+    state.authorize(&who, Access::Metrics).await?;
     let head = state.store.head_position().await?.map(Position::get);
     let groups = crate::groups::statuses(&state);
     Ok((

@@ -15,6 +15,7 @@ const ADMIN: &str = "admin-token-0123456789";
 const WRITER: &str = "writer-token-0123456789";
 const READER: &str = "reader-token-0123456789";
 const AUDITOR: &str = "auditor-token-0123456789";
+const SCRAPER: &str = "scraper-token-0123456789";
 
 struct Api {
     app: Router,
@@ -43,6 +44,11 @@ roles = ["readers"]
 name = "audit"
 token = "{AUDITOR}"
 roles = ["auditors"]
+
+[[users]]
+name = "prometheus"
+token = "{SCRAPER}"
+roles = ["metrics"]
 
 [acl]
 read = ["$all"]
@@ -292,5 +298,92 @@ async fn all_index_streams_listing_schemas_and_groups_need_their_roles() {
         api.status(Method::PUT, "/subscriptions/g1", ADMIN, Some(json!({})))
             .await,
         201
+    );
+}
+
+#[tokio::test]
+async fn metrics_need_the_metrics_role() {
+    let api = api().await;
+    api.status(
+        Method::PUT,
+        "/subscriptions/billing-secret",
+        ADMIN,
+        Some(json!({})),
+    )
+    .await;
+    for token in [WRITER, READER] {
+        let (status, body) = api.call(Method::GET, "/metrics", Some(token), None).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        assert!(
+            body["message"].as_str().unwrap().contains("metrics"),
+            "{body}"
+        );
+    }
+    for token in [SCRAPER, ADMIN] {
+        let request = Request::get("/metrics")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap();
+        let response = api.app.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let text = response.into_body().collect().await.unwrap().to_bytes();
+        assert!(String::from_utf8_lossy(&text).contains("group=\"billing-secret\""));
+    }
+}
+
+#[tokio::test]
+async fn an_idempotency_conflict_names_no_stream_the_caller_may_not_read() {
+    let api = api().await;
+    let id = "0192f1a8-0000-7000-8000-00000000c0de";
+    let event = json!([{"id": id, "type": "Paid", "data": {}}]);
+    assert_eq!(
+        api.status(
+            Method::POST,
+            "/streams/salary-7",
+            ADMIN,
+            Some(event.clone())
+        )
+        .await,
+        201
+    );
+    let acl = json!({"acl": {"read": ["auditors"]}});
+    assert_eq!(
+        api.status(Method::PUT, "/streams/salary-7/metadata", ADMIN, Some(acl))
+            .await,
+        200
+    );
+    // The writer may not read salary-7: the conflict says nothing of it.
+    let (status, body) = api
+        .call(
+            Method::POST,
+            "/streams/order-7",
+            Some(WRITER),
+            Some(event.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(body["error"], "idempotency_conflict");
+    assert_eq!(body["stream"], "order-7");
+    assert!(!body.to_string().contains("salary"), "{body}");
+    // Nor through a transaction.
+    let transaction = json!([{"stream": "order-8", "events": event}]);
+    let (status, body) = api
+        .call(
+            Method::POST,
+            "/transactions",
+            Some(WRITER),
+            Some(transaction),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(!body.to_string().contains("salary"), "{body}");
+    // An administrator, who may read every stream, is told where the id is.
+    let (status, body) = api
+        .call(Method::POST, "/streams/order-7", Some(ADMIN), Some(event))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(
+        body["message"].as_str().unwrap().contains("salary-7"),
+        "{body}"
     );
 }

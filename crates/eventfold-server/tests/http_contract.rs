@@ -922,6 +922,59 @@ async fn metadata_sets_retention_and_refuses_bad_input() {
     );
     let (status, _) = call(&api, "PUT", "/streams/$all/metadata", None, "{}").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+    // Serde would read an array as the fields in order: refused, naming the shape.
+    for body in ["[]", "[2]", "null", "3", r#"{"acl": []}"#] {
+        let (status, answer) = call(&api, "PUT", "/streams/clock-1/metadata", None, body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
+        assert_eq!(answer["error"], "invalid_json");
+        assert!(
+            answer["message"].as_str().unwrap().contains("JSON object"),
+            "{answer}"
+        );
+    }
+    let (_, body) = api.get("/streams/clock-1/metadata").await;
+    assert_eq!(body["revision"], 0, "nothing refused was written");
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_answer_json_errors() {
+    let api = api().await;
+    let (status, body) = api.get("/nowhere").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["error"], "route_not_found");
+    assert!(
+        body["message"].as_str().unwrap().contains("/nowhere"),
+        "{body}"
+    );
+    let (status, body) = api.get("/streams/a/b/c").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("route_not_found"))
+    );
+
+    let response = api
+        .app
+        .clone()
+        .oneshot(
+            Request::patch("/streams/order-1")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let allow = response.headers()["allow"].to_str().unwrap().to_string();
+    assert!(
+        allow.contains("POST") && allow.contains("DELETE"),
+        "{allow}"
+    );
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let body: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(body["error"], "method_not_allowed");
+    assert!(
+        body["message"].as_str().unwrap().contains("PATCH"),
+        "{body}"
+    );
 }
 
 #[tokio::test]

@@ -23,6 +23,21 @@ pub struct Args {
     /// Largest request body accepted, in bytes.
     #[arg(long, default_value_t = ServerConfig::default().body_bytes_max)]
     body_bytes_max: usize,
+    /// About the most bytes of events one read page (or SSE catch-up page) holds; a
+    /// page stops early there, with at least one event, and says where to continue.
+    #[arg(long, default_value_t = ServerConfig::default().read_bytes_max, value_name = "BYTES")]
+    read_bytes_max: usize,
+    /// Longest a client may take to send a request head (the first one from the
+    /// connection's accept, TLS handshake included); late connections are closed.
+    #[arg(long, default_value_t = ServerConfig::default().header_read_timeout_ms, value_name = "MS")]
+    header_read_timeout_ms: u64,
+    /// Longest a connection may stay open without a request.
+    #[arg(long, default_value_t = ServerConfig::default().idle_timeout_ms, value_name = "MS")]
+    idle_timeout_ms: u64,
+    /// Most connections served at once; more wait to be accepted. Lowered to fit the
+    /// process's descriptor limit (ulimit -n) when that is smaller.
+    #[arg(long, default_value_t = ServerConfig::default().connections_max, value_name = "N")]
+    connections_max: usize,
     /// Users, tokens and default ACL (TOML; see docs/http-api.md). Without it the
     /// server runs in the insecure development mode.
     #[arg(
@@ -68,6 +83,17 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         (Some(cert), Some(key)) => Some(TlsConfig::from_pem_files(cert, key)?),
         _ => None,
     };
+    let config = ServerConfig {
+        auth,
+        body_bytes_max: args.body_bytes_max,
+        read_bytes_max: args.read_bytes_max,
+        header_read_timeout_ms: args.header_read_timeout_ms,
+        idle_timeout_ms: args.idle_timeout_ms,
+        connections_max: connections_max(args.connections_max),
+        jq_limits: args.jq.limits(),
+        ..ServerConfig::default()
+    };
+    config.validate()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let (store, holds): (Arc<dyn eventfold_core::EventStore>, String) = match &args.postgres {
         None => (
@@ -108,7 +134,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let address = listener.local_addr()?;
-    if auth.is_none() {
+    if config.auth.is_none() {
         anyhow::ensure!(
             address.ip().is_loopback() || args.insecure,
             "refusing to serve {address} without authentication: give --auth FILE (users \
@@ -125,18 +151,45 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let shutdown = shutdown_signal()?;
     println!("eventfold listening on {scheme}://{address} ({holds})");
     std::io::stdout().flush()?;
-    let config = ServerConfig {
-        auth,
-        body_bytes_max: args.body_bytes_max,
-        jq_limits: args.jq.limits(),
-        ..ServerConfig::default()
-    };
     eventfold_server::serve_with(store.clone(), config, listener, tls, shutdown).await?;
     // The server has stopped taking requests; closing the store lets the writer finish
     // what is queued before the process exits.
     drop(store);
     println!("eventfold stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Descriptors kept for what is not a client connection: the store's files, the
+/// listener, PostgreSQL connections, logs.
+const DESCRIPTORS_RESERVED: u64 = 64;
+
+/// `asked`, lowered so that that many connections fit in the descriptor limit: beyond
+/// it, accepting fails and even `/health` goes unanswered.
+fn connections_max(asked: usize) -> usize {
+    let Some(descriptors) = descriptor_limit() else {
+        return asked;
+    };
+    let fitting = descriptors.saturating_sub(DESCRIPTORS_RESERVED).max(1);
+    if (asked as u64) <= fitting {
+        return asked;
+    }
+    let lowered = usize::try_from(fitting).unwrap_or(asked);
+    eprintln!(
+        "serving at most {lowered} connections, not {asked}: the process may open only \
+         {descriptors} files (raise `ulimit -n` to serve more)"
+    );
+    lowered
+}
+
+/// The soft limit of open files of this process, when there is one.
+#[cfg(unix)]
+fn descriptor_limit() -> Option<u64> {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile).current
+}
+
+#[cfg(not(unix))]
+fn descriptor_limit() -> Option<u64> {
+    None
 }
 
 /// Completes on Ctrl-C or SIGTERM; the handlers are registered when this is called.
