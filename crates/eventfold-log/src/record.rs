@@ -165,6 +165,14 @@ impl Gap {
         if !header.gap || !header.commit || header.count() == 0 {
             return Err(damaged("flags or count are wrong"));
         }
+        let empty = |(a, b): (usize, usize)| a == b;
+        if !header.id.is_nil()
+            || header.version != 0
+            || !empty(header.stream)
+            || !empty(header.event_type)
+        {
+            return Err(damaged("event fields are set"));
+        }
         let reason = std::str::from_utf8(&record[header.metadata.0..header.metadata.1])
             .map_err(|_| damaged("reason is not UTF-8"))?
             .to_string();
@@ -313,6 +321,9 @@ pub(crate) fn decode_header(buf: &[u8]) -> Result<RecordHeader, Invalid> {
         return Err(Invalid::Damaged(
             "field lengths do not add up to the record length".into(),
         ));
+    }
+    if buf[at::RESERVED_1] != 0 || buf[at::RESERVED_2..at::METADATA_LEN] != [0, 0] {
+        return Err(Invalid::Damaged("reserved header bytes are not zero".into()));
     }
     let flags = buf[at::FLAGS];
     if flags & !FLAGS_KNOWN != 0 {

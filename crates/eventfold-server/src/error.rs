@@ -79,7 +79,7 @@ impl From<Error> for ApiError {
                     header: None,
                 };
             }
-            // SPEC: a read of a deleted stream is a 404; an append to it is a 410.
+            // A read of a deleted stream is a 404; an append to it is a 410.
             Error::StreamNotFound { .. } | Error::StreamDeleted { .. } => StatusCode::NOT_FOUND,
             Error::IdempotencyConflict { .. } => StatusCode::CONFLICT,
             Error::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -88,9 +88,13 @@ impl From<Error> for ApiError {
             | Error::InvalidEvent { .. }
             | Error::InvalidSetting { .. }
             | Error::EmptyAppend => StatusCode::BAD_REQUEST,
-            Error::StorageFull { .. } | Error::Poisoned { .. } | Error::Closed => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            // Worth retrying later: a full disk, a store being reopened, read-only, or an
+            // i/o failure whose outcome may be unknown (re-send with the same ids).
+            Error::StorageFull { .. }
+            | Error::Poisoned { .. }
+            | Error::Closed
+            | Error::ReadOnly { .. }
+            | Error::Io { .. } => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status.is_server_error() {
@@ -173,5 +177,30 @@ impl From<eventfold_schema::SchemaError> for ApiError {
             tracing::error!(%message, "conversion failed");
         }
         ApiError::with_status(status, error.code(), message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_worth_retrying_answer_503_and_client_mistakes_4xx() {
+        let status = |error: Error| ApiError::from(error).status;
+        let read_only = Error::ReadOnly {
+            reason: "damage found".into(),
+        };
+        assert_eq!(status(read_only), StatusCode::SERVICE_UNAVAILABLE);
+        let io = Error::io("appending", std::io::Error::other("disk gone"));
+        assert_eq!(status(io), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(status(Error::Closed), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(status(Error::EmptyAppend), StatusCode::BAD_REQUEST);
+        let corrupted = ApiError::from(Error::Corrupted {
+            file: "segments/3.seg".into(),
+            offset: 64,
+            reason: "checksum mismatch".into(),
+        });
+        assert_eq!(corrupted.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(corrupted.body["error"], "corrupted");
     }
 }
