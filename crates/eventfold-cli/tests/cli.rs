@@ -1,4 +1,4 @@
-//! The CLI contract of SPEC, exercised through the real binary as a user would.
+//! The CLI contract, exercised through the real binary as a user would.
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -1,6 +1,6 @@
 //! Decoding an event stored at v1 through a chain of three upcasts (v1 → v2 → v3 →
 //! v4) against plain decoding of an event stored at v4, both into the same Rust type.
-//! The SPEC's target: the chain costs less than twice the plain decoding.
+//! Our target: the chain costs less than twice the plain decoding.
 //!
 //! `cargo bench -p eventfold-schema --bench upcast`
 

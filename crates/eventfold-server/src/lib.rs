@@ -1,4 +1,4 @@
-//! The eventfold HTTP server: the `EventStore` contract of SPEC over HTTP/JSON, with live
+//! The eventfold HTTP server: the `EventStore` contract over HTTP/JSON, with live
 //! subscriptions as Server-Sent Events. Written against the trait, so it serves any
 //! backend. See `docs/http-api.md`.
 //!

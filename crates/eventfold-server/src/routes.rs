@@ -1,4 +1,4 @@
-//! The routes of the HTTP API (contract in SPEC, details in `docs/http-api.md`).
+//! The routes of the HTTP API (details in `docs/http-api.md`).
 
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;

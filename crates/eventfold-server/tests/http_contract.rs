@@ -1,4 +1,4 @@
-//! The HTTP contract of SPEC, exercised without sockets (`tower::ServiceExt::oneshot`)
+//! The HTTP contract, exercised without sockets (`tower::ServiceExt::oneshot`)
 //! on the embedded log engine.
 
 use std::sync::Arc;

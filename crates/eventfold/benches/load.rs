@@ -1,5 +1,5 @@
 //! Loading an aggregate of 100,000 events from the embedded engine, with and without a
-//! snapshot (SPEC: < 100 ms, and < 1 ms with a snapshot).
+//! snapshot (our targets: < 100 ms, and < 1 ms with a snapshot).
 //!
 //! `cargo bench -p eventfold` (set EVENTFOLD_BENCH_DIR to put the store on a given disk).
 

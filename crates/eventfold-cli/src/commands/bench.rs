@@ -1,6 +1,6 @@
 //! `eventfold bench`: measures the data directory's disk (raw fsync rate and synced
 //! write bandwidth), then the store on the same disk, and prints every figure beside
-//! the raw baseline of the same run, as a ratio, with the SPEC's target.
+//! the raw baseline of the same run, as a ratio, with its target (docs/performance.md).
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -53,11 +53,11 @@ pub struct Args {
 /// What else to measure.
 #[derive(Debug, clap::Subcommand)]
 pub enum Target {
-    /// Appends per second over HTTP with 64 connections (SPEC's server target).
+    /// Appends per second over HTTP with 64 connections (the server's target).
     Http(super::bench_http::Args),
 }
 
-/// Bytes of each event's data, as in the SPEC's targets.
+/// Bytes of each event's data, as in the targets of docs/performance.md.
 const EVENT_DATA_BYTES: usize = 200;
 const BATCH_EVENTS: usize = 1_000;
 
@@ -141,8 +141,8 @@ pub fn run(args: Args, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Exit
         unit: "appends/s",
         ratio: rate / interleaved_fsync_rate,
         ratio_of: "appends/s ÷ raw fsyncs/s measured in interleaved slices",
-        target: "≥ 0.8 × raw fsync rate".into(),
-        met: Some(rate >= 0.8 * interleaved_fsync_rate),
+        target: "≥ 0.9 × raw fsync rate".into(),
+        met: Some(rate >= 0.9 * interleaved_fsync_rate),
     });
     progress(&args, &format!("single writer: {rate:.0} appends/s"));
 

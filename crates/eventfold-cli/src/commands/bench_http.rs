@@ -1,5 +1,5 @@
 //! `eventfold bench http`: appends per second over loopback HTTP, one 200-byte event
-//! per request on each of N keep-alive connections (64 by default, as in SPEC's
+//! per request on each of N keep-alive connections (64 by default, as in our
 //! target), against a server it starts on a data directory or one given by URL. The
 //! load generator runs in this process and shares the machine's cores with the server.
 
@@ -15,7 +15,7 @@ use hyper::Request;
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
 
-/// SPEC's target for the server over loopback with 64 connections.
+/// Our target for the server over loopback with 64 connections.
 const TARGET_APPENDS_PER_SECOND: f64 = 30_000.0;
 
 /// Measure appends per second over HTTP with many connections.
