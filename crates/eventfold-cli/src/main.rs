@@ -7,9 +7,17 @@ use clap::{Parser, Subcommand};
 
 mod commands;
 
+/// The version and the commit it was built from (see build.rs).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("EVENTFOLD_COMMIT"),
+    ")"
+);
+
 /// eventfold: a durable event store and event-sourcing toolkit.
 #[derive(Debug, Parser)]
-#[command(name = "eventfold", version, about)]
+#[command(name = "eventfold", version = VERSION, about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -51,6 +59,19 @@ pub struct StoreArgs {
     pub ca_cert: Option<PathBuf>,
 }
 
+/// A stream argument. An empty one is nearly always `$all` left unquoted in a shell,
+/// which expands it as an (empty) variable: say so rather than "stream not found".
+pub fn stream_name(name: &str) -> Result<String, String> {
+    if name.is_empty() {
+        return Err(
+            "the stream name is empty; to name the global log, quote it: '$all' \
+             (unquoted, the shell replaces $all with an empty variable)"
+                .into(),
+        );
+    }
+    Ok(name.to_string())
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the store over HTTP (the API of docs/http-api.md).
@@ -84,6 +105,11 @@ enum Command {
     Bench(commands::bench::Args),
     /// Walk through eventfold's main ideas on a small store.
     Demo(commands::demo::Args),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
 }
 
 fn main() -> ExitCode {
@@ -99,6 +125,7 @@ fn main() -> ExitCode {
     } else {
         logs.init();
     }
+    quiet_on_closed_stdout();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -123,12 +150,48 @@ fn main() -> ExitCode {
         Command::Schema(args) => runtime.block_on(commands::schema::run(args)),
         Command::Bench(args) => commands::bench::run(args, &runtime),
         Command::Demo(args) => runtime.block_on(commands::demo::run(args)),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "eventfold", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
     };
     match outcome {
         Ok(code) => code,
+        Err(error) if is_closed_stdout(&error) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Whether a command failed only because whoever read its output stopped reading
+/// (`eventfold read ... | head -1`): that ends the command quietly, with success, as
+/// it does for other Unix tools.
+fn is_closed_stdout(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// `println!` panics when stdout is a closed pipe. Rust ignores SIGPIPE, so the write
+/// fails with EPIPE instead of ending the process; this hook turns that one panic into
+/// a quiet, successful exit and leaves every other panic to the default hook.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
 }

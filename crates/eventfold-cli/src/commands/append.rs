@@ -14,6 +14,7 @@ pub struct Args {
     #[command(flatten)]
     target: StoreArgs,
     /// The stream to append to.
+    #[arg(value_parser = crate::stream_name)]
     stream: String,
     /// The event type, e.g. OrderPlaced.
     #[arg(long = "type", value_name = "TYPE")]

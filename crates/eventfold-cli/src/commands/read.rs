@@ -13,6 +13,7 @@ pub struct Args {
     #[command(flatten)]
     target: StoreArgs,
     /// The stream to read; `$all` reads the global log.
+    #[arg(value_parser = crate::stream_name)]
     stream: String,
     /// First revision (or position, for `$all`) to read.
     #[arg(long)]

@@ -26,6 +26,8 @@ pub struct ListArgs {
 pub struct MetadataArgs {
     #[command(flatten)]
     target: StoreArgs,
+    /// The stream.
+    #[arg(value_parser = crate::stream_name)]
     stream: String,
     /// Replace the metadata with this JSON: {"max_count"?, "max_age"? (seconds),
     /// "truncate_before"?, "acl"?, "custom"?}.
@@ -41,6 +43,8 @@ pub struct MetadataArgs {
 pub struct DeleteArgs {
     #[command(flatten)]
     target: StoreArgs,
+    /// The stream.
+    #[arg(value_parser = crate::stream_name)]
     stream: String,
     /// Write a tombstone: the stream can never be written again.
     #[arg(long)]

@@ -13,7 +13,7 @@ pub struct Args {
     #[command(flatten)]
     target: StoreArgs,
     /// The stream to follow; `$all` (the default) follows the global log.
-    #[arg(default_value = "$all")]
+    #[arg(default_value = "$all", value_parser = crate::stream_name)]
     stream: String,
     /// Start at this revision (or position, for `$all`); default: only new events.
     #[arg(long)]
