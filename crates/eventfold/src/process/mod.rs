@@ -2,8 +2,9 @@
 //! of one conversation (correlation id) by publishing new messages.
 //!
 //! - **Event-sourced.** Each instance records the messages it saw in its stream
-//!   ([`streams::process`]); its state is rebuilt by replaying them through the same
-//!   code with output muted, so nothing is published twice.
+//!   ([`streams::process`](crate::streams::process)); its state is rebuilt by
+//!   replaying them through the same code with output muted, so nothing is published
+//!   twice.
 //! - **Versioned by start time.** [`ProcessVersions`] maps cut-off times to versions: an
 //!   instance runs the version in force when it started, for its whole life.
 //! - **Takeover.** [`ProcessRunner::take_over`] hands a running instance (same
@@ -11,8 +12,8 @@
 //!   continues it.
 //! - **Durable timeouts.** A process never waits without a deadline: every step answers
 //!   [`Next::Wait`] with a timeout or [`Next::Done`]. Deadlines are events in the store
-//!   ([`streams::timeouts`]), fired by [`ProcessRunner::fire_due_timeouts`] — after a
-//!   restart too.
+//!   ([`streams::timeouts`](crate::streams::timeouts)), fired by
+//!   [`ProcessRunner::fire_due_timeouts`] — after a restart too.
 //!
 //! Output is recorded before it is published (an outbox): a step's records and the
 //! outputs it publishes are appended together, with the instance stream's expected
