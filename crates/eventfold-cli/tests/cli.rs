@@ -1,29 +1,28 @@
 //! The CLI contract, exercised through the real binary as a user would.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
+
+use eventfold_testsupport::cli::{Cli, text};
+use eventfold_testsupport::dirs::{path_arg, temp_dir};
 
 fn eventfold(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_eventfold"))
-        .args(args)
-        .env_remove("EVENTFOLD_DATA")
-        .output()
-        .expect("run eventfold")
+    Cli::new(env!("CARGO_BIN_EXE_eventfold")).run(args)
 }
 
 fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    text(&output.stdout)
 }
 
 fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
+    text(&output.stderr)
 }
 
 fn append(dir: &Path, stream: &str, json: &str, expected: &str) -> Output {
     eventfold(&[
         "append",
         "--data",
-        dir.to_str().unwrap(),
+        path_arg(dir),
         stream,
         "--type",
         "OrderPlaced",
@@ -36,7 +35,7 @@ fn append(dir: &Path, stream: &str, json: &str, expected: &str) -> Output {
 
 #[test]
 fn append_then_read_prints_one_event_json_per_line() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = temp_dir();
     let first = append(dir.path(), "order-1", r#"{"total":5}"#, "no_stream");
     assert!(first.status.success(), "{}", stderr(&first));
     let result: serde_json::Value = serde_json::from_str(&stdout(&first)).unwrap();
@@ -47,7 +46,7 @@ fn append_then_read_prints_one_event_json_per_line() {
     let second = append(dir.path(), "order-1", r#"{"total":7}"#, "0");
     assert!(second.status.success(), "{}", stderr(&second));
 
-    let read = eventfold(&["read", "--data", dir.path().to_str().unwrap(), "order-1"]);
+    let read = eventfold(&["read", "--data", dir.arg(), "order-1"]);
     assert!(read.status.success(), "{}", stderr(&read));
     let lines: Vec<serde_json::Value> = stdout(&read)
         .lines()
@@ -71,19 +70,12 @@ fn append_then_read_prints_one_event_json_per_line() {
     );
     assert!(lines[1]["recorded_at"].as_str().unwrap().ends_with('Z'));
 
-    let all = eventfold(&[
-        "read",
-        "--data",
-        dir.path().to_str().unwrap(),
-        "$all",
-        "--from",
-        "1",
-    ]);
+    let all = eventfold(&["read", "--data", dir.arg(), "$all", "--from", "1"]);
     assert_eq!(stdout(&all).lines().count(), 1);
     let back = eventfold(&[
         "read",
         "--data",
-        dir.path().to_str().unwrap(),
+        dir.arg(),
         "order-1",
         "--backward",
         "--limit",
@@ -94,8 +86,8 @@ fn append_then_read_prints_one_event_json_per_line() {
 
 #[test]
 fn bad_input_gets_a_clear_message_and_a_non_zero_exit() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().to_str().unwrap();
+    let dir = temp_dir();
+    let d = dir.arg();
     assert!(append(dir.path(), "order-1", "{}", "any").status.success());
 
     let cases: Vec<(Vec<&str>, &str)> = vec![
@@ -232,8 +224,8 @@ fn bad_input_gets_a_clear_message_and_a_non_zero_exit() {
 
 #[test]
 fn verify_says_intact_or_names_the_damage() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().to_str().unwrap();
+    let dir = temp_dir();
+    let d = dir.arg();
     for n in 0..5 {
         assert!(
             append(dir.path(), "order-1", &format!(r#"{{"n":{n}}}"#), "any")
@@ -266,8 +258,8 @@ fn verify_says_intact_or_names_the_damage() {
 
 #[test]
 fn idempotent_append_by_event_id() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().to_str().unwrap();
+    let dir = temp_dir();
+    let d = dir.arg();
     let id = "0192f1a8-0000-7000-8000-000000000001";
     let args = [
         "append",
@@ -297,8 +289,8 @@ fn idempotent_append_by_event_id() {
 
 #[test]
 fn the_demo_runs() {
-    let dir = tempfile::tempdir().unwrap();
-    let output = eventfold(&["demo", "--data", dir.path().join("demo").to_str().unwrap()]);
+    let dir = temp_dir();
+    let output = eventfold(&["demo", "--data", path_arg(&dir.path().join("demo"))]);
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(stdout(&output).contains("idempotent"));
     assert!(stdout(&output).contains("AccountCharged"));
@@ -306,11 +298,11 @@ fn the_demo_runs() {
 
 #[test]
 fn bench_runs_at_a_small_scale_and_reports_every_figure() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = temp_dir();
     let output = eventfold(&[
         "bench",
         "--data",
-        dir.path().to_str().unwrap(),
+        dir.arg(),
         "--json",
         "--seconds",
         "0.2",
@@ -357,8 +349,8 @@ fn bench_runs_at_a_small_scale_and_reports_every_figure() {
 
 #[test]
 fn export_then_import_copies_the_log_and_a_rerun_writes_nothing_twice() {
-    let source = tempfile::tempdir().unwrap();
-    let target = tempfile::tempdir().unwrap();
+    let source = temp_dir();
+    let target = temp_dir();
     for (stream, json, expected) in [
         ("order-1", r#"{"total":5}"#, "no_stream"),
         ("order-2", r#"{"total":6}"#, "no_stream"),
@@ -371,9 +363,9 @@ fn export_then_import_copies_the_log_and_a_rerun_writes_nothing_twice() {
     let exported = eventfold(&[
         "export",
         "--data",
-        source.path().to_str().unwrap(),
+        source.arg(),
         "--output",
-        file.to_str().unwrap(),
+        path_arg(&file),
     ]);
     assert!(exported.status.success(), "{}", stderr(&exported));
     assert!(
@@ -383,16 +375,11 @@ fn export_then_import_copies_the_log_and_a_rerun_writes_nothing_twice() {
     );
 
     for _ in 0..2 {
-        let imported = eventfold(&[
-            "import",
-            "--data",
-            target.path().to_str().unwrap(),
-            file.to_str().unwrap(),
-        ]);
+        let imported = eventfold(&["import", "--data", target.arg(), path_arg(&file)]);
         assert!(imported.status.success(), "{}", stderr(&imported));
     }
     let read = |dir: &Path| {
-        let out = eventfold(&["read", "--data", dir.to_str().unwrap(), "$all"]);
+        let out = eventfold(&["read", "--data", path_arg(dir), "$all"]);
         stdout(&out)
             .lines()
             .map(|l| {
@@ -410,19 +397,14 @@ fn export_then_import_copies_the_log_and_a_rerun_writes_nothing_twice() {
 
     // A damaged export names the line.
     std::fs::write(&file, "{\"stream\":\"a\"}\nnot json\n").unwrap();
-    let bad = eventfold(&[
-        "import",
-        "--data",
-        target.path().to_str().unwrap(),
-        file.to_str().unwrap(),
-    ]);
+    let bad = eventfold(&["import", "--data", target.arg(), path_arg(&file)]);
     assert!(!bad.status.success());
     assert!(stderr(&bad).contains("line 1"), "{}", stderr(&bad));
 }
 
 #[test]
 fn tail_prints_from_a_position_and_stops_after_count() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = temp_dir();
     for n in 0..3 {
         let out = append(dir.path(), "order-1", &format!(r#"{{"n":{n}}}"#), "any");
         assert!(out.status.success(), "{}", stderr(&out));
@@ -430,7 +412,7 @@ fn tail_prints_from_a_position_and_stops_after_count() {
     let tail = eventfold(&[
         "tail",
         "--data",
-        dir.path().to_str().unwrap(),
+        dir.arg(),
         "order-1",
         "--from",
         "1",
@@ -451,8 +433,8 @@ fn tail_prints_from_a_position_and_stops_after_count() {
 
 #[test]
 fn streams_metadata_and_delete_manage_streams() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().to_str().unwrap();
+    let dir = temp_dir();
+    let data = dir.arg();
     for (stream, n) in [
         ("order-2", 1),
         ("order-1", 2),
@@ -516,9 +498,9 @@ fn streams_metadata_and_delete_manage_streams() {
 
 #[test]
 fn replay_feeds_a_command_and_resumes_from_its_checkpoint() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = temp_dir();
     let data = dir.path().join("data");
-    let data = data.to_str().unwrap();
+    let data = path_arg(&data);
     for n in 0..3 {
         let out = append(
             Path::new(data),
@@ -537,7 +519,7 @@ fn replay_feeds_a_command_and_resumes_from_its_checkpoint() {
             "--data",
             data,
             "--checkpoint",
-            checkpoint.to_str().unwrap(),
+            path_arg(&checkpoint),
         ];
         args.extend_from_slice(extra);
         eventfold(&args)
@@ -577,12 +559,12 @@ fn replay_feeds_a_command_and_resumes_from_its_checkpoint() {
 
 #[test]
 fn bench_http_measures_appends_over_a_server_it_starts() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = temp_dir();
     let out = eventfold(&[
         "bench",
         "http",
         "--data",
-        dir.path().to_str().unwrap(),
+        dir.arg(),
         "--seconds",
         "0.3",
         "--connections",
@@ -598,7 +580,7 @@ fn bench_http_measures_appends_over_a_server_it_starts() {
     let read = eventfold(&[
         "read",
         "--data",
-        dir.path().join("bench-http").to_str().unwrap(),
+        path_arg(&dir.path().join("bench-http")),
         "bench-http-0",
     ]);
     assert!(read.status.success(), "{}", stderr(&read));

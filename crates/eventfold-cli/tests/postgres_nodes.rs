@@ -6,19 +6,16 @@
 //! `EVENTFOLD_TEST_POSTGRES_URL`; without it the test says loudly that it skipped.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use eventfold_testsupport::cli::{Cli, Served};
+use eventfold_testsupport::dirs::{path_arg, temp_dir};
+use eventfold_testsupport::postgres::{TestSchema, database_url};
 use serde_json::Value;
 use uuid::Uuid;
-
-/// The variable naming the test database.
-const URL_VARIABLE: &str = "EVENTFOLD_TEST_POSTGRES_URL";
 
 /// Writer threads per node in the race.
 const WRITERS_PER_NODE: usize = 4;
@@ -35,9 +32,9 @@ const WAIT_MAX: Duration = Duration::from_secs(20);
 #[test]
 fn writers_racing_across_two_servers_win_each_revision_once_and_both_serve_one_log() {
     let Some(url) = database_url() else { return };
-    let dir = tempfile::tempdir().unwrap();
+    let dir = temp_dir();
     // Declared before the nodes, so dropped after them (also when a check fails).
-    let schema = TestSchema::new(&url);
+    let schema = TestSchema::new(&url, "ef_nodes");
     let nodes = [
         Node::start(&dir.path().join("node1"), &url, &schema.name),
         Node::start(&dir.path().join("node2"), &url, &schema.name),
@@ -132,165 +129,50 @@ fn writers_racing_across_two_servers_win_each_revision_once_and_both_serve_one_l
     );
 }
 
-/// The test database's URL, or `None` after saying loudly on stderr that the running
-/// test is skipped.
-fn database_url() -> Option<String> {
-    match std::env::var(URL_VARIABLE) {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            let test = std::thread::current()
-                .name()
-                .unwrap_or("this test")
-                .to_string();
-            eprintln!(
-                "SKIPPED: {test} needs {URL_VARIABLE} (a PostgreSQL database where it may create \
-                 and drop schemas, e.g. postgres://postgres@127.0.0.1:5432/test)"
-            );
-            None
-        }
-    }
-}
-
-/// A schema of its own for this run, dropped (with everything in it) on drop.
-struct TestSchema {
-    url: String,
-    name: String,
-}
-
-impl TestSchema {
-    fn new(url: &str) -> Self {
-        TestSchema {
-            url: url.to_string(),
-            name: format!("ef_nodes_{}", Uuid::new_v4().simple()),
-        }
-    }
-
-    fn client(&self) -> postgres::Client {
-        postgres::Client::connect(&self.url, postgres::NoTls)
-            .unwrap_or_else(|e| panic!("connecting to {}: {e}", self.url))
-    }
-
-    fn exists(&self) -> bool {
-        let row = self
-            .client()
-            .query_one(
-                "SELECT count(*) FROM information_schema.schemata WHERE schema_name = $1",
-                &[&self.name],
-            )
-            .expect("querying the schemas");
-        row.get::<_, i64>(0) == 1
-    }
-}
-
-impl Drop for TestSchema {
-    fn drop(&mut self) {
-        let dropped = postgres::Client::connect(&self.url, postgres::NoTls).and_then(|mut c| {
-            c.batch_execute(&format!(
-                "SET lock_timeout = '20s'; DROP SCHEMA IF EXISTS \"{}\" CASCADE",
-                self.name
-            ))
-        });
-        if let Err(e) = dropped {
-            eprintln!("could not drop test schema {}: {e}", self.name);
-        }
-    }
+/// The `eventfold` binary of this crate.
+fn eventfold() -> Cli {
+    Cli::new(env!("CARGO_BIN_EXE_eventfold"))
 }
 
 /// One `eventfold serve --postgres` process; killed on drop unless stopped.
 struct Node {
-    child: Child,
+    served: Served,
     address: String,
-    /// What the node prints after its announcement, complete once it exits.
-    stdout: Option<JoinHandle<String>>,
 }
 
 impl Node {
     /// Starts a node on `schema` and waits for the address it announces.
     fn start(data: &Path, url: &str, schema: &str) -> Node {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_eventfold"))
-            .args(["serve", "--data", data.to_str().unwrap()])
-            .args(["--listen", "127.0.0.1:0"])
-            .args(["--postgres", url, "--postgres-schema", schema])
-            .env_remove("EVENTFOLD_DATA")
-            .env_remove("EVENTFOLD_AUTH")
-            .env_remove("EVENTFOLD_POSTGRES")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start eventfold serve");
-        // The pipe is read to its end on a thread of its own, so the node never blocks
-        // (or fails) writing to it, and the announcement is awaited with a bound.
-        let (announced, announcement) = mpsc::channel();
-        let mut lines = BufReader::new(child.stdout.take().unwrap());
-        let stdout = std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = lines.read_line(&mut line);
-            let _ = announced.send(line);
-            let mut rest = String::new();
-            let _ = lines.read_to_string(&mut rest);
-            rest
-        });
-        let mut node = Node {
-            child,
-            address: String::new(),
-            stdout: Some(stdout),
-        };
-        let line = announcement
-            .recv_timeout(WAIT_MAX)
-            .unwrap_or_else(|_| panic!("no announcement within {WAIT_MAX:?}"));
+        let served = eventfold().serve(&[
+            "--data",
+            path_arg(data),
+            "--listen",
+            "127.0.0.1:0",
+            "--postgres",
+            url,
+            "--postgres-schema",
+            schema,
+        ]);
+        let line = served.announcement();
         let holds = format!("(events in PostgreSQL schema {schema})");
         assert!(
             line.starts_with("eventfold listening on http://") && line.trim_end().ends_with(&holds),
             "a node on PostgreSQL announces its address and schema, got '{line}'"
         );
-        node.address = line
-            .split("://")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .unwrap_or_else(|| panic!("no address in '{line}'"))
-            .to_string();
-        node
+        Node {
+            address: served.address().to_string(),
+            served,
+        }
     }
 
     /// SIGTERM, then a graceful exit with status 0.
-    fn stop(mut self) {
-        let pid = self.child.id().to_string();
-        let signalled = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("run kill");
-        assert!(signalled.success(), "kill -TERM {pid} failed");
-        let deadline = Instant::now() + WAIT_MAX;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "node {} still runs {WAIT_MAX:?} after SIGTERM",
-                self.address
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        assert!(
-            status.success(),
-            "node {} must exit 0 on SIGTERM, got {status}",
-            self.address
-        );
-        let rest = self.stdout.take().unwrap().join().unwrap();
+    fn stop(self) {
+        let rest = self.served.stop();
         assert!(
             rest.contains("eventfold stopped"),
             "node {} exited without stopping gracefully: '{rest}'",
             self.address
         );
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
     }
 }
 

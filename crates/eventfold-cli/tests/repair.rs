@@ -6,19 +6,15 @@
 //! verifies and takes appends at new positions.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
+
+use eventfold_testsupport::cli::{Cli, text};
+use eventfold_testsupport::dirs::{path_arg, temp_dir};
 
 fn eventfold(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_eventfold"))
-        .args(args)
-        .env_remove("EVENTFOLD_DATA")
+    Cli::new(env!("CARGO_BIN_EXE_eventfold"))
         .env("USER", "tester")
-        .output()
-        .expect("run eventfold")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+        .run(args)
 }
 
 fn append(dir: &str, stream: &str, n: u64) -> Output {
@@ -53,8 +49,8 @@ fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
 
 #[test]
 fn a_damaged_store_is_refused_read_and_repaired_explicitly() {
-    let tmp = tempfile::tempdir().unwrap();
-    let d = tmp.path().to_str().unwrap();
+    let tmp = temp_dir();
+    let d = tmp.arg();
     for n in 0..6 {
         assert!(append(d, &format!("s-{}", n % 2), n).status.success());
     }
@@ -185,8 +181,8 @@ fn a_damaged_store_is_refused_read_and_repaired_explicitly() {
 
 #[test]
 fn repair_on_an_intact_store_says_so_and_changes_nothing() {
-    let tmp = tempfile::tempdir().unwrap();
-    let d = tmp.path().to_str().unwrap();
+    let tmp = temp_dir();
+    let d = tmp.arg();
     assert!(append(d, "s", 1).status.success());
     let before = files(tmp.path());
     let out = eventfold(&["repair", "--data", d]);
@@ -201,9 +197,9 @@ fn repair_on_an_intact_store_says_so_and_changes_nothing() {
 
 #[test]
 fn reading_commands_never_create_a_store() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = temp_dir();
     let missing = tmp.path().join("dta");
-    let read = eventfold(&["read", "--data", missing.to_str().unwrap(), "x"]);
+    let read = eventfold(&["read", "--data", path_arg(&missing), "x"]);
     assert!(!read.status.success());
     assert!(
         text(&read.stderr).contains("holds no eventfold store"),

@@ -2,12 +2,20 @@
 //! client in another language would; stopped with SIGTERM (graceful: it exits 0) and
 //! started again on the same data directory, where everything acknowledged is still there.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+
+use eventfold_testsupport::cli::{Cli, Served};
+use eventfold_testsupport::dirs::{path_arg, temp_dir};
+
+/// The `eventfold` binary of this crate.
+fn eventfold() -> Cli {
+    Cli::new(env!("CARGO_BIN_EXE_eventfold"))
+}
 
 struct Server {
-    child: Child,
+    process: Served,
     address: String,
 }
 
@@ -21,35 +29,19 @@ impl Server {
     }
 
     fn command(data: &std::path::Path, extra: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_eventfold"));
-        command
-            .args([
-                "serve",
-                "--data",
-                data.to_str().unwrap(),
-                "--listen",
-                "127.0.0.1:0",
-            ])
-            .args(extra)
-            .env_remove("EVENTFOLD_DATA")
-            .stdout(Stdio::piped());
+        let mut command =
+            eventfold().command(&["serve", "--data", path_arg(data), "--listen", "127.0.0.1:0"]);
+        command.args(extra);
         command
     }
 
     /// Starts `command` and waits for the address it announces.
-    fn spawn(mut command: Command) -> Server {
-        let mut child = command.spawn().expect("start eventfold serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let address = line
-            .split("://")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .unwrap_or_else(|| panic!("no address in '{line}'"))
-            .to_string();
-        Server { child, address }
+    fn spawn(command: Command) -> Server {
+        let process = Served::spawn(command);
+        Server {
+            address: process.address().to_string(),
+            process,
+        }
     }
 
     /// One HTTP/1.1 request; returns the status and the body.
@@ -63,26 +55,14 @@ impl Server {
         try_request(&self.address, method, path, headers, body).expect("the server answers")
     }
 
-    fn stop(mut self) {
-        let pid = self.child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-        let status = self.child.wait().unwrap();
-        assert!(
-            status.success(),
-            "serve must exit 0 on SIGTERM, got {status}"
-        );
+    fn stop(self) {
+        self.process.stop();
     }
 }
 
 #[test]
 fn the_server_speaks_the_contract_and_keeps_what_it_acknowledged() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = temp_dir();
     let server = Server::start(dir.path());
     let (status, body) = server.request(
         "POST",
@@ -186,16 +166,12 @@ fn try_request(
 }
 
 fn cli(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_eventfold"))
-        .args(args)
-        .env_remove("EVENTFOLD_DATA")
-        .output()
-        .unwrap()
+    eventfold().run(args)
 }
 
 #[test]
 fn schemas_registered_with_the_cli_convert_reads_and_survive_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = temp_dir();
     let server = Server::start(dir.path());
     let url = format!("http://{}", server.address);
     let (status, body) = server.request(
@@ -259,7 +235,7 @@ fn schemas_registered_with_the_cli_convert_reads_and_survive_a_restart() {
         "schema",
         "list",
         "--data",
-        dir.path().to_str().unwrap(),
+        dir.arg(),
         "InventoryItemDeactivated",
     ]);
     assert!(
@@ -283,8 +259,8 @@ fn schemas_registered_with_the_cli_convert_reads_and_survive_a_restart() {
 
 #[test]
 fn schema_register_on_a_data_directory_checks_and_explains() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().to_str().unwrap();
+    let dir = temp_dir();
+    let data = dir.arg();
     let bad = cli(&[
         "schema",
         "register",
@@ -320,7 +296,7 @@ fn schema_register_on_a_data_directory_checks_and_explains() {
 
 #[test]
 fn tail_on_a_server_follows_appends_live() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = temp_dir();
     let server = Server::start(dir.path());
     let url = format!("http://{}", server.address);
     let (status, _) = server.request(
@@ -331,9 +307,8 @@ fn tail_on_a_server_follows_appends_live() {
     );
     assert_eq!(status, 201);
     // Without --from, tail shows only what comes after it started.
-    let tail = Command::new(env!("CARGO_BIN_EXE_eventfold"))
-        .args(["tail", "--server", &url, "order-1", "--count", "2"])
-        .env_remove("EVENTFOLD_DATA")
+    let tail = eventfold()
+        .command(&["tail", "--server", &url, "order-1", "--count", "2"])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -370,7 +345,7 @@ fn tail_on_a_server_follows_appends_live() {
 
 #[test]
 fn a_server_with_users_needs_tokens_and_the_cli_sends_them() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = temp_dir();
     let auth = dir.path().join("auth.toml");
     std::fs::write(
         &auth,
@@ -378,7 +353,7 @@ fn a_server_with_users_needs_tokens_and_the_cli_sends_them() {
     )
     .unwrap();
     let data = dir.path().join("data");
-    let server = Server::start_with(&data, &["--auth", auth.to_str().unwrap()]);
+    let server = Server::start_with(&data, &["--auth", path_arg(&auth)]);
     let url = format!("http://{}", server.address);
     let (status, body) = server.request("GET", "/streams/order-1", &[], "");
     assert_eq!(status, 401, "{body}");
@@ -416,12 +391,9 @@ fn a_server_with_users_needs_tokens_and_the_cli_sends_them() {
         "{}",
         String::from_utf8_lossy(&appended.stderr)
     );
-    let listed = Command::new(env!("CARGO_BIN_EXE_eventfold"))
-        .args(["streams", "--server", &url])
+    let listed = eventfold()
         .env("EVENTFOLD_TOKEN", "ops-token-0123456789")
-        .env_remove("EVENTFOLD_DATA")
-        .output()
-        .unwrap();
+        .run(&["streams", "--server", &url]);
     assert!(
         listed.status.success(),
         "{}",
@@ -436,14 +408,8 @@ fn a_server_with_users_needs_tokens_and_the_cli_sends_them() {
 
 #[test]
 fn serve_refuses_a_public_address_without_authentication() {
-    let dir = tempfile::tempdir().unwrap();
-    let output = cli(&[
-        "serve",
-        "--data",
-        dir.path().to_str().unwrap(),
-        "--listen",
-        "0.0.0.0:0",
-    ]);
+    let dir = temp_dir();
+    let output = cli(&["serve", "--data", dir.arg(), "--listen", "0.0.0.0:0"]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -454,7 +420,7 @@ fn serve_refuses_a_public_address_without_authentication() {
 
 #[test]
 fn serve_refuses_limits_it_cannot_serve_before_listening() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = temp_dir();
     for (flag, value, named) in [
         ("--connections-max", "0", "connections_max"),
         ("--header-read-timeout-ms", "0", "header_read_timeout_ms"),
@@ -463,7 +429,7 @@ fn serve_refuses_limits_it_cannot_serve_before_listening() {
         let output = cli(&[
             "serve",
             "--data",
-            dir.path().to_str().unwrap(),
+            dir.arg(),
             "--listen",
             "127.0.0.1:0",
             flag,
@@ -488,7 +454,7 @@ fn every_acknowledged_http_append_survives_kill_9() {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
 
-    let dir = tempfile::tempdir().unwrap();
+    let dir = temp_dir();
     let data = dir.path().join("data");
     let log = dir.path().join("server.log");
     let mut command = Server::command(&data, &[]);
@@ -540,8 +506,7 @@ fn every_acknowledged_http_append_survives_kill_9() {
         );
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
-    server.child.kill().unwrap(); // SIGKILL: no shutdown code runs.
-    server.child.wait().unwrap();
+    server.process.kill(); // SIGKILL: no shutdown code runs.
     for client in clients {
         client.join().unwrap();
     }
@@ -579,7 +544,7 @@ fn every_acknowledged_http_append_survives_kill_9() {
 /// `--ca-cert` trusting the server's self-signed certificate.
 #[test]
 fn serve_over_tls_with_a_self_signed_certificate() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = temp_dir();
     let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
     let cert = dir.path().join("cert.pem");
     let key = dir.path().join("key.pem");
@@ -588,12 +553,7 @@ fn serve_over_tls_with_a_self_signed_certificate() {
     let data = dir.path().join("data");
     let server = Server::start_with(
         &data,
-        &[
-            "--tls-cert",
-            cert.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
-        ],
+        &["--tls-cert", path_arg(&cert), "--tls-key", path_arg(&key)],
     );
     let port = server.address.rsplit(':').next().unwrap();
     let url = format!("https://localhost:{port}");
@@ -603,7 +563,7 @@ fn serve_over_tls_with_a_self_signed_certificate() {
         "--server",
         &url,
         "--ca-cert",
-        cert.to_str().unwrap(),
+        path_arg(&cert),
         "order-1",
         "--type",
         "OrderPlaced",
@@ -620,7 +580,7 @@ fn serve_over_tls_with_a_self_signed_certificate() {
         "--server",
         &url,
         "--ca-cert",
-        cert.to_str().unwrap(),
+        path_arg(&cert),
         "order-1",
     ]);
     assert!(
@@ -648,7 +608,7 @@ fn serve_over_tls_with_a_self_signed_certificate() {
 #[cfg(target_os = "linux")]
 #[test]
 fn sigterm_interrupts_a_converter_under_way() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = temp_dir();
     let server = Server::start_with(
         dir.path(),
         &[
@@ -676,7 +636,7 @@ fn sigterm_interrupts_a_converter_under_way() {
             .collect();
         fields[11].parse().unwrap()
     };
-    let pid = server.child.id();
+    let pid = server.process.pid();
     let idle = cpu_ticks(pid);
     let address = server.address.clone();
     let registration = std::thread::spawn(move || {
@@ -711,8 +671,8 @@ fn sigterm_interrupts_a_converter_under_way() {
 /// streams are skipped.
 #[test]
 fn an_export_with_a_hard_delete_imports_into_a_data_directory_and_a_server() {
-    let source = tempfile::tempdir().unwrap();
-    let s = source.path().to_str().unwrap();
+    let source = temp_dir();
+    let s = source.arg();
     for (stream, expected) in [
         ("order-1", "no_stream"),
         ("order-1", "0"),
@@ -755,16 +715,16 @@ fn an_export_with_a_hard_delete_imports_into_a_data_directory_and_a_server() {
         );
     }
     let file = source.path().join("export.ndjson");
-    let out = cli(&["export", "--data", s, "--output", file.to_str().unwrap()]);
+    let out = cli(&["export", "--data", s, "--output", path_arg(&file)]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let copy = tempfile::tempdir().unwrap();
-    let c = copy.path().to_str().unwrap();
-    let out = cli(&["import", "--data", c, file.to_str().unwrap()]);
+    let copy = temp_dir();
+    let c = copy.arg();
+    let out = cli(&["import", "--data", c, path_arg(&file)]);
     assert!(
         out.status.success(),
         "{}",
@@ -787,10 +747,10 @@ fn an_export_with_a_hard_delete_imports_into_a_data_directory_and_a_server() {
     ]);
     assert!(!out.status.success(), "order-2 stays deleted in the copy");
 
-    let served = tempfile::tempdir().unwrap();
+    let served = temp_dir();
     let server = Server::start(served.path());
     let url = format!("http://{}", server.address);
-    let out = cli(&["import", "--server", &url, file.to_str().unwrap()]);
+    let out = cli(&["import", "--server", &url, path_arg(&file)]);
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("hard-deleted 1 streams"), "{stderr}");

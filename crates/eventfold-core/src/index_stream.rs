@@ -11,11 +11,9 @@ use std::collections::VecDeque;
 
 use crate::error::{Error, Result};
 use crate::event::RecordedEvent;
+use crate::page::PAGE_EVENTS;
 use crate::store::{AllFilter, Direction, EventStore, ReadAll, ReadStream};
 use crate::stream::{Position, category_of};
-
-/// Events scanned per page by the generic reader.
-const PAGE_EVENTS: u64 = 1_000;
 
 /// A read-only view of the log.
 ///

@@ -13,6 +13,12 @@ use crate::index_stream::IndexStream;
 use crate::store::{AllSlice, Direction, EventStore, ReadAll, ReadStream};
 use crate::stream::Revision;
 
+/// Events read per page where core walks the log over the trait (the generic reader
+/// of index streams scans `$all` with it). A page is held in memory whole, so a
+/// thousand events of a few kilobytes stay a few megabytes; and a filtered scan that
+/// matches little still moves through the log in few calls.
+pub(crate) const PAGE_EVENTS: u64 = 1_000;
+
 /// What an event's JSON form adds to its data, metadata, stream name and type: keys,
 /// id, numbers and timestamp.
 const ENVELOPE_BYTES: usize = 160;

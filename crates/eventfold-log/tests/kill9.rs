@@ -5,16 +5,18 @@
 //! The test runs its own binary again as the writer child (selected by an environment
 //! variable), so no extra program is needed.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use eventfold_core::{EventData, EventStore, ExpectedVersion, ReadStream, Revision};
 use eventfold_log::{LogOptions, LogStore};
+use eventfold_testsupport::crash::SelfChild;
 use uuid::Uuid;
 
-const CHILD_ENV: &str = "EVENTFOLD_KILL9_CHILD_DIR";
-const TEST_NAME: &str = "sigkill_while_appending_loses_no_acknowledged_event";
+/// This test, run again as the writer child with the data directory in the variable.
+const WRITER: SelfChild = SelfChild::new(
+    "sigkill_while_appending_loses_no_acknowledged_event",
+    "EVENTFOLD_KILL9_CHILD_DIR",
+);
 
 fn options() -> LogOptions {
     // Small segments so that kills also land during sealing.
@@ -61,27 +63,20 @@ fn child(dir: &str) {
 
 #[test]
 fn sigkill_while_appending_loses_no_acknowledged_event() {
-    if let Ok(dir) = std::env::var(CHILD_ENV) {
+    if let Some(dir) = WRITER.role() {
         child(&dir);
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let mut acked: Vec<(String, u64, Uuid)> = Vec::new();
     for round in 0..3 {
-        let mut process = Command::new(std::env::current_exe().unwrap())
-            .args([TEST_NAME, "--exact", "--nocapture", "--test-threads=1"])
-            .env(CHILD_ENV, dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the writer child");
-        let mut lines = BufReader::new(process.stdout.take().unwrap()).lines();
+        let mut process = WRITER.spawn(dir.path());
         let started = Instant::now();
         let mut this_round = 0;
         let target = 1500 + round * 700;
         while this_round < target && started.elapsed() < Duration::from_secs(60) {
-            match lines.next() {
-                Some(Ok(line)) if line.starts_with("ACK ") => {
+            match process.next_line() {
+                Some(line) if line.starts_with("ACK ") => {
                     acked.push(parse(&line));
                     this_round += 1;
                 }
@@ -89,14 +84,12 @@ fn sigkill_while_appending_loses_no_acknowledged_event() {
                 None => break,
             }
         }
-        process.kill().expect("SIGKILL");
-        // Acknowledgements printed before the kill are still in the pipe.
-        for line in lines.map_while(Result::ok) {
+        // SIGKILL; acknowledgements printed before the kill are still in the pipe.
+        for line in process.kill() {
             if line.starts_with("ACK ") {
                 acked.push(parse(&line));
             }
         }
-        let _ = process.wait();
         assert!(
             this_round >= target,
             "round {round}: the child stopped acknowledging early"

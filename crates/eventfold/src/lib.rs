@@ -21,6 +21,7 @@
 
 mod aggregate;
 mod command;
+mod command_log;
 mod error;
 mod event;
 pub mod process;
@@ -30,14 +31,22 @@ mod repository;
 pub mod streams;
 pub mod testkit;
 
+/// Events read per page where the framework walks the store: loading one aggregate's
+/// stream, a process runner catching up on `$all`. A page is held whole in memory (a
+/// load folds one page at a time), so a thousand events of a few kilobytes stay a few
+/// megabytes; over HTTP a page is one request, so a long stream still loads in few
+/// round trips.
+const PAGE_EVENTS: u64 = 1_024;
+
 pub use aggregate::{Aggregate, Decision};
 pub use command::{
     Accepted, COMMAND_CAUSATION_ID_KEY, CommandError, CommandOutcome, Envelope, Written,
 };
+pub use command_log::outcome;
 pub use error::{Error, Result};
 pub use event::{DomainEvent, EventType, IdentityUpcaster, Upcaster};
 pub use queue::CommandQueue;
-pub use repository::{Loaded, Repository, outcome};
+pub use repository::{Loaded, Repository};
 
 pub use eventfold_core::{
     EventData, EventStore, ExpectedVersion, InMemoryStore, Position, ReadStream, RecordedEvent,

@@ -4,14 +4,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use eventfold_core::{EventStore, ExpectedVersion, Subscription};
+use eventfold_core::Subscription;
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 use crate::aggregate::Aggregate;
 use crate::command::{CommandError, CommandIds, CommandOutcome, Envelope};
+use crate::command_log::{CommandLog, outcome};
 use crate::error::{Error, Result};
-use crate::repository::{Repository, last_event, outcome};
+use crate::repository::Repository;
 use crate::streams;
 
 /// Commands handled at once by a queue, by default.
@@ -133,22 +134,19 @@ where
                 // Accepted or rejected: the repository recorded the outcome.
                 Ok(_) | Err(CommandError::Rejected { .. }) => None,
                 Err(CommandError::Failed(Error::AlreadyRejected { .. })) => None,
-                Err(CommandError::Failed(error)) => Some(CommandOutcome::Failed {
-                    error: error.to_string(),
-                }),
+                Err(CommandError::Failed(error)) => Some(error.to_string()),
             }
         });
         runtime.spawn(async move {
             // Held until the outcome is recorded: the bound covers the whole command.
             let _permit = permit;
-            let outcome = match handling.await {
+            let failure = match handling.await {
                 Ok(None) => return,
-                Ok(Some(failed)) => failed,
-                Err(join) => CommandOutcome::Failed {
-                    error: describe(join),
-                },
+                Ok(Some(failure)) => failure,
+                Err(join) => describe(join),
             };
-            if let Err(error) = record(store.as_ref(), ids, &outcome).await {
+            let mut log = CommandLog::new(store.as_ref(), ids, 1);
+            if let Err(error) = log.record_failure(failure).await {
                 tracing::error!(%error, command_id = %ids.command_id, "command outcome not recorded");
             }
         });
@@ -235,22 +233,4 @@ fn describe(join: tokio::task::JoinError) -> String {
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "(no message)".to_string());
     format!("the command's handling panicked: {message}")
-}
-
-/// Records `outcome` for the command, unless a final outcome is there already (a
-/// failure may be followed by the outcome of a retry).
-async fn record(store: &dyn EventStore, ids: CommandIds, outcome: &CommandOutcome) -> Result<()> {
-    let stream = streams::command(ids.command_id);
-    let expected = match last_event(store, &stream).await? {
-        None => ExpectedVersion::NoStream,
-        Some(last) => match CommandOutcome::from_record(&last)? {
-            CommandOutcome::Failed { .. } => ExpectedVersion::Exact(last.revision),
-            _ => return Ok(()),
-        },
-    };
-    let event = ids.outcome_record(outcome)?;
-    match store.append(&stream, expected, vec![event]).await {
-        Ok(_) | Err(eventfold_core::Error::WrongExpectedVersion { .. }) => Ok(()),
-        Err(error) => Err(error.into()),
-    }
 }

@@ -13,12 +13,11 @@ use serde_json::value::RawValue;
 
 use crate::aggregate::Aggregate;
 use crate::command::{Accepted, CommandError, CommandIds, CommandOutcome, Envelope, Written};
+use crate::command_log::{CommandLog, Settled};
 use crate::error::{Error, Result};
 use crate::event::{DomainEvent, Upcaster, identity, upcast_decode};
-use crate::streams;
+use crate::{PAGE_EVENTS, streams};
 
-/// Events read per page while loading one stream.
-const PAGE_EVENTS: u64 = 8192;
 /// Times a command is decided before a conflict is reported, by default.
 const ATTEMPTS_MAX_DEFAULT: u32 = 4;
 /// Stored type of snapshot records.
@@ -184,15 +183,6 @@ impl<A> Loaded<A> {
     }
 }
 
-/// What the command log says about a command id.
-enum Prior {
-    Unknown,
-    Accepted(Accepted),
-    Rejected(String),
-    /// A failure was recorded at this revision; the command may be handled again.
-    Failed(Revision),
-}
-
 impl<A: Aggregate> Repository<A> {
     /// A repository over `store`, with no upcasting, no snapshots and 4 attempts per
     /// command.
@@ -255,13 +245,11 @@ impl<A: Aggregate> Repository<A> {
         streams: &[&str],
         command: Envelope<A::Command>,
     ) -> Result<Accepted, CommandError<A::Rejection>> {
-        let outcome_stream = streams::command(command.command_id());
-        let mut outcome_expected = match self.prior(&command, &outcome_stream).await? {
-            Prior::Unknown => ExpectedVersion::NoStream,
-            Prior::Failed(revision) => ExpectedVersion::Exact(revision),
-            Prior::Accepted(accepted) => return Ok(accepted),
-            Prior::Rejected(reason) => return Err(rejected_before(&command, reason)),
-        };
+        let ids = CommandIds::from(&command);
+        let mut log = CommandLog::new(self.store.as_ref(), ids, self.attempts_max);
+        if let Some(settled) = log.settled().await? {
+            return answer(&command, settled);
+        }
         let mut loaded = self.load_inner(streams).await?;
         let mut attempts = 0;
         loop {
@@ -269,55 +257,17 @@ impl<A: Aggregate> Repository<A> {
             let decision = match loaded.state.decide(command.command()) {
                 Ok(decision) => decision,
                 Err(reason) => {
-                    // A concurrent handler of this same command may have committed
-                    // since we looked: its answer wins over deciding again on the
-                    // state it produced.
-                    if let Prior::Accepted(accepted) = self.prior(&command, &outcome_stream).await?
-                    {
-                        return Ok(accepted);
-                    }
-                    let outcome = CommandOutcome::Rejected {
-                        reason: reason.to_string(),
-                    };
-                    return match self
-                        .record_final(&command, &outcome_stream, outcome_expected, &outcome)
-                        .await?
-                    {
-                        Some(Prior::Accepted(accepted)) => Ok(accepted),
+                    return match log.settle_rejected(reason.to_string()).await? {
+                        Settled::Accepted(accepted) => Ok(accepted),
                         // Recorded, or another handler recorded a rejection: either way
                         // the command is rejected; ours is the typed reason.
-                        Some(_) => Err(CommandError::Rejected { reason }),
-                        None => Err(Error::Conflict {
-                            stream: outcome_stream,
-                            attempts: self.attempts_max,
-                        }
-                        .into()),
+                        Settled::Rejected(_) => Err(CommandError::Rejected { reason }),
                     };
                 }
             };
             if decision.is_empty() {
-                if let Prior::Accepted(accepted) = self.prior(&command, &outcome_stream).await? {
-                    return Ok(accepted);
-                }
-                let outcome = CommandOutcome::Accepted {
-                    revision: loaded.revision(),
-                    written: Vec::new(),
-                    position: None,
-                };
-                return match self
-                    .record_final(&command, &outcome_stream, outcome_expected, &outcome)
-                    .await?
-                {
-                    Some(Prior::Accepted(accepted)) => Ok(accepted),
-                    Some(Prior::Rejected(reason)) => Err(rejected_before(&command, reason)),
-                    // The command log kept changing (`record_final` answers no other
-                    // outcome).
-                    Some(Prior::Failed(_) | Prior::Unknown) | None => Err(Error::Conflict {
-                        stream: outcome_stream,
-                        attempts: self.attempts_max,
-                    }
-                    .into()),
-                };
+                let settled = log.settle_unchanged(loaded.revision()).await?;
+                return answer(&command, settled);
             }
             let planned = plan(&loaded, &command, decision.into_targets())?;
             let outcome = CommandOutcome::Accepted {
@@ -326,11 +276,7 @@ impl<A: Aggregate> Repository<A> {
                 position: None,
             };
             let mut writes = planned.writes;
-            writes.push(StreamWrite::new(
-                outcome_stream.clone(),
-                outcome_expected,
-                vec![CommandIds::from(&command).outcome_record(&outcome)?],
-            ));
+            writes.push(log.write(&outcome)?);
             let error = match self.store.append_multi(writes).await {
                 Ok(results) => {
                     let position = results.last().map(|r| r.position);
@@ -361,17 +307,8 @@ impl<A: Aggregate> Repository<A> {
                 Err(error) => error,
             };
             // Did another handler of the same command id get there first?
-            if matches!(
-                error,
-                eventfold_core::Error::WrongExpectedVersion { .. }
-                    | eventfold_core::Error::IdempotencyConflict { .. }
-            ) {
-                match self.prior(&command, &outcome_stream).await? {
-                    Prior::Accepted(accepted) => return Ok(accepted),
-                    Prior::Rejected(reason) => return Err(rejected_before(&command, reason)),
-                    Prior::Failed(revision) => outcome_expected = ExpectedVersion::Exact(revision),
-                    Prior::Unknown => {}
-                }
+            if let Some(settled) = log.after_failed_append(&error).await? {
+                return answer(&command, settled);
             }
             let eventfold_core::Error::WrongExpectedVersion { stream, .. } = error else {
                 return Err(error.into());
@@ -381,76 +318,6 @@ impl<A: Aggregate> Repository<A> {
             }
             self.catch_up(&mut loaded).await?;
         }
-    }
-
-    /// Records a final outcome that writes no events (a rejection, or an acceptance
-    /// that changed nothing) in the command log, at the expected version the command
-    /// was handled against, so that the command id keeps this one answer. When another
-    /// handler recorded an outcome first (a wrong expected version), its answer is the
-    /// command's; a failure it recorded is written over. Answers the recorded final
-    /// outcome, `None` when the command log kept changing.
-    async fn record_final(
-        &self,
-        command: &Envelope<A::Command>,
-        outcome_stream: &str,
-        mut expected: ExpectedVersion,
-        outcome: &CommandOutcome,
-    ) -> Result<Option<Prior>> {
-        let record = CommandIds::from(command).outcome_record(outcome)?;
-        for _ in 0..self.attempts_max {
-            let written = self
-                .store
-                .append(outcome_stream, expected, vec![record.clone()])
-                .await;
-            match written {
-                Ok(result) => {
-                    return Ok(Some(match outcome {
-                        CommandOutcome::Accepted {
-                            revision, written, ..
-                        } => Prior::Accepted(Accepted {
-                            command_id: command.command_id(),
-                            revision: *revision,
-                            written: written.clone(),
-                            position: Some(result.position),
-                            duplicate: false,
-                        }),
-                        CommandOutcome::Rejected { reason } => Prior::Rejected(reason.clone()),
-                        CommandOutcome::Failed { .. } => Prior::Unknown,
-                    }));
-                }
-                Err(eventfold_core::Error::WrongExpectedVersion { .. }) => {
-                    match self.prior(command, outcome_stream).await? {
-                        Prior::Failed(revision) => expected = ExpectedVersion::Exact(revision),
-                        Prior::Unknown => expected = ExpectedVersion::NoStream,
-                        final_outcome => return Ok(Some(final_outcome)),
-                    }
-                }
-                Err(error) => return Err(error.into()),
-            }
-        }
-        Ok(None)
-    }
-
-    /// What the command log holds for this command.
-    async fn prior(&self, command: &Envelope<A::Command>, outcome_stream: &str) -> Result<Prior> {
-        let Some(last) = last_event(self.store.as_ref(), outcome_stream).await? else {
-            return Ok(Prior::Unknown);
-        };
-        Ok(match CommandOutcome::from_record(&last)? {
-            CommandOutcome::Accepted {
-                revision,
-                written,
-                position,
-            } => Prior::Accepted(Accepted {
-                command_id: command.command_id(),
-                revision,
-                written,
-                position,
-                duplicate: true,
-            }),
-            CommandOutcome::Rejected { reason } => Prior::Rejected(reason),
-            CommandOutcome::Failed { .. } => Prior::Failed(last.revision),
-        })
     }
 
     /// Loads without writing a snapshot.
@@ -788,11 +655,16 @@ fn plan<A: Aggregate>(
     Ok(planned)
 }
 
-fn rejected_before<C, R>(command: &Envelope<C>, reason: String) -> CommandError<R> {
-    CommandError::Failed(Error::AlreadyRejected {
-        command_id: command.command_id(),
-        reason,
-    })
+/// The answer to a command the command log holds a final outcome for: its acceptance,
+/// or its rejection recorded before (as text: the typed reason was not kept).
+fn answer<C, R>(command: &Envelope<C>, settled: Settled) -> Result<Accepted, CommandError<R>> {
+    match settled {
+        Settled::Accepted(accepted) => Ok(accepted),
+        Settled::Rejected(reason) => Err(CommandError::Failed(Error::AlreadyRejected {
+            command_id: command.command_id(),
+            reason,
+        })),
+    }
 }
 
 fn check_streams(streams: &[&str]) -> Result<()> {
@@ -840,23 +712,5 @@ pub(crate) async fn last_event(
         Ok(mut events) => Ok(events.pop()),
         Err(eventfold_core::Error::StreamNotFound { .. }) => Ok(None),
         Err(error) => Err(error.into()),
-    }
-}
-
-/// The recorded outcome of command `command_id`, if any (see [`CommandOutcome`]).
-///
-/// ```
-/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-/// let store = eventfold::InMemoryStore::new();
-/// assert_eq!(eventfold::outcome(&store, uuid::Uuid::now_v7()).await.unwrap(), None);
-/// # });
-/// ```
-pub async fn outcome(
-    store: &dyn EventStore,
-    command_id: uuid::Uuid,
-) -> Result<Option<CommandOutcome>> {
-    match last_event(store, &streams::command(command_id)).await? {
-        Some(event) => CommandOutcome::from_record(&event).map(Some),
-        None => Ok(None),
     }
 }

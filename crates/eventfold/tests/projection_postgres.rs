@@ -10,6 +10,7 @@ use eventfold::projection::{
     Context, HandlerError, PostgresReadModel, Projection, ProjectionRunner, ReadModelDb, Tables,
 };
 use eventfold::{DomainEvent, InMemoryStore, RecordedEvent};
+use eventfold_testsupport::postgres::{TestSchema, database_url};
 use postgres::Transaction;
 use projection_support::*;
 
@@ -80,25 +81,6 @@ impl Projection<PostgresReadModel> for PgUnread {
     }
 }
 
-/// Drops the test's schema at the end, even when the test fails.
-struct Schema {
-    url: String,
-    name: String,
-}
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        let (url, name) = (self.url.clone(), self.name.clone());
-        // The blocking client must not run on the test's runtime thread.
-        let _ = std::thread::spawn(move || {
-            if let Ok(mut client) = postgres::Client::connect(&url, postgres::NoTls) {
-                let _ = client.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"));
-            }
-        })
-        .join();
-    }
-}
-
 async fn read_unread(db: &ReadModelDb<PostgresReadModel>) -> BTreeMap<String, i64> {
     db.call(|m| {
         m.client()
@@ -130,17 +112,9 @@ async fn table_exists(db: &ReadModelDb<PostgresReadModel>, table: &'static str) 
 
 #[tokio::test]
 async fn postgres_read_model_checkpoints_rebuilds_and_records_effects_once() {
-    let Ok(url) = std::env::var("EVENTFOLD_TEST_POSTGRES_URL") else {
-        eprintln!(
-            "SKIPPED: postgres_read_model_checkpoints_rebuilds_and_records_effects_once \
-             needs EVENTFOLD_TEST_POSTGRES_URL (a PostgreSQL database to create a schema in)"
-        );
-        return;
-    };
-    let schema = Schema {
-        url: url.clone(),
-        name: format!("eventfold_projection_{}", uuid::Uuid::new_v4().simple()),
-    };
+    let Some(url) = database_url() else { return };
+    // Dropped at the end, even when the test fails.
+    let schema = TestSchema::new(&url, "eventfold_projection");
     let store = Arc::new(InMemoryStore::new());
     let mut events = workload(0, 30);
     let head = append(store.as_ref(), &events).await;

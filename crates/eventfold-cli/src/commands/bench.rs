@@ -523,7 +523,7 @@ fn replay_all(store: &LogStore) -> anyhow::Result<(u64, u64)> {
     let mut from = Position(0);
     let (mut events, mut payload) = (0u64, 0u64);
     loop {
-        let page = store.read_all_blocking(&ReadAll::from(from, 10_000))?;
+        let page = store.read_all_blocking(&ReadAll::from(from, super::PAGE_EVENTS))?;
         events += page.events.len() as u64;
         payload += page.events.iter().map(|e| e.data.len() as u64).sum::<u64>();
         from = page.next;

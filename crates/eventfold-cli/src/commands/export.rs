@@ -17,8 +17,6 @@ use uuid::Uuid;
 
 use crate::StoreArgs;
 
-/// Events read per page while exporting.
-const PAGE_EVENTS: u64 = 5_000;
 /// Most events of one stream imported in one append.
 const IMPORT_BATCH_EVENTS: usize = 1_000;
 
@@ -61,7 +59,9 @@ pub async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
     let mut from = Position(args.from);
     let mut exported = 0u64;
     loop {
-        let page = store.read_all(ReadAll::from(from, PAGE_EVENTS)).await?;
+        let page = store
+            .read_all(ReadAll::from(from, super::PAGE_EVENTS))
+            .await?;
         for event in &page.events {
             writeln!(out, "{}", event.to_json_line())?;
         }

@@ -17,6 +17,12 @@ pub mod verify;
 use anyhow::Context;
 use eventfold_log::{LogOptions, LogStore};
 
+/// Events read per page by the commands that walk the log (read, export, replay, and
+/// bench's replay). A page is held whole in memory before it is written out, so it
+/// stays a few megabytes for events of a few hundred bytes; and it is below the
+/// server's 10,000 events per request, so over `--server` one page is one request.
+pub const PAGE_EVENTS: u64 = 5_000;
+
 /// Opens the store a command that only reads names: a data directory opened read-only
 /// (nothing in it changes, a damaged store still reads up to the damage, and a
 /// directory that holds no store is an error rather than a new empty store), or a

@@ -26,9 +26,6 @@ pub struct Args {
     backward: bool,
 }
 
-/// Events read per page of `$all`.
-const PAGE_EVENTS: u64 = 10_000;
-
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let store = super::open_target_for_reading(&args.target)?;
     let stdout = std::io::stdout();
@@ -46,7 +43,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         let mut left = limit;
         while left > 0 {
             let page = store
-                .read_all(ReadAll::from(from, left.min(PAGE_EVENTS)))
+                .read_all(ReadAll::from(from, left.min(super::PAGE_EVENTS)))
                 .await?;
             print(&page.events)?;
             left -= page.events.len() as u64;

@@ -39,9 +39,6 @@ pub struct Args {
     checkpoint: Option<PathBuf>,
 }
 
-/// Events read per page.
-const PAGE_EVENTS: u64 = 5_000;
-
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let store = super::open_target_for_reading(&args.target)?;
     let from = match (args.from, &args.checkpoint) {
@@ -110,7 +107,7 @@ async fn copy(
     let mut replayed = 0;
     let mut lines = Vec::new();
     while from.get() < end {
-        let want = PAGE_EVENTS.min(end - from.get());
+        let want = super::PAGE_EVENTS.min(end - from.get());
         let page = store
             .read_all(ReadAll::from(from, want).filtered(filter.clone()))
             .await?;

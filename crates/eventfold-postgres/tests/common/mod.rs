@@ -14,45 +14,29 @@ use eventfold_core::{
     RecordedEvent, Result, Revision, StreamWrite,
 };
 use eventfold_postgres::{PostgresOptions, PostgresStore};
-
-/// The variable naming the test database.
-pub const URL_VARIABLE: &str = "EVENTFOLD_TEST_POSTGRES_URL";
+pub use eventfold_testsupport::postgres::database_url;
 
 /// Longest a test waits for something that should happen at once.
 pub const WAIT_MAX: Duration = Duration::from_secs(20);
 
-/// The test database's URL, or `None` after saying loudly on stderr that the running
-/// test is skipped.
-pub fn database_url() -> Option<String> {
-    match std::env::var(URL_VARIABLE) {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            let test = std::thread::current()
-                .name()
-                .unwrap_or("this test")
-                .to_string();
-            eprintln!(
-                "SKIPPED: {test} needs {URL_VARIABLE} (a PostgreSQL database where it may create \
-                 and drop schemas, e.g. postgres://postgres@127.0.0.1:5432/test)"
-            );
-            None
-        }
-    }
-}
-
-/// A fresh schema, dropped (with everything in it) when the guard is dropped.
+/// A fresh schema for a PostgresStore, dropped (with everything in it) when the guard
+/// is dropped (`url` and `name` are the shared guard's).
 #[derive(Debug)]
-pub struct TestSchema {
-    pub url: String,
-    pub name: String,
+pub struct TestSchema(eventfold_testsupport::postgres::TestSchema);
+
+impl std::ops::Deref for TestSchema {
+    type Target = eventfold_testsupport::postgres::TestSchema;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 impl TestSchema {
     pub fn new(url: &str) -> Self {
-        TestSchema {
-            url: url.to_string(),
-            name: format!("ef_test_{}", uuid::Uuid::new_v4().simple()),
-        }
+        TestSchema(eventfold_testsupport::postgres::TestSchema::new(
+            url, "ef_test",
+        ))
     }
 
     /// Options for a store in this schema, with a small pool (tests run side by side).
@@ -83,38 +67,6 @@ impl TestSchema {
             let _ = connection.await;
         });
         client
-    }
-}
-
-impl Drop for TestSchema {
-    fn drop(&mut self) {
-        // Dropped inside a runtime (often while unwinding): clean up from a thread of
-        // its own with a runtime of its own.
-        let url = self.url.clone();
-        let name = self.name.clone();
-        let cleanup = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime to drop the test schema");
-            runtime.block_on(async {
-                let (client, connection) =
-                    tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
-                tokio::spawn(async move {
-                    let _ = connection.await;
-                });
-                client
-                    .batch_execute(&format!(
-                        "SET lock_timeout = '20s'; DROP SCHEMA IF EXISTS \"{name}\" CASCADE"
-                    ))
-                    .await
-            })
-        });
-        match cleanup.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => eprintln!("could not drop test schema {}: {e}", self.name),
-            Err(_) => eprintln!("could not drop test schema {}: cleanup panicked", self.name),
-        }
     }
 }
 
