@@ -1,0 +1,150 @@
+//! Stream administration over HTTP: listing streams, a stream's head, its metadata
+//! (retention and ACL) and deletion. The rules live in `eventfold_core::metadata`;
+//! this module only speaks HTTP.
+
+use axum::Json;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::IntoResponse;
+use bytes::Bytes;
+use eventfold_core::{DeleteMode, StreamMetadata};
+use serde::Deserialize;
+
+use eventfold_wire::{StreamHead, StreamsPage};
+
+use super::request::{Shared, expected_version, invalid_json, json_kind, limit};
+use crate::auth::{Access, Principal};
+use crate::error::ApiError;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ListQuery {
+    /// Only names starting with this (system streams only with a `$` prefix).
+    prefix: Option<String>,
+    /// Names after this one (the `next` of the previous page).
+    after: Option<String>,
+    limit: Option<u64>,
+}
+
+/// `GET /streams?prefix=&after=&limit=`: stream names in order, with their last revision.
+pub(super) async fn list_streams(
+    State(state): Shared,
+    who: Principal,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    state.authorize(&who, Access::All).await?;
+    let Query(query) = query?;
+    let limit = limit(&state.config, query.limit) as usize;
+    let streams = state
+        .store
+        .list_streams(
+            query.prefix.as_deref().unwrap_or(""),
+            query.after.as_deref(),
+            limit,
+        )
+        .await?;
+    let next = (streams.len() == limit)
+        .then(|| streams.last().map(|s| s.stream.clone()))
+        .flatten();
+    Ok(Json(StreamsPage { next, streams }))
+}
+
+/// `GET /streams/{stream}/head`: the stream's last revision (counting hidden and
+/// deleted events, as expected versions do), `null` when it was never written.
+pub(super) async fn stream_head(
+    State(state): Shared,
+    who: Principal,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Path(stream) = path?;
+    state.authorize(&who, Access::Read(&stream)).await?;
+    let last = state.store.stream_revision(&stream).await?;
+    Ok(Json(StreamHead {
+        last_revision: last,
+        stream,
+    }))
+}
+
+/// `GET /streams/{stream}/metadata`: `{"revision", "metadata"}`.
+pub(super) async fn read_metadata(
+    State(state): Shared,
+    who: Principal,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Path(stream) = path?;
+    eventfold_core::validate_stream_name(&stream)?;
+    state.authorize(&who, Access::Metadata(&stream)).await?;
+    Ok(Json(state.store.stream_metadata(&stream).await?))
+}
+
+/// `PUT /streams/{stream}/metadata` with the metadata as JSON and `Expected-Version`
+/// naming the metadata's revision.
+pub(super) async fn write_metadata(
+    State(state): Shared,
+    who: Principal,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Path(stream) = path?;
+    eventfold_core::validate_stream_name(&stream)?;
+    state.authorize(&who, Access::Metadata(&stream)).await?;
+    let expected = expected_version(&headers)?;
+    let body = body?;
+    let invalid = |reason: String| {
+        invalid_json(
+            r#"stream metadata, a JSON object {"max_count"?, "max_age"?, "truncate_before"?, "acl"?: {"read"?, "write"?, "delete"?, "metadata"?}, "custom"?}"#,
+            reason,
+        )
+    };
+    // Parsed as a JSON value first: serde would take an array for the fields in order.
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|e| invalid(e.to_string()))?;
+    if !metadata.is_object() {
+        return Err(invalid(format!("it is {}", json_kind(&metadata))));
+    }
+    if let Some(acl) = metadata
+        .get("acl")
+        .filter(|acl| !acl.is_object() && !acl.is_null())
+    {
+        return Err(invalid(format!("acl is {}", json_kind(acl))));
+    }
+    let metadata: StreamMetadata =
+        serde_json::from_value(metadata).map_err(|e| invalid(e.to_string()))?;
+    let written = state
+        .store
+        .set_stream_metadata(&stream, expected, metadata)
+        .await?;
+    Ok(Json(written))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DeleteQuery {
+    /// `true`: a tombstone (the stream can never be written again).
+    hard: Option<bool>,
+}
+
+/// `DELETE /streams/{stream}[?hard=true]` with an optional `Expected-Version`.
+pub(super) async fn delete_stream(
+    State(state): Shared,
+    who: Principal,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<DeleteQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    let Path(stream) = path?;
+    eventfold_core::validate_stream_name(&stream)?;
+    state.authorize(&who, Access::Delete(&stream)).await?;
+    let Query(query) = query?;
+    let mode = if query.hard.unwrap_or(false) {
+        DeleteMode::Hard
+    } else {
+        DeleteMode::Soft
+    };
+    let expected = expected_version(&headers)?;
+    let deleted = state.store.delete_stream(&stream, expected, mode).await?;
+    tracing::info!(%stream, ?mode, user = %who.name, "stream deleted");
+    Ok(Json(deleted))
+}
