@@ -189,3 +189,52 @@ pub enum ServeError {
     )]
     Unauthenticated(SocketAddr),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_auth_only_loopback_is_served_unless_insecure_allows_it() {
+        let open = ServerConfig::default();
+        for loopback in ["127.0.0.1:2113", "[::1]:2113"] {
+            assert!(open.check_address(loopback.parse().unwrap()).is_ok());
+        }
+        let public: SocketAddr = "0.0.0.0:2113".parse().unwrap();
+        let err = open.check_address(public).unwrap_err();
+        assert!(matches!(err, ServeError::Unauthenticated(at) if at == public));
+        assert!(err.to_string().contains("--auth"), "{err}");
+        assert!(err.to_string().contains("--insecure"), "{err}");
+        let insecure = ServerConfig {
+            insecure: true,
+            ..ServerConfig::default()
+        };
+        assert!(insecure.check_address(public).is_ok());
+        let auth = AuthConfig::from_toml(
+            "[[users]]\nname = \"root\"\ntoken = \"root-token-0123456789\"\nroles = [\"admin\"]\n",
+        )
+        .unwrap();
+        let secured = ServerConfig {
+            auth: Some(auth),
+            ..ServerConfig::default()
+        };
+        assert!(secured.check_address(public).is_ok());
+    }
+
+    #[tokio::test]
+    async fn serve_itself_refuses_a_public_address_without_auth() {
+        let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+        let store = Arc::new(eventfold_core::InMemoryStore::new());
+        let served = serve(
+            store,
+            ServerConfig::default(),
+            listener,
+            std::future::pending(),
+        )
+        .await;
+        assert!(
+            matches!(served, Err(ServeError::Unauthenticated(_))),
+            "{served:?}"
+        );
+    }
+}
