@@ -28,8 +28,8 @@ fn eventfold(args: &[&str]) {
 
 #[test]
 fn read_into_a_closed_pipe_ends_quietly() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().to_str().unwrap();
+    let dir = eventfold_testsupport::dirs::temp_dir();
+    let data = dir.arg();
     eventfold(&[
         "append",
         "--data",
@@ -64,8 +64,8 @@ fn a_command_printing_with_println_ends_quietly_too() {
 
 #[test]
 fn an_empty_stream_name_says_to_quote_all() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().to_str().unwrap();
+    let dir = eventfold_testsupport::dirs::temp_dir();
+    let data = dir.arg();
     eventfold(&[
         "append",
         "--data",

@@ -13,16 +13,17 @@
 //! ```
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use eventfold_core::{
     AllSlice, AppendResult, DeleteMode, DeleteResult, Direction, Error, EventStore,
     ExpectedVersion, MetadataRecord, Position, ReadAll, ReadStream, RecordedEvent, Result,
     Revision, StreamMetadata, StreamSummary, StreamWrite,
 };
+use eventfold_wire::{
+    ErrorBody, EventsPage, Health, NewEvent, StreamHead, StreamsPage, SubscriptionMessage,
+    TransactionResults, TransactionWrite,
+};
 use reqwest::{Client, Method, Response, Url};
-use serde::Deserialize;
-use serde_json::value::RawValue;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// Events asked for per request; the server answers at most 10,000.
 const PAGE_EVENTS: u64 = 10_000;
@@ -42,96 +43,21 @@ fn transport(error: reqwest::Error) -> Error {
     ))
 }
 
-/// An event as the server sends it.
-#[derive(Debug, Deserialize)]
-struct WireEvent {
-    stream: String,
-    revision: u64,
-    position: u64,
-    id: uuid::Uuid,
-    #[serde(rename = "type")]
-    event_type: String,
-    version: u32,
-    data: Box<RawValue>,
-    metadata: Box<RawValue>,
-    recorded_at: String,
-}
-
-impl WireEvent {
-    fn into_event(self) -> Result<RecordedEvent> {
-        let recorded_at = chrono::DateTime::parse_from_rfc3339(&self.recorded_at)
-            .map_err(|e| Error::Backend(format!("server sent a bad recorded_at: {e}")))?
-            .with_timezone(&chrono::Utc);
-        Ok(RecordedEvent {
-            stream: self.stream,
-            revision: Revision(self.revision),
-            position: Position(self.position),
-            id: self.id,
-            event_type: self.event_type,
-            version: self.version,
-            data: Bytes::copy_from_slice(self.data.get().as_bytes()),
-            metadata: Bytes::copy_from_slice(self.metadata.get().as_bytes()),
-            recorded_at,
-        })
+/// The store error a server's error answer stands for: the same kind the server had
+/// (`stream` names the stream when the body does not). An answer that is no error
+/// body (a proxy's, say) is a `Backend` error naming the status and the text.
+fn error_from(status: reqwest::StatusCode, bytes: &[u8], stream: &str) -> Error {
+    match serde_json::from_slice::<ErrorBody>(bytes) {
+        Ok(body) => body.into_error(status, stream),
+        Err(_) => Error::Backend(format!(
+            "server answered {status}: {}",
+            String::from_utf8_lossy(bytes)
+        )),
     }
 }
 
-#[derive(Debug, Deserialize)]
-struct EventsPage {
-    events: Vec<WireEvent>,
-    next: Option<u64>,
-    /// Absent from servers that did not cap pages in bytes.
-    end_of_stream: Option<bool>,
-    end_of_log: Option<bool>,
-}
-
-impl EventsPage {
-    fn into_events(self) -> Result<Vec<RecordedEvent>> {
-        self.events.into_iter().map(WireEvent::into_event).collect()
-    }
-}
-
-fn expected_from(value: &Value) -> ExpectedVersion {
-    match value {
-        Value::Number(n) => n.as_u64().map_or(ExpectedVersion::Any, |n| {
-            ExpectedVersion::Exact(Revision(n))
-        }),
-        Value::String(s) => s.parse().unwrap_or(ExpectedVersion::Any),
-        _ => ExpectedVersion::Any,
-    }
-}
-
-/// The store error a server's error response stands for.
-fn error_from(status: reqwest::StatusCode, body: &Value, stream: &str) -> Error {
-    let message = body["message"].as_str().unwrap_or_default().to_string();
-    let stream = body["stream"].as_str().unwrap_or(stream).to_string();
-    match body["error"].as_str().unwrap_or_default() {
-        "wrong_expected_version" => Error::WrongExpectedVersion {
-            stream,
-            expected: expected_from(&body["expected"]),
-            actual: body["actual"].as_u64().map(Revision),
-        },
-        "stream_not_found" => Error::StreamNotFound { stream },
-        "stream_deleted" => Error::StreamDeleted { stream },
-        "invalid_stream_name" => Error::InvalidStreamName {
-            name: stream,
-            reason: "was refused by the server",
-        },
-        "invalid_expected_version" => Error::InvalidExpectedVersion { value: message },
-        "invalid_event" | "invalid_json" => Error::InvalidEvent { reason: message },
-        "invalid_setting" => Error::InvalidSetting {
-            setting: body["setting"].as_str().unwrap_or_default().to_string(),
-            reason: message,
-        },
-        "empty_append" => Error::EmptyAppend,
-        "idempotency_conflict" => Error::IdempotencyConflict {
-            stream,
-            reason: message,
-        },
-        "storage_full" => Error::StorageFull { context: message },
-        "store_poisoned" => Error::Poisoned { reason: message },
-        code => Error::Backend(format!("server answered {status} {code}: {message}")),
-    }
+fn encode(body: &impl serde::Serialize) -> Result<Vec<u8>> {
+    serde_json::to_vec(body).map_err(|e| Error::Backend(format!("cannot encode the request: {e}")))
 }
 
 impl HttpStore {
@@ -215,7 +141,7 @@ impl HttpStore {
         definition: &Value,
     ) -> Result<Value> {
         let url = self.url(&["schemas", event_type, &version.to_string()]);
-        let body = serde_json::to_vec(definition).map_err(|e| Error::Backend(e.to_string()))?;
+        let body = encode(definition)?;
         let request = self
             .client
             .request(Method::PUT, url)
@@ -248,8 +174,7 @@ impl HttpStore {
                 Error::Backend(format!("server sent an answer that does not decode: {e}"))
             });
         }
-        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Err(error_from(status, &body, stream))
+        Err(error_from(status, &bytes, stream))
     }
 }
 
@@ -258,52 +183,6 @@ impl HttpStore {
 /// builds its own `reqwest::Client` calls this first (`HttpStore` does it itself).
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
-fn wire_events(events: Vec<eventfold_core::EventData>) -> Result<Vec<Value>> {
-    events
-        .into_iter()
-        .map(|e| {
-            let parse = |bytes: &[u8], what: &str| {
-                serde_json::from_slice::<Value>(bytes).map_err(|err| Error::InvalidEvent {
-                    reason: format!("{what} is not valid JSON: {err}"),
-                })
-            };
-            let mut event = json!({
-                "type": e.event_type,
-                "version": e.version,
-                "data": parse(&e.data, "data")?,
-                "metadata": parse(&e.metadata, "metadata")?,
-            });
-            if let Some(id) = e.id {
-                event["id"] = json!(id);
-            }
-            Ok(event)
-        })
-        .collect()
-}
-
-/// `GET /streams`.
-#[derive(Deserialize)]
-struct StreamsPage {
-    streams: Vec<StreamSummary>,
-    next: Option<String>,
-}
-
-/// `GET /streams/{stream}/head`.
-#[derive(Deserialize)]
-struct StreamHead {
-    last_revision: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct TransactionResults {
-    results: Vec<AppendResult>,
-}
-
-#[derive(Deserialize)]
-struct Health {
-    head_position: Option<u64>,
 }
 
 #[async_trait]
@@ -332,29 +211,26 @@ impl EventStore for HttpStore {
                 .request(Method::POST, self.url(&["streams", &write.stream]))
                 .header("Expected-Version", write.expected.to_string())
                 .header("Content-Type", "application/json")
-                .body(
-                    serde_json::to_vec(&wire_events(write.events)?)
-                        .map_err(|e| Error::Backend(e.to_string()))?,
-                );
+                .body(encode(
+                    &write
+                        .events
+                        .into_iter()
+                        .map(NewEvent::from_event_data)
+                        .collect::<Result<Vec<_>>>()?,
+                )?);
             let result: AppendResult = self.call(request, &write.stream).await?;
             return Ok(vec![result]);
         }
         let first = writes.first().map(|w| w.stream.clone()).unwrap_or_default();
-        let body: Vec<Value> = writes
+        let body = writes
             .into_iter()
-            .map(|w| {
-                Ok(json!({
-                    "stream": w.stream,
-                    "expected": w.expected.to_string(),
-                    "events": wire_events(w.events)?,
-                }))
-            })
-            .collect::<Result<_>>()?;
+            .map(TransactionWrite::from_stream_write)
+            .collect::<Result<Vec<_>>>()?;
         let request = self
             .client
             .request(Method::POST, self.url(&["transactions"]))
             .header("Content-Type", "application/json")
-            .body(serde_json::to_vec(&body).map_err(|e| Error::Backend(e.to_string()))?);
+            .body(encode(&body)?);
         let answer: TransactionResults = self.call(request, &first).await?;
         Ok(answer.results)
     }
@@ -392,7 +268,7 @@ impl EventStore for HttpStore {
             let got = page.events.len() as u64;
             // A page cut short by the server's byte cap is not the end.
             let ended = page.end_of_stream.unwrap_or(got < want);
-            events.extend(page.into_events()?);
+            events.extend(page.events);
             if ended || got == 0 || events.len() as u64 >= options.limit {
                 return Ok(events);
             }
@@ -428,7 +304,7 @@ impl EventStore for HttpStore {
             let page: EventsPage = self.call(self.client.get(url), "$all").await?;
             let end_of_log = page.end_of_log.unwrap_or(true);
             next = Position(page.next.unwrap_or(next.get()));
-            events.extend(page.into_events()?);
+            events.extend(page.events);
             if end_of_log || events.len() as u64 >= options.limit || want == 0 {
                 return Ok(AllSlice {
                     events,
@@ -446,7 +322,7 @@ impl EventStore for HttpStore {
                 stream,
             )
             .await?;
-        Ok(head.last_revision.map(Revision))
+        Ok(head.last_revision)
     }
 
     async fn list_streams(
@@ -494,7 +370,7 @@ impl EventStore for HttpStore {
         expected: ExpectedVersion,
         metadata: StreamMetadata,
     ) -> Result<AppendResult> {
-        let body = serde_json::to_vec(&metadata).map_err(|e| Error::Backend(e.to_string()))?;
+        let body = encode(&metadata)?;
         let request = self
             .client
             .request(Method::PUT, self.url(&["streams", stream, "metadata"]))
@@ -525,7 +401,7 @@ impl EventStore for HttpStore {
         let health: Health = self
             .call(self.client.get(self.url(&["health"])), "")
             .await?;
-        Ok(health.head_position.map(Position))
+        Ok(health.head_position)
     }
 
     async fn wait_for(&self, position: Position) -> Result<()> {
@@ -535,16 +411,15 @@ impl EventStore for HttpStore {
         url.query_pairs_mut()
             .append_pair("from", &position.get().to_string());
         let mut response = self.client.get(url).send().await.map_err(transport)?;
-        if !response.status().is_success() {
-            return Err(Error::Backend(format!(
-                "subscription refused: {}",
-                response.status()
-            )));
+        let status = response.status();
+        if !status.is_success() {
+            let bytes = response.bytes().await.map_err(transport)?;
+            return Err(error_from(status, &bytes, "$all"));
         }
         let mut text = String::new();
         while let Some(chunk) = response.chunk().await.map_err(transport)? {
             text.push_str(&String::from_utf8_lossy(&chunk));
-            if text.lines().any(|line| line.starts_with("id:")) {
+            if text.lines().any(SubscriptionMessage::is_id_line) {
                 return Ok(());
             }
         }

@@ -35,6 +35,7 @@ use eventfold_core::{
     AllFilter, Error, EventData, EventStore, ExpectedVersion, InMemoryStore, Position, ReadAll,
     ReadStream, RecordedEvent, Result, Revision, StreamWrite,
 };
+use eventfold_wire::ErrorCode;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::{TestCaseError, TestRunner};
@@ -810,7 +811,12 @@ async fn read_pages<S: EventStore + ?Sized>(
         let page = store
             .read_all(ReadAll::from(from, limit).filtered(filter.clone()))
             .await
-            .map_err(|e| format!("read_all from {from} failed with `{}`: {e}", e.code()))?;
+            .map_err(|e| {
+                format!(
+                    "read_all from {from} failed with `{}`: {e}",
+                    ErrorCode::of(&e)
+                )
+            })?;
         if page.events.len() as u64 > limit {
             return Err(format!(
                 "read_all from {from} limit {limit} returned {} events",
@@ -869,14 +875,14 @@ fn same_error(model: &Error, backend: &Error) -> bool {
             Error::IdempotencyConflict { stream: ms, .. },
             Error::IdempotencyConflict { stream: bs, .. },
         ) => ms == bs,
-        _ => model.code() == backend.code(),
+        _ => ErrorCode::of(model) == ErrorCode::of(backend),
     }
 }
 
 fn outcome<T: fmt::Debug>(result: &Result<T>) -> String {
     match result {
         Ok(value) => format!("{value:?}"),
-        Err(e) => format!("error `{}` ({e})", e.code()),
+        Err(e) => format!("error `{}` ({e})", ErrorCode::of(e)),
     }
 }
 

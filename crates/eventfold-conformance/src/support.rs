@@ -7,6 +7,7 @@ use eventfold_core::{
     AllFilter, EventData, EventStore, ExpectedVersion, Position, ReadAll, ReadStream,
     RecordedEvent, Result, Revision,
 };
+use eventfold_wire::ErrorCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -45,7 +46,12 @@ pub(crate) fn n_of(event: &RecordedEvent) -> u64 {
 /// Unwraps a result the case expects to be a success.
 #[track_caller]
 pub(crate) fn ok<T>(context: &str, result: Result<T>) -> T {
-    result.unwrap_or_else(|e| panic!("{context}: expected success, got `{}`: {e}", e.code()))
+    result.unwrap_or_else(|e| {
+        panic!(
+            "{context}: expected success, got `{}`: {e}",
+            ErrorCode::of(&e)
+        )
+    })
 }
 
 /// Checks that `result` failed with the error of `code` (see `Error::code`).
@@ -53,10 +59,10 @@ pub(crate) fn ok<T>(context: &str, result: Result<T>) -> T {
 pub(crate) fn expect_code<T: Debug>(context: &str, result: Result<T>, code: &str) {
     match result {
         Ok(value) => panic!("{context}: expected error `{code}`, got success: {value:?}"),
-        Err(e) if e.code() == code => {}
+        Err(e) if ErrorCode::of(&e) == code => {}
         Err(e) => panic!(
             "{context}: expected error `{code}`, got `{}`: {e}",
-            e.code()
+            ErrorCode::of(&e)
         ),
     }
 }
@@ -94,7 +100,7 @@ pub(crate) fn expect_wrong_version<T: Debug>(
         Ok(value) => panic!("{context}: expected WrongExpectedVersion, got success: {value:?}"),
         Err(e) => panic!(
             "{context}: expected WrongExpectedVersion, got `{}`: {e}",
-            e.code()
+            ErrorCode::of(&e)
         ),
     }
 }
@@ -137,7 +143,7 @@ pub(crate) async fn read_whole_stream<S: EventStore + ?Sized>(
 ) -> Vec<RecordedEvent> {
     match store.read_stream(stream, ReadStream::forward()).await {
         Ok(events) => events,
-        Err(e) if e.code() == "stream_not_found" => Vec::new(),
+        Err(e) if ErrorCode::of(&e) == "stream_not_found" => Vec::new(),
         Err(e) => panic!("read_stream({stream}) failed: {e}"),
     }
 }

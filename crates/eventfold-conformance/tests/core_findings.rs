@@ -3,6 +3,7 @@
 
 use bytes::Bytes;
 use eventfold_core::{EventData, EventStore, ExpectedVersion, InMemoryStore, Revision};
+use eventfold_wire::ErrorCode;
 use uuid::Uuid;
 
 fn runtime() -> eventfold_conformance::tokio::runtime::Runtime {
@@ -30,7 +31,7 @@ fn exact_expected_version_u64_max_is_a_wrong_expected_version() {
             )
             .await;
         assert_eq!(
-            result.err().map(|e| e.code()),
+            result.err().map(|e| ErrorCode::of(&e).as_str()),
             Some("wrong_expected_version")
         );
     });
@@ -50,7 +51,7 @@ fn metadata_must_parse_as_a_json_object() {
                 .append("order-1", ExpectedVersion::Any, vec![with_metadata(bad)])
                 .await;
             assert_eq!(
-                result.err().map(|e| e.code()),
+                result.err().map(|e| ErrorCode::of(&e).as_str()),
                 Some("invalid_event"),
                 "{bad:?}"
             );
@@ -93,7 +94,10 @@ fn a_reused_id_with_a_current_exact_expected_version_is_a_conflict() {
                 vec![event().with_id(id)],
             )
             .await;
-        assert_eq!(reused.err().map(|e| e.code()), Some("idempotency_conflict"));
+        assert_eq!(
+            reused.err().map(|e| ErrorCode::of(&e).as_str()),
+            Some("idempotency_conflict")
+        );
         assert_eq!(
             store.stream_revision("order-1").await.unwrap(),
             Some(Revision(1))

@@ -148,28 +148,4 @@ impl Error {
             source: Arc::new(source),
         }
     }
-
-    /// A short machine-readable code for the error, as used by the HTTP API.
-    pub fn code(&self) -> &'static str {
-        match self {
-            Error::WrongExpectedVersion { .. } => "wrong_expected_version",
-            Error::StreamNotFound { .. } => "stream_not_found",
-            Error::StreamDeleted { .. } => "stream_deleted",
-            Error::InvalidStreamName { .. } => "invalid_stream_name",
-            Error::InvalidExpectedVersion { .. } => "invalid_expected_version",
-            Error::InvalidEvent { .. } => "invalid_event",
-            Error::InvalidSetting { .. } => "invalid_setting",
-            Error::EmptyAppend => "empty_append",
-            Error::TooLarge { .. } => "too_large",
-            Error::IdempotencyConflict { .. } => "idempotency_conflict",
-            Error::StorageFull { .. } => "storage_full",
-            Error::Io { .. } => "io_error",
-            Error::Corrupted { .. } => "corrupted",
-            Error::Poisoned { .. } => "store_poisoned",
-            Error::Locked { .. } => "locked",
-            Error::Closed => "closed",
-            Error::ReadOnly { .. } => "read_only",
-            Error::Backend(_) => "backend_error",
-        }
-    }
 }

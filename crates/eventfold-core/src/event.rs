@@ -1,9 +1,8 @@
 //! Events as written (`EventData`) and as read back (`RecordedEvent`).
 
 use bytes::Bytes;
-use chrono::{DateTime, SecondsFormat, Utc};
-use serde::ser::SerializeMap;
-use serde::{Serialize, Serializer};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
@@ -270,10 +269,9 @@ fn metadata_uuid(metadata: &[u8], key: &str) -> Option<Uuid> {
     map.get(key)?.as_str()?.parse().ok()
 }
 
-/// An event as stored, with its place in its stream and in the global log.
-///
-/// Serializes to the public JSON form:
-/// `{"stream", "revision", "position", "id", "type", "version", "data", "metadata", "recorded_at"}`.
+/// An event as stored, with its place in its stream and in the global log. Its JSON
+/// form on the wire belongs to the `eventfold-wire` crate (`eventfold_wire::Event`,
+/// `eventfold_wire::event_json_line`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordedEvent {
     /// The stream the event belongs to.
@@ -335,39 +333,6 @@ impl RecordedEvent {
             ),
         })
     }
-
-    /// The public JSON form of the event, as one line.
-    pub fn to_json_line(&self) -> String {
-        serde_json::to_string(self).unwrap_or_else(|e| {
-            // Only reachable if stored bytes are not JSON, which every entry point checks.
-            format!("{{\"error\":\"event {} is not valid JSON: {e}\"}}", self.id)
-        })
-    }
-}
-
-impl Serialize for RecordedEvent {
-    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        fn raw<E: serde::ser::Error>(bytes: &[u8]) -> std::result::Result<&RawValue, E> {
-            let text = std::str::from_utf8(bytes).map_err(E::custom)?;
-            serde_json::from_str::<&RawValue>(text).map_err(E::custom)
-        }
-        let mut map = serializer.serialize_map(Some(9))?;
-        map.serialize_entry("stream", &self.stream)?;
-        map.serialize_entry("revision", &self.revision)?;
-        map.serialize_entry("position", &self.position)?;
-        map.serialize_entry("id", &self.id)?;
-        map.serialize_entry("type", &self.event_type)?;
-        map.serialize_entry("version", &self.version)?;
-        map.serialize_entry("data", raw(&self.data)?)?;
-        map.serialize_entry("metadata", raw(&self.metadata)?)?;
-        map.serialize_entry(
-            "recorded_at",
-            &self
-                .recorded_at
-                .to_rfc3339_opts(SecondsFormat::Micros, true),
-        )?;
-        map.end()
-    }
 }
 
 #[cfg(test)]
@@ -378,31 +343,6 @@ mod tests {
     fn invalid_json_data_is_refused_with_the_reason() {
         let err = EventData::from_json_bytes("Thing", &b"{nope"[..]).unwrap_err();
         assert!(err.to_string().contains("not valid JSON"), "{err}");
-    }
-
-    #[test]
-    fn recorded_event_serializes_to_the_public_form() {
-        let event = RecordedEvent {
-            stream: "order-1".into(),
-            revision: Revision(0),
-            position: Position(17),
-            id: Uuid::nil(),
-            event_type: "OrderPlaced".into(),
-            version: 1,
-            data: Bytes::from_static(br#"{"total":5}"#),
-            metadata: Bytes::from_static(b"{}"),
-            recorded_at: DateTime::from_timestamp_micros(0).unwrap(),
-        };
-        let value: serde_json::Value = serde_json::from_str(&event.to_json_line()).unwrap();
-        assert_eq!(
-            value,
-            serde_json::json!({
-                "stream": "order-1", "revision": 0, "position": 17,
-                "id": "00000000-0000-0000-0000-000000000000", "type": "OrderPlaced",
-                "version": 1, "data": {"total": 5}, "metadata": {},
-                "recorded_at": "1970-01-01T00:00:00.000000Z"
-            })
-        );
     }
 
     /// Inputs `IgnoredAny` (the old append check) accepted but a `Value` parse refuses,

@@ -25,6 +25,7 @@ use eventfold_core::{
 };
 use eventfold_log::sim::{Faults, SimStorage, Unsynced};
 use eventfold_log::{LogOptions, LogStore};
+use eventfold_wire::ErrorCode;
 use uuid::Uuid;
 
 /// SplitMix64: a tiny, well-known generator, so a seed means the same run for ever
@@ -266,7 +267,7 @@ impl Run {
             Err(error) => {
                 // A crash, a failed write or fsync: the outcome is unknown.
                 self.model.unknown.push(events);
-                self.note(format!("append {stream} failed: {}", error.code()));
+                self.note(format!("append {stream} failed: {}", ErrorCode::of(&error)));
                 Ok(false)
             }
         }

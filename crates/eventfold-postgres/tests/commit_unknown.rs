@@ -26,6 +26,7 @@ use uuid::Uuid;
 
 use common::proxy::Proxy;
 use common::{TestSchema, database_url, runtime, within};
+use eventfold_wire::ErrorCode;
 
 /// Words of the error every append of a transaction with an unknown outcome gets.
 const UNKNOWN: &str = "may or may not have been written";
@@ -49,7 +50,7 @@ fn named(url: &str, application_name: &str) -> String {
 fn assert_outcome_unknown(what: &str, outcome: Result<Vec<AppendResult>, Error>) {
     match outcome {
         Err(error) => {
-            assert_eq!(error.code(), "io_error", "{what}: {error}");
+            assert_eq!(ErrorCode::of(&error), "io_error", "{what}: {error}");
             assert!(error.to_string().contains(UNKNOWN), "{what}: {error}");
         }
         Ok(results) => panic!("{what}: acknowledged ({results:?}) although its commit was cut"),

@@ -3,6 +3,7 @@
 
 use eventfold_core::Error;
 use eventfold_postgres::{PostgresOptions, PostgresStore};
+use eventfold_wire::ErrorCode;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -25,7 +26,7 @@ fn a_server_that_is_not_there_is_an_io_error_naming_postgres() {
         Err(error @ Error::Io { .. }) => {
             let message = error.to_string();
             assert!(message.contains("PostgreSQL"), "{message}");
-            assert_eq!(error.code(), "io_error");
+            assert_eq!(ErrorCode::of(&error), "io_error");
         }
         other => panic!("expected an i/o error, got {other:?}"),
     }

@@ -12,6 +12,7 @@ use eventfold_core::{EventData, EventStore, ExpectedVersion, Position};
 use eventfold_postgres::{PostgresOptions, PostgresStore};
 
 use common::{database_url, eventually, runtime, within};
+use eventfold_wire::ErrorCode;
 
 /// `url` with its database replaced by `database` and `application_name` set.
 fn url_for(url: &str, database: &str, application: &str) -> String {
@@ -114,7 +115,7 @@ async fn scenario(url: &str, admin_url: &str, database: &str) {
     let failed = within("wait_for to report the fault", a.wait_for(Position(0))).await;
     match failed {
         Err(error) => {
-            assert_eq!(error.code(), "io_error", "{error}");
+            assert_eq!(ErrorCode::of(&error), "io_error", "{error}");
             assert!(error.to_string().contains("following the log"), "{error}");
         }
         Ok(()) => panic!("wait_for(0) returned although nothing was written"),

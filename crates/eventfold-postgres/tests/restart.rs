@@ -27,6 +27,7 @@ use eventfold_postgres::{PostgresOptions, PostgresStore};
 use uuid::Uuid;
 
 use common::{TestSchema, eventually, runtime};
+use eventfold_wire::ErrorCode;
 
 const CLUSTER_VARIABLE: &str = "EVENTFOLD_TEST_POSTGRES_RESTART_CLUSTER";
 const URL_VARIABLE: &str = "EVENTFOLD_TEST_POSTGRES_RESTART_URL";
@@ -157,7 +158,7 @@ async fn appender(
                     acknowledged.push(Acknowledged { ids, result });
                     break;
                 }
-                Err(error) if error.code() == "io_error" => {
+                Err(error) if ErrorCode::of(&error) == "io_error" => {
                     tally.failed.fetch_add(1, Ordering::SeqCst);
                     if error
                         .to_string()
@@ -178,7 +179,7 @@ async fn appender(
                 Err(error) => {
                     tally.problem(format!(
                         "{stream}: append {n} failed with a non-retryable {} error: {error}",
-                        error.code()
+                        ErrorCode::of(&error)
                     ));
                     return acknowledged;
                 }
@@ -211,14 +212,14 @@ async fn follower(
                 }
                 seen.store(expected + 1, Ordering::SeqCst);
             }
-            Err(error) if error.code() == "io_error" => {
+            Err(error) if ErrorCode::of(&error) == "io_error" => {
                 // A pause before asking again, as a consumer would.
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             Err(error) => {
                 tally.problem(format!(
                     "node {node}'s subscription failed with a non-retryable {} error: {error}",
-                    error.code()
+                    ErrorCode::of(&error)
                 ));
                 return;
             }

@@ -1,5 +1,7 @@
 //! Errors of the schema registry and of conversion.
 
+use eventfold_wire::ErrorCode;
+
 /// What went wrong in the registry, in a conversion, or in a validation.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
@@ -103,19 +105,19 @@ pub enum SchemaError {
 }
 
 impl SchemaError {
-    /// A short machine-readable code, as the HTTP API reports it.
-    pub fn code(&self) -> &'static str {
+    /// The error's code in the HTTP API (its status comes from the same table).
+    pub fn code(&self) -> ErrorCode {
         match self {
-            SchemaError::InvalidDefinition { .. } => "invalid_schema",
-            SchemaError::Incompatible { .. } => "incompatible_schema",
-            SchemaError::SchemaViolation { .. } => "schema_violation",
-            SchemaError::NoConversionPath { .. } => "no_conversion_path",
-            SchemaError::ConversionFailed { .. } => "conversion_failed",
-            SchemaError::Decode { .. } => "decode_failed",
-            SchemaError::ConverterLimit { .. } => "converter_limit",
-            SchemaError::Interrupted => "shutting_down",
-            SchemaError::ConverterCrashed { .. } => "converter_crashed",
-            SchemaError::Store(e) => e.code(),
+            SchemaError::InvalidDefinition { .. } => ErrorCode::InvalidSchema,
+            SchemaError::Incompatible { .. } => ErrorCode::IncompatibleSchema,
+            SchemaError::SchemaViolation { .. } => ErrorCode::SchemaViolation,
+            SchemaError::NoConversionPath { .. } => ErrorCode::NoConversionPath,
+            SchemaError::ConversionFailed { .. } => ErrorCode::ConversionFailed,
+            SchemaError::Decode { .. } => ErrorCode::DecodeFailed,
+            SchemaError::ConverterLimit { .. } => ErrorCode::ConverterLimit,
+            SchemaError::Interrupted => ErrorCode::ShuttingDown,
+            SchemaError::ConverterCrashed { .. } => ErrorCode::ConverterCrashed,
+            SchemaError::Store(e) => ErrorCode::of(e),
         }
     }
 }

@@ -11,13 +11,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
+use axum::http::header;
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
+use eventfold_wire::ErrorCode;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// The role that may do everything, whatever an ACL says.
 pub const ADMIN_ROLE: &str = "admin";
@@ -237,7 +238,7 @@ impl FromRequestParts<Arc<AppState>> for Principal {
             return Ok(Principal::insecure());
         };
         let unauthorized = |message: &str| {
-            ApiError::with_status(StatusCode::UNAUTHORIZED, "unauthorized", message)
+            ApiError::new(ErrorCode::Unauthorized, message)
                 .with_header(header::WWW_AUTHENTICATE, "Bearer")
         };
         let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
@@ -325,9 +326,8 @@ impl AppState {
         if who.has_any(&allowed) {
             return Ok(());
         }
-        Err(ApiError::with_status(
-            StatusCode::FORBIDDEN,
-            "access_denied",
+        Err(ApiError::new(
+            ErrorCode::AccessDenied,
             format!(
                 "user '{}' may not {what}: it needs one of the roles {allowed:?}",
                 who.name

@@ -35,7 +35,9 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio::time::Instant;
 use tower::ServiceExt;
 
-use crate::AppState;
+use eventfold_wire::{ErrorBody, ErrorCode};
+
+use crate::state::AppState;
 
 /// The longest request line taken (method, target and version); longer ones get a
 /// `414`. Below hyper's own limit, so that every such answer is ours.
@@ -494,38 +496,37 @@ enum Refused {
 }
 
 impl Refused {
-    fn status(self) -> u16 {
+    fn code(self) -> ErrorCode {
         match self {
-            Refused::RequestLineTooLong => 414,
-            Refused::HeadTooLarge | Refused::TooManyHeaders => 431,
+            Refused::RequestLineTooLong => ErrorCode::UriTooLong,
+            Refused::HeadTooLarge | Refused::TooManyHeaders => ErrorCode::HeadersTooLarge,
         }
+    }
+
+    fn status(self) -> u16 {
+        self.code().status().as_u16()
     }
 
     /// The whole HTTP answer, with the same JSON error body as every other error.
     fn answer(self) -> Vec<u8> {
-        let (reason, code, message) = match self {
-            Refused::RequestLineTooLong => (
-                "URI Too Long",
-                "uri_too_long",
-                format!(
-                    "the request line (method, path and query) is longer than {REQUEST_LINE_BYTES_MAX} bytes"
-                ),
+        let message = match self {
+            Refused::RequestLineTooLong => format!(
+                "the request line (method, path and query) is longer than {REQUEST_LINE_BYTES_MAX} bytes"
             ),
-            Refused::HeadTooLarge => (
-                "Request Header Fields Too Large",
-                "headers_too_large",
-                format!("the request head is larger than {HEAD_BYTES_MAX} bytes"),
-            ),
-            Refused::TooManyHeaders => (
-                "Request Header Fields Too Large",
-                "headers_too_large",
-                format!("the request has more than {HEADERS_MAX} header lines"),
-            ),
+            Refused::HeadTooLarge => {
+                format!("the request head is larger than {HEAD_BYTES_MAX} bytes")
+            }
+            Refused::TooManyHeaders => {
+                format!("the request has more than {HEADERS_MAX} header lines")
+            }
         };
-        let body = serde_json::json!({"error": code, "message": message}).to_string();
+        let (code, status) = (self.code(), self.code().status());
+        let reason = status.canonical_reason().unwrap_or("Refused");
+        let body = serde_json::to_string(&ErrorBody::new(code, message))
+            .unwrap_or_else(|_| String::from("{}"));
         format!(
             "HTTP/1.1 {} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-            self.status(),
+            status.as_u16(),
             body.len()
         )
         .into_bytes()

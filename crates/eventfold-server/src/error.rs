@@ -1,35 +1,41 @@
-//! Store errors and bad requests as HTTP responses, in one place.
+//! API errors as HTTP responses, in one place: codes, statuses and bodies come from
+//! `eventfold-wire`'s table; store and schema errors, and axum's rejections of a path,
+//! a query or a body, become answers here.
 
 use axum::Json;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use eventfold_core::Error;
-use serde_json::json;
+use eventfold_schema::SchemaError;
+use eventfold_wire::{ErrorBody, ErrorCode};
 
-/// An error answered with a status and a JSON body `{"error": code, "message": …}`.
+/// An error answered with a status and a JSON [`ErrorBody`]
+/// `{"error": code, "message": …}`.
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
-    body: serde_json::Value,
+    /// Boxed: a body has a field for every detail an error may name.
+    body: Box<ErrorBody>,
     header: Option<(HeaderName, &'static str)>,
 }
 
 impl ApiError {
-    /// A 400 with a machine-readable `code` and a message naming the problem.
-    pub fn bad_request(code: &str, message: impl Into<String>) -> Self {
-        Self::with_status(StatusCode::BAD_REQUEST, code, message)
+    /// An answer of `code`, with the status of the code's table.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::with_body(ErrorBody::new(code, message))
     }
 
-    /// Any status with a code and message.
-    pub fn with_status(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+    fn with_body(body: ErrorBody) -> Self {
         ApiError {
-            status,
-            body: json!({"error": code, "message": message.into()}),
+            status: body.error.status(),
+            body: Box::new(body),
             header: None,
         }
     }
 
-    /// The same error answered with another status.
+    /// The same error answered with another status (where the request makes another
+    /// one clearer than the table's, see [`ErrorCode::status`]).
     pub fn with_status_code(mut self, status: StatusCode) -> Self {
         self.status = status;
         self
@@ -38,17 +44,13 @@ impl ApiError {
     /// A `409 idempotency_conflict` on `stream` that says nothing of where the event
     /// ids were used before (that may be a stream the caller may not read).
     pub(crate) fn idempotency_conflict(stream: &str) -> Self {
-        let mut answer = Self::with_status(
-            StatusCode::CONFLICT,
-            "idempotency_conflict",
-            format!(
-                "idempotency conflict in stream '{stream}': event ids of this append were \
-                 written before, but not as exactly this append (in another stream, or at \
-                 other revisions or with other events of this one); nothing was written"
-            ),
-        );
-        answer.body["stream"] = json!(stream);
-        answer
+        Self::with_body(ErrorBody::of(&Error::IdempotencyConflict {
+            stream: stream.to_string(),
+            reason: "event ids of this append were written before, but not as exactly \
+                     this append (in another stream, or at other revisions or with other \
+                     events of this one); nothing was written"
+                .to_string(),
+        }))
     }
 
     /// Adds a response header (`WWW-Authenticate` on a 401).
@@ -56,127 +58,88 @@ impl ApiError {
         self.header = Some((name, value));
         self
     }
+
+    /// The status answered.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The body answered.
+    pub fn body(&self) -> &ErrorBody {
+        &self.body
+    }
+
+    fn logged(self, what: &str) -> Self {
+        if self.status.is_server_error() {
+            tracing::error!(message = %self.body.message, "{what}");
+        }
+        self
+    }
 }
 
 impl From<Error> for ApiError {
     fn from(error: Error) -> Self {
-        let message = error.to_string();
-        let status = match &error {
-            Error::WrongExpectedVersion {
-                stream,
-                expected,
-                actual,
-            } => {
-                return ApiError {
-                    status: StatusCode::CONFLICT,
-                    body: json!({
-                        "error": "wrong_expected_version",
-                        "stream": stream,
-                        "expected": expected,
-                        "actual": actual,
-                        "message": message,
-                    }),
-                    header: None,
-                };
+        Self::with_body(ErrorBody::of(&error)).logged("request failed")
+    }
+}
+
+impl From<SchemaError> for ApiError {
+    fn from(error: SchemaError) -> Self {
+        let mut body = ErrorBody::new(error.code(), error.to_string());
+        match error {
+            SchemaError::Store(inner) => return inner.into(),
+            SchemaError::Incompatible { event, data, .. } => {
+                body.event = Some(event);
+                body.data = Some(data);
             }
-            // A read of a deleted stream is a 404; an append to it is a 410.
-            Error::StreamNotFound { .. } | Error::StreamDeleted { .. } => StatusCode::NOT_FOUND,
-            Error::IdempotencyConflict { .. } => StatusCode::CONFLICT,
-            Error::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Error::InvalidStreamName { .. }
-            | Error::InvalidExpectedVersion { .. }
-            | Error::InvalidEvent { .. }
-            | Error::InvalidSetting { .. }
-            | Error::EmptyAppend => StatusCode::BAD_REQUEST,
-            // Worth retrying later: a full disk, a store being reopened, read-only, or an
-            // i/o failure whose outcome may be unknown (re-send with the same ids).
-            Error::StorageFull { .. }
-            | Error::Poisoned { .. }
-            | Error::Closed
-            | Error::ReadOnly { .. }
-            | Error::Io { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
+            // The request is sound, but the events it asks for cannot be converted
+            // within the limits (reading them as stored still works).
+            SchemaError::ConverterLimit { limit, event, .. } => {
+                body.limit = Some(limit.name().to_string());
+                body.event = event;
+            }
+            _ => {}
+        }
+        Self::with_body(body).logged("conversion failed")
+    }
+}
+
+/// A path parameter of the wrong type.
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        ApiError::new(ErrorCode::InvalidPath, rejection.body_text())
+    }
+}
+
+/// A query parameter unknown or of the wrong type.
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        ApiError::new(ErrorCode::InvalidQuery, rejection.body_text())
+    }
+}
+
+/// A body over the limit (`413 too_large`) or one that could not be read.
+impl From<BytesRejection> for ApiError {
+    fn from(rejection: BytesRejection) -> Self {
+        let status = rejection.status();
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            ErrorCode::TooLarge
+        } else {
+            ErrorCode::InvalidBody
         };
-        if status.is_server_error() {
-            tracing::error!(%message, "request failed");
-        }
-        let mut answer = ApiError::with_status(status, error.code(), message);
-        if let Error::InvalidSetting { setting, .. } = &error {
-            answer.body["setting"] = json!(setting);
-        }
-        if let Error::StreamNotFound { stream }
-        | Error::StreamDeleted { stream }
-        | Error::IdempotencyConflict { stream, .. } = &error
-        {
-            answer.body["stream"] = json!(stream);
-        }
-        answer
+        ApiError::new(code, rejection.body_text()).with_status_code(status)
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (self.status, Json(self.body)).into_response();
+        let mut response = (self.status, Json(*self.body)).into_response();
         if let Some((name, value)) = self.header {
             response
                 .headers_mut()
                 .insert(name, HeaderValue::from_static(value));
         }
         response
-    }
-}
-
-impl From<eventfold_schema::SchemaError> for ApiError {
-    fn from(error: eventfold_schema::SchemaError) -> Self {
-        use eventfold_schema::SchemaError;
-        let message = error.to_string();
-        let status = match &error {
-            SchemaError::Store(_) => {
-                let SchemaError::Store(inner) = error else {
-                    unreachable!("matched just above")
-                };
-                return inner.into();
-            }
-            SchemaError::Incompatible { event, data, .. } => {
-                return ApiError {
-                    status: StatusCode::CONFLICT,
-                    body: json!({
-                        "error": error.code(),
-                        "message": message,
-                        "event": event,
-                        "data": data,
-                    }),
-                    header: None,
-                };
-            }
-            SchemaError::ConverterLimit { limit, event, .. } => {
-                // The request is sound, but the events it asks for cannot be
-                // converted within the limits (reading them as stored still works).
-                let mut body = json!({
-                    "error": error.code(),
-                    "message": message,
-                    "limit": limit.name(),
-                });
-                if let Some(event) = event {
-                    body["event"] = json!(event);
-                }
-                return ApiError {
-                    status: StatusCode::UNPROCESSABLE_ENTITY,
-                    body,
-                    header: None,
-                };
-            }
-            SchemaError::Interrupted => StatusCode::SERVICE_UNAVAILABLE,
-            SchemaError::InvalidDefinition { .. } | SchemaError::SchemaViolation { .. } => {
-                StatusCode::BAD_REQUEST
-            }
-            SchemaError::NoConversionPath { .. } => StatusCode::NOT_ACCEPTABLE,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        if status.is_server_error() {
-            tracing::error!(%message, "conversion failed");
-        }
-        ApiError::with_status(status, error.code(), message)
     }
 }
 
@@ -201,6 +164,19 @@ mod tests {
             reason: "checksum mismatch".into(),
         });
         assert_eq!(corrupted.status, StatusCode::INTERNAL_SERVER_ERROR);
-        assert_eq!(corrupted.body["error"], "corrupted");
+        assert_eq!(corrupted.body.error, ErrorCode::Corrupted);
+    }
+
+    #[test]
+    fn a_redacted_idempotency_conflict_names_only_the_stream_written() {
+        let answer = ApiError::idempotency_conflict("order-1");
+        assert_eq!(answer.status, StatusCode::CONFLICT);
+        assert_eq!(answer.body.stream.as_deref(), Some("order-1"));
+        assert!(
+            answer
+                .body
+                .message
+                .starts_with("idempotency conflict in stream 'order-1': event ids")
+        );
     }
 }

@@ -2,18 +2,19 @@
 //! subscriptions as Server-Sent Events. Written against the trait, so it serves any
 //! backend. See `docs/http-api.md`.
 //!
-//! Architecture invariant: this is the only crate that knows the HTTP wire format; the
+//! Architecture invariant: the shapes of what crosses the wire, and the error codes
+//! with their statuses, are `eventfold-wire`'s; this crate serves them, and the
 //! store's errors become responses in one place ([`error::ApiError`]).
 
-mod admin;
 mod auth;
 mod connection;
 mod error;
-mod groups;
 mod metrics;
 mod routes;
+mod state;
 mod tls;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,8 +24,9 @@ pub use auth::{
 };
 pub use error::ApiError;
 use eventfold_core::EventStore;
-use eventfold_schema::{JqLimits, SchemaError, SchemaStore};
-pub use routes::{OPENAPI, router};
+use eventfold_schema::{JqLimits, SchemaError};
+pub use routes::OPENAPI;
+pub(crate) use state::AppState;
 pub use tls::{TlsConfig, TlsError};
 
 /// Limits of the server. Every limit names its unit last.
@@ -54,6 +56,10 @@ pub struct ServerConfig {
     pub idle_timeout_ms: u64,
     /// The most connections served at once; more wait to be accepted until one closes.
     pub connections_max: usize,
+    /// Serve without `auth` on an address other than loopback (every client of the
+    /// network then acts as an administrator). Off, [`serve`] refuses to: see
+    /// [`ServerConfig::check_address`].
+    pub insecure: bool,
 }
 
 impl Default for ServerConfig {
@@ -68,6 +74,7 @@ impl Default for ServerConfig {
             header_read_timeout_ms: 10_000,
             idle_timeout_ms: 60_000,
             connections_max: 1024,
+            insecure: false,
         }
     }
 }
@@ -95,19 +102,25 @@ impl ServerConfig {
         }
         Ok(())
     }
+
+    /// Refuses to serve `address` without authentication unless it is a loopback
+    /// address (only this machine reaches it) or [`ServerConfig::insecure`] allows it.
+    pub fn check_address(&self, address: SocketAddr) -> Result<(), ServeError> {
+        if self.auth.is_none() && !self.insecure && !address.ip().is_loopback() {
+            return Err(ServeError::Unauthenticated(address));
+        }
+        Ok(())
+    }
 }
 
-/// What the handlers share.
-pub(crate) struct AppState {
-    pub store: Arc<dyn EventStore>,
-    /// The schema registry kept in `store`.
-    pub schemas: Arc<SchemaStore<dyn EventStore>>,
-    pub config: ServerConfig,
-    pub metrics: metrics::Metrics,
-    /// Consumer groups served by this node, opened on first use.
-    pub groups: std::sync::Mutex<std::collections::HashMap<String, groups::Group>>,
-    /// Set when the server shuts down: open SSE subscriptions end.
-    pub closing: tokio::sync::watch::Sender<bool>,
+/// The router of the whole API over `store`, with the schema registry kept in it:
+/// the state is built first (the registry loaded, its refresh started), then the
+/// router over it. For tests and embedding; [`serve`] serves the same router.
+pub async fn router(
+    store: Arc<dyn EventStore>,
+    config: ServerConfig,
+) -> Result<axum::Router, SchemaError> {
+    Ok(routes::router(AppState::open(store, config).await?))
 }
 
 /// Serves `store` on `listener` until `shutdown` completes, then stops taking requests
@@ -132,12 +145,18 @@ pub async fn serve_with(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     config.validate()?;
+    let address = listener.local_addr()?;
+    config.check_address(address)?;
+    if config.auth.is_none() {
+        tracing::warn!(%address, "serving without authentication (insecure development mode)");
+    }
     let limits = connection::Limits {
         header_read_timeout: Duration::from_millis(config.header_read_timeout_ms),
         idle_timeout: Duration::from_millis(config.idle_timeout_ms),
         connections_max: config.connections_max,
     };
-    let (app, state) = routes::app(store, config).await?;
+    let state = AppState::open(store, config).await?;
+    let app = routes::router(state.clone());
     let schemas = state.schemas.clone();
     let shutdown = async move {
         shutdown.await;
@@ -161,4 +180,61 @@ pub enum ServeError {
     /// A limit of the [`ServerConfig`] cannot be served.
     #[error("invalid server configuration: {0}")]
     InvalidConfig(String),
+    /// No authentication on an address other machines reach, and
+    /// [`ServerConfig::insecure`] does not allow it.
+    #[error(
+        "refusing to serve {0} without authentication: give users and tokens (`auth`, \
+         --auth FILE), or allow it explicitly (`insecure`, --insecure) to let every \
+         client in as an administrator"
+    )]
+    Unauthenticated(SocketAddr),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_auth_only_loopback_is_served_unless_insecure_allows_it() {
+        let open = ServerConfig::default();
+        for loopback in ["127.0.0.1:2113", "[::1]:2113"] {
+            assert!(open.check_address(loopback.parse().unwrap()).is_ok());
+        }
+        let public: SocketAddr = "0.0.0.0:2113".parse().unwrap();
+        let err = open.check_address(public).unwrap_err();
+        assert!(matches!(err, ServeError::Unauthenticated(at) if at == public));
+        assert!(err.to_string().contains("--auth"), "{err}");
+        assert!(err.to_string().contains("--insecure"), "{err}");
+        let insecure = ServerConfig {
+            insecure: true,
+            ..ServerConfig::default()
+        };
+        assert!(insecure.check_address(public).is_ok());
+        let auth = AuthConfig::from_toml(
+            "[[users]]\nname = \"root\"\ntoken = \"root-token-0123456789\"\nroles = [\"admin\"]\n",
+        )
+        .unwrap();
+        let secured = ServerConfig {
+            auth: Some(auth),
+            ..ServerConfig::default()
+        };
+        assert!(secured.check_address(public).is_ok());
+    }
+
+    #[tokio::test]
+    async fn serve_itself_refuses_a_public_address_without_auth() {
+        let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+        let store = Arc::new(eventfold_core::InMemoryStore::new());
+        let served = serve(
+            store,
+            ServerConfig::default(),
+            listener,
+            std::future::pending(),
+        )
+        .await;
+        assert!(
+            matches!(served, Err(ServeError::Unauthenticated(_))),
+            "{served:?}"
+        );
+    }
 }

@@ -96,7 +96,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     println!("5. The order stream, as any client reads it (one JSON event per line):");
     for event in store.read_stream(&order, ReadStream::forward()).await? {
-        println!("   {}", event.to_json_line());
+        println!("   {}", eventfold_wire::event_json_line(&event));
     }
 
     println!("\n6. $all filtered by category 'account', from position 0:");

@@ -9,11 +9,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use eventfold_core::metadata::TOMBSTONE_EVENT_TYPE;
 use eventfold_core::{
-    DeleteMode, EventData, EventStore, ExpectedVersion, Position, ReadAll, Revision, StreamWrite,
+    DeleteMode, EventData, EventStore, ExpectedVersion, Position, ReadAll, RecordedEvent, Revision,
+    StreamWrite,
 };
-use serde::Deserialize;
-use serde_json::value::RawValue;
-use uuid::Uuid;
 
 use crate::StoreArgs;
 
@@ -63,7 +61,7 @@ pub async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
             .read_all(ReadAll::from(from, super::PAGE_EVENTS))
             .await?;
         for event in &page.events {
-            writeln!(out, "{}", event.to_json_line())?;
+            writeln!(out, "{}", eventfold_wire::event_json_line(event))?;
         }
         exported += page.events.len() as u64;
         bar.inc(page.events.len() as u64);
@@ -79,31 +77,6 @@ pub async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
         from.get()
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// One line of an export, as `import` needs it.
-#[derive(Debug, Deserialize)]
-struct ExportedEvent {
-    stream: String,
-    revision: u64,
-    id: Uuid,
-    #[serde(rename = "type")]
-    event_type: String,
-    version: u32,
-    data: Box<RawValue>,
-    metadata: Box<RawValue>,
-}
-
-impl ExportedEvent {
-    fn into_event_data(self) -> EventData {
-        EventData::from_raw_json(
-            Some(self.id),
-            self.event_type,
-            Some(self.version),
-            &self.data,
-            Some(&self.metadata),
-        )
-    }
 }
 
 /// Replays the tombstone at `revision` of `stream` through a server: a hard delete
@@ -122,6 +95,17 @@ async fn hard_delete(store: &dyn EventStore, stream: &str, revision: u64) -> any
         Err(error) => Err(error).with_context(|| {
             format!("hard-deleting '{stream}' as its tombstone at revision {revision} says")
         }),
+    }
+}
+
+/// An exported event, to append again with its id, version, data and metadata.
+fn exported_event_data(event: RecordedEvent) -> EventData {
+    EventData {
+        id: Some(event.id),
+        event_type: event.event_type,
+        version: event.version,
+        data: event.data,
+        metadata: event.metadata,
     }
 }
 
@@ -149,8 +133,9 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
         if line.trim().is_empty() {
             continue;
         }
-        let event: ExportedEvent = serde_json::from_str(&line)
-            .with_context(|| format!("line {} is not an exported event", number + 1))?;
+        let event = serde_json::from_str::<eventfold_wire::Event<'_>>(&line)
+            .with_context(|| format!("line {} is not an exported event", number + 1))?
+            .into_recorded();
         if over_http && event.stream.starts_with('$') {
             // A server refuses client writes to system streams.
             skipped_system += 1;
@@ -162,13 +147,13 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
             if let Some(done) = run.take() {
                 imported += write(&*store, done).await?;
             }
-            hard_delete(&*store, &event.stream, event.revision).await?;
+            hard_delete(&*store, &event.stream, event.revision.get()).await?;
             deleted += 1;
             continue;
         }
         let continues = run.as_ref().is_some_and(|r| {
             r.stream == event.stream
-                && r.first_revision + r.events.len() as u64 == event.revision
+                && r.first_revision + r.events.len() as u64 == event.revision.get()
                 && r.events.len() < IMPORT_BATCH_EVENTS
         });
         if !continues && let Some(done) = run.take() {
@@ -178,10 +163,10 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
         }
         let run = run.get_or_insert_with(|| Run {
             stream: event.stream.clone(),
-            first_revision: event.revision,
+            first_revision: event.revision.get(),
             events: Vec::new(),
         });
-        run.events.push(event.into_event_data());
+        run.events.push(exported_event_data(event));
     }
     if let Some(done) = run.take() {
         imported += write(&*store, done).await?;

@@ -32,7 +32,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut print = |events: &[RecordedEvent]| -> std::io::Result<()> {
         for event in events {
-            writeln!(out, "{}", event.to_json_line())?;
+            writeln!(out, "{}", eventfold_wire::event_json_line(event))?;
         }
         Ok(())
     };

@@ -65,7 +65,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             .given_up
             .iter()
             .filter_map(|g| match g {
-                GivenUp::Intact(event) => Some(event.to_json_line()),
+                GivenUp::Intact(event) => Some(eventfold_wire::event_json_line(event)),
                 _ => None,
             })
             .collect();

@@ -113,7 +113,7 @@ async fn copy(
             .await?;
         lines.clear();
         for event in page.events.iter().filter(|e| e.position.get() < end) {
-            lines.extend_from_slice(event.to_json_line().as_bytes());
+            lines.extend_from_slice(eventfold_wire::event_json_line(event).as_bytes());
             lines.push(b'\n');
             replayed += 1;
         }

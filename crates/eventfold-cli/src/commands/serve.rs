@@ -91,6 +91,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         idle_timeout_ms: args.idle_timeout_ms,
         connections_max: connections_max(args.connections_max),
         jq_limits: args.jq.limits(),
+        insecure: args.insecure,
         ..ServerConfig::default()
     };
     config.validate()?;
@@ -134,17 +135,13 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let address = listener.local_addr()?;
+    // The server refuses this too; checked here before the address is announced.
+    config.check_address(address)?;
     if config.auth.is_none() {
-        anyhow::ensure!(
-            address.ip().is_loopback() || args.insecure,
-            "refusing to serve {address} without authentication: give --auth FILE (users \
-             and tokens), or --insecure to let every client in as an administrator"
-        );
         eprintln!(
             "WARNING: INSECURE DEVELOPMENT MODE: no --auth file, so every client of \
              {scheme}://{address} acts as an administrator. Do not use this in production."
         );
-        tracing::warn!(%address, "serving without authentication (insecure development mode)");
     }
     // Handlers are installed before the address is announced: a SIGTERM sent as soon
     // as a client sees the server stops it gracefully, never by the default action.

@@ -44,7 +44,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     while args.count.is_none_or(|count| printed < count) {
         let event = subscription.next().await?;
         let mut out = stdout.lock();
-        writeln!(out, "{}", event.to_json_line())?;
+        writeln!(out, "{}", eventfold_wire::event_json_line(&event))?;
         // Each event is shown as it arrives, also when piped.
         out.flush()?;
         printed += 1;

@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::support::{assert_fresh, event, event_with_id, n_of, ok, read_whole_log};
+use eventfold_wire::ErrorCode;
 
 /// Writers in each concurrency case.
 const TASKS: u64 = 16;
@@ -93,7 +94,7 @@ pub async fn concurrent_appends_to_one_stream_with_retries_are_serialized<
                             }
                             Err(e) => panic!(
                                 "task {task}: concurrent append failed with `{}`: {e}",
-                                e.code()
+                                ErrorCode::of(&e)
                             ),
                         }
                     }

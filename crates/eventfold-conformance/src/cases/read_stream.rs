@@ -3,6 +3,7 @@
 use eventfold_core::{EventStore, ExpectedVersion, ReadStream, Revision};
 
 use crate::support::{assert_fresh, event, n_of, ok};
+use eventfold_wire::ErrorCode;
 
 /// Writes `order-1` with five events (revisions 0..=4, data `n` = revision) with
 /// events of `order-10` and `order-2` in between.
@@ -157,7 +158,7 @@ pub async fn read_unknown_stream_is_not_found<S: EventStore + ?Sized>(store: &S)
                 ),
                 Err(e) => panic!(
                     "read_stream({stream:?}, {options:?}): expected StreamNotFound, got `{}`: {e}",
-                    e.code()
+                    ErrorCode::of(&e)
                 ),
             }
         }

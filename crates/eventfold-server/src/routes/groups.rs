@@ -11,16 +11,14 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use bytes::Bytes;
-use eventfold_core::{Error, EventStore, GroupSettings, Nack, PersistentGroup, RecordedEvent};
-use serde::{Deserialize, Serialize};
+use eventfold_core::{Error, GroupSettings, Nack, PersistentGroup};
+use eventfold_wire::{Deliveries, Delivery, ErrorCode, NackBody, Positions, Replay};
+use serde::Deserialize;
 
-use crate::AppState;
+use super::request::{Shared, json_object};
 use crate::auth::{Access, Principal};
 use crate::error::ApiError;
-use crate::routes::{Shared, body_error, path_error, query_error};
-
-/// A consumer group as the server shares it between requests.
-pub(crate) type Group = Arc<PersistentGroup<Arc<dyn EventStore>>>;
+use crate::state::{AppState, Group};
 
 /// Longest a `next` request waits for a first delivery, in ms.
 const WAIT_MS_MAX: u64 = 60_000;
@@ -37,9 +35,8 @@ pub(crate) fn statuses(state: &AppState) -> Vec<eventfold_core::GroupStatus> {
 /// The group, opened from the store on first use on this node.
 async fn group(state: &AppState, name: &str) -> Result<Group, ApiError> {
     open_group(state, name).await?.ok_or_else(|| {
-        ApiError::with_status(
-            StatusCode::NOT_FOUND,
-            "group_not_found",
+        ApiError::new(
+            ErrorCode::GroupNotFound,
             format!("no consumer group '{name}': create it with PUT /subscriptions/{name}"),
         )
     })
@@ -70,36 +67,17 @@ fn lock(state: &AppState) -> std::sync::MutexGuard<'_, std::collections::HashMap
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// A JSON object body (an empty body is `{}`). Only an object: serde would also read
-/// a struct from an array of its fields in order, so `[]` would pass as defaults.
-fn json_body<T: serde::de::DeserializeOwned>(
-    body: Result<Bytes, BytesRejection>,
-    shape: &str,
-) -> Result<T, ApiError> {
-    let body = body.map_err(body_error)?;
-    let body: &[u8] = if body.is_empty() { b"{}" } else { &body };
-    let invalid = |reason: String| {
-        ApiError::bad_request(
-            "invalid_json",
-            format!("the body must be {shape}: {reason}"),
-        )
-    };
-    let object: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(body).map_err(|e| invalid(e.to_string()))?;
-    serde_json::from_value(serde_json::Value::Object(object)).map_err(|e| invalid(e.to_string()))
-}
-
 /// `PUT /subscriptions/{group}`: creates the group (or answers the settings it has).
-pub(crate) async fn create(
+pub(super) async fn create(
     State(state): Shared,
     who: Principal,
     path: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     state.authorize(&who, Access::Groups).await?;
-    let Path(name) = path.map_err(path_error)?;
-    let settings: GroupSettings = json_body(
-        body,
+    let Path(name) = path?;
+    let settings: GroupSettings = json_object(
+        &body?,
         "a JSON object of group settings (start_after, stream_prefix, category, event_types, \
          retries_max, ack_timeout_ms, in_flight_max, checkpoint_every_events)",
     )?;
@@ -117,13 +95,13 @@ pub(crate) async fn create(
 }
 
 /// `GET /subscriptions/{group}`: checkpoint, deliveries in flight, retries, parked.
-pub(crate) async fn status(
+pub(super) async fn status(
     State(state): Shared,
     who: Principal,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     state.authorize(&who, Access::Groups).await?;
-    let Path(name) = path.map_err(path_error)?;
+    let Path(name) = path?;
     let group = group(&state, &name).await?;
     Ok(Json(serde_json::json!({
         "status": group.status(),
@@ -133,48 +111,35 @@ pub(crate) async fn status(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct NextQuery {
+pub(super) struct NextQuery {
     count: Option<usize>,
     wait_ms: Option<u64>,
 }
 
-#[derive(Serialize)]
-struct DeliveryJson {
-    event: RecordedEvent,
-    attempt: u32,
-}
-
-/// The answer of `next`, serialized as it is written out: stored events travel as the
-/// raw JSON they are, never through a `serde_json::Value`.
-#[derive(Serialize)]
-struct Deliveries {
-    deliveries: Vec<DeliveryJson>,
-}
-
 /// `GET /subscriptions/{group}/next?count=&wait_ms=`: waits up to `wait_ms` for a
 /// first delivery, then takes what is ready, up to `count` (1 to 1,000).
-pub(crate) async fn next(
+pub(super) async fn next(
     State(state): Shared,
     who: Principal,
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<NextQuery>, QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     state.authorize(&who, Access::Groups).await?;
-    let Path(name) = path.map_err(path_error)?;
-    let Query(query) = query.map_err(query_error)?;
+    let Path(name) = path?;
+    let Query(query) = query?;
     let count = query.count.unwrap_or(1);
     if !(1..=COUNT_MAX).contains(&count) {
-        return Err(ApiError::bad_request(
-            "invalid_query",
+        return Err(ApiError::new(
+            ErrorCode::InvalidQuery,
             format!("count is {count}, outside the allowed range 1 to {COUNT_MAX}"),
         ));
     }
     let group = group(&state, &name).await?;
     let wait = Duration::from_millis(query.wait_ms.unwrap_or(10_000).min(WAIT_MS_MAX));
-    let mut deliveries: Vec<DeliveryJson> = Vec::new();
+    let mut deliveries: Vec<Delivery> = Vec::new();
     if let Ok(first) = tokio::time::timeout(wait, group.next()).await {
         let first = first?;
-        deliveries.push(DeliveryJson {
+        deliveries.push(Delivery {
             event: first.event,
             attempt: first.attempt,
         });
@@ -192,7 +157,7 @@ pub(crate) async fn next(
                     earlier.attempt = delivery.attempt;
                     break;
                 }
-                deliveries.push(DeliveryJson {
+                deliveries.push(Delivery {
                     event: delivery.event,
                     attempt: delivery.attempt,
                 });
@@ -204,30 +169,16 @@ pub(crate) async fn next(
     Ok(Json(Deliveries { deliveries }))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct Positions {
-    positions: Vec<u64>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct NackBody {
-    positions: Vec<u64>,
-    action: Option<Nack>,
-    reason: Option<String>,
-}
-
 /// `POST /subscriptions/{group}/ack` with `{"positions": [...]}`.
-pub(crate) async fn ack(
+pub(super) async fn ack(
     State(state): Shared,
     who: Principal,
     path: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     state.authorize(&who, Access::Groups).await?;
-    let Path(name) = path.map_err(path_error)?;
-    let body: Positions = json_body(body, r#"{"positions": [<position>, ...]}"#)?;
+    let Path(name) = path?;
+    let body: Positions = json_object(&body?, r#"{"positions": [<position>, ...]}"#)?;
     let group = group(&state, &name).await?;
     for position in body.positions {
         group.ack(position).await.map_err(unknown)?;
@@ -237,16 +188,16 @@ pub(crate) async fn ack(
 
 /// `POST /subscriptions/{group}/nack` with `{"positions", "action"?: "retry" | "park" |
 /// "skip", "reason"?}`.
-pub(crate) async fn nack(
+pub(super) async fn nack(
     State(state): Shared,
     who: Principal,
     path: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     state.authorize(&who, Access::Groups).await?;
-    let Path(name) = path.map_err(path_error)?;
-    let body: NackBody = json_body(
-        body,
+    let Path(name) = path?;
+    let body: NackBody = json_object(
+        &body?,
         r#"{"positions": [...], "action"?: "retry" | "park" | "skip", "reason"?: "..."}"#,
     )?;
     let group = group(&state, &name).await?;
@@ -263,41 +214,34 @@ pub(crate) async fn nack(
 /// An ack or nack of nothing in flight is the client's mistake, not the store's.
 fn unknown(error: Error) -> ApiError {
     match error {
-        Error::InvalidEvent { reason } => {
-            ApiError::with_status(StatusCode::CONFLICT, "not_in_flight", reason)
-        }
+        Error::InvalidEvent { reason } => ApiError::new(ErrorCode::NotInFlight, reason),
         other => other.into(),
     }
 }
 
 /// `GET /subscriptions/{group}/parked`: the parked events, with their reasons.
-pub(crate) async fn parked(
+pub(super) async fn parked(
     State(state): Shared,
     who: Principal,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     state.authorize(&who, Access::Groups).await?;
-    let Path(name) = path.map_err(path_error)?;
+    let Path(name) = path?;
     let group = group(&state, &name).await?;
     Ok(Json(serde_json::json!({"parked": group.parked().await?})))
 }
 
 /// `POST /subscriptions/{group}/parked/replay` with `{"positions": [...]}` (all parked
 /// events when the body is empty): delivers them again.
-pub(crate) async fn replay_parked(
+pub(super) async fn replay_parked(
     State(state): Shared,
     who: Principal,
     path: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     state.authorize(&who, Access::Groups).await?;
-    let Path(name) = path.map_err(path_error)?;
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Replay {
-        positions: Option<Vec<u64>>,
-    }
-    let body: Replay = json_body(body, r#"{"positions"?: [...]}"#)?;
+    let Path(name) = path?;
+    let body: Replay = json_object(&body?, r#"{"positions"?: [...]}"#)?;
     let group = group(&state, &name).await?;
     let positions = match body.positions {
         Some(positions) => positions,

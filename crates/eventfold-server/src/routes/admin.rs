@@ -11,13 +11,15 @@ use bytes::Bytes;
 use eventfold_core::{DeleteMode, StreamMetadata};
 use serde::Deserialize;
 
+use eventfold_wire::{StreamHead, StreamsPage};
+
+use super::request::{Shared, expected_version, invalid_json, json_kind, limit};
 use crate::auth::{Access, Principal};
 use crate::error::ApiError;
-use crate::routes::{Shared, body_error, expected_version, limit, path_error, query_error};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct ListQuery {
+pub(super) struct ListQuery {
     /// Only names starting with this (system streams only with a `$` prefix).
     prefix: Option<String>,
     /// Names after this one (the `next` of the previous page).
@@ -26,13 +28,13 @@ pub(crate) struct ListQuery {
 }
 
 /// `GET /streams?prefix=&after=&limit=`: stream names in order, with their last revision.
-pub(crate) async fn list_streams(
+pub(super) async fn list_streams(
     State(state): Shared,
     who: Principal,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     state.authorize(&who, Access::All).await?;
-    let Query(query) = query.map_err(query_error)?;
+    let Query(query) = query?;
     let limit = limit(&state.config, query.limit) as usize;
     let streams = state
         .store
@@ -45,33 +47,32 @@ pub(crate) async fn list_streams(
     let next = (streams.len() == limit)
         .then(|| streams.last().map(|s| s.stream.clone()))
         .flatten();
-    Ok(Json(
-        serde_json::json!({ "streams": streams, "next": next }),
-    ))
+    Ok(Json(StreamsPage { next, streams }))
 }
 
 /// `GET /streams/{stream}/head`: the stream's last revision (counting hidden and
 /// deleted events, as expected versions do), `null` when it was never written.
-pub(crate) async fn stream_head(
+pub(super) async fn stream_head(
     State(state): Shared,
     who: Principal,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let Path(stream) = path.map_err(path_error)?;
+    let Path(stream) = path?;
     state.authorize(&who, Access::Read(&stream)).await?;
     let last = state.store.stream_revision(&stream).await?;
-    Ok(Json(
-        serde_json::json!({ "stream": stream, "last_revision": last }),
-    ))
+    Ok(Json(StreamHead {
+        last_revision: last,
+        stream,
+    }))
 }
 
 /// `GET /streams/{stream}/metadata`: `{"revision", "metadata"}`.
-pub(crate) async fn read_metadata(
+pub(super) async fn read_metadata(
     State(state): Shared,
     who: Principal,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let Path(stream) = path.map_err(path_error)?;
+    let Path(stream) = path?;
     eventfold_core::validate_stream_name(&stream)?;
     state.authorize(&who, Access::Metadata(&stream)).await?;
     Ok(Json(state.store.stream_metadata(&stream).await?))
@@ -79,24 +80,22 @@ pub(crate) async fn read_metadata(
 
 /// `PUT /streams/{stream}/metadata` with the metadata as JSON and `Expected-Version`
 /// naming the metadata's revision.
-pub(crate) async fn write_metadata(
+pub(super) async fn write_metadata(
     State(state): Shared,
     who: Principal,
     path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let Path(stream) = path.map_err(path_error)?;
+    let Path(stream) = path?;
     eventfold_core::validate_stream_name(&stream)?;
     state.authorize(&who, Access::Metadata(&stream)).await?;
     let expected = expected_version(&headers)?;
-    let body = body.map_err(body_error)?;
+    let body = body?;
     let invalid = |reason: String| {
-        ApiError::bad_request(
-            "invalid_json",
-            format!(
-                "the body must be stream metadata, a JSON object {{\"max_count\"?, \"max_age\"?, \"truncate_before\"?, \"acl\"?: {{\"read\"?, \"write\"?, \"delete\"?, \"metadata\"?}}, \"custom\"?}}: {reason}"
-            ),
+        invalid_json(
+            r#"stream metadata, a JSON object {"max_count"?, "max_age"?, "truncate_before"?, "acl"?: {"read"?, "write"?, "delete"?, "metadata"?}, "custom"?}"#,
+            reason,
         )
     };
     // Parsed as a JSON value first: serde would take an array for the fields in order.
@@ -120,37 +119,25 @@ pub(crate) async fn write_metadata(
     Ok(Json(written))
 }
 
-/// What a JSON value is, for error messages.
-pub(crate) fn json_kind(value: &serde_json::Value) -> &'static str {
-    match value {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Number(_) => "a number",
-        serde_json::Value::String(_) => "a string",
-        serde_json::Value::Array(_) => "an array",
-        serde_json::Value::Object(_) => "an object",
-    }
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct DeleteQuery {
+pub(super) struct DeleteQuery {
     /// `true`: a tombstone (the stream can never be written again).
     hard: Option<bool>,
 }
 
 /// `DELETE /streams/{stream}[?hard=true]` with an optional `Expected-Version`.
-pub(crate) async fn delete_stream(
+pub(super) async fn delete_stream(
     State(state): Shared,
     who: Principal,
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<DeleteQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<impl IntoResponse, ApiError> {
-    let Path(stream) = path.map_err(path_error)?;
+    let Path(stream) = path?;
     eventfold_core::validate_stream_name(&stream)?;
     state.authorize(&who, Access::Delete(&stream)).await?;
-    let Query(query) = query.map_err(query_error)?;
+    let Query(query) = query?;
     let mode = if query.hard.unwrap_or(false) {
         DeleteMode::Hard
     } else {

@@ -1,0 +1,259 @@
+//! Appending and reading streams: `POST /streams/{stream}`, `POST /transactions`,
+//! `GET /streams/{stream}` and `GET /streams/{stream}/{revision}`.
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::IntoResponse;
+use bytes::Bytes;
+use eventfold_core::{AppendResult, Direction, ReadStream, RecordedEvent, Revision, StreamWrite};
+use eventfold_schema::Target;
+use eventfold_wire::{
+    ErrorCode, EventsPage, NewEvent, NewEvents, Recorded, TransactionResults, TransactionWrite,
+};
+use serde::Deserialize;
+
+use super::request::{Shared, expected_version, json, limit, target};
+use crate::auth::{Access, Principal};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub(super) async fn append(
+    State(state): Shared,
+    who: Principal,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<AppendResult>), ApiError> {
+    let Path(stream) = path?;
+    state.authorize(&who, Access::Write(&stream)).await?;
+    let body = body?;
+    let expected = expected_version(&headers)?;
+    let events: NewEvents = json(
+        &body,
+        r#"a JSON array of events {"type", "data", "id"?, "version"?, "metadata"?}"#,
+    )?;
+    let events = events
+        .into_iter()
+        .map(NewEvent::into_event_data)
+        .collect::<Vec<_>>();
+    let mut results = store_writes(
+        &state,
+        &who,
+        vec![StreamWrite::new(stream, expected, events)],
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(results.remove(0))))
+}
+
+/// Appends through the store with the server's limits and metrics: the one path both
+/// `POST /streams/{stream}` and `POST /transactions` take.
+async fn store_writes(
+    state: &AppState,
+    who: &Principal,
+    writes: Vec<StreamWrite>,
+) -> Result<Vec<AppendResult>, ApiError> {
+    for write in &writes {
+        // System streams (`$schemas`, ...) are written by eventfold itself, never by
+        // a client.
+        eventfold_core::validate_stream_name(&write.stream)?;
+    }
+    let count: usize = writes.iter().map(|w| w.events.len()).sum();
+    if count > state.config.append_events_max {
+        return Err(ApiError::new(
+            ErrorCode::TooLarge,
+            format!(
+                "{count} events in one append, more than the limit of {}",
+                state.config.append_events_max
+            ),
+        ));
+    }
+    let registry = state.schemas.registry();
+    for event in writes.iter().flat_map(|w| &w.events) {
+        registry.validate(&event.event_type, event.version, &event.data)?;
+    }
+    let started = Instant::now();
+    let metrics = &state.metrics;
+    match state.store.append_multi(writes).await {
+        Ok(results) => {
+            metrics.appended(count as u64, started.elapsed());
+            Ok(results)
+        }
+        Err(error) => {
+            metrics.append_errors.fetch_add(1, Ordering::Relaxed);
+            match error {
+                // Writing to a hard-deleted stream: gone for good.
+                eventfold_core::Error::StreamDeleted { .. } => {
+                    Err(ApiError::from(error).with_status_code(StatusCode::GONE))
+                }
+                // The store's reason may name another stream holding one of the ids,
+                // and where: only an administrator (who may read every stream) sees it.
+                eventfold_core::Error::IdempotencyConflict { stream, .. } if !who.is_admin() => {
+                    Err(ApiError::idempotency_conflict(&stream))
+                }
+                error => Err(error.into()),
+            }
+        }
+    }
+}
+
+/// Appends to several streams atomically, each with its own expected version.
+pub(super) async fn append_transaction(
+    State(state): Shared,
+    who: Principal,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<TransactionResults>), ApiError> {
+    let body = body?;
+    let writes: Vec<TransactionWrite> = json(
+        &body,
+        r#"a JSON array of {"stream", "expected"?, "events"}"#,
+    )?;
+    let mut stream_writes = Vec::with_capacity(writes.len());
+    for write in writes {
+        let expected = write.expected_version()?;
+        let events = write
+            .events
+            .into_iter()
+            .map(NewEvent::into_event_data)
+            .collect();
+        state.authorize(&who, Access::Write(&write.stream)).await?;
+        stream_writes.push(StreamWrite::new(write.stream, expected, events));
+    }
+    let results = store_writes(&state, &who, stream_writes).await?;
+    Ok((StatusCode::CREATED, Json(TransactionResults { results })))
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct StreamQuery {
+    from: Option<u64>,
+    limit: Option<u64>,
+    direction: Option<String>,
+    /// The versions the reader understands (`Type:N,...`, `newest`, `stored`).
+    versions: Option<String>,
+}
+
+/// `GET /streams/{stream}`: a page of events (see [`EventsPage`]).
+pub(super) async fn read_stream(
+    State(state): Shared,
+    who: Principal,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<StreamQuery>, QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Path(stream) = path?;
+    state.authorize(&who, Access::Read(&stream)).await?;
+    let Query(query) = query?;
+    let mut options = match query.direction.as_deref() {
+        None | Some("forward") => ReadStream::forward(),
+        Some("backward") => ReadStream::backward(),
+        Some(other) => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidQuery,
+                format!("direction must be forward or backward, not '{other}'"),
+            ));
+        }
+    };
+    options = options.limit(limit(&state.config, query.limit));
+    if let Some(from) = query.from {
+        options = options.from(Revision(from));
+    }
+    let target = target(query.versions.as_deref())?;
+    let page = eventfold_core::page::read_stream_page(
+        state.store.as_ref(),
+        &stream,
+        options,
+        state.config.read_bytes_max,
+    )
+    .await?;
+    state.metrics.reads.fetch_add(1, Ordering::Relaxed);
+    // Paging follows the stored events, whatever conversion drops or splits; index
+    // streams page by global position.
+    let place = |e: &RecordedEvent| match eventfold_core::IndexStream::parse(&stream) {
+        Some(_) => e.position.get(),
+        None => e.revision.get(),
+    };
+    let next = match options.direction {
+        Direction::Forward => page.events.last().map(|e| place(e) + 1),
+        Direction::Backward => page.events.last().and_then(|e| place(e).checked_sub(1)),
+    };
+    let events = state.schemas.convert(page.events, &target).await?;
+    Ok(Json(EventsPage {
+        events,
+        next,
+        end_of_stream: Some(page.end_of_stream),
+        end_of_log: None,
+    }))
+}
+
+/// The schema version asked for with `Accept: application/vnd.eventfold.v<N>+json`.
+fn accepted_version(headers: &HeaderMap) -> Result<Option<u32>, ApiError> {
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return Ok(None);
+    };
+    for media in accept
+        .split(',')
+        .map(|m| m.split(';').next().unwrap_or("").trim())
+    {
+        if let Some(version) = media
+            .strip_prefix("application/vnd.eventfold.v")
+            .and_then(|rest| rest.strip_suffix("+json"))
+        {
+            return version.parse().map(Some).map_err(|_| {
+                ApiError::new(
+                    ErrorCode::InvalidAccept,
+                    format!("'{media}' names no schema version"),
+                )
+            });
+        }
+    }
+    Ok(None)
+}
+
+/// `GET /streams/{stream}/{revision}`: one event, converted to the version `Accept`
+/// names.
+pub(super) async fn read_event(
+    State(state): Shared,
+    who: Principal,
+    path: Result<Path<(String, u64)>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<axum::response::Response, ApiError> {
+    let Path((stream, revision)) = path?;
+    state.authorize(&who, Access::Read(&stream)).await?;
+    let wanted = accepted_version(&headers)?;
+    let read = ReadStream::forward().from(Revision(revision)).limit(1);
+    let event = state
+        .store
+        .read_stream(&stream, read)
+        .await?
+        .into_iter()
+        .next()
+        .filter(|e| e.revision == Revision(revision))
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::EventNotFound,
+                format!("stream '{stream}' has no event at revision {revision}"),
+            )
+        })?;
+    state.metrics.reads.fetch_add(1, Ordering::Relaxed);
+    let Some(version) = wanted.filter(|v| *v != event.version) else {
+        return Ok(Json(Recorded(&event)).into_response());
+    };
+    let (event_type, stored) = (event.event_type.clone(), event.version);
+    let target = Target::version(event_type.clone(), version);
+    let converted = state.schemas.convert(vec![event], &target).await?;
+    match <[RecordedEvent; 1]>::try_from(converted) {
+        Ok([one]) if one.event_type == event_type && one.version == version => {
+            Ok(Json(Recorded(&one)).into_response())
+        }
+        Ok(_) | Err(_) => Err(ApiError::new(
+            ErrorCode::NoConversionPath,
+            format!(
+                "version {stored} of {event_type} does not convert into exactly one event of \
+                 version {version} (a registered converter drops, splits or renames it)"
+            ),
+        )),
+    }
+}
