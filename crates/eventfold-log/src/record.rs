@@ -323,7 +323,9 @@ pub(crate) fn decode_header(buf: &[u8]) -> Result<RecordHeader, Invalid> {
         ));
     }
     if buf[at::RESERVED_1] != 0 || buf[at::RESERVED_2..at::METADATA_LEN] != [0, 0] {
-        return Err(Invalid::Damaged("reserved header bytes are not zero".into()));
+        return Err(Invalid::Damaged(
+            "reserved header bytes are not zero".into(),
+        ));
     }
     let flags = buf[at::FLAGS];
     if flags & !FLAGS_KNOWN != 0 {

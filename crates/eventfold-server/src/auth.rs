@@ -13,6 +13,7 @@ use std::sync::Arc;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
+use eventfold_metadata::StreamAdmin;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 

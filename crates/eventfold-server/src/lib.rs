@@ -22,7 +22,8 @@ pub use auth::{
     token_hash,
 };
 pub use error::ApiError;
-use eventfold_core::EventStore;
+use eventfold_core::{EventStore, LayerExt};
+use eventfold_metadata::MetadataLayer;
 use eventfold_schema::{JqLimits, SchemaError, SchemaStore};
 pub use routes::{OPENAPI, router};
 pub use tls::{TlsConfig, TlsError};
@@ -97,6 +98,13 @@ impl ServerConfig {
     }
 }
 
+/// The store the handlers use: `store` under the metadata layer, so reads apply each
+/// stream's retention and deletion, whatever backend (or stack of layers) the caller
+/// gave.
+fn with_metadata(store: Arc<dyn EventStore>) -> Arc<dyn EventStore> {
+    Arc::new(store.layer(MetadataLayer))
+}
+
 /// What the handlers share.
 pub(crate) struct AppState {
     pub store: Arc<dyn EventStore>,
@@ -114,6 +122,8 @@ pub(crate) struct AppState {
 /// and lets the ones in flight finish (appends under way are answered; jq converters
 /// under way are interrupted, and their requests answered `503 shutting_down`).
 /// Connections are served within the limits of `config` (timeouts, connection count).
+/// `store` is a backend (or a stack of layers) without the metadata layer: the server
+/// puts one on top, so reads apply each stream's retention and deletion.
 pub async fn serve(
     store: Arc<dyn EventStore>,
     config: ServerConfig,

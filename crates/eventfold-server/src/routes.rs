@@ -16,12 +16,13 @@ use bytes::Bytes;
 use eventfold_core::StreamWrite;
 use eventfold_core::{
     AllFilter, AppendResult, Direction, EventData, EventStore, ExpectedVersion, Position, ReadAll,
-    ReadStream, RecordedEvent, Revision, Subscription,
+    ReadStream, RecordedEvent, Revision,
 };
 use eventfold_schema::{
     CheckOptions, Negotiated, Registered, Registry, SchemaError, SchemaStore, Target,
     VersionDefinition,
 };
+use eventfold_subscription::Subscription;
 use futures_util::stream::{self, Stream};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -49,6 +50,7 @@ pub(crate) async fn app(
     store: Arc<dyn EventStore>,
     config: ServerConfig,
 ) -> Result<(Router, Arc<AppState>), SchemaError> {
+    let store = crate::with_metadata(store);
     let body_bytes_max = config.body_bytes_max;
     let base = Registry::new().with_jq_limits(config.jq_limits);
     let schemas =
@@ -430,7 +432,7 @@ async fn read_stream(
         options = options.from(Revision(from));
     }
     let target = target(query.versions.as_deref())?;
-    let page = eventfold_core::page::read_stream_page(
+    let page = eventfold_subscription::page::read_stream_page(
         state.store.as_ref(),
         &stream,
         options,
@@ -571,7 +573,7 @@ async fn read_all(
     )
     .filtered(query.filter());
     let target = target(query.versions.as_deref())?;
-    let page = eventfold_core::page::read_all_page(
+    let page = eventfold_subscription::page::read_all_page(
         state.store.as_ref(),
         read,
         state.config.read_bytes_max,

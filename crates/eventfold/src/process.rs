@@ -34,8 +34,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use eventfold_core::{
     AllFilter, EventData, EventStore, ExpectedVersion, Position, ReadAll, RecordedEvent, Revision,
-    StreamWrite, Subscription,
+    StreamWrite,
 };
+use eventfold_subscription::Subscription;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use uuid::Uuid;

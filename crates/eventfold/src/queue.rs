@@ -4,7 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use eventfold_core::{EventStore, ExpectedVersion, Subscription};
+use eventfold_core::{EventStore, ExpectedVersion};
+use eventfold_subscription::Subscription;
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 

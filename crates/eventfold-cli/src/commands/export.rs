@@ -7,10 +7,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use eventfold_core::metadata::TOMBSTONE_EVENT_TYPE;
+use eventfold_core::TOMBSTONE_EVENT_TYPE;
 use eventfold_core::{
-    DeleteMode, EventData, EventStore, ExpectedVersion, Position, ReadAll, Revision, StreamWrite,
+    EventData, EventStore, ExpectedVersion, Position, ReadAll, Revision, StreamWrite,
 };
+use eventfold_metadata::{DeleteMode, StreamAdmin};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use uuid::Uuid;
