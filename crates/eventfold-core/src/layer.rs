@@ -133,64 +133,6 @@ pub trait StoreLayer: Send + Sync {
     }
 }
 
-/// A shared layer is the layer: a test keeps an `Arc` to look at it while the stack
-/// holds the other.
-#[async_trait]
-impl<L: StoreLayer + ?Sized> StoreLayer for std::sync::Arc<L> {
-    async fn append_multi<S: EventStore + ?Sized>(
-        &self,
-        inner: &S,
-        writes: Vec<StreamWrite>,
-    ) -> Result<Vec<AppendResult>> {
-        (**self).append_multi(inner, writes).await
-    }
-
-    async fn before_append<S: EventStore + ?Sized>(
-        &self,
-        inner: &S,
-        writes: Vec<StreamWrite>,
-    ) -> Result<Vec<StreamWrite>> {
-        (**self).before_append(inner, writes).await
-    }
-
-    async fn read_stream<S: EventStore + ?Sized>(
-        &self,
-        inner: &S,
-        stream: &str,
-        options: ReadStream,
-    ) -> Result<Vec<RecordedEvent>> {
-        (**self).read_stream(inner, stream, options).await
-    }
-
-    async fn after_read_stream(
-        &self,
-        stream: &str,
-        events: Vec<RecordedEvent>,
-    ) -> Result<Vec<RecordedEvent>> {
-        (**self).after_read_stream(stream, events).await
-    }
-
-    async fn read_all<S: EventStore + ?Sized>(
-        &self,
-        inner: &S,
-        options: ReadAll,
-    ) -> Result<AllSlice> {
-        (**self).read_all(inner, options).await
-    }
-
-    async fn after_read_all(&self, slice: AllSlice) -> Result<AllSlice> {
-        (**self).after_read_all(slice).await
-    }
-
-    async fn stream_revision<S: EventStore + ?Sized>(
-        &self,
-        inner: &S,
-        stream: &str,
-    ) -> Result<Option<Revision>> {
-        (**self).stream_revision(inner, stream).await
-    }
-}
-
 /// A store with a layer in front: the layer's hooks around the inner store's calls.
 /// `Layered<A, Layered<B, Backend>>` runs A's hooks, then B's, then the backend.
 #[derive(Debug, Clone)]
