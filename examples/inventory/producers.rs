@@ -30,6 +30,7 @@ pub async fn new_release_deactivates(
     reason: &str,
 ) -> anyhow::Result<Position> {
     let written = schemas
+        .validating()
         .append(
             id,
             ExpectedVersion::StreamExists,

@@ -65,6 +65,7 @@ pub async fn record_history(
     let no_item =
         EventData::json(DEACTIVATED, &serde_json::json!({"reason": "typo"}))?.with_version(2);
     let refused = schemas
+        .validating()
         .append("item-3", ExpectedVersion::Any, vec![no_item])
         .await;
     ensure!(refused.is_err(), "a v2 event without itemId was accepted");

@@ -13,10 +13,11 @@
 //! ```
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use eventfold_core::{
-    AllSlice, AppendResult, DeleteMode, DeleteResult, Direction, Error, EventStore,
-    ExpectedVersion, MetadataRecord, Position, ReadAll, ReadStream, RecordedEvent, Result,
-    Revision, StreamMetadata, StreamSummary, StreamWrite,
+    AllSlice, AppendResult, Direction, Error, EventStore, ExpectedVersion, Position, ReadAll,
+    ReadStream, RecordedEvent, RemoteAdmin, RemoteDeleted, RemoteMetadata, Result, Revision,
+    StoreMetric, StreamSummary, StreamWrite,
 };
 use eventfold_wire::{
     ErrorBody, EventsPage, Health, NewEvent, StreamHead, StreamsPage, SubscriptionMessage,
@@ -193,7 +194,7 @@ impl EventStore for HttpStore {
             if write.is_system() {
                 // The wire carries client writes only: the server writes eventfold's
                 // own events itself, behind its metadata, delete, group and schema
-                // endpoints (which this store's methods call).
+                // endpoints (which this store's `RemoteAdmin` calls).
                 return Err(Error::InvalidEvent {
                     reason: format!(
                         "a system write (to '{}') cannot be sent to a server: only the \
@@ -235,18 +236,10 @@ impl EventStore for HttpStore {
         Ok(answer.results)
     }
 
-    /// Over HTTP the server applies the stream's metadata; both reads are the same.
+    /// What `GET /streams/{stream}` shows: the server applies the stream's metadata
+    /// (it offers no read past it), so a metadata layer over this store passes reads
+    /// through (see [`EventStore::remote_admin`]).
     async fn read_stream(&self, stream: &str, options: ReadStream) -> Result<Vec<RecordedEvent>> {
-        self.read_stream_raw(stream, options).await
-    }
-
-    /// The server offers no read past a stream's metadata: this reads what
-    /// `GET /streams/{stream}` shows.
-    async fn read_stream_raw(
-        &self,
-        stream: &str,
-        options: ReadStream,
-    ) -> Result<Vec<RecordedEvent>> {
         let direction = match options.direction {
             Direction::Forward => "forward",
             Direction::Backward => "backward",
@@ -356,45 +349,15 @@ impl EventStore for HttpStore {
         Ok(streams)
     }
 
-    async fn stream_metadata(&self, stream: &str) -> Result<MetadataRecord> {
-        self.call(
-            self.client.get(self.url(&["streams", stream, "metadata"])),
-            stream,
-        )
-        .await
+    /// The server keeps no figures of its storage for clients: `/metrics` has them.
+    fn storage_metrics(&self) -> Vec<StoreMetric> {
+        Vec::new()
     }
 
-    async fn set_stream_metadata(
-        &self,
-        stream: &str,
-        expected: ExpectedVersion,
-        metadata: StreamMetadata,
-    ) -> Result<AppendResult> {
-        let body = encode(&metadata)?;
-        let request = self
-            .client
-            .request(Method::PUT, self.url(&["streams", stream, "metadata"]))
-            .header("Expected-Version", expected.to_string())
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body);
-        self.call(request, stream).await
-    }
-
-    async fn delete_stream(
-        &self,
-        stream: &str,
-        expected: ExpectedVersion,
-        mode: DeleteMode,
-    ) -> Result<DeleteResult> {
-        let mut url = self.url(&["streams", stream]);
-        if mode == DeleteMode::Hard {
-            url.query_pairs_mut().append_pair("hard", "true");
-        }
-        let request = self
-            .client
-            .request(Method::DELETE, url)
-            .header("Expected-Version", expected.to_string());
-        self.call(request, stream).await
+    /// Metadata and deletion go to the server's admin routes: the server's own layers
+    /// write the system events, which no wire format carries.
+    fn remote_admin(&self) -> Option<&dyn RemoteAdmin> {
+        Some(self)
     }
 
     async fn head_position(&self) -> Result<Option<Position>> {
@@ -424,5 +387,74 @@ impl EventStore for HttpStore {
             }
         }
         Err(Error::Backend("the server closed the subscription".into()))
+    }
+}
+
+/// `GET /streams/{stream}/metadata`: the metadata document is kept as sent.
+#[derive(serde::Deserialize)]
+struct MetadataAnswer {
+    revision: Option<u64>,
+    metadata: Box<serde_json::value::RawValue>,
+}
+
+/// `DELETE /streams/{stream}`.
+#[derive(serde::Deserialize)]
+struct DeleteAnswer {
+    last_revision: u64,
+    position: u64,
+}
+
+#[async_trait]
+impl RemoteAdmin for HttpStore {
+    /// `GET /streams/{stream}/metadata`.
+    async fn metadata(&self, stream: &str) -> Result<RemoteMetadata> {
+        let record: MetadataAnswer = self
+            .call(
+                self.client.get(self.url(&["streams", stream, "metadata"])),
+                stream,
+            )
+            .await?;
+        Ok(RemoteMetadata {
+            revision: record.revision.map(Revision),
+            document: Bytes::from(record.metadata.get().as_bytes().to_vec()),
+        })
+    }
+
+    /// `PUT /streams/{stream}/metadata`.
+    async fn set_metadata(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        body: Bytes,
+    ) -> Result<AppendResult> {
+        let request = self
+            .client
+            .request(Method::PUT, self.url(&["streams", stream, "metadata"]))
+            .header("Expected-Version", expected.to_string())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        self.call(request, stream).await
+    }
+
+    /// `DELETE /streams/{stream}` (`?hard=true`).
+    async fn delete(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        hard: bool,
+    ) -> Result<RemoteDeleted> {
+        let mut url = self.url(&["streams", stream]);
+        if hard {
+            url.query_pairs_mut().append_pair("hard", "true");
+        }
+        let request = self
+            .client
+            .request(Method::DELETE, url)
+            .header("Expected-Version", expected.to_string());
+        let deleted: DeleteAnswer = self.call(request, stream).await?;
+        Ok(RemoteDeleted {
+            last_revision: Revision(deleted.last_revision),
+            position: Position(deleted.position),
+        })
     }
 }

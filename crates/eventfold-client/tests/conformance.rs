@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use eventfold_client::HttpStore;
+use eventfold_core::LayerExt;
 use eventfold_log::{LogOptions, LogStore};
+use eventfold_metadata::MetadataLayer;
 use eventfold_server::{ServerConfig, router};
 
 /// Keeps the server and its data directory alive for one test.
@@ -33,7 +35,9 @@ eventfold_conformance::conformance_tests!(async || {
         axum_serve(listener, app).await;
     });
     let client = HttpStore::new(&format!("http://{address}")).expect("client");
-    (client, Server { task, _dir: dir })
+    // The metadata layer passes reads through to the server, which applies the
+    // metadata itself, and its calls go to the server's admin routes.
+    (client.layer(MetadataLayer), Server { task, _dir: dir })
 });
 
 async fn axum_serve(listener: tokio::net::TcpListener, app: axum::Router) {

@@ -6,15 +6,14 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use eventfold_client::HttpStore;
 use eventfold_core::{
-    AllSlice, AppendResult, Error, EventStore, InMemoryStore, Position, ReadAll, ReadStream,
-    RecordedEvent, Result, Revision, StreamWrite,
+    Error, EventStore, InMemoryStore, LayerExt, Layered, Result, Revision, StoreLayer,
 };
 use eventfold_server::ServerConfig;
 use eventfold_wire::ErrorCode;
 
-/// A store that answers a stream's head of `broken` with the error it is given.
+/// A layer that answers a stream's head of `broken` with the error it is given.
+#[derive(Default)]
 struct Failing {
-    inner: InMemoryStore,
     error: Mutex<Option<Error>>,
 }
 
@@ -25,47 +24,25 @@ impl Failing {
 }
 
 #[async_trait]
-impl EventStore for Failing {
-    async fn append_multi(&self, writes: Vec<StreamWrite>) -> Result<Vec<AppendResult>> {
-        self.inner.append_multi(writes).await
-    }
-
-    async fn read_stream_raw(
+impl StoreLayer for Failing {
+    async fn stream_revision<S: EventStore + ?Sized>(
         &self,
+        inner: &S,
         stream: &str,
-        options: ReadStream,
-    ) -> Result<Vec<RecordedEvent>> {
-        self.inner.read_stream_raw(stream, options).await
-    }
-
-    async fn read_all(&self, options: ReadAll) -> Result<AllSlice> {
-        self.inner.read_all(options).await
-    }
-
-    async fn stream_revision(&self, stream: &str) -> Result<Option<Revision>> {
+    ) -> Result<Option<Revision>> {
+        let error = self.error.lock().unwrap().clone();
         if stream == "broken"
-            && let Some(error) = self.error.lock().unwrap().clone()
+            && let Some(error) = error
         {
             return Err(error);
         }
-        self.inner.stream_revision(stream).await
-    }
-
-    async fn head_position(&self) -> Result<Option<Position>> {
-        self.inner.head_position().await
-    }
-
-    async fn wait_for(&self, position: Position) -> Result<()> {
-        self.inner.wait_for(position).await
+        inner.stream_revision(stream).await
     }
 }
 
 #[tokio::test]
 async fn every_store_error_comes_back_from_the_server_as_the_same_error() {
-    let store = Arc::new(Failing {
-        inner: InMemoryStore::new(),
-        error: Mutex::new(None),
-    });
+    let store = Arc::new(InMemoryStore::new().layer(Failing::default()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let server = tokio::spawn(eventfold_server::serve(
@@ -77,7 +54,7 @@ async fn every_store_error_comes_back_from_the_server_as_the_same_error() {
     let client = HttpStore::new(&format!("http://{address}")).unwrap();
     assert_eq!(client.stream_revision("broken").await.unwrap(), None);
     for error in eventfold_wire::error::examples() {
-        store.fail_with(error.clone());
+        Layered::layer(&*store).fail_with(error.clone());
         let back = client.stream_revision("broken").await.unwrap_err();
         assert_eq!(ErrorCode::of(&back), ErrorCode::of(&error), "{back}");
         match (&error, &back) {

@@ -15,10 +15,14 @@
 //! A backend's test crate needs only this crate and its own:
 //!
 //! ```
-//! use eventfold_core::InMemoryStore;
+//! use eventfold_core::{InMemoryStore, LayerExt};
+//! use eventfold_metadata::MetadataLayer;
 //!
-//! // In a backend's integration test file: one test per case.
-//! eventfold_conformance::conformance_tests!(|| async { (InMemoryStore::new(), ()) });
+//! // In a backend's integration test file: one test per case, on the backend under
+//! // the metadata layer (the stream metadata cases need it).
+//! eventfold_conformance::conformance_tests!(|| async {
+//!     (InMemoryStore::new().layer(MetadataLayer), ())
+//! });
 //!
 //! // In the body of a test function: the model check.
 //! # fn model_check() {
@@ -104,7 +108,8 @@ pub mod __private {
 /// `$factory` is an async closure (`async || …` or `|| async { … }`) returning
 /// `(store, guard)`:
 ///
-/// - `store` implements [`EventStore`](eventfold_core::EventStore) (and is `'static`,
+/// - `store` implements [`EventStore`](eventfold_core::EventStore): the backend under
+///   the metadata layer (`backend.layer(MetadataLayer)`), as users get it (and is `'static`,
 ///   for the concurrency cases, which share it between tasks through an `Arc`);
 /// - `guard` is anything that must outlive the store (a temporary directory, a test
 ///   database, a server process); use `()` when there is none. The store is dropped
@@ -129,12 +134,14 @@ pub mod __private {
 /// #         }
 /// #     }
 /// # }
+/// use eventfold_core::LayerExt;
 /// use eventfold_log::LogStore;
+/// use eventfold_metadata::MetadataLayer;
 ///
 /// eventfold_conformance::conformance_tests!(async || {
 ///     let dir = tempfile::tempdir().expect("temporary directory");
 ///     let store = LogStore::open(dir.path()).await.expect("open the store");
-///     (store, dir)
+///     (store.layer(MetadataLayer), dir)
 /// });
 /// # fn main() {}
 /// ```
@@ -143,7 +150,9 @@ pub mod __private {
 ///
 /// ```
 /// eventfold_conformance::conformance_tests!(|| async {
-///     (eventfold_core::InMemoryStore::new(), ())
+///     use eventfold_core::LayerExt;
+///     let store = eventfold_core::InMemoryStore::new();
+///     (store.layer(eventfold_metadata::MetadataLayer), ())
 /// });
 /// # fn main() {}
 /// ```

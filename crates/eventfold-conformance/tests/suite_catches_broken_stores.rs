@@ -7,7 +7,8 @@ use async_trait::async_trait;
 use eventfold_conformance::model::Backend;
 use eventfold_core::{
     AllSlice, AppendResult, Direction, EventData, EventStore, ExpectedVersion, InMemoryStore,
-    Position, ReadAll, ReadStream, RecordedEvent, Result, Revision, StreamWrite,
+    LayerExt, Layered, Position, ReadAll, ReadStream, RecordedEvent, Result, Revision, StoreLayer,
+    StreamWrite,
 };
 use uuid::Uuid;
 
@@ -35,22 +36,16 @@ enum Fault {
     RevisionOffByOne,
 }
 
-/// `InMemoryStore` with one fault.
-struct Faulty {
-    inner: InMemoryStore,
-    fault: Fault,
+/// `InMemoryStore` with one fault, injected by a layer.
+type Faulty = Layered<Fault, InMemoryStore>;
+
+fn faulty(fault: Fault) -> Faulty {
+    InMemoryStore::new().layer(fault)
 }
 
-impl Faulty {
-    fn new(fault: Fault) -> Self {
-        Faulty {
-            inner: InMemoryStore::new(),
-            fault,
-        }
-    }
-
-    fn on_read(&self, mut events: Vec<RecordedEvent>) -> Vec<RecordedEvent> {
-        if self.fault == Fault::MetadataLost {
+impl Fault {
+    fn on_read(self, mut events: Vec<RecordedEvent>) -> Vec<RecordedEvent> {
+        if self == Fault::MetadataLost {
             for event in &mut events {
                 event.metadata = bytes::Bytes::from_static(b"{}");
             }
@@ -60,15 +55,19 @@ impl Faulty {
 }
 
 #[async_trait]
-impl EventStore for Faulty {
-    async fn append_multi(&self, mut writes: Vec<StreamWrite>) -> Result<Vec<AppendResult>> {
+impl StoreLayer for Fault {
+    async fn append_multi<S: EventStore + ?Sized>(
+        &self,
+        inner: &S,
+        mut writes: Vec<StreamWrite>,
+    ) -> Result<Vec<AppendResult>> {
         let events = writes.iter_mut().flat_map(|w| w.events.iter_mut());
-        match self.fault {
+        match self {
             Fault::MultiNotAtomic => {
                 let mut results = Vec::new();
                 for write in writes {
                     results.push(
-                        self.inner
+                        inner
                             .append(&write.stream, write.expected, write.events)
                             .await?,
                     );
@@ -81,33 +80,38 @@ impl EventStore for Faulty {
             Fault::IdsDropped => events.for_each(|e| e.id = None),
             _ => {}
         }
-        self.inner.append_multi(writes).await
+        inner.append_multi(writes).await
     }
 
-    async fn read_stream_raw(
+    async fn read_stream<S: EventStore + ?Sized>(
         &self,
+        inner: &S,
         stream: &str,
         options: ReadStream,
     ) -> Result<Vec<RecordedEvent>> {
-        if self.fault == Fault::BackwardPastEndEmpty
+        if *self == Fault::BackwardPastEndEmpty
             && options.direction == Direction::Backward
-            && let (Some(from), Some(last)) = (options.from, self.stream_revision(stream).await?)
+            && let (Some(from), Some(last)) = (options.from, inner.stream_revision(stream).await?)
             && from > last
         {
             return Ok(Vec::new());
         }
-        let events = self.inner.read_stream_raw(stream, options).await?;
+        let events = inner.read_stream(stream, options).await?;
         Ok(self.on_read(events))
     }
 
-    async fn read_all(&self, mut options: ReadAll) -> Result<AllSlice> {
-        if self.fault == Fault::CategoryAsPrefix
+    async fn read_all<S: EventStore + ?Sized>(
+        &self,
+        inner: &S,
+        mut options: ReadAll,
+    ) -> Result<AllSlice> {
+        if *self == Fault::CategoryAsPrefix
             && let Some(category) = options.filter.category.take()
         {
             options.filter.stream_prefix = Some(category);
         }
-        let mut page = self.inner.read_all(options.clone()).await?;
-        match self.fault {
+        let mut page = inner.read_all(options.clone()).await?;
+        match self {
             Fault::EndOfLogLate => page.end_of_log = page.events.is_empty(),
             Fault::NextNotPastSkipped if !options.filter.is_empty() => {
                 page.next = page
@@ -121,20 +125,16 @@ impl EventStore for Faulty {
         Ok(page)
     }
 
-    async fn stream_revision(&self, stream: &str) -> Result<Option<Revision>> {
-        let revision = self.inner.stream_revision(stream).await?;
-        if self.fault == Fault::RevisionOffByOne {
+    async fn stream_revision<S: EventStore + ?Sized>(
+        &self,
+        inner: &S,
+        stream: &str,
+    ) -> Result<Option<Revision>> {
+        let revision = inner.stream_revision(stream).await?;
+        if *self == Fault::RevisionOffByOne {
             return Ok(revision.map(|r| Revision(r.get().saturating_sub(1))));
         }
         Ok(revision)
-    }
-
-    async fn head_position(&self) -> Result<Option<Position>> {
-        self.inner.head_position().await
-    }
-
-    async fn wait_for(&self, position: Position) -> Result<()> {
-        self.inner.wait_for(position).await
     }
 }
 
@@ -148,7 +148,7 @@ where
         .build()
         .expect("runtime");
     runtime.block_on(async {
-        let store = Faulty::new(fault);
+        let store = faulty(fault);
         case(&store).await;
     });
 }
@@ -236,9 +236,7 @@ fn model_check_catches_a_wrong_stream_revision() {
         }
         async fn reopen(&mut self) {}
     }
-    eventfold_conformance::model::run_model_test(async || {
-        Off(Faulty::new(Fault::RevisionOffByOne))
-    });
+    eventfold_conformance::model::run_model_test(async || Off(faulty(Fault::RevisionOffByOne)));
 }
 
 /// A backend whose reopen loses the last acknowledged event (it rebuilds the store

@@ -11,9 +11,14 @@ use std::collections::VecDeque;
 
 use crate::error::{Error, Result};
 use crate::event::RecordedEvent;
-use crate::page::PAGE_EVENTS;
 use crate::store::{AllFilter, Direction, EventStore, ReadAll, ReadStream};
 use crate::stream::{Position, category_of};
+
+/// Events read per page where core walks the log over the trait (the generic reader
+/// of index streams scans `$all` with it; the one page size of this crate). A page is held in memory whole, so a
+/// thousand events of a few kilobytes stay a few megabytes; and a filtered scan that
+/// matches little still moves through the log in few calls.
+const PAGE_EVENTS: u64 = 1_000;
 
 /// A read-only view of the log.
 ///

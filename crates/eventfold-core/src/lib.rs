@@ -1,5 +1,8 @@
 //! Core vocabulary of eventfold: events, streams, revisions, positions, expected
-//! versions, errors, and the [`EventStore`] trait that every backend implements.
+//! versions, errors, the [`EventStore`] trait that every backend implements, the
+//! shared append decision ([`plan`]) and [`layer`]s that add policy over any store.
+//! Stream metadata (`eventfold-metadata`), subscriptions and consumer groups
+//! (`eventfold-subscription`) and schemas (`eventfold-schema`) live in their own crates.
 //!
 //! Architecture invariant: this crate does no I/O. It knows neither files nor HTTP.
 //!
@@ -23,29 +26,24 @@
 mod error;
 mod event;
 mod index_stream;
+pub mod layer;
 mod memory;
-pub mod metadata;
-pub mod page;
-mod persistent;
 pub mod plan;
+mod remote;
 mod store;
 mod stream;
-mod subscription;
 
 pub use error::{Error, Result};
 pub use event::{CAUSATION_ID_KEY, CORRELATION_ID_KEY, EventData, RecordedEvent};
 pub use index_stream::{IndexStream, read_index_stream};
+pub use layer::{LayerExt, Layered, StoreLayer};
 pub use memory::{InMemoryStore, wait_for_head};
-pub use metadata::{
-    DeleteMode, DeleteResult, MetadataRecord, StreamAcl, StreamMetadata, metadata_stream,
-};
-pub use persistent::{Delivery, GroupSettings, GroupStatus, Nack, Parked, PersistentGroup};
+pub use remote::{RemoteAdmin, RemoteDeleted, RemoteMetadata};
 pub use store::{
     AllFilter, AllSlice, AppendResult, Direction, EventStore, MetricKind, ReadAll, ReadStream,
-    StoreMetric, StreamSummary, StreamWrite, select_streams,
+    StoreMetric, StreamSummary, StreamWrite, append_system, select_streams,
 };
 pub use stream::{
     ExpectedVersion, Position, Revision, STREAM_NAME_BYTES_MAX, SYSTEM_STREAM_PREFIXES,
-    category_of, validate_stored_stream_name, validate_stream_name,
+    TOMBSTONE_EVENT_TYPE, category_of, validate_stored_stream_name, validate_stream_name,
 };
-pub use subscription::Subscription;

@@ -10,12 +10,11 @@ use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::event::RecordedEvent;
-use crate::metadata::TOMBSTONE_EVENT_TYPE;
 use crate::plan::{AppendPlan, AppendView, EventLocation, check_writes, plan_append};
 use crate::store::{
     AllSlice, AppendResult, Direction, EventStore, ReadAll, ReadStream, StreamWrite,
 };
-use crate::stream::{Position, Revision};
+use crate::stream::{Position, Revision, TOMBSTONE_EVENT_TYPE};
 
 /// An event store held in memory, with the same semantics as the durable backends.
 #[derive(Debug)]
@@ -148,11 +147,7 @@ impl EventStore for InMemoryStore {
         Ok(results)
     }
 
-    async fn read_stream_raw(
-        &self,
-        stream: &str,
-        options: ReadStream,
-    ) -> Result<Vec<RecordedEvent>> {
+    async fn read_stream(&self, stream: &str, options: ReadStream) -> Result<Vec<RecordedEvent>> {
         if let Some(index) = crate::IndexStream::parse(stream) {
             return crate::read_index_stream(self, stream, &index, options).await;
         }
@@ -211,6 +206,10 @@ impl EventStore for InMemoryStore {
                 last_revision: Revision(indexes.len() as u64 - 1),
             });
         Ok(crate::select_streams(streams, prefix, after, limit))
+    }
+
+    fn storage_metrics(&self) -> Vec<crate::StoreMetric> {
+        Vec::new()
     }
 
     async fn head_position(&self) -> Result<Option<Position>> {

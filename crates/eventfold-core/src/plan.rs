@@ -43,7 +43,7 @@ pub trait AppendView {
     fn event_at(&self, stream: &str, revision: Revision) -> Result<Option<(Uuid, Position)>>;
 
     /// Whether the stream's last event, at `last`, is the tombstone of a hard delete:
-    /// an event of type [`TOMBSTONE_EVENT_TYPE`](crate::metadata::TOMBSTONE_EVENT_TYPE),
+    /// an event of type [`TOMBSTONE_EVENT_TYPE`](crate::TOMBSTONE_EVENT_TYPE),
     /// which only a system write can carry. A backend whose answer costs a read may
     /// answer from a cache.
     fn is_tombstoned(&self, stream: &str, last: Revision) -> Result<bool>;

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 
 use crate::error::Result;
 use crate::event::{EventData, RecordedEvent};
-use crate::metadata::{DeleteMode, DeleteResult, MetadataRecord, StreamMetadata};
+use crate::remote::RemoteAdmin;
 use crate::stream::{ExpectedVersion, Position, Revision, category_of};
 
 /// What an append wrote: the revisions of its first and last event in the stream, and
@@ -83,23 +83,20 @@ impl StreamWrite {
     }
 }
 
-/// Appends `events` to `stream` as a system write: what eventfold's own layers in
-/// this crate use for their `$` streams and events.
-pub(crate) async fn append_system<S: EventStore + ?Sized>(
+/// Appends `events` to `stream` as a system write: what eventfold's own layers
+/// (stream metadata and deletion, consumer groups) use for their `$` streams and
+/// events. Never call it with what a client sent.
+pub async fn append_system<S: EventStore + ?Sized>(
     store: &S,
     stream: &str,
     expected: ExpectedVersion,
     events: Vec<EventData>,
 ) -> Result<AppendResult> {
-    let mut written = store
-        .append_multi(vec![StreamWrite::system(stream, expected, events)])
-        .await?;
-    match written.len() {
-        1 => Ok(written.remove(0)),
-        count => Err(crate::Error::Backend(format!(
-            "the store answered an append to one stream with {count} results"
-        ))),
-    }
+    one_result(
+        store
+            .append_multi(vec![StreamWrite::system(stream, expected, events)])
+            .await?,
+    )
 }
 
 /// Reading direction.
@@ -315,8 +312,13 @@ pub struct StoreMetric {
 
 /// An event store: append with expected versions, read streams and the global log.
 ///
-/// Every backend (the embedded log, PostgreSQL, the HTTP client) implements this trait
-/// and passes the same conformance suite (`eventfold-conformance`).
+/// This is the small trait a backend implements (the embedded log, PostgreSQL, the HTTP
+/// client, the in-memory model): it stores and reads events as they are, with no policy.
+/// Policy (stream metadata and retention, schema validation, ...) is added by layers
+/// ([`crate::layer`]): a [`Layered`](crate::Layered) store is again an `EventStore`,
+/// so code written against the trait runs on a bare backend or on a stack alike.
+///
+/// Every backend passes the same conformance suite (`eventfold-conformance`).
 #[async_trait]
 pub trait EventStore: Send + Sync {
     /// Appends `events` to `stream` atomically, if the stream matches `expected`.
@@ -330,106 +332,47 @@ pub trait EventStore: Send + Sync {
         expected: ExpectedVersion,
         events: Vec<EventData>,
     ) -> Result<AppendResult> {
-        let mut results = self
-            .append_multi(vec![StreamWrite::new(stream, expected, events)])
-            .await?;
-        Ok(results.remove(0))
+        one_result(
+            self.append_multi(vec![StreamWrite::new(stream, expected, events)])
+                .await?,
+        )
     }
 
     /// Appends to several streams atomically: either every write happens or none does.
     /// Each write has its own expected version; results come back in the same order.
     async fn append_multi(&self, writes: Vec<StreamWrite>) -> Result<Vec<AppendResult>>;
 
-    /// Reads events of one stream as its metadata allows (truncation, max count, max
-    /// age, deletion; see [`crate::metadata`]). Fails with `StreamNotFound` when it has
-    /// no visible event, and `StreamDeleted` after a hard delete.
-    async fn read_stream(&self, stream: &str, options: ReadStream) -> Result<Vec<RecordedEvent>> {
-        crate::metadata::read_visible(self, stream, options).await
-    }
-
-    /// Reads events of one stream as stored, ignoring its metadata: what a backend
-    /// implements. Fails with `StreamNotFound` when the stream has no events.
-    async fn read_stream_raw(
-        &self,
-        stream: &str,
-        options: ReadStream,
-    ) -> Result<Vec<RecordedEvent>>;
-
-    /// The stream's metadata (empty when none was set).
-    async fn stream_metadata(&self, stream: &str) -> Result<MetadataRecord> {
-        crate::metadata::read_metadata(self, stream).await
-    }
-
-    /// Replaces the stream's metadata, if its metadata revision matches `expected`.
-    async fn set_stream_metadata(
-        &self,
-        stream: &str,
-        expected: ExpectedVersion,
-        metadata: StreamMetadata,
-    ) -> Result<AppendResult> {
-        crate::metadata::write_metadata(self, stream, expected, &metadata).await
-    }
-
-    /// Deletes the stream if it matches `expected`: a soft delete hides its events (an
-    /// append recreates it), a hard delete writes a tombstone (no append ever again).
-    async fn delete_stream(
-        &self,
-        stream: &str,
-        expected: ExpectedVersion,
-        mode: DeleteMode,
-    ) -> Result<DeleteResult> {
-        crate::metadata::delete(self, stream, expected, mode).await
-    }
+    /// Reads events of one stream as this store presents them: a backend returns them
+    /// as stored; a layer may hide some (the metadata layer of `eventfold-metadata`
+    /// applies retention and deletion). Fails with `StreamNotFound` when the stream has
+    /// no event to show. An index stream (`$ce-`, `$et-`, `$correlation-`) is read as
+    /// a view of the log, paged by position (see [`crate::IndexStream`]).
+    async fn read_stream(&self, stream: &str, options: ReadStream) -> Result<Vec<RecordedEvent>>;
 
     /// Reads a page of the global log in position order.
     async fn read_all(&self, options: ReadAll) -> Result<AllSlice>;
 
-    /// The revision of the stream's last event, or `None` when it does not exist.
+    /// The revision of the stream's last event (hidden or not), or `None` when it does
+    /// not exist.
     async fn stream_revision(&self, stream: &str) -> Result<Option<Revision>>;
 
-    /// Whether the stream exists.
+    /// Whether the stream exists (holds an event, hidden or not).
     async fn stream_exists(&self, stream: &str) -> Result<bool> {
         Ok(self.stream_revision(stream).await?.is_some())
     }
 
     /// Streams whose name starts with `prefix`, in name order, after `after`, at most
-    /// `limit`; system streams (`$...`) only when `prefix` starts with `$`. The
-    /// default scans the whole log; backends with a stream index answer from it.
+    /// `limit`; system streams (`$...`) only when `prefix` starts with `$`
+    /// ([`select_streams`] says which).
     async fn list_streams(
         &self,
         prefix: &str,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<StreamSummary>> {
-        let mut streams = std::collections::BTreeMap::new();
-        let mut from = Position(0);
-        loop {
-            let page = self.read_all(ReadAll::from(from, 4096)).await?;
-            for event in page.events {
-                streams.insert(event.stream, event.revision);
-            }
-            from = page.next;
-            if page.end_of_log {
-                break;
-            }
-        }
-        Ok(select_streams(
-            streams
-                .into_iter()
-                .map(|(stream, last_revision)| StreamSummary {
-                    stream,
-                    last_revision,
-                }),
-            prefix,
-            after,
-            limit,
-        ))
-    }
+    ) -> Result<Vec<StreamSummary>>;
 
-    /// Figures about the backend's storage for monitoring (none by default).
-    fn storage_metrics(&self) -> Vec<StoreMetric> {
-        Vec::new()
-    }
+    /// Figures about the backend's storage for monitoring (may be empty).
+    fn storage_metrics(&self) -> Vec<StoreMetric>;
 
     /// The position of the last committed event, or `None` for an empty store.
     async fn head_position(&self) -> Result<Option<Position>>;
@@ -437,4 +380,80 @@ pub trait EventStore: Send + Sync {
     /// Completes once the committed log holds an event at `position` (at once if it
     /// already does). Subscriptions wait on it when they have read everything.
     async fn wait_for(&self, position: Position) -> Result<()>;
+
+    /// The server's own admin calls, when this store forwards to a server that keeps
+    /// stream metadata and deletion itself (the HTTP client): such a store cannot carry
+    /// the system writes the metadata layer would make. `None` for a store that holds
+    /// its events (every local backend). Layers pass the inner store's answer on.
+    fn remote_admin(&self) -> Option<&dyn RemoteAdmin> {
+        None
+    }
+}
+
+/// The one result of an append to one stream.
+fn one_result(mut written: Vec<AppendResult>) -> Result<AppendResult> {
+    match written.len() {
+        1 => Ok(written.remove(0)),
+        count => Err(crate::Error::Backend(format!(
+            "the store answered an append to one stream with {count} results"
+        ))),
+    }
+}
+
+/// A store shared through an `Arc` is the store: what servers and subscriptions hold.
+#[async_trait]
+impl<S: EventStore + ?Sized> EventStore for std::sync::Arc<S> {
+    async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<EventData>,
+    ) -> Result<AppendResult> {
+        (**self).append(stream, expected, events).await
+    }
+
+    async fn append_multi(&self, writes: Vec<StreamWrite>) -> Result<Vec<AppendResult>> {
+        (**self).append_multi(writes).await
+    }
+
+    async fn read_stream(&self, stream: &str, options: ReadStream) -> Result<Vec<RecordedEvent>> {
+        (**self).read_stream(stream, options).await
+    }
+
+    async fn read_all(&self, options: ReadAll) -> Result<AllSlice> {
+        (**self).read_all(options).await
+    }
+
+    async fn stream_revision(&self, stream: &str) -> Result<Option<Revision>> {
+        (**self).stream_revision(stream).await
+    }
+
+    async fn stream_exists(&self, stream: &str) -> Result<bool> {
+        (**self).stream_exists(stream).await
+    }
+
+    async fn list_streams(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StreamSummary>> {
+        (**self).list_streams(prefix, after, limit).await
+    }
+
+    fn storage_metrics(&self) -> Vec<StoreMetric> {
+        (**self).storage_metrics()
+    }
+
+    async fn head_position(&self) -> Result<Option<Position>> {
+        (**self).head_position().await
+    }
+
+    async fn wait_for(&self, position: Position) -> Result<()> {
+        (**self).wait_for(position).await
+    }
+
+    fn remote_admin(&self) -> Option<&dyn RemoteAdmin> {
+        (**self).remote_admin()
+    }
 }

@@ -157,15 +157,21 @@ pub fn category_of(stream: &str) -> &str {
 pub const SYSTEM_STREAM_PREFIXES: &[&str] = &[
     // The schema registry's history (eventfold-schema).
     "$schemas",
-    // Consumer groups: settings, checkpoints, parked events (persistent.rs).
+    // Consumer groups: settings, checkpoints, parked events (eventfold-subscription).
     "$persistent-",
     "$checkpoint-",
     "$parked-",
-    // Stream metadata: `$$<stream>` (metadata.rs).
+    // Stream metadata: `$$<stream>` (eventfold-metadata).
     "$$",
     // The audit trail of `eventfold repair` (eventfold-cli).
     "$repairs",
 ];
+
+/// The type of the event a hard delete writes at the end of a stream (the metadata
+/// layer of `eventfold-metadata` writes it). The shared append decision (`plan.rs`)
+/// refuses every append to a stream whose last event has this type, so backends know
+/// it; a client write cannot carry it (its type starts with `$`).
+pub const TOMBSTONE_EVENT_TYPE: &str = "$stream-deleted";
 
 /// Checks a name a system write may use: a user stream name (see
 /// [`validate_stream_name`]) or a system stream of [`SYSTEM_STREAM_PREFIXES`].

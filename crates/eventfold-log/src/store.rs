@@ -593,11 +593,7 @@ impl EventStore for LogStore {
         answer.await.map_err(|_| Error::Closed)?
     }
 
-    async fn read_stream_raw(
-        &self,
-        stream: &str,
-        options: ReadStream,
-    ) -> Result<Vec<RecordedEvent>> {
+    async fn read_stream(&self, stream: &str, options: ReadStream) -> Result<Vec<RecordedEvent>> {
         match IndexStream::parse(stream) {
             None => {
                 let shared = self.shared.clone();

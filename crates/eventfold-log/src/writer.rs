@@ -18,7 +18,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use chrono::Utc;
-use eventfold_core::metadata::TOMBSTONE_EVENT_TYPE;
+use eventfold_core::TOMBSTONE_EVENT_TYPE;
 use eventfold_core::plan::{
     AppendPlan, AppendView, CheckedWrites, EventLocation, PlannedWrite, plan_append,
 };

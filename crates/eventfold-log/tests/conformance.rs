@@ -6,13 +6,15 @@ use std::path::Path;
 use std::sync::Arc;
 
 use eventfold_conformance::model::{Backend, run_model_test};
+use eventfold_core::LayerExt;
 use eventfold_log::sim::{SimStorage, Unsynced};
 use eventfold_log::{LogOptions, LogStore};
+use eventfold_metadata::MetadataLayer;
 
 eventfold_conformance::conformance_tests!(async || {
     let dir = tempfile::tempdir().expect("temporary directory");
     let store = LogStore::open(dir.path(), LogOptions::default()).expect("open the store");
-    (store, dir)
+    (store.layer(MetadataLayer), dir)
 });
 
 /// The engine on a simulated disk with tiny segments, so that sequences cross

@@ -9,9 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use eventfold_core::{
-    AllFilter, EventData, EventStore, ExpectedVersion, ReadStream, RecordedEvent, Subscription,
+    AllFilter, EventData, EventStore, ExpectedVersion, ReadStream, RecordedEvent,
 };
 use eventfold_log::{LogOptions, LogStore};
+use eventfold_subscription::Subscription;
 use proptest::prelude::*;
 
 fn event(event_type: &str, n: u64) -> EventData {

@@ -23,7 +23,7 @@
 
 use tokio_postgres::Client;
 
-use eventfold_core::metadata::TOMBSTONE_EVENT_TYPE;
+use eventfold_core::TOMBSTONE_EVENT_TYPE;
 use eventfold_core::{Error, Result};
 
 use crate::error::pg_error;

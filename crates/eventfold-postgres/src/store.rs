@@ -405,11 +405,7 @@ impl EventStore for PostgresStore {
         answer.await.map_err(|_| Error::Closed)?
     }
 
-    async fn read_stream_raw(
-        &self,
-        stream: &str,
-        options: ReadStream,
-    ) -> Result<Vec<RecordedEvent>> {
+    async fn read_stream(&self, stream: &str, options: ReadStream) -> Result<Vec<RecordedEvent>> {
         if let Some(index) = IndexStream::parse(stream) {
             return self.read_index(stream, &index, options).await;
         }
@@ -580,6 +576,10 @@ impl EventStore for PostgresStore {
             }
         }
         Ok(streams)
+    }
+
+    fn storage_metrics(&self) -> Vec<eventfold_core::StoreMetric> {
+        Vec::new()
     }
 
     async fn head_position(&self) -> Result<Option<Position>> {

@@ -31,7 +31,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use eventfold_core::metadata::TOMBSTONE_EVENT_TYPE;
+use eventfold_core::TOMBSTONE_EVENT_TYPE;
 use eventfold_core::plan::{
     AppendPlan, AppendView, CheckedWrites, EventLocation, PlannedWrite, plan_append,
 };

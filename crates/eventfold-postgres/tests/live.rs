@@ -9,10 +9,9 @@ mod common;
 
 use std::sync::Arc;
 
-use eventfold_core::{
-    AllFilter, EventData, EventStore, ExpectedVersion, Position, RecordedEvent, Subscription,
-};
+use eventfold_core::{AllFilter, EventData, EventStore, ExpectedVersion, Position, RecordedEvent};
 use eventfold_postgres::{PostgresOptions, PostgresStore};
+use eventfold_subscription::Subscription;
 use tokio::sync::mpsc;
 
 use common::proxy::Proxy;

@@ -21,9 +21,9 @@ use std::time::{Duration, Instant};
 
 use eventfold_core::{
     AllFilter, AppendResult, EventData, EventStore, ExpectedVersion, Position, ReadAll, Revision,
-    Subscription,
 };
 use eventfold_postgres::{PostgresOptions, PostgresStore};
+use eventfold_subscription::Subscription;
 use uuid::Uuid;
 
 use common::{TestSchema, eventually, runtime};

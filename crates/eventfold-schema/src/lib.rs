@@ -1,7 +1,8 @@
 //! Event versioning for eventfold: a schema registry per event type and version
 //! (JSON Schemas, converters in jq and in Rust), conversion of stored events to the
-//! newest or to a requested version, weak-schema decoding into Rust types, and a
-//! pass-through wrapper for enrichers.
+//! newest or to a requested version, weak-schema decoding into Rust types, a
+//! pass-through wrapper for enrichers, and [`SchemaLayer`]: validation of appends as a
+//! layer over any store.
 //!
 //! Architecture invariant: the stored log is never rewritten. Conversion happens on
 //! the way out, and the registry itself is kept as events in the `$schemas` stream.
@@ -29,6 +30,7 @@ mod definition;
 mod error;
 mod jq;
 mod jq_threads;
+mod layer;
 mod registry;
 mod store;
 mod typed;
@@ -43,6 +45,7 @@ pub use jq::{
     JQ_PROGRAM_BYTES_MAX, JQ_STACK_BYTES_MAX, JQ_VALUE_DEPTH_MAX, JqError, JqLimit, JqLimits,
     JqProgram, OUTPUTS_MAX,
 };
+pub use layer::SchemaLayer;
 pub use registry::{ConvertFn, Registry, TypeSummary, TypeVersions, VersionEntry};
 pub use store::{CheckOptions, Negotiated, Registered, SchemaStore, convert_all};
 pub use typed::TypedDecoder;

@@ -6,9 +6,10 @@ use std::ops::Deref;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use eventfold_core::{
-    AllFilter, EventData, EventStore, ExpectedVersion, Position, ReadAll, ReadStream,
-    RecordedEvent, Revision, Subscription,
+    AllFilter, EventData, EventStore, ExpectedVersion, Layered, Position, ReadAll, ReadStream,
+    RecordedEvent, Revision,
 };
+use eventfold_subscription::Subscription;
 use serde_json::Value;
 
 use crate::convert::Target;
@@ -17,6 +18,7 @@ use crate::definition::{
 };
 use crate::error::{Result, SchemaError};
 use crate::jq_threads;
+use crate::layer::SchemaLayer;
 use crate::registry::{Registry, describe, validate_value};
 
 /// Limits of the compatibility check.
@@ -53,8 +55,8 @@ pub enum Registered {
     Unchanged,
 }
 
-struct State {
-    registry: Arc<Registry>,
+pub(crate) struct State {
+    pub(crate) registry: Arc<Registry>,
     /// The last revision of `$schemas` applied.
     applied: Option<Revision>,
 }
@@ -84,7 +86,9 @@ struct State {
 /// ```
 pub struct SchemaStore<S: ?Sized> {
     store: Arc<S>,
-    state: RwLock<State>,
+    /// Shared with the [`SchemaLayer`]s handed out, which validate with the
+    /// registry as it is now.
+    state: Arc<RwLock<State>>,
     check: CheckOptions,
 }
 
@@ -99,10 +103,10 @@ impl<S: EventStore + ?Sized> SchemaStore<S> {
     pub async fn open_with(store: Arc<S>, base: Registry, check: CheckOptions) -> Result<Self> {
         let schemas = SchemaStore {
             store,
-            state: RwLock::new(State {
+            state: Arc::new(RwLock::new(State {
                 registry: Arc::new(base),
                 applied: None,
-            }),
+            })),
             check,
         };
         schemas.refresh().await?;
@@ -116,6 +120,19 @@ impl<S: EventStore + ?Sized> SchemaStore<S> {
             .unwrap_or_else(PoisonError::into_inner)
             .registry
             .clone()
+    }
+
+    /// The layer that validates appends against this registry as it is at each
+    /// append (registrations and refreshes included), for a stack over any store:
+    /// `store.layer(schemas.layer())`.
+    pub fn layer(&self) -> SchemaLayer {
+        SchemaLayer::new(self.state.clone())
+    }
+
+    /// The store the registry lives in with this registry's validation in front: what
+    /// a producer appends through (`schemas.validating().append(..)`).
+    pub fn validating(&self) -> Layered<SchemaLayer, Arc<S>> {
+        Layered::new(self.layer(), self.store.clone())
     }
 
     /// The store the registry lives in.
@@ -529,121 +546,6 @@ impl Check {
     }
 }
 
-/// A `SchemaStore` is the store with its registry in front: appends are validated
-/// against the registered schemas (a violation is refused as an invalid event, and
-/// nothing of the append is written), everything else goes straight through. Reads
-/// return events as stored; convert them with [`SchemaStore::read_stream_as`] or
-/// [`Negotiated`].
-///
-/// ```
-/// use std::sync::Arc;
-/// use eventfold_core::{EventData, EventStore, ExpectedVersion, InMemoryStore};
-/// use eventfold_schema::{SchemaStore, VersionDefinition};
-///
-/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-/// let store = SchemaStore::open(Arc::new(InMemoryStore::new())).await.unwrap();
-/// let schema = serde_json::json!({"type": "object", "required": ["orderId"]});
-/// store.register("OrderShipped", 1, VersionDefinition::with_schema(schema)).await.unwrap();
-/// let bad = EventData::json("OrderShipped", &serde_json::json!({"order": 1})).unwrap();
-/// let err = store.append("order-1", ExpectedVersion::Any, vec![bad]).await.unwrap_err();
-/// assert!(err.to_string().contains("orderId"), "{err}");
-/// assert!(!store.stream_exists("order-1").await.unwrap());
-/// # });
-/// ```
-#[async_trait::async_trait]
-impl<S: EventStore + ?Sized> EventStore for SchemaStore<S> {
-    async fn append_multi(
-        &self,
-        writes: Vec<eventfold_core::StreamWrite>,
-    ) -> eventfold_core::Result<Vec<eventfold_core::AppendResult>> {
-        let registry = self.registry();
-        for event in writes.iter().flat_map(|w| &w.events) {
-            registry
-                .validate(&event.event_type, event.version, &event.data)
-                .map_err(|e| eventfold_core::Error::InvalidEvent {
-                    reason: e.to_string(),
-                })?;
-        }
-        self.store.append_multi(writes).await
-    }
-
-    async fn read_stream(
-        &self,
-        stream: &str,
-        options: ReadStream,
-    ) -> eventfold_core::Result<Vec<RecordedEvent>> {
-        self.store.read_stream(stream, options).await
-    }
-
-    async fn read_stream_raw(
-        &self,
-        stream: &str,
-        options: ReadStream,
-    ) -> eventfold_core::Result<Vec<RecordedEvent>> {
-        self.store.read_stream_raw(stream, options).await
-    }
-
-    async fn stream_metadata(
-        &self,
-        stream: &str,
-    ) -> eventfold_core::Result<eventfold_core::MetadataRecord> {
-        self.store.stream_metadata(stream).await
-    }
-
-    async fn set_stream_metadata(
-        &self,
-        stream: &str,
-        expected: eventfold_core::ExpectedVersion,
-        metadata: eventfold_core::StreamMetadata,
-    ) -> eventfold_core::Result<eventfold_core::AppendResult> {
-        self.store
-            .set_stream_metadata(stream, expected, metadata)
-            .await
-    }
-
-    async fn delete_stream(
-        &self,
-        stream: &str,
-        expected: eventfold_core::ExpectedVersion,
-        mode: eventfold_core::DeleteMode,
-    ) -> eventfold_core::Result<eventfold_core::DeleteResult> {
-        self.store.delete_stream(stream, expected, mode).await
-    }
-
-    async fn read_all(&self, options: ReadAll) -> eventfold_core::Result<eventfold_core::AllSlice> {
-        self.store.read_all(options).await
-    }
-
-    async fn stream_revision(&self, stream: &str) -> eventfold_core::Result<Option<Revision>> {
-        self.store.stream_revision(stream).await
-    }
-
-    async fn stream_exists(&self, stream: &str) -> eventfold_core::Result<bool> {
-        self.store.stream_exists(stream).await
-    }
-
-    async fn head_position(&self) -> eventfold_core::Result<Option<Position>> {
-        self.store.head_position().await
-    }
-
-    fn storage_metrics(&self) -> Vec<eventfold_core::StoreMetric> {
-        self.store.storage_metrics()
-    }
-
-    async fn list_streams(
-        &self,
-        prefix: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> eventfold_core::Result<Vec<eventfold_core::StreamSummary>> {
-        self.store.list_streams(prefix, after, limit).await
-    }
-
-    async fn wait_for(&self, position: Position) -> eventfold_core::Result<()> {
-        self.store.wait_for(position).await
-    }
-}
-
 fn apply(registry: &mut Registry, event: &RecordedEvent) -> Result<()> {
     if event.event_type != REGISTRATION_EVENT_TYPE {
         return Ok(());
@@ -681,7 +583,8 @@ pub fn convert_all(
 ///
 /// ```
 /// use std::sync::Arc;
-/// use eventfold_core::{EventData, EventStore, ExpectedVersion, InMemoryStore, Subscription};
+/// use eventfold_core::{EventData, EventStore, ExpectedVersion, InMemoryStore};
+/// use eventfold_subscription::Subscription;
 /// use eventfold_schema::{Negotiated, SchemaStore, Target, VersionDefinition};
 ///
 /// # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();

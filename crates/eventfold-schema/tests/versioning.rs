@@ -3,14 +3,13 @@
 
 use std::sync::Arc;
 
-use eventfold_core::{
-    EventData, EventStore, ExpectedVersion, ReadStream, RecordedEvent, Subscription,
-};
+use eventfold_core::{EventData, EventStore, ExpectedVersion, ReadStream, RecordedEvent};
 use eventfold_log::LogStore;
 use eventfold_schema::{
     EventVersion, Negotiated, Registered, Registry, SCHEMAS_STREAM, SchemaError, SchemaStore,
     Target, VersionDefinition,
 };
+use eventfold_subscription::Subscription;
 use serde_json::{Value, json};
 
 fn event(event_type: &str, version: u32, data: Value) -> EventData {
@@ -627,8 +626,10 @@ async fn rust_converters_take_part_in_the_same_graph() {
 #[tokio::test]
 async fn the_schema_store_validates_embedded_appends_and_keeps_the_store_contract() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SchemaStore::open(open(dir.path()).await).await.unwrap();
-    store
+    let schemas = SchemaStore::open(open(dir.path()).await).await.unwrap();
+    let store = schemas.validating();
+    // Registered after the layer was made: the layer follows the registry.
+    schemas
         .register("InventoryItemDeactivated", 2, inventory_v2())
         .await
         .unwrap();

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
+use eventfold_metadata::StreamAdmin;
 use eventfold_wire::ErrorCode;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};

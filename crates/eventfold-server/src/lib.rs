@@ -23,7 +23,8 @@ pub use auth::{
     token_hash,
 };
 pub use error::ApiError;
-use eventfold_core::EventStore;
+use eventfold_core::{EventStore, LayerExt};
+use eventfold_metadata::MetadataLayer;
 use eventfold_schema::{JqLimits, SchemaError};
 pub use routes::OPENAPI;
 pub(crate) use state::AppState;
@@ -123,10 +124,19 @@ pub async fn router(
     Ok(routes::router(AppState::open(store, config).await?))
 }
 
+/// The store the handlers use: `store` under the metadata layer, so reads apply each
+/// stream's retention and deletion, whatever backend (or stack of layers) the caller
+/// gave.
+fn with_metadata(store: Arc<dyn EventStore>) -> Arc<dyn EventStore> {
+    Arc::new(store.layer(MetadataLayer))
+}
+
 /// Serves `store` on `listener` until `shutdown` completes, then stops taking requests
 /// and lets the ones in flight finish (appends under way are answered; jq converters
 /// under way are interrupted, and their requests answered `503 shutting_down`).
 /// Connections are served within the limits of `config` (timeouts, connection count).
+/// `store` is a backend (or a stack of layers) without the metadata layer: the server
+/// puts one on top, so reads apply each stream's retention and deletion.
 pub async fn serve(
     store: Arc<dyn EventStore>,
     config: ServerConfig,

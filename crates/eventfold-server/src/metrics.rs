@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use eventfold_core::{GroupStatus, MetricKind, StoreMetric};
+use eventfold_core::{MetricKind, StoreMetric};
+use eventfold_subscription::GroupStatus;
 
 /// Upper bounds of the append latency histogram, in seconds.
 const LATENCY_BUCKETS: [f64; 12] = [

@@ -6,8 +6,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use eventfold_core::{EventStore, PersistentGroup};
+use eventfold_core::EventStore;
 use eventfold_schema::{CheckOptions, Registry, SchemaError, SchemaStore};
+use eventfold_subscription::PersistentGroup;
 
 use crate::{ServerConfig, metrics};
 
@@ -37,6 +38,7 @@ impl AppState {
         store: Arc<dyn EventStore>,
         config: ServerConfig,
     ) -> Result<Arc<AppState>, SchemaError> {
+        let store = crate::with_metadata(store);
         let base = Registry::new().with_jq_limits(config.jq_limits);
         let schemas =
             Arc::new(SchemaStore::open_with(store.clone(), base, CheckOptions::default()).await?);

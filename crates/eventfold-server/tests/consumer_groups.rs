@@ -8,19 +8,16 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use bytes::Bytes;
-use eventfold_core::{
-    AllSlice, AppendResult, EventStore, InMemoryStore, Position, ReadAll, ReadStream,
-    RecordedEvent, Result, Revision, StreamWrite,
-};
+use eventfold_core::{AllSlice, InMemoryStore, LayerExt, RecordedEvent, Result, StoreLayer};
 use eventfold_server::{ServerConfig, router};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-/// A store whose events of type `Tampered` read back with data no JSON reader
+/// A layer whose events of type `Tampered` read back with data no JSON reader
 /// accepts: an event that reached the log below the append checks (written before
 /// they existed, or damaged since).
-struct Tampering(InMemoryStore);
+struct Tampering;
 
 fn tamper(mut event: RecordedEvent) -> RecordedEvent {
     if event.event_type == "Tampered" {
@@ -30,36 +27,18 @@ fn tamper(mut event: RecordedEvent) -> RecordedEvent {
 }
 
 #[async_trait]
-impl EventStore for Tampering {
-    async fn append_multi(&self, writes: Vec<StreamWrite>) -> Result<Vec<AppendResult>> {
-        self.0.append_multi(writes).await
-    }
-
-    async fn read_stream_raw(
+impl StoreLayer for Tampering {
+    async fn after_read_stream(
         &self,
-        stream: &str,
-        options: ReadStream,
+        _stream: &str,
+        events: Vec<RecordedEvent>,
     ) -> Result<Vec<RecordedEvent>> {
-        let events = self.0.read_stream_raw(stream, options).await?;
         Ok(events.into_iter().map(tamper).collect())
     }
 
-    async fn read_all(&self, options: ReadAll) -> Result<AllSlice> {
-        let mut page = self.0.read_all(options).await?;
+    async fn after_read_all(&self, mut page: AllSlice) -> Result<AllSlice> {
         page.events = page.events.into_iter().map(tamper).collect();
         Ok(page)
-    }
-
-    async fn stream_revision(&self, stream: &str) -> Result<Option<Revision>> {
-        self.0.stream_revision(stream).await
-    }
-
-    async fn head_position(&self) -> Result<Option<Position>> {
-        self.0.head_position().await
-    }
-
-    async fn wait_for(&self, position: Position) -> Result<()> {
-        self.0.wait_for(position).await
     }
 }
 
@@ -68,7 +47,7 @@ struct Api {
 }
 
 async fn api() -> Api {
-    let store = Tampering(InMemoryStore::new());
+    let store = InMemoryStore::new().layer(Tampering);
     Api {
         app: router(Arc::new(store), ServerConfig::default())
             .await

@@ -7,10 +7,11 @@ use std::collections::BTreeSet;
 
 use bytes::Bytes;
 use eventfold_core::{
-    AppendResult, EventData, ExpectedVersion, Nack, Position, RecordedEvent, Revision,
-    StreamSummary, StreamWrite,
+    AppendResult, EventData, ExpectedVersion, Position, RecordedEvent, Revision, StreamSummary,
+    StreamWrite,
 };
 use eventfold_server::OPENAPI;
+use eventfold_subscription::Nack;
 use eventfold_wire::{
     Deliveries, Delivery, ErrorBody, ErrorCode, EventsPage, Health, NackBody, NewEvent, Positions,
     Recorded, Replay, StreamHead, StreamsPage, TransactionResults, TransactionWrite,

@@ -1,7 +1,8 @@
 //! Consumer groups on the wire: the deliveries `next` answers, and the bodies of
 //! `ack`, `nack` and `parked/replay`.
 
-use eventfold_core::{Nack, RecordedEvent};
+use eventfold_core::RecordedEvent;
+use eventfold_subscription::Nack;
 use serde::{Deserialize, Serialize};
 
 /// One delivery of a consumer group: the event, and how many times it was delivered

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use eventfold_core::Subscription;
+use eventfold_subscription::Subscription;
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 

@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use common::hooked::Hooked;
+use common::hooked::hooked;
 use common::*;
 use eventfold::testkit::Scenario;
 use eventfold::{
@@ -246,17 +246,17 @@ async fn a_command_handled_twice_yields_its_events_once() {
 
 #[tokio::test]
 async fn a_conflict_rereads_only_the_new_tail_and_decides_again() {
-    let store = Hooked::new();
+    let store = hooked();
     let repository = opened_account(store.clone(), "account-1", 100).await;
     // Another writer withdraws 50 between our read and our append.
-    let other = Repository::<Account>::new(store.inner.clone());
-    store.before_next_append(async move {
+    let other = Repository::<Account>::new(store.inner().clone());
+    store.layer().before_next_append(async move {
         other
             .handle("account-1", Envelope::new(withdraw("account-1", 50)))
             .await
             .unwrap();
     });
-    store.reads.lock().unwrap().clear();
+    store.layer().reads.lock().unwrap().clear();
 
     let error = repository
         .handle("account-1", Envelope::new(withdraw("account-1", 80)))
@@ -272,17 +272,17 @@ async fn a_conflict_rereads_only_the_new_tail_and_decides_again() {
     );
     // First load from the start, then only from the revision after what it had.
     assert_eq!(
-        store.reads_of("account-1"),
+        store.layer().reads_of("account-1"),
         vec![Some(Revision(0)), Some(Revision(2))]
     );
 }
 
 #[tokio::test]
 async fn a_conflict_retry_succeeds_at_the_new_revision() {
-    let store = Hooked::new();
+    let store = hooked();
     let repository = opened_account(store.clone(), "account-1", 100).await;
-    let other = Repository::<Account>::new(store.inner.clone());
-    store.before_next_append(async move {
+    let other = Repository::<Account>::new(store.inner().clone());
+    store.layer().before_next_append(async move {
         other
             .handle("account-1", Envelope::new(deposit("account-1", 5)))
             .await
@@ -303,12 +303,12 @@ async fn a_conflict_retry_succeeds_at_the_new_revision() {
 
 #[tokio::test]
 async fn conflict_retries_are_bounded() {
-    let store = Hooked::new();
+    let store = hooked();
     let repository = opened_account(store.clone(), "account-1", 100)
         .await
         .with_attempts(3);
-    let inner = store.inner.clone();
-    *store.always.lock().unwrap() = Some(Box::new(move || {
+    let inner = store.inner().clone();
+    *store.layer().always.lock().unwrap() = Some(Box::new(move || {
         let inner = inner.clone();
         Box::pin(async move {
             let noise = EventData::json("NoteAdded", &"noise").unwrap();
@@ -318,7 +318,7 @@ async fn conflict_retries_are_bounded() {
                 .unwrap();
         })
     }));
-    let appends_before = store.appends.load(Ordering::SeqCst);
+    let appends_before = store.layer().appends.load(Ordering::SeqCst);
 
     let error = repository
         .handle("account-1", Envelope::new(withdraw("account-1", 1)))
@@ -331,20 +331,23 @@ async fn conflict_retries_are_bounded() {
         }
         other => panic!("expected a conflict, got {other:?}"),
     }
-    assert_eq!(store.appends.load(Ordering::SeqCst) - appends_before, 3);
-    let stored = events(store.inner.as_ref(), "account-1").await;
+    assert_eq!(
+        store.layer().appends.load(Ordering::SeqCst) - appends_before,
+        3
+    );
+    let stored = events(store.inner().as_ref(), "account-1").await;
     assert!(stored.iter().all(|e| e.event_type != "MoneyWithdrawn"));
 }
 
 #[tokio::test]
 async fn the_same_command_handled_concurrently_yields_its_events_once() {
-    let store = Hooked::new();
+    let store = hooked();
     let repository = opened_account(store.clone(), "account-1", 100).await;
     let command = Envelope::new(withdraw("account-1", 30));
     // A second handler of the very same command commits between our read and append.
-    let other = Repository::<Account>::new(store.inner.clone());
+    let other = Repository::<Account>::new(store.inner().clone());
     let same = command.clone();
-    store.before_next_append(async move {
+    store.layer().before_next_append(async move {
         other.handle("account-1", same).await.unwrap();
     });
 
@@ -353,7 +356,7 @@ async fn the_same_command_handled_concurrently_yields_its_events_once() {
     // Our append re-sent the same event ids where the other handler wrote them: the
     // store answers it as already written.
     assert_eq!(accepted.revision, Some(Revision(2)));
-    let withdrawals = events(store.inner.as_ref(), "account-1")
+    let withdrawals = events(store.inner().as_ref(), "account-1")
         .await
         .into_iter()
         .filter(|e| e.event_type == "MoneyWithdrawn")
@@ -363,10 +366,10 @@ async fn the_same_command_handled_concurrently_yields_its_events_once() {
 
 #[tokio::test]
 async fn a_command_resent_after_a_lost_answer_yields_its_events_once() {
-    let store = Hooked::new();
+    let store = hooked();
     let repository = opened_account(store.clone(), "account-1", 100).await;
     let command = Envelope::new(withdraw("account-1", 30));
-    store.lose_next_answer.store(true, Ordering::SeqCst);
+    store.layer().lose_next_answer.store(true, Ordering::SeqCst);
 
     let lost = repository
         .handle("account-1", command.clone())
@@ -572,12 +575,12 @@ async fn one_aggregate_over_two_streams_sees_them_merged_in_global_order() {
 
 #[tokio::test]
 async fn a_merge_of_two_streams_is_a_consistent_cut_of_the_log() {
-    let store = Hooked::new();
+    let store = hooked();
     opened_account(store.clone(), "account-a", 100).await;
     opened_account(store.clone(), "account-b", 100).await;
     // After account-a was read and before account-b is: a deposit to a, then one to b.
-    let other = Repository::<Account>::new(store.inner.clone());
-    store.before_next_read_of("account-b", async move {
+    let other = Repository::<Account>::new(store.inner().clone());
+    store.layer().before_next_read_of("account-b", async move {
         for stream in ["account-a", "account-b"] {
             other
                 .handle(stream, Envelope::new(deposit(stream, 1)))
@@ -610,18 +613,18 @@ async fn a_merge_of_two_streams_is_a_consistent_cut_of_the_log() {
 
 #[tokio::test]
 async fn a_multi_stream_append_checks_each_streams_expected_version() {
-    let store = Hooked::new();
+    let store = hooked();
     opened_account(store.clone(), "account-a", 100).await;
     opened_account(store.clone(), "account-b", 0).await;
     // Someone deposits to b (the second stream) between our read and our append.
-    let other = Repository::<Account>::new(store.inner.clone());
-    store.before_next_append(async move {
+    let other = Repository::<Account>::new(store.inner().clone());
+    store.layer().before_next_append(async move {
         other
             .handle("account-b", Envelope::new(deposit("account-b", 7)))
             .await
             .unwrap();
     });
-    store.reads.lock().unwrap().clear();
+    store.layer().reads.lock().unwrap().clear();
     let transfers = Repository::<Transfer>::new(store.clone());
 
     transfers
@@ -638,14 +641,14 @@ async fn a_multi_stream_append_checks_each_streams_expected_version() {
 
     // Retried after reading the tails only (b had a new event; a had none).
     assert_eq!(
-        store.reads_of("account-b"),
+        store.layer().reads_of("account-b"),
         vec![Some(Revision(0)), Some(Revision(1))]
     );
     assert_eq!(
-        store.reads_of("account-a"),
+        store.layer().reads_of("account-a"),
         vec![Some(Revision(0)), Some(Revision(2))]
     );
-    let b = Repository::<Account>::new(store.inner.clone());
+    let b = Repository::<Account>::new(store.inner().clone());
     assert_eq!(b.load("account-b").await.unwrap().state().balance, 67);
 }
 

@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use common::hooked::Hooked;
+use common::hooked::hooked;
 use common::*;
 use eventfold::{
     CommandError, CommandOutcome, CommandQueue, Envelope, Error, EventStore, InMemoryStore,
@@ -127,11 +127,11 @@ async fn a_command_deciding_nothing_is_recorded_as_accepted() {
 
 #[tokio::test]
 async fn an_outcome_is_known_even_when_the_answer_to_the_append_was_lost() {
-    let store = Hooked::new();
+    let store = hooked();
     open_account(store.clone()).await;
     let repository = Repository::<Account>::new(store.clone());
     let command = Envelope::new(deposit("account-1", 3));
-    store.lose_next_answer.store(true, Ordering::SeqCst);
+    store.layer().lose_next_answer.store(true, Ordering::SeqCst);
 
     let lost = repository.handle("account-1", command.clone()).await;
     let recorded = eventfold::outcome(store.as_ref(), command.command_id())
@@ -225,15 +225,15 @@ async fn a_command_deciding_nothing_after_a_failure_is_recorded_as_accepted() {
 
 #[tokio::test]
 async fn a_rejection_loses_to_a_concurrent_acceptance_of_the_same_command() {
-    let store = Hooked::new();
+    let store = hooked();
     open_account(store.clone()).await;
     let repository = Repository::<Account>::new(store.clone());
     let command = Envelope::new(withdraw("account-1", 5));
     // Between our rejection and its recording, money arrives and another handler of
     // the very same command accepts it.
-    let other = Repository::<Account>::new(store.inner.clone());
+    let other = Repository::<Account>::new(store.inner().clone());
     let same = command.clone();
-    store.before_next_append(async move {
+    store.layer().before_next_append(async move {
         other
             .handle("account-1", Envelope::new(deposit("account-1", 50)))
             .await

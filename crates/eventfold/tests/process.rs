@@ -559,7 +559,7 @@ async fn record_in(store: &InMemoryStore, correlation: Uuid, event: OrderEvent) 
 
 #[tokio::test]
 async fn a_step_that_loses_a_race_publishes_nothing_from_its_stale_state() {
-    let store = common::hooked::Hooked::new();
+    let store = common::hooked::hooked();
     let future = Utc::now() + TimeDelta::days(365);
     let versions = || ProcessVersions::new::<ShippingV1>().then::<ShippingV2>(future);
     let publisher = RecordingPublisher::new();
@@ -570,19 +570,19 @@ async fn a_step_that_loses_a_race_publishes_nothing_from_its_stale_state() {
         Arc::new(publisher.clone()),
     );
     let correlation = Uuid::now_v7();
-    let order = record_in(&store.inner, correlation, placed("7")).await;
+    let order = record_in(store.inner(), correlation, placed("7")).await;
     runner.handle_event(&order).await.unwrap();
     publisher.take();
-    let payment = record_in(&store.inner, correlation, paid("7")).await;
+    let payment = record_in(store.inner(), correlation, paid("7")).await;
     // While the runner handles the payment with v1, v2 takes the instance over: the
     // runner's step meets a wrong expected version and is redone with v2.
     let other = ProcessRunner::new(
         "shipping",
-        store.inner.clone(),
+        store.inner().clone(),
         versions(),
         Arc::new(publisher.clone()),
     );
-    store.before_next_append(async move {
+    store.layer().before_next_append(async move {
         other.take_over(correlation, 2).await.unwrap();
     });
 

@@ -6,7 +6,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::hooked::Hooked;
+use common::hooked::hooked;
 use common::*;
 use eventfold::{
     Aggregate, Decision, Envelope, EventData, EventStore, ExpectedVersion, InMemoryStore,
@@ -59,14 +59,14 @@ impl Aggregate for AccountV2 {
 
 #[tokio::test]
 async fn a_snapshot_is_written_every_n_events_and_loading_reads_only_the_tail() {
-    let store = Hooked::new();
+    let store = hooked();
     let repository = Repository::<Account>::new(store.clone()).with_snapshots(3);
 
     account_with(&repository, 4).await;
-    store.reads.lock().unwrap().clear();
+    store.layer().reads.lock().unwrap().clear();
     let loaded = repository.load("account-1").await.unwrap();
 
-    let written = snapshots(store.inner.as_ref()).await;
+    let written = snapshots(store.inner().as_ref()).await;
     assert_eq!(written.len(), 1);
     assert_eq!(
         (written[0].event_type.as_str(), written[0].version),
@@ -74,7 +74,7 @@ async fn a_snapshot_is_written_every_n_events_and_loading_reads_only_the_tail() 
     );
     assert!(loaded.from_snapshot());
     assert_eq!(loaded.events_since_snapshot(), 2);
-    assert_eq!(store.reads_of("account-1"), vec![Some(Revision(3))]);
+    assert_eq!(store.layer().reads_of("account-1"), vec![Some(Revision(3))]);
     assert_eq!(loaded.state().balance, 4);
     assert_eq!(loaded.revision(), Some(Revision(4)));
 }

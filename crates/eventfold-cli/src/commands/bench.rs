@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use bytes::Bytes;
 use eventfold_core::{
-    AllFilter, EventData, EventStore, ExpectedVersion, Position, ReadAll, ReadStream, Subscription,
+    AllFilter, EventData, EventStore, ExpectedVersion, Position, ReadAll, ReadStream,
 };
 use eventfold_log::{LogOptions, LogStore};
+use eventfold_subscription::Subscription;
 use serde::Serialize;
 
 /// Measure the disk, then the store; print each figure with its ratio to the disk.

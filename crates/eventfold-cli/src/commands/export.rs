@@ -7,11 +7,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use eventfold_core::metadata::TOMBSTONE_EVENT_TYPE;
+use eventfold_core::TOMBSTONE_EVENT_TYPE;
 use eventfold_core::{
-    DeleteMode, EventData, EventStore, ExpectedVersion, Position, ReadAll, RecordedEvent, Revision,
-    StreamWrite,
+    EventData, EventStore, ExpectedVersion, Position, ReadAll, RecordedEvent, Revision, StreamWrite,
 };
+use eventfold_metadata::{DeleteMode, StreamAdmin};
 
 use crate::StoreArgs;
 

@@ -14,8 +14,12 @@ pub mod streams;
 pub mod tail;
 pub mod verify;
 
+use std::sync::Arc;
+
 use anyhow::Context;
+use eventfold_core::{EventStore, LayerExt};
 use eventfold_log::{LogOptions, LogStore};
+use eventfold_metadata::MetadataLayer;
 
 /// Events read per page by the commands that walk the log (read, export, replay, and
 /// bench's replay). A page is held whole in memory before it is written out, so it
@@ -27,12 +31,10 @@ pub const PAGE_EVENTS: u64 = 5_000;
 /// (nothing in it changes, a damaged store still reads up to the damage, and a
 /// directory that holds no store is an error rather than a new empty store), or a
 /// server.
-pub fn open_target_for_reading(
-    target: &crate::StoreArgs,
-) -> anyhow::Result<std::sync::Arc<dyn eventfold_core::EventStore>> {
+pub fn open_target_for_reading(target: &crate::StoreArgs) -> anyhow::Result<Arc<dyn EventStore>> {
     match (&target.data, &target.server) {
-        (_, Some(_)) => Ok(std::sync::Arc::new(http_store(target)?)),
-        (Some(dir), None) => Ok(std::sync::Arc::new(open_store_read_only(dir)?)),
+        (_, Some(_)) => Ok(with_metadata(http_store(target)?)),
+        (Some(dir), None) => Ok(with_metadata(open_store_read_only(dir)?)),
         (None, None) => anyhow::bail!("name the store with --data DIR or --server URL"),
     }
 }
@@ -48,14 +50,18 @@ pub fn open_store_read_only(dir: &std::path::Path) -> anyhow::Result<LogStore> {
 }
 
 /// Opens the store the command names: a data directory or a server.
-pub fn open_target(
-    target: &crate::StoreArgs,
-) -> anyhow::Result<std::sync::Arc<dyn eventfold_core::EventStore>> {
+pub fn open_target(target: &crate::StoreArgs) -> anyhow::Result<Arc<dyn EventStore>> {
     match (&target.data, &target.server) {
-        (_, Some(_)) => Ok(std::sync::Arc::new(http_store(target)?)),
-        (Some(dir), None) => Ok(std::sync::Arc::new(open_store(dir)?)),
+        (_, Some(_)) => Ok(with_metadata(http_store(target)?)),
+        (Some(dir), None) => Ok(with_metadata(open_store(dir)?)),
         (None, None) => anyhow::bail!("name the store with --data DIR or --server URL"),
     }
+}
+
+/// `store` as the commands use it: under the metadata layer, so reads apply each
+/// stream's retention and deletion (over a server, the server does).
+fn with_metadata(store: impl EventStore + 'static) -> Arc<dyn EventStore> {
+    Arc::new(store.layer(MetadataLayer))
 }
 
 /// The client of the server `--server` names, with its `--token` and `--ca-cert`.

@@ -4,7 +4,8 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use eventfold_core::{DeleteMode, ExpectedVersion, StreamMetadata};
+use eventfold_core::ExpectedVersion;
+use eventfold_metadata::{DeleteMode, StreamAdmin, StreamMetadata};
 
 use crate::StoreArgs;
 

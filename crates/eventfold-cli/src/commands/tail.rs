@@ -3,7 +3,8 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use eventfold_core::{AllFilter, Position, Revision, Subscription};
+use eventfold_core::{AllFilter, Position, Revision};
+use eventfold_subscription::Subscription;
 
 use crate::StoreArgs;
 

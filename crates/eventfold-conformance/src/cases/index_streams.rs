@@ -173,14 +173,14 @@ pub async fn index_streams_can_be_subscribed_to<S: EventStore + ?Sized>(store: &
             store.append(stream, ExpectedVersion::Any, vec![e]).await,
         );
     }
-    let mut orders = eventfold_core::Subscription::to_stream(store, "$ce-order", None);
-    let mut correlated = eventfold_core::Subscription::to_stream(
+    let mut orders = eventfold_subscription::Subscription::to_stream(store, "$ce-order", None);
+    let mut correlated = eventfold_subscription::Subscription::to_stream(
         store,
         format!("$correlation-{conversation}"),
         None,
     );
     let wait = std::time::Duration::from_secs(30);
-    let next = async |subscription: &mut eventfold_core::Subscription<&S>| {
+    let next = async |subscription: &mut eventfold_subscription::Subscription<&S>| {
         let next = tokio::time::timeout(wait, subscription.next()).await;
         ok(
             "index stream subscription",

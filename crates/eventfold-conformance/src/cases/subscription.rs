@@ -1,4 +1,4 @@
-//! Subscriptions (`eventfold_core::Subscription`) over the store: catch-up then live
+//! Subscriptions (`eventfold_subscription::Subscription`) over the store: catch-up then live
 //! with no gap and no duplicate under concurrent writers, resuming after a checkpoint,
 //! filters, and one stream followed live. Every wait is bounded, so a store that never
 //! wakes a subscriber fails the case instead of hanging it.
@@ -7,9 +7,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use eventfold_core::{
-    AllFilter, EventStore, ExpectedVersion, Position, RecordedEvent, Revision, Subscription,
-};
+use eventfold_core::{AllFilter, EventStore, ExpectedVersion, Position, RecordedEvent, Revision};
+use eventfold_subscription::Subscription;
 use uuid::Uuid;
 
 use crate::support::{assert_fresh, event, ok};

@@ -8,11 +8,10 @@ pub mod proxy;
 use std::future::Future;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use eventfold_core::{
-    AllSlice, AppendResult, EventStore, InMemoryStore, Position, ReadAll, ReadStream,
-    RecordedEvent, Result, Revision, StreamWrite,
-};
+use std::sync::Arc;
+
+use eventfold_core::{EventStore, InMemoryStore, LayerExt, Layered};
+use eventfold_metadata::MetadataLayer;
 use eventfold_postgres::{PostgresOptions, PostgresStore};
 pub use eventfold_testsupport::postgres::database_url;
 
@@ -72,61 +71,19 @@ impl TestSchema {
 
 /// The store a conformance case gets: PostgreSQL, or, when the test is skipped (no
 /// database), the in-memory model so that the case has something to run against
-/// (the skip was announced on stderr).
-pub enum TestStore {
-    Postgres(PostgresStore),
-    Skipped(InMemoryStore),
-}
+/// (the skip was announced on stderr); under the metadata layer either way.
+pub type TestStore = Layered<MetadataLayer, Arc<dyn EventStore>>;
 
 /// A conformance fixture: the store, then its schema (dropped after the store).
 pub async fn conformance_fixture() -> (TestStore, Option<TestSchema>) {
-    match database_url() {
+    let (store, schema): (Arc<dyn EventStore>, _) = match database_url() {
         Some(url) => {
             let schema = TestSchema::new(&url);
-            (TestStore::Postgres(schema.store().await), Some(schema))
+            (Arc::new(schema.store().await), Some(schema))
         }
-        None => (TestStore::Skipped(InMemoryStore::new()), None),
-    }
-}
-
-macro_rules! delegate {
-    ($self:ident, $store:ident => $call:expr) => {
-        match $self {
-            TestStore::Postgres($store) => $call,
-            TestStore::Skipped($store) => $call,
-        }
+        None => (Arc::new(InMemoryStore::new()), None),
     };
-}
-
-#[async_trait]
-impl EventStore for TestStore {
-    async fn append_multi(&self, writes: Vec<StreamWrite>) -> Result<Vec<AppendResult>> {
-        delegate!(self, s => s.append_multi(writes).await)
-    }
-
-    async fn read_stream_raw(
-        &self,
-        stream: &str,
-        options: ReadStream,
-    ) -> Result<Vec<RecordedEvent>> {
-        delegate!(self, s => s.read_stream_raw(stream, options).await)
-    }
-
-    async fn read_all(&self, options: ReadAll) -> Result<AllSlice> {
-        delegate!(self, s => s.read_all(options).await)
-    }
-
-    async fn stream_revision(&self, stream: &str) -> Result<Option<Revision>> {
-        delegate!(self, s => s.stream_revision(stream).await)
-    }
-
-    async fn head_position(&self) -> Result<Option<Position>> {
-        delegate!(self, s => s.head_position().await)
-    }
-
-    async fn wait_for(&self, position: Position) -> Result<()> {
-        delegate!(self, s => s.wait_for(position).await)
-    }
+    (store.layer(MetadataLayer), schema)
 }
 
 /// Awaits `future`, failing the test if it takes longer than [`WAIT_MAX`].

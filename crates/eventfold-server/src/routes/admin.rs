@@ -1,5 +1,5 @@
 //! Stream administration over HTTP: listing streams, a stream's head, its metadata
-//! (retention and ACL) and deletion. The rules live in `eventfold_core::metadata`;
+//! (retention and ACL) and deletion. The rules live in `eventfold-metadata`;
 //! this module only speaks HTTP.
 
 use axum::Json;
@@ -8,7 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use bytes::Bytes;
-use eventfold_core::{DeleteMode, StreamMetadata};
+use eventfold_metadata::{DeleteMode, StreamAdmin, StreamMetadata};
 use serde::Deserialize;
 
 use eventfold_wire::{StreamHead, StreamsPage};

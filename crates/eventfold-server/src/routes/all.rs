@@ -63,7 +63,7 @@ pub(super) async fn read_all(
     )
     .filtered(query.filter());
     let target = target(query.versions.as_deref())?;
-    let page = eventfold_core::page::read_all_page(
+    let page = eventfold_subscription::page::read_all_page(
         state.store.as_ref(),
         read,
         state.config.read_bytes_max,

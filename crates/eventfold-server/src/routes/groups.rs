@@ -1,6 +1,6 @@
 //! Persistent subscriptions (consumer groups) over HTTP: competing consumers pull
 //! deliveries and ack or nack them; the group lives in the store
-//! (`eventfold_core::PersistentGroup`).
+//! (`eventfold_subscription::PersistentGroup`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +11,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use bytes::Bytes;
-use eventfold_core::{Error, GroupSettings, Nack, PersistentGroup};
+use eventfold_core::Error;
+use eventfold_subscription::{GroupSettings, Nack, PersistentGroup};
 use eventfold_wire::{Deliveries, Delivery, ErrorCode, NackBody, Positions, Replay};
 use serde::Deserialize;
 
@@ -26,7 +27,7 @@ const WAIT_MS_MAX: u64 = 60_000;
 const COUNT_MAX: usize = 1_000;
 
 /// The status of every group this node serves, for `/metrics`.
-pub(crate) fn statuses(state: &AppState) -> Vec<eventfold_core::GroupStatus> {
+pub(crate) fn statuses(state: &AppState) -> Vec<eventfold_subscription::GroupStatus> {
     let mut statuses: Vec<_> = lock(state).values().map(|g| g.status()).collect();
     statuses.sort_by(|a, b| a.group.cmp(&b.group));
     statuses

@@ -161,7 +161,7 @@ pub(super) async fn read_stream(
         options = options.from(Revision(from));
     }
     let target = target(query.versions.as_deref())?;
-    let page = eventfold_core::page::read_stream_page(
+    let page = eventfold_subscription::page::read_stream_page(
         state.store.as_ref(),
         &stream,
         options,

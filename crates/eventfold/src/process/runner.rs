@@ -7,8 +7,9 @@ use std::time::Duration;
 use chrono::Utc;
 use eventfold_core::{
     AllFilter, EventData, EventStore, ExpectedVersion, Position, ReadAll, RecordedEvent,
-    StreamWrite, Subscription,
+    StreamWrite,
 };
+use eventfold_subscription::Subscription;
 use uuid::Uuid;
 
 use super::manager::{Context, Next, deadline};

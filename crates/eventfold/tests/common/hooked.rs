@@ -1,4 +1,4 @@
-//! A store wrapper that lets a test act between a handler's read and its append.
+//! A store layer that lets a test act between a handler's read and its append.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -7,15 +7,23 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use eventfold::{EventStore, InMemoryStore, ReadStream, RecordedEvent, Revision};
-use eventfold_core::{AllSlice, AppendResult, Position, ReadAll, Result, StreamWrite};
+use eventfold_core::{AppendResult, LayerExt, Layered, Result, StoreLayer, StreamWrite};
 
 type Hook = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// Delegates to an in-memory store; before an append it runs the queued hooks (one per
-/// append: another writer acting "at the same time"), and it logs stream reads.
+/// An in-memory store (`inner()`, shared with other writers) under [`Hooks`]: the
+/// layer runs before an append the queued hooks (one per append: another writer
+/// acting "at the same time"), and it logs stream reads (`layer()`).
+pub type Hooked = Layered<Hooks, Arc<InMemoryStore>>;
+
+/// A fresh in-memory store under a layer of no hooks yet.
+pub fn hooked() -> Arc<Hooked> {
+    Arc::new(Arc::new(InMemoryStore::new()).layer(Hooks::default()))
+}
+
+/// What [`Hooked`] runs and records.
 #[derive(Default)]
-pub struct Hooked {
-    pub inner: Arc<InMemoryStore>,
+pub struct Hooks {
     hooks: Mutex<Vec<Hook>>,
     /// When set, appends run the hook every time (a stream that never stops changing).
     pub always: Mutex<Option<Box<dyn Fn() -> Hook + Send + Sync>>>,
@@ -27,11 +35,7 @@ pub struct Hooked {
     read_hook: Mutex<Option<(String, Hook)>>,
 }
 
-impl Hooked {
-    pub fn new() -> Arc<Self> {
-        Arc::new(Self::default())
-    }
-
+impl Hooks {
     /// Runs `hook` before the next append (hooks queue up, one per append).
     pub fn before_next_append(&self, hook: impl Future<Output = ()> + Send + 'static) {
         self.hooks.lock().unwrap().push(Box::pin(hook));
@@ -59,8 +63,12 @@ impl Hooked {
 }
 
 #[async_trait]
-impl EventStore for Hooked {
-    async fn append_multi(&self, writes: Vec<StreamWrite>) -> Result<Vec<AppendResult>> {
+impl StoreLayer for Hooks {
+    async fn append_multi<S: EventStore + ?Sized>(
+        &self,
+        inner: &S,
+        writes: Vec<StreamWrite>,
+    ) -> Result<Vec<AppendResult>> {
         self.appends.fetch_add(1, Ordering::SeqCst);
         let hook = {
             let mut hooks = self.hooks.lock().unwrap();
@@ -74,15 +82,16 @@ impl EventStore for Hooked {
         if let Some(hook) = hook {
             hook.await;
         }
-        let result = self.inner.append_multi(writes).await;
+        let result = inner.append_multi(writes).await;
         if result.is_ok() && self.lose_next_answer.swap(false, Ordering::SeqCst) {
             return Err(eventfold_core::Error::Backend("connection reset".into()));
         }
         result
     }
 
-    async fn read_stream_raw(
+    async fn read_stream<S: EventStore + ?Sized>(
         &self,
+        inner: &S,
         stream: &str,
         options: ReadStream,
     ) -> Result<Vec<RecordedEvent>> {
@@ -100,22 +109,6 @@ impl EventStore for Hooked {
             .lock()
             .unwrap()
             .push((stream.to_string(), options.from));
-        self.inner.read_stream_raw(stream, options).await
-    }
-
-    async fn read_all(&self, options: ReadAll) -> Result<AllSlice> {
-        self.inner.read_all(options).await
-    }
-
-    async fn stream_revision(&self, stream: &str) -> Result<Option<Revision>> {
-        self.inner.stream_revision(stream).await
-    }
-
-    async fn head_position(&self) -> Result<Option<Position>> {
-        self.inner.head_position().await
-    }
-
-    async fn wait_for(&self, position: Position) -> Result<()> {
-        self.inner.wait_for(position).await
+        inner.read_stream(stream, options).await
     }
 }

@@ -7,17 +7,10 @@
 //! always makes progress). The caller continues where the page stopped, as with any
 //! short page. Written once over the trait, for every backend.
 
-use crate::error::{Error, Result};
-use crate::event::RecordedEvent;
-use crate::index_stream::IndexStream;
-use crate::store::{AllSlice, Direction, EventStore, ReadAll, ReadStream};
-use crate::stream::Revision;
-
-/// Events read per page where core walks the log over the trait (the generic reader
-/// of index streams scans `$all` with it). A page is held in memory whole, so a
-/// thousand events of a few kilobytes stay a few megabytes; and a filtered scan that
-/// matches little still moves through the log in few calls.
-pub(crate) const PAGE_EVENTS: u64 = 1_000;
+use eventfold_core::{
+    AllSlice, Direction, Error, EventStore, IndexStream, ReadAll, ReadStream, RecordedEvent,
+    Result, Revision,
+};
 
 /// What an event's JSON form adds to its data, metadata, stream name and type: keys,
 /// id, numbers and timestamp.
@@ -34,7 +27,8 @@ const CHUNK_EVENTS_MAX: u64 = 1024;
 /// form.
 ///
 /// ```
-/// use eventfold_core::{EventData, EventStore, ExpectedVersion, InMemoryStore, ReadStream, page};
+/// use eventfold_core::{EventData, EventStore, ExpectedVersion, InMemoryStore, ReadStream};
+/// use eventfold_subscription::page;
 /// # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
 /// # rt.block_on(async {
 /// let store = InMemoryStore::new();
@@ -112,12 +106,13 @@ impl Budget {
     }
 }
 
-/// Reads a page of one stream (as [`EventStore::read_stream`], with the stream's
-/// metadata applied) holding at most `options.limit` events and about `bytes_max`
+/// Reads a page of one stream (as [`EventStore::read_stream`] of the store given:
+/// through a metadata layer, with the stream's metadata applied) holding at most `options.limit` events and about `bytes_max`
 /// bytes. An index stream is paged by position, like `read_stream` does.
 ///
 /// ```
-/// use eventfold_core::{EventData, EventStore, ExpectedVersion, InMemoryStore, ReadStream, page};
+/// use eventfold_core::{EventData, EventStore, ExpectedVersion, InMemoryStore, ReadStream};
+/// use eventfold_subscription::page;
 /// # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
 /// # rt.block_on(async {
 /// let store = InMemoryStore::new();
@@ -210,7 +205,8 @@ pub async fn read_stream_page<S: EventStore + ?Sized>(
 /// `next` is the position of the first event left out and `end_of_log` is false.
 ///
 /// ```
-/// use eventfold_core::{EventData, EventStore, ExpectedVersion, InMemoryStore, Position, ReadAll, page};
+/// use eventfold_core::{EventData, EventStore, ExpectedVersion, InMemoryStore, Position, ReadAll};
+/// use eventfold_subscription::page;
 /// # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
 /// # rt.block_on(async {
 /// let store = InMemoryStore::new();
@@ -263,7 +259,7 @@ pub async fn read_all_page<S: EventStore + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{AllFilter, EventData, ExpectedVersion, InMemoryStore, Position};
+    use eventfold_core::{AllFilter, EventData, ExpectedVersion, InMemoryStore, Position};
 
     /// A stream `s` of events whose data are `sizes` bytes long (JSON strings).
     async fn store_with(sizes: &[usize]) -> InMemoryStore {

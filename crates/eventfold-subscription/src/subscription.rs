@@ -11,10 +11,10 @@
 use std::collections::VecDeque;
 use std::ops::Deref;
 
-use crate::error::Result;
-use crate::event::RecordedEvent;
-use crate::store::{AllFilter, EventStore, ReadAll, ReadStream};
-use crate::stream::{Position, Revision};
+use eventfold_core::{
+    AllFilter, Error, EventStore, IndexStream, Position, ReadAll, ReadStream, RecordedEvent,
+    Result, Revision,
+};
 
 /// Events read per page while catching up.
 const PAGE_EVENTS: u64 = 512;
@@ -30,7 +30,7 @@ enum Source {
     All {
         next: Position,
         filter: AllFilter,
-        view: Option<crate::IndexStream>,
+        view: Option<IndexStream>,
     },
     /// One stream.
     Stream { stream: String, next: Revision },
@@ -40,7 +40,8 @@ enum Source {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use eventfold_core::{AllFilter, EventData, EventStore, ExpectedVersion, InMemoryStore, Subscription};
+/// use eventfold_core::{AllFilter, EventData, EventStore, ExpectedVersion, InMemoryStore};
+/// use eventfold_subscription::Subscription;
 ///
 /// # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
 /// # rt.block_on(async {
@@ -90,7 +91,7 @@ where
     /// is followed through `$all`: `after` and the checkpoint are then positions.
     pub fn to_stream(store: S, stream: impl Into<String>, after: Option<Revision>) -> Self {
         let stream = stream.into();
-        if let Some(view) = crate::IndexStream::parse(&stream) {
+        if let Some(view) = IndexStream::parse(&stream) {
             let after = after.map(|r| Position(r.get()));
             return Subscription {
                 store,
@@ -175,7 +176,7 @@ where
                     crate::page::read_stream_page(&*self.store, stream, read, self.page_bytes_max);
                 let events = match page.await {
                     Ok(page) => page.events,
-                    Err(crate::Error::StreamNotFound { .. }) => Vec::new(),
+                    Err(Error::StreamNotFound { .. }) => Vec::new(),
                     Err(error) => return Err(error),
                 };
                 if let Some(last) = events.last() {

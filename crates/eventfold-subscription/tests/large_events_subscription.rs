@@ -3,9 +3,8 @@
 
 use std::sync::Arc;
 
-use eventfold_core::{
-    AllFilter, EventData, EventStore, ExpectedVersion, InMemoryStore, Subscription, page,
-};
+use eventfold_core::{AllFilter, EventData, EventStore, ExpectedVersion, InMemoryStore};
+use eventfold_subscription::{Subscription, page};
 
 #[tokio::test]
 async fn a_subscription_reads_ahead_one_byte_capped_page() {

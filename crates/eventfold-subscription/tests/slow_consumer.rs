@@ -3,9 +3,8 @@
 
 use std::sync::Arc;
 
-use eventfold_core::{
-    AllFilter, EventData, EventStore, ExpectedVersion, InMemoryStore, Subscription,
-};
+use eventfold_core::{AllFilter, EventData, EventStore, ExpectedVersion, InMemoryStore};
+use eventfold_subscription::Subscription;
 
 #[tokio::test]
 async fn a_slow_consumer_keeps_memory_bounded_by_one_page() {

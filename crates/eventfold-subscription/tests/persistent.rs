@@ -6,9 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use eventfold_core::{
-    EventData, EventStore, ExpectedVersion, GroupSettings, InMemoryStore, Nack, PersistentGroup,
-};
+use eventfold_core::{EventData, EventStore, ExpectedVersion, InMemoryStore};
+use eventfold_subscription::{GroupSettings, Nack, PersistentGroup};
 
 fn event(n: u64) -> EventData {
     EventData::json("Happened", &n).unwrap()

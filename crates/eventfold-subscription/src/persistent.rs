@@ -23,10 +23,11 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
-use crate::event::{EventData, RecordedEvent};
-use crate::store::{AllFilter, EventStore, ReadStream, append_system};
-use crate::stream::{ExpectedVersion, Position, Revision};
+use eventfold_core::{
+    AllFilter, Error, EventData, EventStore, ExpectedVersion, Position, ReadStream, RecordedEvent,
+    Result, Revision, append_system,
+};
+
 use crate::subscription::Subscription;
 
 /// The settings of a consumer group, stored in `$persistent-<group>`. In JSON every
@@ -85,7 +86,7 @@ impl GroupSettings {
     /// and the range.
     ///
     /// ```
-    /// use eventfold_core::GroupSettings;
+    /// use eventfold_subscription::GroupSettings;
     /// assert!(GroupSettings::default().validate().is_ok());
     /// let never_delivers = GroupSettings { in_flight_max: 0, ..GroupSettings::default() };
     /// let err = never_delivers.validate().unwrap_err();
@@ -227,7 +228,8 @@ const GROUP_NAME_BYTES_MAX: usize = 200;
 ///
 /// ```
 /// use std::sync::Arc;
-/// use eventfold_core::{EventData, EventStore, ExpectedVersion, GroupSettings, InMemoryStore, Nack, PersistentGroup};
+/// use eventfold_core::{EventData, EventStore, ExpectedVersion, InMemoryStore};
+/// use eventfold_subscription::{GroupSettings, Nack, PersistentGroup};
 ///
 /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
 /// let store = Arc::new(InMemoryStore::new());

@@ -1,0 +1,16 @@
+//! Subscriptions and consumer groups, written once over the `EventStore` trait so they
+//! run on every backend and every stack of layers.
+//!
+//! - [`Subscription`]: everything from a starting point, then live, one loop
+//!   (`subscription.rs`).
+//! - [`PersistentGroup`]: consumer groups, competing consumers with acks, retries,
+//!   parking and checkpoints kept in the store (`persistent.rs`).
+//! - [`page`]: pages of a stream or of `$all` capped in bytes as well as in events, what
+//!   a catch-up page and the server's read routes hand out.
+
+pub mod page;
+mod persistent;
+mod subscription;
+
+pub use persistent::{Delivery, GroupSettings, GroupStatus, Nack, Parked, PersistentGroup};
+pub use subscription::Subscription;
