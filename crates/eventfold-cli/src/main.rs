@@ -1,4 +1,5 @@
 //! `eventfold`: the command-line tool. Each subcommand lives in `commands/`.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -11,6 +11,7 @@
 //! store.append("order-1", ExpectedVersion::NoStream, vec![placed]).await?;
 //! # Ok(()) }
 //! ```
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 use async_trait::async_trait;
 use bytes::Bytes;

@@ -8,6 +8,7 @@
 //! - a record is never rewritten in place; only the active segment's tail changes;
 //! - positions handed to readers are committed (durable) ones;
 //! - all file access goes through [`io::Storage`], so tests can inject faults.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 #[doc(hidden)]
 pub mod fuzzing;

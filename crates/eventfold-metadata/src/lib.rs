@@ -26,6 +26,7 @@
 //! [`StreamAdmin`] calls go to the server's admin routes (`EventStore::remote_admin`).
 //!
 //! A stream without metadata costs a read one lookup of `$$<stream>`'s revision.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod admin;
 mod layer;

@@ -32,6 +32,7 @@
 //! one poll at most and never loses an event (see `listener.rs`).
 //!
 //! Architecture invariant: this crate knows SQL and the core's types, not HTTP.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod error;
 mod listener;

@@ -24,6 +24,7 @@
 //!     .unwrap();
 //! assert_eq!(new[0].data, json!({"itemId": "sku-1", "reason": "not recorded"}));
 //! ```
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod convert;
 mod definition;

@@ -5,6 +5,7 @@
 //! Architecture invariant: the shapes of what crosses the wire, and the error codes
 //! with their statuses, are `eventfold-wire`'s; this crate serves them, and the
 //! store's errors become responses in one place ([`error::ApiError`]).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod auth;
 mod connection;

@@ -7,6 +7,7 @@
 //!   parking and checkpoints kept in the store (`persistent.rs`).
 //! - [`page`]: pages of a stream or of `$all` capped in bytes as well as in events, what
 //!   a catch-up page and the server's read routes hand out.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod page;
 mod persistent;

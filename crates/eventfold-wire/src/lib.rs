@@ -8,6 +8,7 @@
 //! The core crate knows none of this: the JSON form of a
 //! [`RecordedEvent`](eventfold_core::RecordedEvent) is [`Event`] (print one with
 //! [`event_json_line`]) and an error's code is [`ErrorCode::of`].
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod append;
 pub mod error;

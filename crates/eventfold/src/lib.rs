@@ -18,6 +18,7 @@
 //!
 //! The guide is `docs/framework.md`. The framework is written against the
 //! [`EventStore`] trait only, so everything here works on every backend.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod aggregate;
 mod command;
