@@ -26,20 +26,25 @@ fn eventfold(args: &[&str]) {
     assert!(output.status.success(), "{args:?}: {output:?}");
 }
 
-#[test]
-fn read_into_a_closed_pipe_ends_quietly() {
+/// A new store in a temporary directory, holding `order-1` with one event.
+fn store_with_one_event() -> eventfold_testsupport::dirs::TempDir {
     let dir = eventfold_testsupport::dirs::temp_dir();
-    let data = dir.arg();
-    eventfold(&[
+    let append = [
         "append",
         "--data",
-        data,
+        dir.arg(),
         "order-1",
         "--type",
         "OrderPlaced",
-        "--json",
-        "{\"total\":42}",
-    ]);
+    ];
+    eventfold(&[&append[..], &["--json", "{\"total\":42}"]].concat());
+    dir
+}
+
+#[test]
+fn read_into_a_closed_pipe_ends_quietly() {
+    let dir = store_with_one_event();
+    let data = dir.arg();
     let output = run_with_closed_stdout(&["read", "--data", data, "order-1"]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -64,18 +69,8 @@ fn a_command_printing_with_println_ends_quietly_too() {
 
 #[test]
 fn an_empty_stream_name_says_to_quote_all() {
-    let dir = eventfold_testsupport::dirs::temp_dir();
+    let dir = store_with_one_event();
     let data = dir.arg();
-    eventfold(&[
-        "append",
-        "--data",
-        data,
-        "order-1",
-        "--type",
-        "OrderPlaced",
-        "--json",
-        "{}",
-    ]);
     // What `eventfold read --data DIR $all` becomes in a shell.
     for args in [
         vec!["read", "--data", data, ""],
