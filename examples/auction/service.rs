@@ -308,13 +308,17 @@ impl AuctionService {
     /// SQLite commits with `synchronous = FULL`), so a `kill -9` leaves the same state.
     pub async fn crash(self: Arc<Self>) -> anyhow::Result<()> {
         let store: Weak<dyn EventStore> = Arc::downgrade(&self.store);
+        let lock = self.data.join("events").join("LOCK");
         if Arc::strong_count(&self) > 1 {
             return Err(anyhow!("the service is still in use (a web app holds it)"));
         }
         drop(self);
-        // The projection tasks hold the store until the runtime has dropped them.
+        // The projection tasks hold the store until the runtime has dropped them; and
+        // the last of them to let go runs the store's drop (which finishes its writer
+        // before it unlocks the directory) after the count is already zero. So wait
+        // for the directory's lock itself to be free.
         let released = async {
-            while store.strong_count() > 0 {
+            while store.strong_count() > 0 || !lock_is_free(&lock) {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         };
@@ -356,4 +360,9 @@ impl EffectExecutor for Mailer {
         };
         self.server.send(&mail).map_err(|e| e.to_string().into())
     }
+}
+
+/// Whether no one holds the store's lock file (taken and released at once).
+fn lock_is_free(path: &Path) -> bool {
+    std::fs::File::open(path).is_ok_and(|file| file.try_lock().is_ok())
 }
