@@ -21,6 +21,7 @@ mod recovery;
 mod repair;
 mod scrub;
 mod segment;
+mod shared;
 pub mod sim;
 mod store;
 mod verify;
@@ -32,5 +33,6 @@ pub use repair::{
     Correction, DamagedSpan, GivenUp, RepairOptions, RepairReport, SegmentRepair, repair,
     repair_with,
 };
-pub use store::{LogStats, LogStore};
+pub use shared::LogStats;
+pub use store::LogStore;
 pub use verify::{Damage, VerifyReport, verify, verify_with};

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crate::segment::{NO_OFFSET, scan_segment};
-use crate::store::Shared;
+use crate::shared::Shared;
 
 /// Checks each sealed segment the index holds now, until done or the store closes.
 pub(crate) fn scrub(shared: Arc<Shared>) {

@@ -1,8 +1,8 @@
 //! `LogStore`: opening (with recovery), reading, and the `EventStore` implementation.
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 
 use async_trait::async_trait;
@@ -12,75 +12,13 @@ use eventfold_core::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use crate::index::{Index, Location, read_events};
+use crate::index::{Location, read_events};
 use crate::io::{LockGuard, OsStorage, Storage};
 use crate::options::LogOptions;
 use crate::record::{RECORD_BYTES_MAX, encoded_len};
 use crate::recovery::{Access, TailDamage, recover};
+use crate::shared::{Counters, LogStats, Shared};
 use crate::writer::{Request, Writer};
-
-/// State shared by the writer thread and the readers.
-pub(crate) struct Shared {
-    pub storage: Arc<dyn Storage>,
-    pub segments_dir: PathBuf,
-    pub index: RwLock<Index>,
-    /// Set when a write or fsync failed: the store accepts no more writes.
-    pub poisoned: Mutex<Option<String>>,
-    pub stats: Counters,
-    /// The position the next event gets, sent after every publish.
-    pub head: tokio::sync::watch::Sender<u64>,
-    /// Set when the store closes, for background work to stop early.
-    pub closing: std::sync::atomic::AtomicBool,
-    /// Damage the scrub found in sealed segments.
-    pub damage_found: Mutex<Vec<String>>,
-}
-
-/// Counters kept by the writer.
-#[derive(Default)]
-pub(crate) struct Counters {
-    pub commits: AtomicU64,
-    pub appends: AtomicU64,
-    pub events: AtomicU64,
-    pub bytes: AtomicU64,
-    pub sync_nanos: AtomicU64,
-    pub scrubbed_segments: AtomicU64,
-}
-
-/// What the writer has done since the store was opened.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct LogStats {
-    /// Group commits (one write and one fsync each).
-    pub commits: u64,
-    /// Appends acknowledged.
-    pub appends: u64,
-    /// Events written.
-    pub events: u64,
-    /// Record bytes written.
-    pub bytes: u64,
-    /// Time spent in fsync, in nanoseconds.
-    pub sync_nanos: u64,
-}
-
-impl Shared {
-    pub(crate) fn index(&self) -> RwLockReadGuard<'_, Index> {
-        // The index is only changed by the writer between consistent states; a panic
-        // elsewhere while reading cannot leave it half-changed.
-        self.index.read().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub(crate) fn poisoned(&self) -> Option<String> {
-        self.poisoned
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    pub(crate) fn poison(&self, reason: String) {
-        tracing::error!(%reason, "the store stops accepting writes");
-        let mut poisoned = self.poisoned.lock().unwrap_or_else(|p| p.into_inner());
-        poisoned.get_or_insert(reason);
-    }
-}
 
 /// The embedded event store: a segmented, checksummed, group-committed log in a data
 /// directory.

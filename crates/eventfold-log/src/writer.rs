@@ -33,7 +33,7 @@ use crate::options::LogOptions;
 use crate::record::{RecordParts, encode};
 use crate::segment::{ActiveSegment, create_segment, write_index};
 use crate::segment::{IndexEntry, SEGMENT_HEADER_BYTES, index_path, segment_path};
-use crate::store::Shared;
+use crate::shared::Shared;
 
 /// An append waiting for the writer.
 pub(crate) struct Request {
