@@ -28,7 +28,7 @@ use crate::segment::{
     NO_STREAM, SEGMENT_HEADER_BYTES, SegmentIndex, decode_segment_header, encode_segment_header,
     index_path, parse_name, scan_segment, segment_path,
 };
-use crate::segment::{read_index_file, write_index};
+use crate::segment::{list_segments_dir, lock_data_dir, read_index_file, write_index};
 
 /// What a repair is asked to do.
 #[derive(Debug, Clone, Default)]
@@ -129,24 +129,8 @@ pub fn repair_with(
     options: &RepairOptions,
 ) -> Result<RepairReport> {
     let segments_dir = dir.join("segments");
-    let names = storage.list(&segments_dir).map_err(|e| {
-        Error::io(
-            format!(
-                "listing {} (is this an eventfold data directory?)",
-                segments_dir.display()
-            ),
-            e,
-        )
-    })?;
-    let _lock = storage.lock(&dir.join("LOCK")).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::WouldBlock {
-            Error::Locked {
-                path: dir.display().to_string(),
-            }
-        } else {
-            Error::io("locking the data directory", e)
-        }
-    })?;
+    let names = list_segments_dir(storage, dir)?;
+    let _lock = lock_data_dir(storage, dir)?;
     let mut numbers: Vec<u64> = names.iter().filter_map(|n| parse_name(n, "seg")).collect();
     numbers.sort_unstable();
     for (i, &n) in numbers.iter().enumerate() {

@@ -8,7 +8,7 @@ use eventfold_core::{Error, Result};
 use uuid::Uuid;
 
 use crate::index::FastMap;
-use crate::io::{OpenMode, Storage, StorageFile};
+use crate::io::{LockGuard, OpenMode, Storage, StorageFile};
 use crate::record::{Gap, Invalid, RECORD_BYTES_MIN, RecordHeader, decode_header, plausible_len};
 
 pub(crate) const SEGMENT_MAGIC: &[u8; 8] = b"EVFOLDSG";
@@ -17,6 +17,35 @@ pub(crate) const FORMAT_VERSION: u32 = 1;
 pub(crate) const SEGMENT_HEADER_BYTES: u64 = 32;
 const INDEX_HEADER_BYTES: usize = 48;
 const INDEX_ENTRY_BYTES: usize = 32;
+
+/// Takes the data directory's lock (the `LOCK` file): `Error::Locked` when another
+/// process (or another open store) holds it.
+pub(crate) fn lock_data_dir(storage: &dyn Storage, dir: &Path) -> Result<LockGuard> {
+    storage.lock(&dir.join("LOCK")).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::WouldBlock {
+            Error::Locked {
+                path: dir.display().to_string(),
+            }
+        } else {
+            Error::io(format!("locking {}", dir.display()), e)
+        }
+    })
+}
+
+/// The names in a data directory's `segments/`, for the tools that read an existing
+/// store (a missing directory means `dir` holds no store).
+pub(crate) fn list_segments_dir(storage: &dyn Storage, dir: &Path) -> Result<Vec<String>> {
+    let segments_dir = dir.join("segments");
+    storage.list(&segments_dir).map_err(|e| {
+        Error::io(
+            format!(
+                "listing {} (is this an eventfold data directory?)",
+                segments_dir.display()
+            ),
+            e,
+        )
+    })
+}
 
 pub(crate) fn segment_path(dir: &Path, number: u64) -> PathBuf {
     dir.join(format!("{number:010}.seg"))

@@ -17,6 +17,7 @@ use crate::io::{LockGuard, OsStorage, Storage};
 use crate::options::LogOptions;
 use crate::record::{RECORD_BYTES_MAX, encoded_len};
 use crate::recovery::{Access, TailDamage, recover};
+use crate::segment::lock_data_dir;
 use crate::shared::{Counters, LogStats, Shared};
 use crate::writer::{Request, Writer};
 
@@ -124,15 +125,7 @@ impl LogStore {
                 .create_dir_all(dir)
                 .map_err(|e| Error::io(format!("creating data directory {}", dir.display()), e))?;
         }
-        let lock = storage.lock(&dir.join("LOCK")).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::WouldBlock {
-                Error::Locked {
-                    path: dir.display().to_string(),
-                }
-            } else {
-                Error::io(format!("locking {}", dir.display()), e)
-            }
-        })?;
+        let lock = lock_data_dir(storage.as_ref(), dir)?;
         let recovered = recover(storage.as_ref(), dir, &options, access)?;
         let head = tokio::sync::watch::Sender::new(recovered.index.next_position);
         let shared = Arc::new(Shared {

@@ -11,8 +11,8 @@ use crate::index::UnknownPositions;
 use crate::io::{OpenMode, OsStorage, Storage};
 use crate::mark::{MARK_FILE_NAME, damaged_slots, read_mark};
 use crate::recovery::{Tail, classify_tail};
-use crate::segment::read_index_file;
 use crate::segment::{NO_STREAM, index_path, parse_name, scan_segment, segment_path};
+use crate::segment::{list_segments_dir, lock_data_dir, read_index_file};
 
 /// One problem found by [`verify`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,24 +66,8 @@ pub fn verify(dir: &Path) -> Result<VerifyReport> {
 /// Verifies the store in `dir` on the given storage.
 pub fn verify_with(storage: &dyn Storage, dir: &Path) -> Result<VerifyReport> {
     let segments_dir = dir.join("segments");
-    let names = storage.list(&segments_dir).map_err(|e| {
-        Error::io(
-            format!(
-                "listing {} (is this an eventfold data directory?)",
-                segments_dir.display()
-            ),
-            e,
-        )
-    })?;
-    let _lock = storage.lock(&dir.join("LOCK")).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::WouldBlock {
-            Error::Locked {
-                path: dir.display().to_string(),
-            }
-        } else {
-            Error::io("locking the data directory", e)
-        }
-    })?;
+    let names = list_segments_dir(storage, dir)?;
+    let _lock = lock_data_dir(storage, dir)?;
     let mut report_missing = None;
     let mut numbers: Vec<u64> = names.iter().filter_map(|n| parse_name(n, "seg")).collect();
     numbers.sort_unstable();
