@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use eventfold::{Aggregate, Decision, DomainEvent, EventType};
+use eventfold::{Aggregate, Decision, DomainEvent, EventType, Personal, PersonalData};
 use serde::{Deserialize, Serialize};
 
 /// The facts of the auction questions service. Each is one thing that happened.
@@ -19,6 +19,9 @@ pub enum AuctionEvent {
         auction: String,
         seller: String,
         buyer: String,
+        /// Where the seller's reply goes: the buyer's personal data, sealed in the log
+        /// under the buyer's key and redacted once the buyer is forgotten.
+        buyer_email: Personal<String>,
         text: String,
     },
     /// The seller opened the question.
@@ -43,6 +46,17 @@ impl DomainEvent for AuctionEvent {
         EventType::new("QuestionRead", 1),
         EventType::new("QuestionAnswered", 1),
     ];
+
+    /// The buyer's email on `QuestionAsked` belongs to the buyer (subject: the buyer's
+    /// account id).
+    fn personal(&self) -> Option<PersonalData> {
+        match self {
+            AuctionEvent::QuestionAsked { buyer, .. } => {
+                Some(PersonalData::new(buyer.clone()).field("/buyer_email"))
+            }
+            AuctionEvent::QuestionRead { .. } | AuctionEvent::QuestionAnswered { .. } => None,
+        }
+    }
 }
 
 /// What the auction is asked to do, with what the service learnt from the outside
@@ -55,6 +69,8 @@ pub enum AuctionCommand {
         /// Who sells the auction, from the catalogue.
         seller: String,
         buyer: String,
+        /// The buyer's email, from the accounts service.
+        buyer_email: String,
         text: String,
         /// Whether the seller had blocked this buyer, from the accounts service.
         buyer_blocked: bool,
@@ -178,6 +194,7 @@ impl Aggregate for Auction {
                 auction,
                 seller,
                 buyer,
+                buyer_email,
                 text,
                 buyer_blocked,
             } => {
@@ -197,6 +214,7 @@ impl Aggregate for Auction {
                     auction: auction.clone(),
                     seller: seller.clone(),
                     buyer: buyer.clone(),
+                    buyer_email: Personal::Known(buyer_email.clone()),
                     text: text.clone(),
                 }))
             }
@@ -295,6 +313,7 @@ mod tests {
             auction: "camera-17".into(),
             seller: "sam".into(),
             buyer: buyer.into(),
+            buyer_email: Personal::Known(format!("{buyer}@buyers.example")),
             text: "Does the shutter work?".into(),
         }
     }
@@ -304,6 +323,7 @@ mod tests {
             auction: "camera-17".into(),
             seller: "sam".into(),
             buyer: buyer.into(),
+            buyer_email: format!("{buyer}@buyers.example"),
             text: "Does the shutter work?".into(),
             buyer_blocked,
         }

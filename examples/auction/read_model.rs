@@ -1,7 +1,8 @@
 //! The read model, in SQLite: each seller's questions, and (from release 2) each
 //! seller's unread-questions count. Both are folds of the events, so any release can
 //! rebuild them from the log; the seller's email goes through the outbox, so it is
-//! sent for live questions only, never for replayed ones.
+//! sent for live questions only, never for replayed ones. The buyer's email is
+//! personal data: dropped from the read model when the buyer is forgotten.
 
 use eventfold::projection::{
     Context, HandlerError, Projection, ProjectionRunner, ReadModelDb, SqliteReadModel, Tables,
@@ -60,6 +61,7 @@ impl Projection<SqliteReadModel> for Questions {
                  auction TEXT NOT NULL,
                  seller TEXT NOT NULL,
                  buyer TEXT NOT NULL,
+                 buyer_email TEXT,
                  text TEXT NOT NULL,
                  read INTEGER NOT NULL,
                  answer TEXT,
@@ -83,15 +85,18 @@ impl Projection<SqliteReadModel> for Questions {
                 auction,
                 seller,
                 buyer,
+                buyer_email,
                 text,
             }) => {
                 let position = i64::try_from(event.position.get())?;
+                // A forgotten buyer's email reads as redacted: no copy is kept.
+                let buyer_email = buyer_email.into_known();
                 tx.execute(
                     &format!(
-                        "INSERT INTO {table} (question_id, auction, seller, buyer, text, read, position)
-                         VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6)"
+                        "INSERT INTO {table} (question_id, auction, seller, buyer, buyer_email, text, read, position)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7)"
                     ),
-                    params![question_id, auction, seller, buyer, text, position],
+                    params![question_id, auction, seller, buyer, buyer_email, text, position],
                 )?;
                 // Recorded in the outbox, in this transaction, when the event is live;
                 // dropped when it is replayed.
@@ -120,6 +125,23 @@ impl Projection<SqliteReadModel> for Questions {
             }
             None => {}
         }
+        Ok(())
+    }
+
+    /// A buyer was forgotten: the read model drops its copies of their email.
+    fn forget(
+        &self,
+        tx: &mut Transaction<'_>,
+        subject: &str,
+        ctx: &mut Context<'_>,
+    ) -> Result<(), HandlerError> {
+        tx.execute(
+            &format!(
+                "UPDATE {} SET buyer_email = NULL WHERE buyer = ?1",
+                ctx.table("questions")
+            ),
+            params![subject],
+        )?;
         Ok(())
     }
 }
@@ -175,6 +197,8 @@ pub struct QuestionView {
     pub question_id: String,
     pub auction: String,
     pub buyer: String,
+    /// Where a reply to the buyer goes; `None` once the buyer was forgotten.
+    pub buyer_email: Option<String>,
     pub text: String,
     pub read: bool,
     pub answer: Option<String>,
@@ -200,7 +224,7 @@ pub async fn seller_questions(
         .call(move |model| -> rusqlite::Result<SellerQuestions> {
             let connection = model.connection();
             let mut statement = connection.prepare(
-                "SELECT question_id, auction, buyer, text, read, answer
+                "SELECT question_id, auction, buyer, buyer_email, text, read, answer
                  FROM questions WHERE seller = ?1 ORDER BY position",
             )?;
             let questions = statement
@@ -209,9 +233,10 @@ pub async fn seller_questions(
                         question_id: row.get(0)?,
                         auction: row.get(1)?,
                         buyer: row.get(2)?,
-                        text: row.get(3)?,
-                        read: row.get::<_, i64>(4)? != 0,
-                        answer: row.get(5)?,
+                        buyer_email: row.get(3)?,
+                        text: row.get(4)?,
+                        read: row.get::<_, i64>(5)? != 0,
+                        answer: row.get(6)?,
                     })
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;

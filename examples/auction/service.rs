@@ -2,6 +2,8 @@
 //!
 //! ```text
 //! DATA/events/             the event store (eventfold_log::LogStore): the truth
+//! DATA/keys/               the buyers' data keys (eventfold_privacy::FileKeyStore),
+//!                          kept apart from the log so that `forget` can destroy one
 //! DATA/read-model.sqlite   the read model, its checkpoint and its outbox
 //! DATA/commands.log        the audit log of commands
 //! ```
@@ -19,7 +21,9 @@ use eventfold::projection::{
 use eventfold::{
     CommandError, DomainEvent, Envelope, EventStore, Position, ReadStream, Repository,
 };
+use eventfold_core::LayerExt;
 use eventfold_log::{LogOptions, LogStore};
+use eventfold_privacy::{FileKeyStore, KEYS_DIR, MasterKeySource, PrivacyLayer};
 use uuid::Uuid;
 
 use super::audit::{AuditEntry, AuditLog, Request};
@@ -78,6 +82,7 @@ pub struct AuctionService {
     release: Release,
     data: PathBuf,
     store: Arc<dyn EventStore>,
+    privacy: PrivacyLayer,
     repository: Repository<Auction>,
     db: ReadModelDb<SqliteReadModel>,
     running: RunningProjections<SqliteReadModel>,
@@ -105,10 +110,20 @@ impl AuctionService {
         release: Release,
     ) -> anyhow::Result<Arc<Self>> {
         std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
-        let store: Arc<dyn EventStore> = Arc::new(
-            LogStore::open(data.join("events"), LogOptions::default())
-                .context("opening the event store")?,
-        );
+        let log = LogStore::open(data.join("events"), LogOptions::default())
+            .context("opening the event store")?;
+        // Personal values (the buyer's email) are sealed under their subject's key on
+        // the way into the log and opened on the way out. The master key that wraps
+        // the data keys is created in DATA/keys on first use here; a deployment gives
+        // it from outside (EVENTFOLD_MASTER_KEY).
+        let keys = FileKeyStore::open_with_source(
+            &data.join(KEYS_DIR),
+            MasterKeySource::resolve(None, data),
+            true,
+        )
+        .context("opening the key store")?;
+        let privacy = PrivacyLayer::new(Arc::new(keys));
+        let store: Arc<dyn EventStore> = Arc::new(log.layer(privacy.clone()));
         let db = SqliteReadModel::open(data.join("read-model.sqlite"))
             .await
             .context("opening the read model")?;
@@ -127,6 +142,7 @@ impl AuctionService {
             data: data.to_path_buf(),
             repository: Repository::new(store.clone()),
             store,
+            privacy,
             db,
             running,
             dispatcher,
@@ -221,6 +237,7 @@ impl AuctionService {
                 text,
             } => AuctionCommand::Ask {
                 buyer_blocked: self.world.accounts.is_blocked(seller, &buyer)?,
+                buyer_email: self.world.accounts.email_of(&buyer),
                 auction,
                 seller: seller.to_string(),
                 buyer,
@@ -246,6 +263,30 @@ impl AuctionService {
             },
         };
         Ok((auction, command))
+    }
+
+    /// Forgets a buyer (the right to erasure): destroys the buyer's key, so every
+    /// email of theirs in the log reads as redacted from now on, and appends
+    /// `$subject-forgotten`, on which the read model drops its copies. Returns once
+    /// the read model has.
+    pub async fn forget_buyer(&self, buyer: &str) -> anyhow::Result<Position> {
+        let written = self.privacy.forget(self.store.as_ref(), buyer).await?;
+        wait_read_model(&self.running, written.position).await?;
+        Ok(written.position)
+    }
+
+    /// Writes the read model's write-ahead log into its database file and empties it
+    /// (SQLite's `wal_checkpoint(TRUNCATE)`), so that no older page of a row survives
+    /// in the log file.
+    pub async fn checkpoint_read_model(&self) -> anyhow::Result<()> {
+        self.db
+            .call(|model| {
+                model
+                    .connection()
+                    .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            })
+            .await??;
+        Ok(())
     }
 
     /// A seller's page, from the read model.

@@ -5,9 +5,11 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, ensure};
+use eventfold::{EventStore, ReadStream};
 use serde_json::{Value, json};
 
 use super::audit::replay_commands;
+use super::domain::stream_of;
 use super::read_model::{Release, SellerQuestions};
 use super::service::AuctionService;
 use super::web::WebClient;
@@ -148,6 +150,38 @@ pub async fn run(root: &Path, out: &mut dyn Write) -> anyhow::Result<Ending> {
     let (_, page) = web.get(sam_uri).await?;
     writeln!(out, "sam's page: {}\n", page_summary(&page)?)?;
     drop(web);
+
+    writeln!(out, "== Bob asks to be forgotten ==")?;
+    writeln!(
+        out,
+        "reply-to addresses on sam's page: {}",
+        reply_to(&service).await?
+    )?;
+    let position = service.forget_buyer("bob").await?;
+    writeln!(
+        out,
+        "forget bob → bob's key is destroyed; $subject-forgotten is appended to $subjects \
+         (position {position}) and the read model drops its copy"
+    )?;
+    writeln!(
+        out,
+        "reply-to addresses on sam's page: {}",
+        reply_to(&service).await?
+    )?;
+    let stored = service
+        .store()
+        .read_stream(&stream_of(AUCTION), ReadStream::forward().limit(1))
+        .await?;
+    let data: Value = stored
+        .first()
+        .context("the auction's first event")?
+        .data_as()?;
+    writeln!(
+        out,
+        "the stored QuestionAsked {AUCTION}-q1 now reads \"buyer_email\": {} (the log never changed: \
+         its copy is sealed under a key that no longer exists)\n",
+        data["buyer_email"]
+    )?;
     let entries = service.audit_log().entries()?;
     service.shut_down().await?;
 
@@ -196,6 +230,20 @@ pub async fn run(root: &Path, out: &mut dyn Write) -> anyhow::Result<Ending> {
         mails_after_restore,
         mails_after_command_replay,
     })
+}
+
+/// `camera-17-q1 → bob@buyers.example, …`: where sam's replies would go.
+async fn reply_to(service: &AuctionService) -> anyhow::Result<String> {
+    let page = service.seller_questions("sam").await?;
+    let listed: Vec<String> = page
+        .questions
+        .iter()
+        .map(|q| {
+            let to = q.buyer_email.as_deref().unwrap_or("(forgotten)");
+            format!("{} → {to}", q.question_id)
+        })
+        .collect();
+    Ok(listed.join(", "))
 }
 
 /// `QuestionAsked camera-17-q1, …` from a command's answer.

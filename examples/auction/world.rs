@@ -1,5 +1,5 @@
 //! The outside world of the questions service: the catalogue, the accounts service
-//! (who blocked whom) and the mail server. It outlives every deployment of the
+//! (buyers' emails, who blocked whom) and the mail server. It outlives every deployment of the
 //! service, and it changes while the service is down: that is why the service puts
 //! what it learnt from it on the events.
 //!
@@ -106,6 +106,11 @@ impl Accounts {
             .with_context(|| format!("writing {}", self.path.display()))
     }
 
+    /// The email address of `buyer`'s account.
+    pub fn email_of(&self, buyer: &str) -> String {
+        format!("{buyer}@buyers.example")
+    }
+
     /// Whether `seller` has blocked `buyer`, now.
     pub fn is_blocked(&self, seller: &str, buyer: &str) -> anyhow::Result<bool> {
         let _guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
@@ -119,7 +124,7 @@ impl Accounts {
 /// One mail, as the mail server received it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mail {
-    /// The sender's idempotency key (the outbox key, `<event id>:<effect>`).
+    /// The sender's idempotency key (the outbox key, `<group>:<event id>:<effect>`).
     pub idempotency_key: String,
     pub to: String,
     pub subject: String,

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use eventfold::projection::EffectState;
-use eventfold::{DomainEvent, EventStore, Position};
+use eventfold::{DomainEvent, EventStore, Position, ReadStream};
 use eventfold_core::ReadAll;
 use eventfold_examples::auction::audit::{Request, replay_commands};
 use eventfold_examples::auction::domain::{AuctionEvent, AuctionRejection};
@@ -36,6 +36,7 @@ fn question(id: &str, buyer: &str, text: &str) -> QuestionView {
         question_id: id.into(),
         auction: AUCTION.into(),
         buyer: buyer.into(),
+        buyer_email: Some(format!("{buyer}@buyers.example")),
         text: text.into(),
         read: false,
         answer: None,
@@ -65,6 +66,24 @@ async fn unread_from_facts(store: &dyn EventStore) -> BTreeMap<String, u64> {
         }
         from = page.next;
     }
+}
+
+/// The files under `dir` whose bytes contain `needle`.
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(files_containing(&path, needle));
+        } else if std::fs::read(&path)
+            .unwrap()
+            .windows(needle.len())
+            .any(|w| w == needle)
+        {
+            found.push(path);
+        }
+    }
+    found
 }
 
 fn has_table(root: &Path, name: &str) -> bool {
@@ -190,6 +209,51 @@ async fn restoring_from_events_counts_from_the_facts_and_mails_nobody_twice() {
     let (_, page) = web.get(SAM).await.unwrap();
     assert_eq!(page["unread"], 1);
     drop(web);
+
+    // Bob is forgotten: the read model drops his email, the log's copy reads redacted,
+    // cat's stays, and no file of the event log or the key store ever holds bob's
+    // address (the read model's database is the only file that does).
+    let holding = files_containing(&data, b"bob@buyers.example");
+    assert!(!holding.is_empty(), "the read model keeps bob's email");
+    assert!(
+        holding.iter().all(|path| path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("read-model.sqlite")),
+        "{holding:?}"
+    );
+    service.forget_buyer("bob").await.unwrap();
+    let emails: Vec<Option<String>> = service
+        .seller_questions("sam")
+        .await
+        .unwrap()
+        .questions
+        .into_iter()
+        .map(|q| q.buyer_email)
+        .collect();
+    assert_eq!(emails, [None, Some("cat@buyers.example".into())]);
+    let stored = service
+        .store()
+        .read_stream("auction-camera-17", ReadStream::forward())
+        .await
+        .unwrap();
+    let asked: Vec<Value> = stored
+        .iter()
+        .filter(|e| e.event_type == "QuestionAsked")
+        .map(|e| e.data_as::<Value>().unwrap()["buyer_email"].clone())
+        .collect();
+    assert_eq!(
+        asked,
+        [json!({"$redacted": true}), json!("cat@buyers.example")]
+    );
+    assert!(files_containing(&data.join("events"), b"bob@buyers.example").is_empty());
+    assert!(files_containing(&data.join("keys"), b"bob@buyers.example").is_empty());
+    // The read model overwrites what it deletes; once its write-ahead log is emptied,
+    // no file of the service holds bob's address any more.
+    service.checkpoint_read_model().await.unwrap();
+    let holding = files_containing(&data, b"bob@buyers.example");
+    assert!(holding.is_empty(), "{holding:?}");
     let entries = service.audit_log().entries().unwrap();
     service.shut_down().await.unwrap();
 
@@ -264,6 +328,10 @@ async fn restoring_from_events_counts_from_the_facts_and_mails_nobody_twice() {
     let page = service.seller_questions("sam").await.unwrap();
     assert_eq!(page.unread, Some(1));
     assert_eq!(page.questions.len(), 2);
+    assert_eq!(
+        page.questions[0].buyer_email, None,
+        "forgotten, also after a rebuild"
+    );
     assert_eq!(service.deliver_mail().await.unwrap(), 0);
 }
 

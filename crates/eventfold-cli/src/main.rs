@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod commands;
+mod output;
 
 /// The version and the commit it was built from (see build.rs).
 const VERSION: &str = concat!(
@@ -44,8 +45,9 @@ pub struct StoreArgs {
         required_unless_present = "server"
     )]
     pub data: Option<PathBuf>,
-    /// URL of an eventfold server (e.g. http://127.0.0.1:2113) instead of --data.
-    #[arg(long, value_name = "URL")]
+    /// URL of an eventfold server (e.g. http://127.0.0.1:2113; a bare HOST:PORT means
+    /// http://) instead of --data.
+    #[arg(long, value_name = "URL", value_parser = server_url)]
     pub server: Option<String>,
     /// Token for a server with users (sent as `Authorization: Bearer`).
     #[arg(
@@ -58,6 +60,27 @@ pub struct StoreArgs {
     /// PEM file of a CA to trust for an https:// server (beside the system's roots).
     #[arg(long, env = "EVENTFOLD_CA_CERT", value_name = "FILE")]
     pub ca_cert: Option<PathBuf>,
+    /// With --data: the file holding the master key of personal data (64 hexadecimal
+    /// digits). Without it: EVENTFOLD_MASTER_KEY (the key itself), else
+    /// DIR/keys/master.key (created when the first personal value is written).
+    #[arg(
+        long,
+        env = "EVENTFOLD_MASTER_KEY_FILE",
+        value_name = "FILE",
+        conflicts_with = "server"
+    )]
+    pub master_key_file: Option<PathBuf>,
+}
+
+/// A `--server` argument, checked when the command line is read: `http://HOST:PORT`,
+/// `https://HOST:PORT`, or `HOST:PORT` (plain HTTP), every command alike.
+pub fn server_url(text: &str) -> Result<String, String> {
+    eventfold_client::parse_server_url(text)
+        .map(|url| url.to_string())
+        .map_err(|e| match e {
+            eventfold_core::Error::Backend(reason) => reason,
+            other => other.to_string(),
+        })
 }
 
 /// A stream argument. An empty one is nearly always `$all` left unquoted in a shell,
@@ -100,12 +123,18 @@ enum Command {
     /// Give up damaged data explicitly: rewrite damaged segments, keeping every intact
     /// transaction, and record what was given up (--dry-run first).
     Repair(commands::repair::Args),
+    /// Remove from the disk the events that deletion and retention hide (--dry-run
+    /// first to see what would be reclaimed).
+    Scavenge(commands::scavenge::Args),
     /// Register event schema versions and their converters, or list them.
     Schema(commands::schema::Args),
     /// Measure the disk, then the store, and print each figure beside the disk's.
     Bench(commands::bench::Args),
     /// Walk through eventfold's main ideas on a small store.
     Demo(commands::demo::Args),
+    /// Forget a subject of personal data: destroy its key (its values read as
+    /// {"$redacted": true} from now on) and append $subject-forgotten to $subjects.
+    Forget(commands::forget::Args),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell to complete for.
@@ -118,8 +147,10 @@ fn main() -> ExitCode {
     // `eventfold_server::request=info`), EVENTFOLD_LOG_FORMAT=json makes them JSON lines.
     let filter = tracing_subscriber::EnvFilter::try_from_env("EVENTFOLD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // Colours only for a person at a terminal, never into a file or a pipe.
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if std::env::var("EVENTFOLD_LOG_FORMAT").is_ok_and(|f| f == "json") {
         logs.json().init();
@@ -127,7 +158,19 @@ fn main() -> ExitCode {
         logs.init();
     }
     quiet_on_closed_stdout();
-    let cli = Cli::parse();
+    let command = <Cli as clap::CommandFactory>::command();
+    let argv = match command
+        .find_subcommand("serve")
+        .map(|serve| commands::serve::with_config_file(std::env::args_os().collect(), serve))
+    {
+        Some(Ok(argv)) => argv,
+        Some(Err(error)) => {
+            eprintln!("error: {error:#}");
+            return ExitCode::FAILURE;
+        }
+        None => std::env::args_os().collect(),
+    };
+    let cli = Cli::parse_from(argv);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -148,9 +191,11 @@ fn main() -> ExitCode {
         Command::Import(args) => runtime.block_on(commands::export::import(args)),
         Command::Verify(args) => commands::verify::run(args),
         Command::Repair(args) => runtime.block_on(commands::repair::run(args)),
+        Command::Scavenge(args) => runtime.block_on(commands::scavenge::run(args)),
         Command::Schema(args) => runtime.block_on(commands::schema::run(args)),
         Command::Bench(args) => commands::bench::run(args, &runtime),
         Command::Demo(args) => runtime.block_on(commands::demo::run(args)),
+        Command::Forget(args) => runtime.block_on(commands::forget::run(args)),
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut command, "eventfold", &mut std::io::stdout());
@@ -162,9 +207,34 @@ fn main() -> ExitCode {
         Err(error) if is_closed_stdout(&error) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
+            if let Some(hint) = hint(&error) {
+                eprintln!("hint: {hint}");
+            }
             ExitCode::FAILURE
         }
     }
+}
+
+/// What to do about an error, when there is something the message alone does not say.
+fn hint(error: &anyhow::Error) -> Option<String> {
+    let holder = error.chain().find_map(|cause| match cause.downcast_ref() {
+        Some(eventfold_core::Error::Locked { holder, .. }) => Some(holder.clone()),
+        _ => None,
+    })?;
+    let url = holder
+        .as_deref()
+        .and_then(|h| h.split_once("serving "))
+        .map(|(_, url)| url.trim());
+    Some(match url {
+        Some(url) => format!(
+            "a server holds this store: reach it through the server, with --server {url} \
+             instead of --data"
+        ),
+        None => "one process at a time opens a data directory: stop the other one, or, if \
+                 it is a server (`eventfold serve`), reach the store with --server URL \
+                 instead of --data"
+            .to_string(),
+    })
 }
 
 /// Whether a command failed only because whoever read its output stopped reading

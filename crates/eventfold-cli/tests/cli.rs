@@ -586,3 +586,130 @@ fn bench_http_measures_appends_over_a_server_it_starts() {
     assert!(read.status.success(), "{}", stderr(&read));
     assert!(stdout(&read).lines().count() > 0);
 }
+
+#[test]
+fn append_and_import_on_a_data_directory_are_checked_against_its_schemas() {
+    // An export holding an event that the target's schema refuses (written where no
+    // schema existed).
+    let source = temp_dir();
+    let target = temp_dir();
+    let out = append(source.path(), "order-1", r#"{"total":"five"}"#, "no_stream");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let file = source.path().join("export.ndjson");
+    let exported = eventfold(&[
+        "export",
+        "--data",
+        source.arg(),
+        "--output",
+        path_arg(&file),
+    ]);
+    assert!(exported.status.success(), "{}", stderr(&exported));
+
+    let schema =
+        r#"{"type":"object","properties":{"total":{"type":"integer"}},"required":["total"]}"#;
+    let registered = eventfold(&[
+        "schema",
+        "register",
+        "--data",
+        target.arg(),
+        "OrderPlaced",
+        "1",
+        "--schema",
+        schema,
+    ]);
+    assert!(registered.status.success(), "{}", stderr(&registered));
+
+    let refused = append(target.path(), "order-2", r#"{"total":"six"}"#, "no_stream");
+    assert!(!refused.status.success(), "a wrong total was appended");
+    assert!(stderr(&refused).contains("/total"), "{}", stderr(&refused));
+    let accepted = append(target.path(), "order-2", r#"{"total":6}"#, "no_stream");
+    assert!(accepted.status.success(), "{}", stderr(&accepted));
+
+    let imported = eventfold(&["import", "--data", target.arg(), path_arg(&file)]);
+    assert!(!imported.status.success(), "the wrong total was imported");
+    assert!(
+        stderr(&imported).contains("/total"),
+        "{}",
+        stderr(&imported)
+    );
+    let read = eventfold(&["read", "--data", target.arg(), "order-1"]);
+    assert!(stdout(&read).trim().is_empty(), "{}", stdout(&read));
+}
+
+#[test]
+fn read_tail_and_replay_convert_to_the_versions_asked_for() {
+    let dir = temp_dir();
+    let out = append(dir.path(), "order-1", r#"{"total":5}"#, "no_stream");
+    assert!(out.status.success(), "{}", stderr(&out));
+    // v2 keeps cents; v1 events are upcast, and v2 ones downcast for an old reader.
+    let registered = eventfold(&[
+        "schema",
+        "register",
+        "--data",
+        dir.arg(),
+        "OrderPlaced",
+        "2",
+        "--upcast",
+        "{cents: (.total * 100)}",
+        "--downcast",
+        "{total: (.cents / 100 | floor)}",
+    ]);
+    assert!(registered.status.success(), "{}", stderr(&registered));
+    let seen = |output: &Output| -> Vec<(u64, serde_json::Value)> {
+        assert!(output.status.success(), "{}", stderr(output));
+        stdout(output)
+            .lines()
+            .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+            .filter(|event| event["type"] == "OrderPlaced")
+            .map(|event| (event["version"].as_u64().unwrap(), event["data"].clone()))
+            .collect()
+    };
+    let v1 = || (1, serde_json::json!({"total": 5}));
+    let v2 = || (2, serde_json::json!({"cents": 500}));
+
+    let read_as = |stream: &str, versions: &str| {
+        eventfold(&["read", "--data", dir.arg(), stream, "--versions", versions])
+    };
+    let stored = eventfold(&["read", "--data", dir.arg(), "order-1"]);
+    assert_eq!(seen(&stored), [v1()]);
+    let newest = read_as("order-1", "newest");
+    assert_eq!(seen(&newest), [v2()]);
+    let all = read_as("$all", "OrderPlaced:2");
+    assert_eq!(seen(&all), [v2()]);
+    let tail = eventfold(&[
+        "tail",
+        "--data",
+        dir.arg(),
+        "order-1",
+        "--from",
+        "0",
+        "--count",
+        "1",
+        "--versions",
+        "newest",
+    ]);
+    assert_eq!(seen(&tail), [v2()]);
+    let replay = eventfold(&["replay", "--data", dir.arg(), "--versions", "newest"]);
+    assert_eq!(seen(&replay), [v2()]);
+
+    // A v2 event, read by a reader of v1: downcast.
+    let appended = eventfold(&[
+        "append",
+        "--data",
+        dir.arg(),
+        "order-1",
+        "--type",
+        "OrderPlaced",
+        "--version",
+        "2",
+        "--json",
+        r#"{"cents":700}"#,
+    ]);
+    assert!(appended.status.success(), "{}", stderr(&appended));
+    let old = read_as("order-1", "OrderPlaced:1");
+    assert_eq!(seen(&old), [v1(), (1, serde_json::json!({"total": 7}))]);
+
+    let bad = read_as("order-1", "OrderPlaced:x");
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("not a version"), "{}", stderr(&bad));
+}

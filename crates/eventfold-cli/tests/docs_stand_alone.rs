@@ -13,9 +13,9 @@ fn code_map() -> String {
     let text = std::fs::read_to_string(repository_root().join("docs/architecture.md"))
         .expect("docs/architecture.md is readable");
     let start = text
-        .find("```\n")
+        .find("```text\n")
         .expect("architecture.md has a code map block")
-        + 4;
+        + 8;
     let end = start + text[start..].find("```").expect("the code map block ends");
     text[start..end].to_string()
 }
@@ -106,7 +106,8 @@ fn repository_text_files(dir: &Path, files: &mut Vec<PathBuf>) {
             ) {
                 repository_text_files(&path, files);
             }
-        } else if name != "Cargo.lock" {
+        } else if !matches!(name, "Cargo.lock" | ".git") {
+            // (`.git` is a file in a git worktree: it names the main repository.)
             files.push(path);
         }
     }

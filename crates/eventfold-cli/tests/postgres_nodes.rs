@@ -129,9 +129,10 @@ fn writers_racing_across_two_servers_win_each_revision_once_and_both_serve_one_l
     );
 }
 
-/// The `eventfold` binary of this crate.
+/// The `eventfold` binary of this crate. Nodes of one store share one master key of
+/// personal data (each would otherwise make its own, and the second be refused).
 fn eventfold() -> Cli {
-    Cli::new(env!("CARGO_BIN_EXE_eventfold"))
+    Cli::new(env!("CARGO_BIN_EXE_eventfold")).env("EVENTFOLD_MASTER_KEY", "5e".repeat(32))
 }
 
 /// One `eventfold serve --postgres` process; killed on drop unless stopped.
@@ -540,4 +541,56 @@ fn receive(socket: &mut TcpStream, received: &mut Vec<u8>, deadline: Instant, wh
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Personal data through two nodes: appended through one, read in plaintext through
+/// the other, forgotten through the other (`eventfold forget --server`, i.e.
+/// `DELETE /subjects/{subject}`) and then redacted on both at once.
+#[test]
+fn a_subject_forgotten_through_one_node_reads_redacted_through_both() {
+    let Some(url) = database_url() else { return };
+    let dir = temp_dir();
+    let schema = TestSchema::new(&url, "ef_nodes");
+    let nodes = [
+        Node::start(&dir.path().join("node1"), &url, &schema.name),
+        Node::start(&dir.path().join("node2"), &url, &schema.name),
+    ];
+    let servers: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("http://{}", n.address))
+        .collect();
+    let cli = |args: &[&str]| {
+        let output = eventfold().run(args);
+        assert!(
+            output.status.success(),
+            "eventfold {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let metadata = r#"{"$personal": {"subject": "ann", "fields": ["/email"]}}"#;
+    cli(&[
+        "append",
+        "--server",
+        &servers[0],
+        "user-ann",
+        "--type",
+        "SignedUp",
+        "--json",
+        r#"{"email": "ann@example.com"}"#,
+        "--metadata",
+        metadata,
+    ]);
+    let email = |server: &str| -> Value {
+        let line = cli(&["read", "--server", server, "user-ann"]);
+        serde_json::from_str::<Value>(line.trim()).expect("json")["data"]["email"].clone()
+    };
+    assert_eq!(email(&servers[1]), "ann@example.com");
+    cli(&["forget", "--server", &servers[1], "ann"]);
+    for server in &servers {
+        assert_eq!(email(server), serde_json::json!({"$redacted": true}));
+    }
+    for node in nodes {
+        node.stop();
+    }
 }

@@ -243,9 +243,14 @@ fn schemas_registered_with_the_cli_convert_reads_and_survive_a_restart() {
         "{}",
         String::from_utf8_lossy(&listed.stderr)
     );
-    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
-    assert_eq!(listed["versions"][0]["version"], 2);
-    assert_eq!(listed["versions"][0]["downcast"], "{id: .itemId}");
+    // One JSON line per version (stdout is a pipe here, so JSON rather than a table).
+    let listed: Vec<serde_json::Value> = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(listed[0]["type"], "InventoryItemDeactivated");
+    assert_eq!(listed[0]["version"], 2);
+    assert_eq!(listed[0]["downcast"], "{id: .itemId}");
     let server = Server::start(dir.path());
     let (status, _) = server.request(
         "GET",

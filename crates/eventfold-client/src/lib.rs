@@ -30,19 +30,66 @@ use serde_json::Value;
 /// Events asked for per request; the server answers at most 10,000.
 const PAGE_EVENTS: u64 = 10_000;
 
+mod tls;
+
 /// An event store reached over HTTP or HTTPS.
 #[derive(Debug, Clone)]
 pub struct HttpStore {
     client: Client,
     base: Url,
     token: Option<String>,
-    roots: Vec<reqwest::Certificate>,
+    roots: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
+/// A request that got no answer: the cause named down to its root (reqwest's own
+/// text stops at "error sending request"), and what to check when nothing listens.
 fn transport(error: reqwest::Error) -> Error {
-    Error::Backend(format!(
-        "eventfold server unreachable or broken answer: {error}"
-    ))
+    let mut text = error.to_string();
+    let mut cause = std::error::Error::source(&error);
+    while let Some(inner) = cause {
+        let said = inner.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        cause = inner.source();
+    }
+    if error.is_connect() {
+        let server = error
+            .url()
+            .map(|url| format!("{}://{}", url.scheme(), url.authority()))
+            .unwrap_or_else(|| "the server".into());
+        Error::Backend(format!(
+            "cannot connect to the eventfold server at {server} ({text}); is `eventfold \
+             serve` running there, and is the URL (scheme, host, port) right?"
+        ))
+    } else {
+        Error::Backend(format!("the eventfold server did not answer: {text}"))
+    }
+}
+
+/// The URL of a server as a user writes it: `http://HOST:PORT`, `https://...`, or
+/// `HOST:PORT` alone (plain HTTP is meant). Anything else is an error saying what to
+/// write.
+pub fn parse_server_url(text: &str) -> Result<Url> {
+    let with_scheme = if text.contains("://") {
+        text.to_string()
+    } else {
+        format!("http://{text}")
+    };
+    let hint = "write it as http://HOST:PORT (e.g. http://127.0.0.1:2113) or https://HOST:PORT";
+    let url = Url::parse(&with_scheme)
+        .map_err(|e| Error::Backend(format!("'{text}' is not a server URL ({e}); {hint}")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(Error::Backend(format!(
+            "'{text}': a server is reached over http:// or https://, not {}://; {hint}",
+            url.scheme()
+        )));
+    }
+    if url.host_str().is_none_or(str::is_empty) || url.cannot_be_a_base() {
+        return Err(Error::Backend(format!("'{text}' names no host; {hint}")));
+    }
+    Ok(url)
 }
 
 /// The store error a server's error answer stands for: the same kind the server had
@@ -63,13 +110,10 @@ fn encode(body: &impl serde::Serialize) -> Result<Vec<u8>> {
 }
 
 impl HttpStore {
-    /// A store served at `base_url` (e.g. `http://127.0.0.1:2113`, or `https://…`).
+    /// A store served at `base_url` (e.g. `http://127.0.0.1:2113`, `https://…`, or
+    /// `127.0.0.1:2113` for plain HTTP; see [`parse_server_url`]).
     pub fn new(base_url: &str) -> Result<Self> {
-        let base = Url::parse(base_url)
-            .map_err(|e| Error::Backend(format!("invalid server URL '{base_url}': {e}")))?;
-        if base.cannot_be_a_base() {
-            return Err(Error::Backend(format!("invalid server URL '{base_url}'")));
-        }
+        let base = parse_server_url(base_url)?;
         install_crypto_provider();
         let mut store = HttpStore {
             client: Client::new(),
@@ -89,15 +133,12 @@ impl HttpStore {
         Ok(self)
     }
 
-    /// Trusts the CA certificate(s) in `pem` for `https://` servers, beside the
-    /// platform's roots (for a server with a self-signed or private certificate).
+    /// Trusts the certificate(s) in `pem` for `https://` servers, beside the
+    /// platform's roots: as CA certificates, and pinned (a server presenting exactly
+    /// one of them is trusted, so a self-signed certificate works as curl's
+    /// `--cacert` takes it, even one marked as a CA).
     pub fn with_root_certificate(mut self, pem: &[u8]) -> Result<Self> {
-        let certificates = reqwest::Certificate::from_pem_bundle(pem)
-            .map_err(|e| Error::Backend(format!("not a PEM certificate: {e}")))?;
-        if certificates.is_empty() {
-            return Err(Error::Backend("the PEM holds no certificate".into()));
-        }
-        self.roots.extend(certificates);
+        self.roots.extend(tls::certificates_from_pem(pem)?);
         self.rebuild()?;
         Ok(self)
     }
@@ -116,8 +157,8 @@ impl HttpStore {
                 value,
             )]));
         }
-        for root in &self.roots {
-            builder = builder.add_root_certificate(root.clone());
+        if !self.roots.is_empty() {
+            builder = builder.tls_backend_preconfigured(tls::client_config(&self.roots)?);
         }
         self.client = builder
             .build()
@@ -159,6 +200,29 @@ impl HttpStore {
             None => self.url(&["schemas"]),
         };
         self.call(self.client.get(url), "").await
+    }
+
+    /// An online scavenge of the server's store (`POST /admin/scavenge`,
+    /// administrators only): the events its streams' metadata hides leave its storage
+    /// while it keeps serving. With `dry_run`, only what would go is counted.
+    pub async fn scavenge(&self, dry_run: bool) -> Result<eventfold_core::ScavengeSummary> {
+        let mut url = self.url(&["admin", "scavenge"]);
+        if dry_run {
+            url.query_pairs_mut().append_pair("dry_run", "true");
+        }
+        let answer: eventfold_wire::ScavengeAnswer = self.call(self.client.post(url), "").await?;
+        Ok(answer.into())
+    }
+
+    /// Forgets a subject of personal data (`DELETE /subjects/{subject}`,
+    /// administrators only): the server destroys its key, so its values read as
+    /// `{"$redacted": true}` from now on, and appends `$subject-forgotten` to
+    /// `$subjects`. Answers the notification's global position.
+    pub async fn forget_subject(&self, subject: &str) -> Result<eventfold_core::Position> {
+        let url = self.url(&["subjects", subject]);
+        let answer: eventfold_wire::SubjectForgotten =
+            self.call(self.client.delete(url), "").await?;
+        Ok(eventfold_core::Position(answer.position))
     }
 
     /// Sends a request and decodes a successful JSON answer; an error answer becomes

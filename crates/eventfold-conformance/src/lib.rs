@@ -183,6 +183,7 @@ macro_rules! conformance_tests {
             resend_with_any_is_idempotent,
             resend_with_stream_exists_is_idempotent,
             resend_with_partial_overlap_is_an_idempotency_conflict,
+            resend_with_other_content_is_an_idempotency_conflict,
             ids_written_to_another_stream_are_an_idempotency_conflict,
             duplicate_id_within_one_append_is_invalid,
             append_multi_writes_every_stream_in_order,
@@ -211,7 +212,8 @@ macro_rules! conformance_tests {
             hard_delete_is_final,
             clients_cannot_forge_a_tombstone,
             clients_cannot_write_system_events,
-            list_streams_pages_names_in_order;
+            list_streams_pages_names_in_order,
+            reads_pass_over_gaps;
             @shared
             concurrent_appends_to_one_stream_with_retries_are_serialized,
             concurrent_appends_to_distinct_streams_are_all_stored,
@@ -245,6 +247,7 @@ mod tests {
             include_str!("cases/append.rs"),
             include_str!("cases/concurrency.rs"),
             include_str!("cases/expected_version.rs"),
+            include_str!("cases/gaps.rs"),
             include_str!("cases/idempotency.rs"),
             include_str!("cases/index_streams.rs"),
             include_str!("cases/multi_stream.rs"),
@@ -267,6 +270,11 @@ mod tests {
                     .chars()
                     .take_while(|c| c.is_alphanumeric() || *c == '_')
                     .collect();
+                // A `_with` variant takes a hook besides the store; backends that
+                // have the hook run it, and the plain case runs everywhere.
+                if name.ends_with("_with") {
+                    continue;
+                }
                 count += 1;
                 assert!(
                     macro_text.contains(&format!("            {name},"))

@@ -119,11 +119,17 @@ pub enum Error {
         /// The failure that stopped it.
         reason: String,
     },
-    /// Another process holds the data directory open for writing.
-    #[error("data directory {path} is locked by another process")]
+    /// Another process holds the data directory open.
+    #[error(
+        "data directory {path} is locked: it is in use by {}",
+        holder.as_deref().unwrap_or("another process")
+    )]
     Locked {
         /// The data directory.
         path: String,
+        /// Who holds it, as that process described itself (its PID, its command,
+        /// and the URL it serves the store at, if it does), when known.
+        holder: Option<String>,
     },
     /// The store was closed.
     #[error("the store is closed")]

@@ -13,6 +13,11 @@ use crate::stream::{Position, Revision};
 pub const CORRELATION_ID_KEY: &str = "correlation_id";
 /// Metadata key holding the causation id (the message that caused an event).
 pub const CAUSATION_ID_KEY: &str = "causation_id";
+/// Metadata key marking an event's personal values: `{"subject", "fields"?}` (the
+/// privacy layer of eventfold-privacy seals them; the framework writes the marking).
+pub const PERSONAL_KEY: &str = "$personal";
+/// The key of what a forgotten subject's personal value reads as: `{"$redacted": true}`.
+pub const REDACTED_KEY: &str = "$redacted";
 
 /// Longest event type name accepted, in bytes.
 const EVENT_TYPE_BYTES_MAX: usize = 256;

@@ -31,20 +31,26 @@ pub mod layer;
 mod memory;
 pub mod plan;
 mod remote;
+pub mod resend;
+mod scavenge;
 mod store;
 mod stream;
 
 pub use error::{Error, Result};
-pub use event::{CAUSATION_ID_KEY, CORRELATION_ID_KEY, EventData, RecordedEvent};
+pub use event::{
+    CAUSATION_ID_KEY, CORRELATION_ID_KEY, EventData, PERSONAL_KEY, REDACTED_KEY, RecordedEvent,
+};
 pub use index_stream::{IndexStream, read_index_stream};
 pub use layer::{LayerExt, Layered, StoreLayer};
 pub use memory::{InMemoryStore, wait_for_head};
 pub use remote::{RemoteAdmin, RemoteDeleted, RemoteMetadata};
+pub use scavenge::{KeepFrom, ScavengeSummary, Scavenger};
 pub use store::{
     AllFilter, AllSlice, AppendResult, Direction, EventStore, MetricKind, ReadAll, ReadStream,
     StoreMetric, StreamSummary, StreamWrite, append_system, select_streams,
 };
 pub use stream::{
-    ExpectedVersion, Position, Revision, STREAM_NAME_BYTES_MAX, SYSTEM_STREAM_PREFIXES,
-    TOMBSTONE_EVENT_TYPE, category_of, validate_stored_stream_name, validate_stream_name,
+    ExpectedVersion, Position, Revision, STREAM_NAME_BYTES_MAX, SUBJECT_FORGOTTEN_EVENT_TYPE,
+    SUBJECTS_STREAM, SYSTEM_STREAM_PREFIXES, TOMBSTONE_EVENT_TYPE, category_of,
+    validate_stored_stream_name, validate_stream_name,
 };

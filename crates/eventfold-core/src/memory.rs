@@ -11,6 +11,7 @@ use uuid::Uuid;
 use crate::error::{Error, Result};
 use crate::event::RecordedEvent;
 use crate::plan::{AppendPlan, AppendView, EventLocation, check_writes, plan_append};
+use crate::resend::{Appended, ResendCheck};
 use crate::store::{
     AllSlice, AppendResult, Direction, EventStore, ReadAll, ReadStream, StreamWrite,
 };
@@ -104,13 +105,13 @@ impl InMemoryStore {
     }
 }
 
-#[async_trait]
-impl EventStore for InMemoryStore {
-    async fn append_multi(&self, writes: Vec<StreamWrite>) -> Result<Vec<AppendResult>> {
+impl InMemoryStore {
+    /// Decides and writes an append under the lock.
+    fn append_locked(&self, writes: Vec<StreamWrite>) -> Result<Appended> {
         let writes = check_writes(writes)?;
         let mut state = self.state();
         let planned = match plan_append(&*state, writes)? {
-            AppendPlan::AlreadyWritten(results) => return Ok(results),
+            AppendPlan::AlreadyWritten(results) => return Ok(Appended::Resent(results)),
             AppendPlan::Write(planned) => planned,
         };
         let recorded_at = Utc::now();
@@ -144,7 +145,16 @@ impl EventStore for InMemoryStore {
             });
         }
         self.head.send_replace(state.log.len() as u64);
-        Ok(results)
+        Ok(Appended::Written(results))
+    }
+}
+
+#[async_trait]
+impl EventStore for InMemoryStore {
+    async fn append_multi(&self, writes: Vec<StreamWrite>) -> Result<Vec<AppendResult>> {
+        let check = ResendCheck::of(&writes);
+        let appended = self.append_locked(writes)?;
+        ResendCheck::confirm(check, appended, self).await
     }
 
     async fn read_stream(&self, stream: &str, options: ReadStream) -> Result<Vec<RecordedEvent>> {

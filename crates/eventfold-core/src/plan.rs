@@ -276,8 +276,9 @@ fn refuse_known_ids(view: &impl AppendView, stream: &str, events: &[EventData]) 
 
 /// With `any` or `stream_exists`: if the given ids were seen before, the events must
 /// sit, in this order, at consecutive revisions of this stream (a re-send of an
-/// earlier append, or of its tail); the original result is returned. (A re-send
-/// whose data differs is not detected: the ids decide.)
+/// earlier append, or of its tail); the original result is returned. The ids decide
+/// here; that the content is the same too is checked by the backend after
+/// ([`crate::resend`]).
 fn replay_by_ids(
     view: &impl AppendView,
     stream: &str,

@@ -71,6 +71,44 @@ pub trait StorageFile: Send + Sync {
 /// A held exclusive lock; released when dropped.
 pub type LockGuard = Box<dyn Any + Send + Sync>;
 
+/// How this process describes itself in a lock file: its PID and command (the
+/// program and subcommand only: later arguments may hold tokens), and what it does
+/// with the store when it said (`serving http://...`).
+pub(crate) fn lock_holder(doing: Option<&str>) -> String {
+    let mut args = std::env::args();
+    let program = args
+        .next()
+        .map(|p| {
+            Path::new(&p)
+                .file_name()
+                .map_or(p.clone(), |n| n.to_string_lossy().into_owned())
+        })
+        .unwrap_or_default();
+    let command = match args.next().filter(|a| !a.starts_with('-')) {
+        Some(subcommand) => format!("{program} {subcommand}"),
+        None => program,
+    };
+    match doing {
+        Some(doing) => format!("process {} ({command}), {doing}", std::process::id()),
+        None => format!("process {} ({command})", std::process::id()),
+    }
+}
+
+/// Replaces the text of a held lock file.
+fn write_lock_holder(file: &File, text: &str) -> io::Result<()> {
+    file.set_len(0)?;
+    file.write_all_at(text.as_bytes(), 0)?;
+    file.write_all_at(b"\n", text.len() as u64)
+}
+
+/// Says, in the lock file a [`Storage::lock`] of [`OsStorage`] took, what its holder
+/// does with the store (a simulated disk's lock has no file: nothing to say).
+pub(crate) fn describe_lock_holder(guard: &LockGuard, doing: &str) {
+    if let Some(file) = guard.downcast_ref::<File>() {
+        let _ = write_lock_holder(file, &lock_holder(Some(doing)));
+    }
+}
+
 /// The file system as the engine sees it.
 pub trait Storage: Send + Sync + 'static {
     /// Creates a directory and its parents.
@@ -162,7 +200,12 @@ impl Storage for OsStorage {
             .truncate(false)
             .open(path)?;
         match file.try_lock() {
-            Ok(()) => Ok(Box::new(file)),
+            Ok(()) => {
+                // Who holds the store, for the error another process gets; the lock
+                // works without it, so a failure to write it is ignored.
+                let _ = write_lock_holder(&file, &lock_holder(None));
+                Ok(Box::new(file))
+            }
             Err(fs::TryLockError::WouldBlock) => Err(io::ErrorKind::WouldBlock.into()),
             Err(fs::TryLockError::Error(e)) => Err(e),
         }

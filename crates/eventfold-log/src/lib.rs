@@ -5,7 +5,8 @@
 //!
 //! Architecture invariants:
 //! - this crate knows nothing of JSON or HTTP: payloads are bytes;
-//! - a record is never rewritten in place; only the active segment's tail changes;
+//! - a record is never rewritten in place; only the active segment's tail changes, and a
+//!   sealed segment is only ever replaced whole (repair, scavenge);
 //! - positions handed to readers are committed (durable) ones;
 //! - all file access goes through [`io::Storage`], so tests can inject faults.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
@@ -19,6 +20,7 @@ mod options;
 mod record;
 mod recovery;
 mod repair;
+mod scavenge;
 mod scrub;
 mod segment;
 mod shared;
@@ -33,6 +35,7 @@ pub use repair::{
     Correction, DamagedSpan, GivenUp, RepairOptions, RepairReport, SegmentRepair, repair,
     repair_with,
 };
+pub use scavenge::{ScavengeOptions, ScavengeProgress, ScavengeReport, SegmentScavenge};
 pub use shared::LogStats;
 pub use store::LogStore;
 pub use verify::{Damage, VerifyReport, verify, verify_with};

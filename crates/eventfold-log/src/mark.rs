@@ -8,14 +8,22 @@
 //! the store closes, so it trails the real acknowledged end by at most one interval
 //! (and not at all after a clean close).
 //!
+//! A mark can also be *exact*: once the store stopped writing after a failed sync (it
+//! is poisoned), the writer records exactly how far it acknowledged, and that nothing
+//! past it was or ever will be acknowledged (at the next append it refuses, the next
+//! interval or the close, whichever comes first). Recovery may then cut whatever follows,
+//! even intact records that a concurrent sync made durable after the failed one lost
+//! the pages before them: no writer was told they were durable. The next open replaces
+//! it with an ordinary mark.
+//!
 //! Layout (`segments/ack.mark`): two 40-byte slots at offsets 0 and 40, written in
 //! turn, so that a write torn by a crash leaves the other slot intact. Each slot:
 //!
 //! | offset | size | field |
 //! |---|---|---|
 //! | 0 | 8 | magic `EVFOLDAM` |
-//! | 8 | 4 | format version (1) |
-//! | 12 | 4 | CRC-32C of bytes 16..40 |
+//! | 8 | 4 | kind: 1 = lower bound, 2 = exact end |
+//! | 12 | 4 | CRC-32C of bytes 16..40 (kind 1); of bytes 8..12 then 16..40 (kind 2) |
 //! | 16 | 8 | sequence number (the slot with the higher one wins) |
 //! | 24 | 8 | segment number |
 //! | 32 | 8 | acknowledged length of that segment in bytes (header included) |
@@ -32,7 +40,11 @@ use crate::segment::read_up_to;
 pub(crate) const MARK_FILE_NAME: &str = "ack.mark";
 
 const MARK_MAGIC: &[u8; 8] = b"EVFOLDAM";
-const MARK_FORMAT_VERSION: u32 = 1;
+/// A lower bound of what was acknowledged (the only kind older versions write; they
+/// ignore slots of the other kind and fall back to the other slot, which is safe).
+const KIND_LOWER_BOUND: u32 = 1;
+/// Exactly what was acknowledged; nothing past it ever will be.
+const KIND_EXACT: u32 = 2;
 const SLOT_BYTES: u64 = 40;
 const SLOT_USED_BYTES: usize = 40;
 
@@ -41,16 +53,45 @@ const SLOT_USED_BYTES: usize = 40;
 pub(crate) struct AckMark {
     pub segment: u64,
     pub len: u64,
+    /// `len` is exactly the acknowledged end, and nothing past it ever will be
+    /// acknowledged (written once the store is poisoned); otherwise a lower bound.
+    pub exact: bool,
+}
+
+impl AckMark {
+    /// At least `len` bytes of `segment` were acknowledged.
+    pub(crate) fn lower_bound(segment: u64, len: u64) -> Self {
+        Self {
+            segment,
+            len,
+            exact: false,
+        }
+    }
+}
+
+/// The slot's checksum: a kind 2 slot covers its kind too, so that no flipped bit can
+/// turn a lower bound into an exact end.
+fn checksum(slot: &[u8], kind: u32) -> u32 {
+    if kind == KIND_EXACT {
+        crc32c::crc32c_append(crc32c::crc32c(&slot[8..12]), &slot[16..40])
+    } else {
+        crc32c::crc32c(&slot[16..40])
+    }
 }
 
 fn encode(sequence: u64, mark: AckMark) -> [u8; SLOT_USED_BYTES] {
+    let kind = if mark.exact {
+        KIND_EXACT
+    } else {
+        KIND_LOWER_BOUND
+    };
     let mut slot = [0u8; SLOT_USED_BYTES];
     slot[0..8].copy_from_slice(MARK_MAGIC);
-    slot[8..12].copy_from_slice(&MARK_FORMAT_VERSION.to_le_bytes());
+    slot[8..12].copy_from_slice(&kind.to_le_bytes());
     slot[16..24].copy_from_slice(&sequence.to_le_bytes());
     slot[24..32].copy_from_slice(&mark.segment.to_le_bytes());
     slot[32..40].copy_from_slice(&mark.len.to_le_bytes());
-    let crc = crc32c::crc32c(&slot[16..40]);
+    let crc = checksum(&slot, kind);
     slot[12..16].copy_from_slice(&crc.to_le_bytes());
     slot
 }
@@ -68,14 +109,15 @@ fn decode(slot: &[u8]) -> Option<(u64, AckMark)> {
     };
     let valid = slot.len() >= SLOT_USED_BYTES
         && &slot[0..8] == MARK_MAGIC
-        && u32_at(8) == MARK_FORMAT_VERSION
-        && u32_at(12) == crc32c::crc32c(&slot[16..40]);
+        && matches!(u32_at(8), KIND_LOWER_BOUND | KIND_EXACT)
+        && u32_at(12) == checksum(slot, u32_at(8));
     valid.then(|| {
         (
             u64_at(16),
             AckMark {
                 segment: u64_at(24),
                 len: u64_at(32),
+                exact: u32_at(8) == KIND_EXACT,
             },
         )
     })
@@ -165,6 +207,11 @@ impl MarkWriter {
         })
     }
 
+    /// The mark this writer wrote last (or found when it opened).
+    pub(crate) fn last(&self) -> Option<AckMark> {
+        self.last
+    }
+
     /// Makes `mark` durable, unless it is the one already written.
     pub(crate) fn write(&mut self, mark: AckMark) -> Result<()> {
         if self.last == Some(mark) {
@@ -194,24 +241,11 @@ mod tests {
         storage.create_dir_all(dir).unwrap();
         assert_eq!(read_mark(&storage, dir).unwrap(), None);
         let mut writer = MarkWriter::open(&storage, dir).unwrap();
-        writer
-            .write(AckMark {
-                segment: 0,
-                len: 100,
-            })
-            .unwrap();
-        writer
-            .write(AckMark {
-                segment: 0,
-                len: 200,
-            })
-            .unwrap();
+        writer.write(AckMark::lower_bound(0, 100)).unwrap();
+        writer.write(AckMark::lower_bound(0, 200)).unwrap();
         assert_eq!(
             read_mark(&storage, dir).unwrap(),
-            Some(AckMark {
-                segment: 0,
-                len: 200
-            })
+            Some(AckMark::lower_bound(0, 200))
         );
         // Damage the newest slot (sequence 2 lives in slot 0): the older one answers.
         let path = dir.join(MARK_FILE_NAME);
@@ -220,25 +254,45 @@ mod tests {
         storage.write_file(&path, bytes);
         assert_eq!(
             read_mark(&storage, dir).unwrap(),
-            Some(AckMark {
-                segment: 0,
-                len: 100
-            })
+            Some(AckMark::lower_bound(0, 100))
         );
         // A writer reopened continues after the highest intact sequence.
         let mut writer = MarkWriter::open(&storage, dir).unwrap();
-        writer
-            .write(AckMark {
-                segment: 1,
-                len: 32,
-            })
-            .unwrap();
+        writer.write(AckMark::lower_bound(1, 32)).unwrap();
         assert_eq!(
             read_mark(&storage, dir).unwrap(),
-            Some(AckMark {
-                segment: 1,
-                len: 32
-            })
+            Some(AckMark::lower_bound(1, 32))
         );
+    }
+
+    #[test]
+    fn an_exact_end_reads_back_exact_and_no_flipped_bit_makes_a_lower_bound_exact() {
+        let storage = SimStorage::new();
+        let dir = Path::new("/d/segments");
+        storage.create_dir_all(dir).unwrap();
+        let mut writer = MarkWriter::open(&storage, dir).unwrap();
+        writer.write(AckMark::lower_bound(3, 100)).unwrap();
+        let exact = AckMark {
+            exact: true,
+            ..AckMark::lower_bound(3, 164)
+        };
+        writer.write(exact).unwrap();
+        assert_eq!(read_mark(&storage, dir).unwrap(), Some(exact));
+
+        // The lower bound (sequence 1) lives in slot 1. Flipping bits of its kind never
+        // yields a valid exact slot: the checksum of kind 2 covers the kind.
+        let path = dir.join(MARK_FILE_NAME);
+        let bytes = storage.read_file(&path).unwrap();
+        for byte in 8..12 {
+            for bit in 0..8 {
+                let mut flipped = bytes.clone();
+                flipped[SLOT_BYTES as usize + byte] ^= 1 << bit;
+                let slot = &flipped[SLOT_BYTES as usize..2 * SLOT_BYTES as usize];
+                assert!(
+                    decode(slot).is_none_or(|(_, mark)| !mark.exact),
+                    "byte {byte} bit {bit} turned a lower bound into an exact end"
+                );
+            }
+        }
     }
 }

@@ -33,6 +33,10 @@ pub struct LogOptions {
     /// opens, reporting damage at once instead of when a read reaches it (the server
     /// turns it on; short-lived commands leave it off).
     pub scrub_sealed_segments: bool,
+    /// How fast a scavenge through the store-wide `Scavenger` (the server's online
+    /// scavenge) reads the old segments, in bytes per second (0: as fast as the disk
+    /// goes); see [`ScavengeOptions`](crate::ScavengeOptions).
+    pub scavenge_bytes_per_second_max: u64,
 }
 
 impl Default for LogOptions {
@@ -46,6 +50,7 @@ impl Default for LogOptions {
             id_window_segments: 2,
             ack_mark_interval_ms: 1000,
             scrub_sealed_segments: false,
+            scavenge_bytes_per_second_max: 0,
         }
     }
 }

@@ -107,6 +107,14 @@ fn encode_with_flags(parts: &RecordParts<'_>, flags: u8, out: &mut Vec<u8>) {
     out[start + at::CRC..start + at::CRC + 4].copy_from_slice(&crc.to_le_bytes());
 }
 
+/// Sets the `COMMIT` flag of an encoded record and recomputes its CRC: a scavenge
+/// ends a transaction early when it removes the records that followed.
+pub(crate) fn set_commit(record: &mut [u8]) {
+    record[at::FLAGS] |= FLAG_COMMIT;
+    let crc = crc32c::crc32c(&record[FRAME_BYTES..]);
+    record[at::CRC..at::CRC + 4].copy_from_slice(&crc.to_le_bytes());
+}
+
 /// An event given up by a repair, as far as it is known: its gap record keeps the
 /// stream and revision so that the stream's revisions are never handed out again.
 #[derive(Debug, Clone, PartialEq, Eq)]

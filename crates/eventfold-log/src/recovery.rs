@@ -107,17 +107,28 @@ pub(crate) enum Tail {
     Damaged(TailDamage),
 }
 
-/// Looks at what follows the last intact commit of the active segment.
+/// Looks at what follows the last intact commit of the active segment, given the
+/// acknowledged mark when it names this segment.
 pub(crate) fn classify_tail(
     file: &dyn StorageFile,
     name: &str,
     scan: &Scan,
-    acknowledged_len: Option<u64>,
+    mark: Option<AckMark>,
 ) -> Result<Tail> {
     let committed = scan.index.len;
+    let acknowledged_len = mark.map(|m| m.len);
     let acknowledged_beyond = acknowledged_len.is_some_and(|len| len > committed);
     if committed == scan.file_len && !acknowledged_beyond {
         return Ok(Tail::Clean);
+    }
+    if mark.is_some_and(|m| m.exact) && !acknowledged_beyond {
+        // The store stopped after a failed sync and recorded exactly what it had
+        // acknowledged: whatever follows the last commit, intact records included,
+        // was never acknowledged.
+        return Ok(Tail::Torn {
+            committed,
+            file_len: scan.file_len,
+        });
     }
     let stop = scan.stop.clone().unwrap_or(Stop {
         offset: scan.file_len,
@@ -223,10 +234,7 @@ pub(crate) fn recover(
         let name = file_name(&segment_path(&segments_dir, 0));
         index.add_segment(0, name, active.file.clone(), &active.index, true)?;
         let mut mark = MarkWriter::open(storage, &segments_dir)?;
-        mark.write(AckMark {
-            segment: 0,
-            len: active.index.len,
-        })?;
+        mark.write(AckMark::lower_bound(0, active.index.len))?;
         return Ok(Recovered {
             segments_dir,
             index,
@@ -285,7 +293,8 @@ pub(crate) fn recover(
     let len = file
         .len()
         .map_err(io_err(format!("reading {}", path.display())))?;
-    let acknowledged_len = mark.filter(|m| m.segment == last).map(|m| m.len);
+    let mark = mark.filter(|m| m.segment == last);
+    let acknowledged_len = mark.map(|m| m.len);
     let header_lost = len <= SEGMENT_HEADER_BYTES
         && acknowledged_len.is_none_or(|l| l <= SEGMENT_HEADER_BYTES)
         && !has_valid_header(file.as_ref(), last, &path)?;
@@ -304,7 +313,7 @@ pub(crate) fn recover(
         (scan, Tail::Clean)
     } else {
         let scan = scan_segment(file.as_ref(), &name, last, |_, _| {})?;
-        let tail = classify_tail(file.as_ref(), &name, &scan, acknowledged_len)?;
+        let tail = classify_tail(file.as_ref(), &name, &scan, mark)?;
         (scan, tail)
     };
     let (damage, torn) = match tail {
@@ -371,10 +380,7 @@ pub(crate) fn recover(
         file.sync_data()
             .map_err(io_err(format!("syncing {}", path.display())))?;
         let mut mark = MarkWriter::open(storage, &segments_dir)?;
-        mark.write(AckMark {
-            segment: last,
-            len: scan.index.len,
-        })?;
+        mark.write(AckMark::lower_bound(last, scan.index.len))?;
         Some(mark)
     } else {
         None

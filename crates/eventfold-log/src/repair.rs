@@ -28,7 +28,9 @@ use crate::segment::{
     NO_STREAM, SEGMENT_HEADER_BYTES, SegmentIndex, decode_segment_header, encode_segment_header,
     index_path, parse_name, scan_segment, segment_path,
 };
-use crate::segment::{list_segments_dir, lock_data_dir, read_index_file, write_index};
+use crate::segment::{
+    list_segments_dir, lock_data_dir, read_index_file, scan_written, write_index,
+};
 
 /// What a repair is asked to do.
 #[derive(Debug, Clone, Default)]
@@ -159,13 +161,14 @@ pub fn repair_with(
         let file = storage
             .open(&path, OpenMode::Read)
             .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-        let acknowledged = mark.filter(|m| m.segment == number).map(|m| m.len);
+        let segment_mark = mark.filter(|m| m.segment == number);
+        let acknowledged = segment_mark.map(|m| m.len);
         let scan = scan_segment(file.as_ref(), &name, number, |_, _| {});
         let damaged = match &scan {
             Err(Error::Corrupted { .. }) => true,
             Err(other) => return Err(other.clone()),
             Ok(scan) if last => matches!(
-                classify_tail(file.as_ref(), &name, scan, acknowledged)?,
+                classify_tail(file.as_ref(), &name, scan, segment_mark)?,
                 Tail::Damaged(_)
             ),
             Ok(scan) => scan.stop.is_some() || scan.index.len < scan.file_len,
@@ -777,15 +780,7 @@ fn rewrite(
     let tmp = segment_path(segments_dir, number).with_extension("seg.repair.tmp");
     let _ = storage.remove(&tmp);
     write_new_file(storage, &tmp, &bytes)?;
-    let written = storage
-        .open(&tmp, OpenMode::Read)
-        .map_err(|e| Error::io(format!("opening {}", tmp.display()), e))?;
-    let scan = scan_segment(
-        written.as_ref(),
-        &tmp.display().to_string(),
-        number,
-        |_, _| {},
-    )?;
+    let scan = scan_written(storage, &tmp, number)?;
     if scan.stop.is_some() || scan.index.len != bytes.len() as u64 {
         return Err(Error::Backend(format!(
             "the repaired segment {number} does not read back intact; nothing was replaced"
@@ -797,10 +792,7 @@ fn rewrite(
     if active || read_mark(storage, segments_dir)?.is_some_and(|m| m.segment == number) {
         // The mark must not claim more than the new file holds.
         let mut mark = MarkWriter::open(storage, segments_dir)?;
-        mark.write(AckMark {
-            segment: number,
-            len: bytes.len() as u64,
-        })?;
+        mark.write(AckMark::lower_bound(number, bytes.len() as u64))?;
     }
     let path = segment_path(segments_dir, number);
     storage

@@ -21,15 +21,29 @@ const INDEX_ENTRY_BYTES: usize = 32;
 /// Takes the data directory's lock (the `LOCK` file): `Error::Locked` when another
 /// process (or another open store) holds it.
 pub(crate) fn lock_data_dir(storage: &dyn Storage, dir: &Path) -> Result<LockGuard> {
-    storage.lock(&dir.join("LOCK")).map_err(|e| {
+    let path = dir.join("LOCK");
+    storage.lock(&path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::WouldBlock {
             Error::Locked {
                 path: dir.display().to_string(),
+                holder: lock_holder_of(storage, &path),
             }
         } else {
             Error::io(format!("locking {}", dir.display()), e)
         }
     })
+}
+
+/// What the holder of a lock file wrote in it (a line naming its process), if
+/// anything readable.
+fn lock_holder_of(storage: &dyn Storage, path: &Path) -> Option<String> {
+    let file = storage.open(path, OpenMode::Read).ok()?;
+    let mut text = vec![0; 512];
+    let read = file.read_at(&mut text, 0).ok()?;
+    text.truncate(read);
+    let text = String::from_utf8(text).ok()?;
+    let line = text.lines().next()?.trim();
+    (!line.is_empty()).then(|| line.to_string())
 }
 
 /// The names in a data directory's `segments/`, for the tools that read an existing
@@ -286,6 +300,20 @@ pub(crate) struct Stop {
 
 /// Bytes read at a time while scanning.
 const SCAN_CHUNK_BYTES: usize = 4 * 1024 * 1024;
+
+/// Scans a segment file just written beside a live one (a repair's or a scavenge's
+/// `*.tmp`), as an open will read it, before it replaces anything.
+pub(crate) fn scan_written(storage: &dyn Storage, tmp: &Path, number: u64) -> Result<Scan> {
+    let written = storage
+        .open(tmp, OpenMode::Read)
+        .map_err(|e| Error::io(format!("opening {}", tmp.display()), e))?;
+    scan_segment(
+        written.as_ref(),
+        &tmp.display().to_string(),
+        number,
+        |_, _| {},
+    )
+}
 
 /// Reads a segment from its header to the end of its valid records, calling
 /// `on_record` for each record that belongs to a committed transaction (gap records

@@ -23,6 +23,8 @@ pub(crate) struct Shared {
     pub closing: std::sync::atomic::AtomicBool,
     /// Damage the scrub found in sealed segments.
     pub damage_found: Mutex<Vec<String>>,
+    /// Held by a running scavenge: one at a time.
+    pub scavenging: Mutex<()>,
 }
 
 /// Counters kept by the writer.
@@ -34,6 +36,28 @@ pub(crate) struct Counters {
     pub bytes: AtomicU64,
     pub sync_nanos: AtomicU64,
     pub scrubbed_segments: AtomicU64,
+    pub scavenged_segments: AtomicU64,
+    pub scavenged_bytes_before: AtomicU64,
+    pub scavenged_bytes_reclaimed: AtomicU64,
+    pub scavenged_events: AtomicU64,
+    /// Time spent in scavenges, in nanoseconds.
+    pub scavenge_nanos: AtomicU64,
+}
+
+impl Counters {
+    /// Counts a segment a scavenge rewrote.
+    pub(crate) fn record_scavenged(&self, segment: &crate::scavenge::SegmentScavenge) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.scavenged_segments.fetch_add(1, Relaxed);
+        self.scavenged_bytes_before
+            .fetch_add(segment.bytes_before, Relaxed);
+        self.scavenged_bytes_reclaimed.fetch_add(
+            segment.bytes_before.saturating_sub(segment.bytes_after),
+            Relaxed,
+        );
+        self.scavenged_events
+            .fetch_add(segment.events_removed, Relaxed);
+    }
 }
 
 /// What the writer has done since the store was opened.

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 
 use async_trait::async_trait;
+use eventfold_core::resend::{Appended, ResendCheck};
 use eventfold_core::{
     AllSlice, AppendResult, Direction, Error, EventStore, IndexStream, Position, ReadAll,
     ReadStream, RecordedEvent, Result, Revision, StreamWrite,
@@ -17,9 +18,10 @@ use crate::io::{LockGuard, OsStorage, Storage};
 use crate::options::LogOptions;
 use crate::record::{RECORD_BYTES_MAX, encoded_len};
 use crate::recovery::{Access, TailDamage, recover};
+use crate::scavenge::{ScavengeOptions, ScavengeProgress, ScavengeReport};
 use crate::segment::lock_data_dir;
 use crate::shared::{Counters, LogStats, Shared};
-use crate::writer::{Request, Writer};
+use crate::writer::{Command, Request, Writer};
 
 /// The embedded event store: a segmented, checksummed, group-committed log in a data
 /// directory.
@@ -44,7 +46,7 @@ use crate::writer::{Request, Writer};
 pub struct LogStore {
     shared: Arc<Shared>,
     options: LogOptions,
-    requests: Option<mpsc::Sender<Request>>,
+    requests: Option<mpsc::Sender<Command>>,
     writer: Option<JoinHandle<()>>,
     scrub: Option<JoinHandle<()>>,
     damage: Option<TailDamage>,
@@ -69,6 +71,13 @@ impl LogStore {
     /// with [`LogStore::open_read_only`], and `repair` decides what to give up.
     pub fn open(dir: impl AsRef<Path>, options: LogOptions) -> Result<Self> {
         Self::open_with(Arc::new(OsStorage), dir.as_ref(), options)
+    }
+
+    /// Says, in the data directory's lock file, what this process does with the store
+    /// (`serving http://127.0.0.1:2113`, say), so that another process refused the
+    /// store can tell its user where to reach it ([`Error::Locked`] carries it).
+    pub fn announce(&self, doing: &str) {
+        crate::io::describe_lock_holder(&self._lock, doing);
     }
 
     /// Opens the store in `dir` on the given storage (a simulated disk in tests).
@@ -137,6 +146,7 @@ impl LogStore {
             head,
             closing: std::sync::atomic::AtomicBool::new(false),
             damage_found: Mutex::new(Vec::new()),
+            scavenging: Mutex::new(()),
         });
         let scrub = if options.scrub_sealed_segments {
             let shared = shared.clone();
@@ -276,7 +286,7 @@ impl LogStore {
     fn request(
         &self,
         writes: Vec<StreamWrite>,
-    ) -> Result<(Request, oneshot::Receiver<Result<Vec<AppendResult>>>)> {
+    ) -> Result<(Request, oneshot::Receiver<Result<Appended>>)> {
         if self.is_read_only() {
             return Err(Error::ReadOnly {
                 reason: format!(
@@ -309,10 +319,16 @@ impl LogStore {
     /// Appends atomically to several streams, blocking the calling thread (for code
     /// outside an async runtime).
     pub fn append_multi_blocking(&self, writes: Vec<StreamWrite>) -> Result<Vec<AppendResult>> {
+        let check = ResendCheck::of(&writes);
         let (request, answer) = self.request(writes)?;
         let sender = self.requests.as_ref().ok_or(Error::Closed)?;
-        sender.blocking_send(request).map_err(|_| Error::Closed)?;
-        answer.blocking_recv().map_err(|_| Error::Closed)?
+        sender
+            .blocking_send(Command::Append(request))
+            .map_err(|_| Error::Closed)?;
+        let appended = answer.blocking_recv().map_err(|_| Error::Closed)??;
+        ResendCheck::confirm_with(check, appended, |stream, options| {
+            read_stream(&self.shared, stream, options)
+        })
     }
 
     /// Reads one stream, blocking the calling thread.
@@ -346,6 +362,71 @@ impl LogStore {
         }
     }
 
+    /// Removes from the disk every event below its stream's cut: `keep_from(stream)`
+    /// is the first revision of `stream` to keep (0 keeps everything). Sealed segments
+    /// holding such events are rewritten beside the old files and swapped in, the
+    /// active one sealed first when it holds one; appends and reads go on meanwhile.
+    /// Every surviving event keeps its position, revision, id and `recorded_at`; the
+    /// removed ones leave gaps that reads pass over. `progress` is called after each
+    /// segment examined. Blocks the calling thread: call it outside an async task (or
+    /// use [`LogStore::scavenge`]).
+    ///
+    /// The cut of a stream is normally what its metadata hides
+    /// (`eventfold_metadata::retention_cuts`); a cut above what readers may lose
+    /// removes visible events, so the caller must hold to that rule.
+    ///
+    /// ```
+    /// use eventfold_core::{EventData, EventStore, ExpectedVersion, ReadStream};
+    /// use eventfold_log::{LogOptions, LogStore, ScavengeOptions};
+    ///
+    /// # let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let store = LogStore::open(dir.path(), LogOptions::default()).unwrap();
+    /// let events = (0..3)
+    ///     .map(|n| EventData::json("Counted", &serde_json::json!({"n": n})).unwrap())
+    ///     .collect();
+    /// store.append("counter-1", ExpectedVersion::NoStream, events).await.unwrap();
+    ///
+    /// // Keep revisions 2 and later of counter-1.
+    /// let keep_from = |stream: &str| if stream == "counter-1" { 2 } else { 0 };
+    /// let report = store.scavenge(keep_from, ScavengeOptions::default()).await.unwrap();
+    /// assert_eq!(report.events_removed(), 2);
+    /// let left = store.read_stream("counter-1", ReadStream::forward()).await.unwrap();
+    /// assert_eq!(left.len(), 1);
+    /// assert_eq!(left[0].revision.get(), 2);
+    /// # });
+    /// ```
+    pub fn scavenge_blocking(
+        &self,
+        keep_from: &dyn Fn(&str) -> u64,
+        options: &ScavengeOptions,
+        progress: &mut dyn FnMut(&ScavengeProgress),
+    ) -> Result<ScavengeReport> {
+        let sender = match &self.requests {
+            Some(sender) => sender.clone(),
+            None => {
+                return Err(Error::ReadOnly {
+                    reason: "a scavenge needs the store opened for writing".into(),
+                });
+            }
+        };
+        scavenge_with(&self.shared, sender, keep_from, options, progress)
+    }
+
+    /// [`LogStore::scavenge_blocking`] from an async task: runs on a blocking thread.
+    pub async fn scavenge(
+        &self,
+        keep_from: impl Fn(&str) -> u64 + Send + 'static,
+        options: ScavengeOptions,
+    ) -> Result<ScavengeReport> {
+        let sender = self.requests.clone().ok_or_else(|| Error::ReadOnly {
+            reason: "a scavenge needs the store opened for writing".into(),
+        })?;
+        let shared = self.shared.clone();
+        blocking(move || scavenge_with(&shared, sender, &keep_from, &options, &mut |_| {})).await
+    }
+
     /// Number of streams in the store.
     pub fn stream_count(&self) -> usize {
         self.shared.index().streams.len()
@@ -364,8 +445,19 @@ const READ_ALL_SCAN_EVENTS_MAX: u64 = 1_000_000;
 /// Events located per chunk while reading.
 const READ_CHUNK_EVENTS: u64 = 4096;
 
+/// Revisions a read of a stream looks at per hold of the index's read lock, so that
+/// walking past a long run of removed events never holds up the writer's publishing.
+const WALK_REVISIONS_PER_LOCK: usize = if cfg!(test) { 3 } else { 65_536 };
+
 fn read_stream(shared: &Shared, stream: &str, options: ReadStream) -> Result<Vec<RecordedEvent>> {
-    let locations: Vec<Location> = {
+    // A page is filled past revisions whose events a scavenge removed (they locate
+    // nothing), so that a gap is never taken for the end of the stream.
+    let limit = usize::try_from(options.limit).unwrap_or(usize::MAX);
+    let forward = options.direction == Direction::Forward;
+    let mut locations: Vec<Location> = Vec::new();
+    // Forward: the next revision to look at; backward: the one after it.
+    let mut next: Option<usize> = None;
+    loop {
         let index = shared.index();
         let positions = index
             .streams
@@ -373,12 +465,42 @@ fn read_stream(shared: &Shared, stream: &str, options: ReadStream) -> Result<Vec
             .ok_or_else(|| Error::StreamNotFound {
                 stream: stream.to_string(),
             })?;
-        let range = options.revisions(positions.len() as u64);
-        positions[range.start as usize..range.end as usize]
-            .iter()
-            .filter_map(|&p| index.locate(p))
-            .collect()
-    };
+        let len = positions.len();
+        let at = match next {
+            Some(at) => at,
+            None if len == 0 || limit == 0 => break,
+            None if forward => options.from.map_or(0, |r| r.get()).min(len as u64) as usize,
+            None => options
+                .from
+                .map_or(len, |r| r.get().min(len as u64 - 1) as usize + 1),
+        };
+        if forward {
+            let stop = len.min(at.saturating_add(WALK_REVISIONS_PER_LOCK));
+            let mut revision = at;
+            while revision < stop && locations.len() < limit {
+                locations.extend(index.locate(positions[revision]));
+                revision += 1;
+            }
+            next = Some(revision);
+            if revision >= len || locations.len() >= limit {
+                break;
+            }
+        } else {
+            let stop = at.saturating_sub(WALK_REVISIONS_PER_LOCK);
+            let mut end = at;
+            while end > stop && locations.len() < limit {
+                end -= 1;
+                locations.extend(index.locate(positions[end]));
+            }
+            next = Some(end);
+            if end == 0 || locations.len() >= limit {
+                break;
+            }
+        }
+    }
+    if !forward {
+        locations.reverse();
+    }
     let mut events = read_events(&locations, |_, _| true)?;
     if options.direction == Direction::Backward {
         events.reverse();
@@ -426,7 +548,8 @@ fn read_category(
                     let Some(Reverse((p, l, i))) = heap.pop() else {
                         break;
                     };
-                    positions.push(p);
+                    // Positions whose events a scavenge removed hold nothing to read.
+                    positions.extend(index.locate(p));
                     if let Some(&next) = lists[l].get(i + 1) {
                         heap.push(Reverse((next, l, i + 1)));
                     }
@@ -444,7 +567,7 @@ fn read_category(
                     .collect();
                 while positions.len() < limit {
                     let Some((p, l, i)) = heap.pop() else { break };
-                    positions.push(p);
+                    positions.extend(index.locate(p));
                     if let Some(before) = i.checked_sub(1) {
                         heap.push((lists[l][before], l, before));
                     }
@@ -452,7 +575,7 @@ fn read_category(
                 positions.reverse();
             }
         }
-        positions.iter().filter_map(|&p| index.locate(p)).collect()
+        positions
     };
     let mut events = read_events(&locations, |_, _| true)?;
     if options.direction == Direction::Backward {
@@ -516,12 +639,38 @@ fn read_all(shared: &Shared, options: &ReadAll) -> Result<AllSlice> {
 }
 
 #[async_trait]
+impl eventfold_core::Scavenger for LogStore {
+    async fn scavenge(
+        &self,
+        keep_from: eventfold_core::KeepFrom,
+        dry_run: bool,
+    ) -> Result<eventfold_core::ScavengeSummary> {
+        let report = LogStore::scavenge(
+            self,
+            move |stream: &str| keep_from(stream),
+            ScavengeOptions {
+                dry_run,
+                rewrite_bytes_per_second_max: Some(self.options.scavenge_bytes_per_second_max),
+                paused: None,
+            },
+        )
+        .await?;
+        Ok(report.summary())
+    }
+}
+
+#[async_trait]
 impl EventStore for LogStore {
     async fn append_multi(&self, writes: Vec<StreamWrite>) -> Result<Vec<AppendResult>> {
+        let check = ResendCheck::of(&writes);
         let (request, answer) = self.request(writes)?;
         let sender = self.requests.as_ref().ok_or(Error::Closed)?;
-        sender.send(request).await.map_err(|_| Error::Closed)?;
-        answer.await.map_err(|_| Error::Closed)?
+        sender
+            .send(Command::Append(request))
+            .await
+            .map_err(|_| Error::Closed)?;
+        let appended = answer.await.map_err(|_| Error::Closed)??;
+        ResendCheck::confirm(check, appended, self).await
     }
 
     async fn read_stream(&self, stream: &str, options: ReadStream) -> Result<Vec<RecordedEvent>> {
@@ -597,6 +746,38 @@ impl EventStore for LogStore {
                 kind: eventfold_core::MetricKind::Gauge,
                 value: self.damage_found().len() as f64,
             },
+            metric(
+                "eventfold_log_scavenged_segments_total",
+                "Segments a scavenge rewrote since the store opened.",
+                self.shared.stats.scavenged_segments.load(Ordering::Relaxed),
+            ),
+            metric(
+                "eventfold_log_scavenged_bytes_total",
+                "Bytes of the segments a scavenge rewrote, before their rewrite (divide by eventfold_log_scavenge_seconds_total for the rewrite rate).",
+                self.shared
+                    .stats
+                    .scavenged_bytes_before
+                    .load(Ordering::Relaxed),
+            ),
+            metric(
+                "eventfold_log_scavenge_reclaimed_bytes_total",
+                "Bytes a scavenge gave back to the file system.",
+                self.shared
+                    .stats
+                    .scavenged_bytes_reclaimed
+                    .load(Ordering::Relaxed),
+            ),
+            metric(
+                "eventfold_log_scavenged_events_total",
+                "Events a scavenge removed from the disk.",
+                self.shared.stats.scavenged_events.load(Ordering::Relaxed),
+            ),
+            StoreMetric {
+                name: "eventfold_log_scavenge_seconds_total",
+                help: "Time spent in scavenges.",
+                kind: Counter,
+                value: self.shared.stats.scavenge_nanos.load(Ordering::Relaxed) as f64 / 1e9,
+            },
             StoreMetric {
                 name: "eventfold_log_fsync_seconds_total",
                 help: "Time spent in fsync (divide by commits for the mean fsync time).",
@@ -640,6 +821,31 @@ impl EventStore for LogStore {
     }
 }
 
+fn scavenge_with(
+    shared: &Shared,
+    sender: mpsc::Sender<Command>,
+    keep_from: &dyn Fn(&str) -> u64,
+    options: &ScavengeOptions,
+    progress: &mut dyn FnMut(&ScavengeProgress),
+) -> Result<ScavengeReport> {
+    let _one_at_a_time = shared.scavenging.lock().unwrap_or_else(|p| p.into_inner());
+    let seal = |position: Option<u64>| {
+        let (reply, answer) = oneshot::channel();
+        sender
+            .blocking_send(Command::Seal { position, reply })
+            .map_err(|_| Error::Closed)?;
+        answer.blocking_recv().map_err(|_| Error::Closed)?
+    };
+    let report = crate::scavenge::scavenge(shared, seal, keep_from, options, progress)?;
+    if !options.dry_run {
+        shared
+            .stats
+            .scavenge_nanos
+            .fetch_add(report.elapsed.as_nanos() as u64, Ordering::Relaxed);
+    }
+    Ok(report)
+}
+
 /// Whether `dir` holds a store (its segments directory), checked before a read-only
 /// open takes the lock, which would create a file.
 fn storage_has_store(storage: &dyn Storage, dir: &Path) -> bool {
@@ -651,4 +857,98 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| Error::Backend(format!("read task failed: {e}")))?
+}
+
+#[cfg(test)]
+mod tests {
+    use eventfold_core::{EventData, ExpectedVersion, StreamWrite};
+
+    use super::*;
+
+    fn counted(n: u64) -> EventData {
+        EventData::json("Counted", &serde_json::json!({ "n": n })).unwrap()
+    }
+
+    /// Reads fill their page past removed revisions, forward and backward, taking the
+    /// index's lock several times on the way (three revisions per hold in tests).
+    #[test]
+    fn reads_walk_past_a_long_gap_in_several_holds_of_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(dir.path(), LogOptions::default()).unwrap();
+        let events = (0..10).map(counted).collect();
+        store
+            .append_multi_blocking(vec![StreamWrite::new(
+                "long-1",
+                ExpectedVersion::NoStream,
+                events,
+            )])
+            .unwrap();
+        store
+            .scavenge_blocking(
+                &|s| if s == "long-1" { 8 } else { 0 },
+                &ScavengeOptions::default(),
+                &mut |_| {},
+            )
+            .unwrap();
+        let revisions = |options: ReadStream| -> Vec<u64> {
+            store
+                .read_stream_blocking("long-1", options)
+                .unwrap()
+                .iter()
+                .map(|e| e.revision.get())
+                .collect()
+        };
+        assert_eq!(revisions(ReadStream::forward().limit(1)), [8]);
+        assert_eq!(
+            revisions(ReadStream::forward().from(Revision(2)).limit(5)),
+            [8, 9]
+        );
+        assert_eq!(revisions(ReadStream::backward().limit(3)), [9, 8]);
+        assert_eq!(
+            revisions(ReadStream::backward().from(Revision(8)).limit(3)),
+            [8]
+        );
+        assert!(revisions(ReadStream::backward().from(Revision(7))).is_empty());
+        assert!(revisions(ReadStream::forward().from(Revision(10))).is_empty());
+    }
+
+    /// A reader that located its records before a scavenge swapped their segment keeps
+    /// reading them from the old file, removed events included; a new read sees the new
+    /// file.
+    #[test]
+    fn a_reader_holding_the_old_segment_reads_it_after_the_swap() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(dir.path(), LogOptions::default()).unwrap();
+        let events = (0..4).map(counted).collect();
+        store
+            .append_multi_blocking(vec![StreamWrite::new(
+                "doomed-1",
+                ExpectedVersion::NoStream,
+                events,
+            )])
+            .unwrap();
+        let (held, _) = store.shared.index().locate_range(0, 4);
+        let report = store
+            .scavenge_blocking(
+                &|s| if s == "doomed-1" { 3 } else { 0 },
+                &ScavengeOptions::default(),
+                &mut |_| {},
+            )
+            .unwrap();
+        assert_eq!(report.events_removed(), 3);
+        let old = read_events(&held, |_, _| true).unwrap();
+        let positions: Vec<u64> = old.iter().map(|e| e.position.get()).collect();
+        assert_eq!(
+            positions,
+            [0, 1, 2, 3],
+            "the old file is still there for its reader"
+        );
+        let (now, _) = store.shared.index().locate_range(0, 4);
+        let positions: Vec<u64> = read_events(&now, |_, _| true)
+            .unwrap()
+            .iter()
+            .map(|e| e.position.get())
+            .collect();
+        assert_eq!(positions, [3], "a new read sees the rewritten segment");
+    }
 }

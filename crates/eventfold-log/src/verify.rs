@@ -126,8 +126,8 @@ pub fn verify_with(storage: &dyn Storage, dir: &Path) -> Result<VerifyReport> {
         }
         if last {
             // The active segment: the same judgement as recovery's.
-            let acknowledged = mark.filter(|m| m.segment == number).map(|m| m.len);
-            match classify_tail(file.as_ref(), &seg_name, &scan, acknowledged)? {
+            let segment_mark = mark.filter(|m| m.segment == number);
+            match classify_tail(file.as_ref(), &seg_name, &scan, segment_mark)? {
                 Tail::Clean => {}
                 Tail::Torn { committed, .. } => report.damage.push(Damage {
                     file: seg_name.clone(),

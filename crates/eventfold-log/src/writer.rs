@@ -22,6 +22,7 @@ use eventfold_core::TOMBSTONE_EVENT_TYPE;
 use eventfold_core::plan::{
     AppendPlan, AppendView, CheckedWrites, EventLocation, PlannedWrite, plan_append,
 };
+use eventfold_core::resend::Appended;
 use eventfold_core::{AppendResult, Error, Position, Result, Revision};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
@@ -40,13 +41,23 @@ pub(crate) struct Request {
     pub writes: CheckedWrites,
     /// Encoded size of all its records.
     pub bytes: u64,
-    pub reply: oneshot::Sender<Result<Vec<AppendResult>>>,
+    pub reply: oneshot::Sender<Result<Appended>>,
 }
 
-type Reply = (
-    oneshot::Sender<Result<Vec<AppendResult>>>,
-    Result<Vec<AppendResult>>,
-);
+/// What the writer thread is asked to do, in queue order.
+pub(crate) enum Command {
+    /// An append.
+    Append(Request),
+    /// Seal the active segment if it holds an event at or after `position`, then bring
+    /// the acknowledged mark up to date (the start of a scavenge). Answered with the
+    /// number of the active segment afterwards.
+    Seal {
+        position: Option<u64>,
+        reply: oneshot::Sender<Result<u64>>,
+    },
+}
+
+type Reply = (oneshot::Sender<Result<Appended>>, Result<Appended>);
 
 /// An event encoded into the batch buffer, to be published after the fsync.
 #[derive(Clone)]
@@ -233,7 +244,7 @@ fn is_disk_full(e: &io::Error) -> bool {
 pub(crate) struct Writer {
     shared: Arc<Shared>,
     options: LogOptions,
-    requests: mpsc::Receiver<Request>,
+    requests: mpsc::Receiver<Command>,
     durability: Arc<Durability>,
     workers: Vec<JoinHandle<()>>,
     file: Arc<dyn StorageFile>,
@@ -253,7 +264,7 @@ impl Writer {
         options: LogOptions,
         active: ActiveSegment,
         mark: Option<MarkWriter>,
-        requests: mpsc::Receiver<Request>,
+        requests: mpsc::Receiver<Command>,
     ) -> Result<Self> {
         let file = active.file.clone();
         let segment = active.number;
@@ -317,18 +328,33 @@ impl Writer {
 
     pub(crate) fn run(mut self) {
         while let Some(first) = self.requests.blocking_recv() {
+            let first = match first {
+                Command::Append(request) => request,
+                Command::Seal { position, reply } => {
+                    let _ = reply.send(self.seal(position));
+                    continue;
+                }
+            };
             let mut batch = VecDeque::from([first]);
             let mut bytes = batch[0].bytes;
+            let mut seal = None;
             while bytes < self.options.batch_bytes_max {
                 match self.requests.try_recv() {
-                    Ok(request) => {
+                    Ok(Command::Append(request)) => {
                         bytes += request.bytes;
                         batch.push_back(request);
+                    }
+                    Ok(Command::Seal { position, reply }) => {
+                        seal = Some((position, reply));
+                        break;
                     }
                     Err(_) => break,
                 }
             }
             self.process(batch);
+            if let Some((position, reply)) = seal {
+                let _ = reply.send(self.seal(position));
+            }
         }
         // Let the sync workers make durable what was written, then stop them.
         self.durability.close();
@@ -418,7 +444,7 @@ impl Writer {
                     let _ = request.reply.send(Err(error));
                 }
                 Ok(AppendPlan::AlreadyWritten(results)) => {
-                    replies.push((request.reply, Ok(results)))
+                    replies.push((request.reply, Ok(Appended::Resent(results))))
                 }
                 Ok(AppendPlan::Write(planned)) => {
                     let first = events.len();
@@ -426,7 +452,7 @@ impl Writer {
                     for event in &events[first..] {
                         self.unsynced.push(event);
                     }
-                    replies.push((request.reply, Ok(results)));
+                    replies.push((request.reply, Ok(Appended::Written(results))));
                 }
             }
         }
@@ -527,6 +553,30 @@ impl Writer {
                 Err(Error::Poisoned { reason })
             }
         }
+    }
+
+    /// Seals the active segment if it holds an event at or after `position` (`None`:
+    /// never), then writes the acknowledged mark, so that it names the active segment
+    /// and no sealed one. Returns the active segment's number.
+    fn seal(&mut self, position: Option<u64>) -> Result<u64> {
+        if let Some(reason) = self.shared.poisoned() {
+            return Err(Error::Poisoned { reason });
+        }
+        let first = self
+            .shared
+            .index()
+            .segments
+            .last()
+            .map(|s| s.first_position);
+        if let (Some(position), Some(first)) = (position, first)
+            && position < self.next_position
+            && self.written > SEGMENT_HEADER_BYTES
+            && position >= first
+        {
+            self.roll()?;
+        }
+        self.durability.mark_now();
+        Ok(self.segment)
     }
 
     /// Seals the active segment once everything written is durable, and continues in
@@ -682,6 +732,8 @@ impl Durability {
         if self.shared.poisoned().is_some() {
             self.publish_ready(&mut state);
             self.idle.notify_all();
+            let mark = self.current_mark(&state);
+            self.write_mark(mark);
         }
     }
 
@@ -691,24 +743,40 @@ impl Durability {
         self.closing.notify_all();
     }
 
-    /// Brings the acknowledged mark up to what is durable now. Everything durable in
-    /// the active segment was acknowledged (batches are answered as soon as an fsync
-    /// covers them), unless the store is poisoned, when the mark is left alone.
+    /// Brings the acknowledged mark up to what is durable now (see [`Self::current_mark`]).
     fn mark_now(&self) {
-        let mark = {
-            let state = self.state();
-            AckMark {
-                segment: state.active.number,
-                len: state.durable,
-            }
-        };
+        let mark = self.current_mark(&self.state());
+        self.write_mark(mark);
+    }
+
+    /// What the mark should say. Everything durable in the active segment was
+    /// acknowledged (batches are answered as soon as an fsync covers them), so the
+    /// durable end is a lower bound. Once the store is poisoned nothing more is
+    /// published: what was published is then exactly what was acknowledged, and the
+    /// mark says so, so that recovery may cut what a later fsync made durable behind
+    /// the pages a failed one lost.
+    fn current_mark(&self, state: &DurabilityState) -> AckMark {
         if self.shared.poisoned().is_some() {
+            AckMark {
+                exact: true,
+                ..AckMark::lower_bound(state.active.number, state.active.index.len)
+            }
+        } else {
+            AckMark::lower_bound(state.active.number, state.durable)
+        }
+    }
+
+    fn write_mark(&self, mark: AckMark) {
+        let mut writer = self.mark.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(writer) = writer.as_mut() else {
+            return;
+        };
+        // A lower bound computed before the store was poisoned must not replace the
+        // exact end written since (poisoning is for good).
+        if writer.last().is_some_and(|last| last.exact) && !mark.exact {
             return;
         }
-        let mut writer = self.mark.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(writer) = writer.as_mut()
-            && let Err(error) = writer.write(mark)
-        {
+        if let Err(error) = writer.write(mark) {
             // The mark on disk stays an older, still true, lower bound.
             tracing::warn!(%error, "cannot bring the acknowledged mark up to date");
         }

@@ -58,3 +58,44 @@ fn the_log_engine_agrees_with_the_model_across_power_losses() {
         SimBackend { disk, store }
     });
 }
+
+/// The gap case with the gaps on disk: a scavenge removes what retention hides before
+/// the reads (and must have removed something, or the case proves nothing new).
+#[test]
+fn reads_pass_over_gaps_a_scavenge_left() {
+    eventfold_conformance::tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(async {
+            let dir = tempfile::tempdir().expect("temporary directory");
+            let log = Arc::new(
+                LogStore::open(
+                    dir.path(),
+                    LogOptions {
+                        segment_bytes_max: 4096,
+                        append_bytes_max: 2048,
+                        batch_bytes_max: 4096,
+                        ..LogOptions::default()
+                    },
+                )
+                .expect("open"),
+            );
+            let store = log.clone().layer(MetadataLayer);
+            eventfold_conformance::reads_pass_over_gaps_with(&store, async || {
+                let cuts = eventfold_metadata::retention_cuts(log.as_ref(), chrono::Utc::now())
+                    .await
+                    .expect("cuts");
+                let report = log
+                    .scavenge(
+                        move |s: &str| cuts.keep_from(s),
+                        eventfold_log::ScavengeOptions::default(),
+                    )
+                    .await
+                    .expect("scavenge");
+                assert_eq!(report.events_removed(), 4 + 3, "{report:?}");
+            })
+            .await;
+        });
+}

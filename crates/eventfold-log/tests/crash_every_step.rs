@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use eventfold_core::{EventStore, ExpectedVersion, RecordedEvent, StreamWrite};
-use eventfold_log::sim::{Faults, SimStorage, Unsynced};
+use eventfold_log::sim::{Faults, SimStorage};
 use uuid::Uuid;
 
 /// The workload: transactions, each a list of (stream, event ids).
@@ -120,21 +120,7 @@ async fn a_crash_at_any_step_keeps_every_acknowledged_transaction() {
             ..Faults::default()
         });
         let acked = run(&storage).await;
-        for unsynced in [
-            Unsynced::Lost,
-            Unsynced::TornPrefix {
-                percent: 50,
-                flip_last: false,
-            },
-            Unsynced::TornPrefix {
-                percent: 100,
-                flip_last: false,
-            },
-            Unsynced::TornPrefix {
-                percent: 70,
-                flip_last: true,
-            },
-        ] {
+        for unsynced in power_losses() {
             let context = format!("crash at op {crash_at}, {unsynced:?}");
             let disk = storage.power_loss(unsynced);
             let store = open_sim(&disk, small_segments())

@@ -508,3 +508,88 @@ async fn repair_undoes_a_single_flipped_bit_and_gives_up_nothing() {
         assert_eq!(all_events(&store).await, originals);
     }
 }
+
+/// One slot of the acknowledged mark, laid out as docs/log-format.md describes it.
+fn mark_slot(sequence: u64, segment: u64, len: u64, exact: bool) -> Vec<u8> {
+    let kind: u32 = if exact { 2 } else { 1 };
+    let mut slot = Vec::with_capacity(40);
+    slot.extend_from_slice(b"EVFOLDAM");
+    slot.extend_from_slice(&kind.to_le_bytes());
+    slot.extend_from_slice(&[0; 4]);
+    slot.extend_from_slice(&sequence.to_le_bytes());
+    slot.extend_from_slice(&segment.to_le_bytes());
+    slot.extend_from_slice(&len.to_le_bytes());
+    let crc = if exact {
+        crc32c::crc32c_append(crc32c::crc32c(&slot[8..12]), &slot[16..40])
+    } else {
+        crc32c::crc32c(&slot[16..40])
+    };
+    slot[12..16].copy_from_slice(&crc.to_le_bytes());
+    slot
+}
+
+/// What a failed fsync among concurrent ones can leave: the pages of one write lost
+/// (zeros), the records written after it intact. Only an exact mark, written when the
+/// store stopped after the failure, lets recovery cut them; a lower bound cannot tell
+/// them from damage, and an exact mark past the lost pages proves they were acknowledged.
+#[tokio::test]
+async fn records_after_lost_pages_are_cut_only_when_an_exact_mark_says_they_were_never_acknowledged()
+ {
+    let storage = SimStorage::new();
+    let originals = written_store(&storage).await;
+    let original = storage.read_file(Path::new(SEGMENT)).unwrap();
+    // Position 7 is a transaction of its own (one event and its commit end before
+    // position 8); positions 8..=11 follow it intact.
+    let lost_from = record_offset(&original, 7);
+    let lost_to = record_offset(&original, 8);
+    let mut segment = original.clone();
+    segment[lost_from..lost_to].fill(0);
+    let mark = Path::new("/data/segments/ack.mark");
+    let with = |slots: [Vec<u8>; 2]| {
+        storage.write_file(Path::new(SEGMENT), segment.clone());
+        storage.write_file(mark, slots.concat());
+    };
+
+    // A lower bound at the lost pages: refused, nothing changed.
+    with([
+        mark_slot(2, 0, lost_from as u64, false),
+        mark_slot(1, 0, 32, false),
+    ]);
+    let before = snapshot(&storage);
+    let message = open_sim(&storage, one_segment()).unwrap_err().to_string();
+    assert!(message.contains("intact record(s) follow it"), "{message}");
+    assert_eq!(snapshot(&storage), before);
+
+    // An exact end past the lost pages: they were acknowledged, so refused too.
+    with([
+        mark_slot(2, 0, lost_to as u64, true),
+        mark_slot(1, 0, 32, false),
+    ]);
+    let before = snapshot(&storage);
+    let message = open_sim(&storage, one_segment()).unwrap_err().to_string();
+    assert!(message.contains("is damaged"), "{message}");
+    assert_eq!(snapshot(&storage), before);
+
+    // A kind-2 slot whose checksum does not cover its kind is no exact end: the other
+    // (lower bound) slot answers, and the store is refused.
+    let mut forged = mark_slot(2, 0, lost_from as u64, false);
+    forged[8] = 2;
+    with([forged, mark_slot(1, 0, lost_from as u64, false)]);
+    assert!(open_sim(&storage, one_segment()).is_err());
+
+    // The exact end at the lost pages: everything after it is a torn tail.
+    with([
+        mark_slot(2, 0, lost_from as u64, true),
+        mark_slot(1, 0, 32, false),
+    ]);
+    let store = open_sim(&storage, one_segment()).unwrap();
+    assert_eq!(all_events(&store).await, originals[..7]);
+    let written = store
+        .append("d", ExpectedVersion::NoStream, vec![event(99)])
+        .await
+        .unwrap();
+    assert_eq!(written.position.get(), 7);
+    drop(store);
+    let store = open_sim(&storage, one_segment()).unwrap();
+    assert_eq!(all_events(&store).await.len(), 8);
+}

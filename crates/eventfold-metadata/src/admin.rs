@@ -12,7 +12,8 @@ use eventfold_core::{
 };
 
 use crate::types::{
-    DeleteMode, DeleteResult, METADATA_EVENT_TYPE, MetadataRecord, StreamMetadata, metadata_stream,
+    DeleteMode, DeleteResult, METADATA_EVENT_TYPE, MetadataRecord, StreamMetadata,
+    defaults_category, metadata_stream, validate_metadata_target,
 };
 
 /// Stream metadata and deletion, for every store (`use eventfold_metadata::StreamAdmin`
@@ -143,7 +144,10 @@ async fn write_metadata<S: EventStore + ?Sized>(
     expected: ExpectedVersion,
     metadata: &StreamMetadata,
 ) -> Result<AppendResult> {
-    eventfold_core::validate_stream_name(stream)?;
+    validate_metadata_target(stream)?;
+    if let Some(category) = defaults_category(stream) {
+        metadata.check_category_defaults(category)?;
+    }
     let mut metadata = metadata.clone();
     metadata.tombstoned = false;
     for _ in 0..METADATA_RETRIES {

@@ -3,14 +3,15 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use eventfold_core::{
-    Direction, EventStore, ReadStream, RecordedEvent, Result, Revision, StoreLayer,
+    Direction, EventStore, ReadStream, RecordedEvent, Result, Revision, StoreLayer, category_of,
 };
 
 use crate::admin::{deleted, not_found, read_metadata};
 use crate::types::{StreamMetadata, metadata_stream};
 
 /// Applies each stream's metadata to reads of it: events before the first visible
-/// revision (`truncate_before`, `max_count`, `max_age`) are hidden, a stream with no
+/// revision (`truncate_before`, `max_count`, `max_age`; for a stream with no metadata of
+/// its own, its category's default retention) are hidden, a stream with no
 /// visible event reads as not found, and a hard-deleted one as deleted. System streams
 /// and index streams are read as stored. Over a store that forwards to a server
 /// ([`EventStore::remote_admin`]) reads pass through: the server applies the metadata.
@@ -47,14 +48,18 @@ async fn read_visible<S: EventStore + ?Sized>(
     if stream.starts_with('$') || eventfold_core::IndexStream::parse(stream).is_some() {
         return store.read_stream(stream, options).await;
     }
-    if store
+    let metadata = if store
         .stream_revision(&metadata_stream(stream))
         .await?
-        .is_none()
+        .is_some()
     {
-        return store.read_stream(stream, options).await;
-    }
-    let metadata = read_metadata(store, stream).await?.metadata;
+        read_metadata(store, stream).await?.metadata
+    } else {
+        match category_defaults(store, stream).await? {
+            Some(defaults) => defaults,
+            None => return store.read_stream(stream, options).await,
+        }
+    };
     if metadata.tombstoned {
         return Err(deleted(stream));
     }
@@ -90,8 +95,25 @@ async fn read_visible<S: EventStore + ?Sized>(
     store.read_stream(stream, clipped).await
 }
 
+/// The default retention of `stream`'s category (the metadata of `$ce-<category>`),
+/// when one was set.
+async fn category_defaults<S: EventStore + ?Sized>(
+    store: &S,
+    stream: &str,
+) -> Result<Option<StreamMetadata>> {
+    let category_stream = format!("$ce-{}", category_of(stream));
+    if store
+        .stream_revision(&metadata_stream(&category_stream))
+        .await?
+        .is_none()
+    {
+        return Ok(None);
+    }
+    Ok(Some(read_metadata(store, &category_stream).await?.metadata))
+}
+
 /// The first revision the metadata leaves visible in a stream of `len` events.
-async fn first_visible<S: EventStore + ?Sized>(
+pub(crate) async fn first_visible<S: EventStore + ?Sized>(
     store: &S,
     stream: &str,
     metadata: &StreamMetadata,
@@ -213,5 +235,88 @@ mod tests {
             .await
             .expect("read");
         assert!(backward_from_five.is_empty(), "{backward_from_five:?}");
+    }
+
+    #[tokio::test]
+    async fn a_category_default_keeps_the_newest_events_of_streams_without_metadata() {
+        let store = InMemoryStore::new().layer(MetadataLayer);
+        for stream in ["log", "log-1", "log-2", "logger-1"] {
+            stream_of(&store, stream, 5).await;
+        }
+        let keep_two = StreamMetadata {
+            max_count: Some(2),
+            ..StreamMetadata::default()
+        };
+        store
+            .set_stream_metadata("$ce-log", ExpectedVersion::NoStream, keep_two)
+            .await
+            .expect("category metadata");
+        // log-2 has metadata of its own, which replaces the defaults whole.
+        let own = StreamMetadata {
+            custom: serde_json::Map::from_iter([("owner".into(), "ops".into())]),
+            ..StreamMetadata::default()
+        };
+        store
+            .set_stream_metadata("log-2", ExpectedVersion::NoStream, own)
+            .await
+            .expect("own metadata");
+
+        let read = |stream: &'static str| {
+            let store = &store;
+            async move {
+                revisions(
+                    &store
+                        .read_stream(stream, ReadStream::forward())
+                        .await
+                        .expect("read"),
+                )
+            }
+        };
+        assert_eq!(read("log").await, vec![3, 4]);
+        assert_eq!(read("log-1").await, vec![3, 4]);
+        assert_eq!(read("log-2").await, vec![0, 1, 2, 3, 4]);
+        assert_eq!(
+            read("logger-1").await,
+            vec![0, 1, 2, 3, 4],
+            "another category"
+        );
+
+        let cuts = crate::retention_cuts(store.inner(), Utc::now())
+            .await
+            .expect("cuts");
+        let mut listed: Vec<(&str, u64)> = cuts.iter().collect();
+        listed.sort_unstable();
+        assert_eq!(listed, vec![("log", 3), ("log-1", 3)]);
+    }
+
+    #[tokio::test]
+    async fn a_category_default_carries_retention_only_and_names_a_category() {
+        let store = InMemoryStore::new().layer(MetadataLayer);
+        let acl = StreamMetadata {
+            max_age: Some(60),
+            truncate_before: Some(Revision(1)),
+            acl: Some(crate::StreamAcl::default()),
+            ..StreamMetadata::default()
+        };
+        let error = store
+            .set_stream_metadata("$ce-log", ExpectedVersion::Any, acl)
+            .await
+            .expect_err("refused");
+        let message = error.to_string();
+        assert!(
+            message.contains("only max_count and max_age")
+                && message.contains("truncate_before, acl"),
+            "{message}"
+        );
+        for name in ["$ce-log-1", "$et-Counted", "$ce-$x"] {
+            let error = store
+                .set_stream_metadata(name, ExpectedVersion::Any, StreamMetadata::default())
+                .await
+                .expect_err(name);
+            assert!(
+                matches!(error, eventfold_core::Error::InvalidStreamName { .. }),
+                "{name}: {error}"
+            );
+        }
     }
 }

@@ -8,8 +8,9 @@
 //!   its history is kept and a writer can expect a metadata revision.
 //! - A read through the [`MetadataLayer`] applies it: events before the first visible
 //!   revision are hidden, and a stream with no visible event reads as not found.
-//!   Hidden events stay on disk (and in `$all`) until a scavenge reclaims them. A read
-//!   of the bare backend returns the stream as stored.
+//!   Hidden events stay on disk (and in `$all`) until a scavenge reclaims them
+//!   ([`retention_cuts`] says, per stream, what it may remove). A read of the bare
+//!   backend returns the stream as stored.
 //! - A soft delete sets `truncate_before` past the last event: the stream reads as
 //!   not found, and an append recreates it, continuing the revisions.
 //! - A hard delete appends, in one atomic append, a tombstone (an event of type
@@ -18,6 +19,11 @@
 //!   append decision (core's `plan.rs`) refuses every later append to a stream whose
 //!   last event is a tombstone; reads see the mark and answer `StreamDeleted`.
 //!
+//! - Defaults per category: the metadata of a category stream `$ce-<category>` (only
+//!   `max_count` and `max_age`) is the retention of every stream of that category with
+//!   no metadata of its own (a stream's own metadata replaces the defaults whole). The
+//!   framework gives its command streams a window this way.
+//!
 //! Metadata events and tombstones are appended as system writes
 //! (`StreamWrite::system`): their types start with `$`, which a client write cannot
 //! carry, so no client can forge either. A tombstone is recognised by its type alone;
@@ -25,16 +31,19 @@
 //! A store that forwards to a server cannot carry system writes: there the
 //! [`StreamAdmin`] calls go to the server's admin routes (`EventStore::remote_admin`).
 //!
-//! A stream without metadata costs a read one lookup of `$$<stream>`'s revision.
+//! A stream without metadata costs a read two lookups of a revision: `$$<stream>`'s and
+//! `$$$ce-<category>`'s.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod admin;
 mod layer;
+mod retention;
 mod types;
 
 pub use admin::StreamAdmin;
 pub use layer::MetadataLayer;
+pub use retention::{RetentionCuts, retention_cuts, scavenge};
 pub use types::{
     DeleteMode, DeleteResult, METADATA_EVENT_TYPE, METADATA_STREAM_PREFIX, MetadataRecord,
-    StreamAcl, StreamMetadata, metadata_stream,
+    StreamAcl, StreamMetadata, defaults_category, metadata_stream, validate_metadata_target,
 };

@@ -1,6 +1,6 @@
 //! What a stream's metadata says, and the names of the streams and events that hold it.
 
-use eventfold_core::{ExpectedVersion, Position, Revision};
+use eventfold_core::{Error, ExpectedVersion, IndexStream, Position, Result, Revision};
 use serde::{Deserialize, Serialize};
 
 /// The prefix of metadata streams: the metadata of `order-1` lives in `$$order-1`.
@@ -16,6 +16,45 @@ pub const METADATA_EVENT_TYPE: &str = "$metadata";
 /// ```
 pub fn metadata_stream(stream: &str) -> String {
     format!("{METADATA_STREAM_PREFIX}{stream}")
+}
+
+/// The category whose default retention `stream` holds, when `stream` is the category
+/// stream `$ce-<category>`: its metadata (`max_count`, `max_age` only) applies to every
+/// stream of the category that has no metadata of its own.
+///
+/// ```
+/// assert_eq!(eventfold_metadata::defaults_category("$ce-_command"), Some("_command"));
+/// assert_eq!(eventfold_metadata::defaults_category("order-1"), None);
+/// ```
+pub fn defaults_category(stream: &str) -> Option<&str> {
+    match IndexStream::parse(stream) {
+        Some(IndexStream::Category(_)) => stream.strip_prefix("$ce-"),
+        _ => None,
+    }
+}
+
+/// Refuses a name whose metadata cannot be set: metadata belongs to a user stream, or
+/// to a category stream `$ce-<category>` (the category's defaults).
+///
+/// ```
+/// use eventfold_metadata::validate_metadata_target;
+/// assert!(validate_metadata_target("order-1").is_ok());
+/// assert!(validate_metadata_target("$ce-order").is_ok());
+/// assert!(validate_metadata_target("$ce-order-1").is_err());
+/// assert!(validate_metadata_target("$et-OrderPlaced").is_err());
+/// ```
+pub fn validate_metadata_target(stream: &str) -> Result<()> {
+    let Some(category) = defaults_category(stream) else {
+        return eventfold_core::validate_stream_name(stream);
+    };
+    eventfold_core::validate_stream_name(category)?;
+    if category.contains('-') {
+        return Err(Error::InvalidStreamName {
+            name: stream.chars().take(80).collect(),
+            reason: "names no category: a stream's category is its name up to the first '-'",
+        });
+    }
+    Ok(())
 }
 
 /// What a stream's metadata says. Every field is optional; an empty metadata changes
@@ -41,6 +80,32 @@ pub struct StreamMetadata {
     /// Set by a hard delete, and kept by every later metadata write whatever it says.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub tombstoned: bool,
+}
+
+impl StreamMetadata {
+    /// Refuses, naming them, the fields that a category's defaults cannot carry: a
+    /// category stream sets the retention of its streams (`max_count`, `max_age`), not
+    /// their revisions, their access or values of their own.
+    pub(crate) fn check_category_defaults(&self, category: &str) -> Result<()> {
+        let refused: Vec<&str> = [
+            ("truncate_before", self.truncate_before.is_some()),
+            ("acl", self.acl.is_some()),
+            ("custom", !self.custom.is_empty()),
+        ]
+        .into_iter()
+        .filter_map(|(field, set)| set.then_some(field))
+        .collect();
+        if refused.is_empty() {
+            return Ok(());
+        }
+        Err(Error::InvalidEvent {
+            reason: format!(
+                "the metadata of $ce-{category} is the default retention of the category's \
+                 streams: only max_count and max_age are allowed, not {}",
+                refused.join(", ")
+            ),
+        })
+    }
 }
 
 /// The roles allowed each kind of access to a stream. A missing entry falls back to

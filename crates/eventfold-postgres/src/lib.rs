@@ -35,11 +35,15 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod error;
+mod keys;
 mod listener;
 mod options;
+mod scavenge;
 mod schema;
 mod store;
 mod writer;
 
+pub use keys::PostgresKeyStore;
 pub use options::{PostgresOptions, SCHEMA_NAME_BYTES_MAX};
+pub use scavenge::HOLLOWED_EVENT_TYPE;
 pub use store::PostgresStore;

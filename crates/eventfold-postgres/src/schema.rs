@@ -30,9 +30,10 @@ use crate::error::pg_error;
 
 /// The migrations, in order; version `i + 1` is `MIGRATIONS[i]`. `{s}` stands for the
 /// quoted schema name. Never edit one that was released: add the next.
-const MIGRATIONS: &[(&str, &str)] = &[(
-    "events and head",
-    r#"
+const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "events and head",
+        r#"
 CREATE TABLE {s}.events (
     position    bigint      NOT NULL PRIMARY KEY,
     revision    bigint      NOT NULL,
@@ -56,7 +57,24 @@ CREATE TABLE {s}.head (
 );
 INSERT INTO {s}.head (one, next_position) VALUES (true, 0);
 "#,
-)];
+    ),
+    (
+        "subject keys of personal data",
+        r#"
+CREATE TABLE {s}.subject_keys (
+    digest       bytea       NOT NULL PRIMARY KEY,
+    wrapped      bytea,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    forgotten_at timestamptz,
+    CHECK ((wrapped IS NULL) = (forgotten_at IS NOT NULL))
+);
+CREATE TABLE {s}.subject_keys_check (
+    one         boolean NOT NULL PRIMARY KEY DEFAULT true CHECK (one),
+    check_value bytea   NOT NULL
+);
+"#,
+    ),
+];
 
 /// The newest schema version this build knows.
 pub(crate) const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;

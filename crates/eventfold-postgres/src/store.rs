@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use eventfold_core::resend::{Appended, ResendCheck};
 use eventfold_core::{
     AllSlice, AppendResult, Direction, Error, EventStore, IndexStream, Position, ReadAll,
     ReadStream, RecordedEvent, Result, Revision, StreamSummary, StreamWrite,
@@ -230,12 +231,23 @@ impl PostgresStore {
         })
     }
 
+    /// The quoted schema name, for statements built outside [`crate::schema::Sql`].
+    pub(crate) fn quoted_schema(&self) -> String {
+        crate::schema::quote(&self.shared.options.schema)
+    }
+
     /// The schema this store lives in.
     pub fn schema(&self) -> &str {
         &self.shared.options.schema
     }
 
-    async fn client(&self, context: &str) -> Result<deadpool_postgres::Object> {
+    /// The connection pool (shared with what lives beside the events, such as the
+    /// subject keys).
+    pub(crate) fn pool(&self) -> Pool {
+        self.pool.clone()
+    }
+
+    pub(crate) async fn client(&self, context: &str) -> Result<deadpool_postgres::Object> {
         self.pool.get().await.map_err(|e| pool_error(context, e))
     }
 
@@ -244,7 +256,7 @@ impl PostgresStore {
     fn request(
         &self,
         writes: Vec<StreamWrite>,
-    ) -> Result<(Request, oneshot::Receiver<Result<Vec<AppendResult>>>)> {
+    ) -> Result<(Request, oneshot::Receiver<Result<Appended>>)> {
         // Checked here, on the caller's task: the writer task only decides.
         let writes = eventfold_core::plan::check_writes(writes)?;
         let options = &self.shared.options;
@@ -397,12 +409,14 @@ pub(crate) fn event_from_row(row: &tokio_postgres::Row) -> Result<RecordedEvent>
 #[async_trait]
 impl EventStore for PostgresStore {
     async fn append_multi(&self, writes: Vec<StreamWrite>) -> Result<Vec<AppendResult>> {
+        let check = ResendCheck::of(&writes);
         let (request, answer) = self.request(writes)?;
         self.requests
             .send(request)
             .await
             .map_err(|_| Error::Closed)?;
-        answer.await.map_err(|_| Error::Closed)?
+        let appended = answer.await.map_err(|_| Error::Closed)??;
+        ResendCheck::confirm(check, appended, self).await
     }
 
     async fn read_stream(&self, stream: &str, options: ReadStream) -> Result<Vec<RecordedEvent>> {

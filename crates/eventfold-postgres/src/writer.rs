@@ -35,6 +35,7 @@ use eventfold_core::TOMBSTONE_EVENT_TYPE;
 use eventfold_core::plan::{
     AppendPlan, AppendView, CheckedWrites, EventLocation, PlannedWrite, plan_append,
 };
+use eventfold_core::resend::Appended;
 use eventfold_core::{
     AppendResult, CORRELATION_ID_KEY, Error, Position, Result, Revision, category_of,
 };
@@ -64,7 +65,7 @@ pub(crate) struct Request {
     /// Bytes of its events (stream names, types, data, metadata).
     pub bytes: u64,
     pub events: usize,
-    pub reply: oneshot::Sender<Result<Vec<AppendResult>>>,
+    pub reply: oneshot::Sender<Result<Appended>>,
 }
 
 /// Why a transaction did not commit.
@@ -212,7 +213,7 @@ impl Writer {
     async fn transaction(
         &mut self,
         batch: &[CheckedWrites],
-    ) -> std::result::Result<Vec<Result<Vec<AppendResult>>>, Failure> {
+    ) -> std::result::Result<Vec<Result<Appended>>, Failure> {
         let shared = self.shared.clone();
         let connection = self.connection().await.map_err(Failure::Lost)?;
         let outcome = decide_and_commit(&shared, connection, batch).await;
@@ -279,7 +280,7 @@ async fn decide_and_commit(
     shared: &Shared,
     connection: &Connection,
     batch: &[CheckedWrites],
-) -> std::result::Result<Vec<Result<Vec<AppendResult>>>, Failure> {
+) -> std::result::Result<Vec<Result<Appended>>, Failure> {
     let client = &connection.client;
     let st = &connection.statements;
 
@@ -360,7 +361,7 @@ async fn decide_and_commit(
             Ok(AppendPlan::Write(planned)) => {
                 accept(planned, &mut accepted, &mut rows, &mut next).map_err(Failure::Refused)
             }
-            Ok(AppendPlan::AlreadyWritten(results)) => Ok(Ok(results)),
+            Ok(AppendPlan::AlreadyWritten(results)) => Ok(Ok(Appended::Resent(results))),
             Err(error) => Ok(Err(error)),
         }?);
     }
@@ -429,7 +430,7 @@ fn accept(
     accepted: &mut Accepted,
     rows: &mut Rows,
     next: &mut u64,
-) -> Result<Result<Vec<AppendResult>>> {
+) -> Result<Result<Appended>> {
     let mut results = Vec::with_capacity(planned.len());
     for write in planned {
         let count = write.events.len() as u64;
@@ -479,7 +480,7 @@ fn accept(
             position: Position(*next - 1),
         });
     }
-    Ok(Ok(results))
+    Ok(Ok(Appended::Written(results)))
 }
 
 fn to_i64(value: u64, what: &str) -> Result<i64> {

@@ -77,6 +77,50 @@ pub struct VersionDefinition {
     /// version; checked on stored samples at registration.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub lossless: bool,
+    /// Personal values of every event of this version: appends of an event without
+    /// `$personal` metadata get it from here (the subject read from the data), so the
+    /// privacy layer seals them. See [`PersonalDeclaration`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub personal: Option<PersonalDeclaration>,
+}
+
+/// `"personal": {"subject": "/pointer/to/subject/id", "fields": ["/pointer", ...]}` of
+/// a version: where its events hold their subject's id, and which values are personal
+/// (no `fields`: the whole data).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PersonalDeclaration {
+    /// JSON pointer to the subject id (a string) in the data.
+    pub subject: String,
+    /// JSON pointers of the personal values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fields: Option<Vec<String>>,
+}
+
+impl PersonalDeclaration {
+    /// The `$personal` metadata value for an event of this version with `data`; an
+    /// error when the data has no string subject id at the declared pointer.
+    pub fn marking(&self, data: &Value) -> Result<Value, String> {
+        let subject = data
+            .pointer(&self.subject)
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                format!(
+                    "the schema declares personal data whose subject id is the string at \
+                     '{}', and the event's data has none there",
+                    self.subject
+                )
+            })?;
+        let mut marking = serde_json::Map::new();
+        marking.insert("subject".into(), Value::String(subject.to_string()));
+        if let Some(fields) = &self.fields {
+            marking.insert(
+                "fields".into(),
+                Value::Array(fields.iter().cloned().map(Value::String).collect()),
+            );
+        }
+        Ok(Value::Object(marking))
+    }
 }
 
 impl Serialize for VersionDefinition {

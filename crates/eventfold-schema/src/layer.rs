@@ -64,9 +64,11 @@ impl StoreLayer for SchemaLayer {
             .unwrap_or_else(PoisonError::into_inner)
             .registry
             .clone();
-        for event in writes.iter().flat_map(|w| &w.events) {
+        let mut writes = writes;
+        for event in writes.iter_mut().flat_map(|w| &mut w.events) {
             registry
                 .validate(&event.event_type, event.version, &event.data)
+                .and_then(|()| registry.mark_personal(event))
                 .map_err(|e| Error::InvalidEvent {
                     reason: e.to_string(),
                 })?;

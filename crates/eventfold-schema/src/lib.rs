@@ -39,7 +39,8 @@ mod weak;
 
 pub use convert::{Converted, Target};
 pub use definition::{
-    EventVersion, REGISTRATION_EVENT_TYPE, Registration, SCHEMAS_STREAM, VersionDefinition,
+    EventVersion, PersonalDeclaration, REGISTRATION_EVENT_TYPE, Registration, SCHEMAS_STREAM,
+    VersionDefinition,
 };
 pub use error::{Result, SchemaError};
 pub use jq::{

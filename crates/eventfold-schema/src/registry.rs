@@ -395,6 +395,35 @@ impl Registry {
         })
     }
 
+    /// Marks `event`'s personal values as its version declares them (`personal` of its
+    /// definition): `$personal` metadata with the subject read from the data, for the
+    /// privacy layer to seal. An event that marks its own (`$personal` in its metadata)
+    /// or whose version declares none is left as it is.
+    pub fn mark_personal(&self, event: &mut eventfold_core::EventData) -> Result<()> {
+        let Some(declared) = self
+            .definition(&event.event_type, event.version)
+            .and_then(|d| d.personal.as_ref())
+        else {
+            return Ok(());
+        };
+        let violation = |reason: String| SchemaError::SchemaViolation {
+            event_type: event.event_type.clone(),
+            version: event.version,
+            reason,
+        };
+        let mut metadata: serde_json::Map<String, Value> = serde_json::from_slice(&event.metadata)
+            .map_err(|e| violation(format!("metadata is not a JSON object: {e}")))?;
+        if metadata.contains_key("$personal") {
+            return Ok(());
+        }
+        let data: Value = serde_json::from_slice(&event.data)
+            .map_err(|e| violation(format!("data is not JSON: {e}")))?;
+        let marking = declared.marking(&data).map_err(violation)?;
+        metadata.insert("$personal".into(), marking);
+        event.metadata = bytes::Bytes::from(Value::Object(metadata).to_string());
+        Ok(())
+    }
+
     /// The definition of one version, if registered.
     pub fn definition(&self, event_type: &str, version: u32) -> Option<&VersionDefinition> {
         self.types

@@ -277,6 +277,8 @@ pub(crate) enum Access<'a> {
     Groups,
     /// Scrape `/metrics`.
     Metrics,
+    /// Administer the store (scavenge): administrators only.
+    Admin,
 }
 
 impl AppState {
@@ -294,6 +296,13 @@ impl AppState {
         }
         let defaults = &auth.acl;
         let (allowed, what) = match access {
+            // A category's defaults: as for a stream with no ACL of its own.
+            Access::Metadata(stream) if eventfold_metadata::defaults_category(stream).is_some() => {
+                (
+                    defaults.metadata.clone(),
+                    format!("change the metadata of category stream '{stream}'"),
+                )
+            }
             Access::Read(stream)
             | Access::Write(stream)
             | Access::Delete(stream)
@@ -323,6 +332,7 @@ impl AppState {
             Access::Schemas => (defaults.schemas.clone(), "register schemas".into()),
             Access::Groups => (defaults.groups.clone(), "use consumer groups".into()),
             Access::Metrics => (defaults.metrics.clone(), "read the metrics".into()),
+            Access::Admin => (vec!["admin".to_string()], "administer the store".into()),
         };
         if who.has_any(&allowed) {
             return Ok(());

@@ -32,7 +32,7 @@ pub(crate) use state::AppState;
 pub use tls::{TlsConfig, TlsError};
 
 /// Limits of the server. Every limit names its unit last.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// Users, tokens and the default ACL; `None` is the insecure development mode,
     /// where every request acts as an administrator.
@@ -62,6 +62,20 @@ pub struct ServerConfig {
     /// network then acts as an administrator). Off, [`serve`] refuses to: see
     /// [`ServerConfig::check_address`].
     pub insecure: bool,
+    /// Origins of web pages whose scripts may call the API from a browser (CORS),
+    /// e.g. `https://console.example.com`; `*` allows every origin. Empty (the
+    /// default): no CORS headers, so browsers let only same-origin pages call it.
+    /// Tokens still decide who may do what.
+    pub cors_origins: Vec<String>,
+    /// The store's storage seen as a [`Scavenger`](eventfold_core::Scavenger), for
+    /// `POST /admin/scavenge` (an online scavenge); `None` (the default): that route
+    /// answers `501 not_supported`. The embedded engine's `LogStore` is one: give the
+    /// same `Arc` as the store.
+    pub scavenger: Option<Arc<dyn eventfold_core::Scavenger>>,
+    /// The key store of the store's personal data (the one its
+    /// `eventfold_privacy::PrivacyLayer` seals with), for `DELETE /subjects/{subject}`;
+    /// `None` (the default): that route answers `501 not_supported`.
+    pub subject_keys: Option<Arc<dyn eventfold_privacy::KeyStore>>,
 }
 
 impl Default for ServerConfig {
@@ -77,6 +91,9 @@ impl Default for ServerConfig {
             idle_timeout_ms: 60_000,
             connections_max: 1024,
             insecure: false,
+            cors_origins: Vec::new(),
+            scavenger: None,
+            subject_keys: None,
         }
     }
 }
@@ -101,6 +118,17 @@ impl ServerConfig {
         }
         if self.read_bytes_max == 0 || self.read_events_max == 0 {
             return invalid("read_bytes_max and read_events_max must be at least 1".to_string());
+        }
+        for origin in &self.cors_origins {
+            if origin != "*" && axum::http::HeaderValue::from_str(origin).is_err()
+                || origin.ends_with('/')
+                || (origin != "*" && !origin.contains("://"))
+            {
+                return invalid(format!(
+                    "CORS origin '{origin}' is not an origin: write scheme://host[:port] \
+                     without a path (e.g. https://console.example.com), or * for any"
+                ));
+            }
         }
         Ok(())
     }
@@ -159,7 +187,11 @@ pub async fn serve_with(
     let address = listener.local_addr()?;
     config.check_address(address)?;
     if config.auth.is_none() {
-        tracing::warn!(%address, "serving without authentication (insecure development mode)");
+        tracing::warn!(
+            %address,
+            "INSECURE DEVELOPMENT MODE: no authentication, every client is an administrator; \
+             give users and tokens (--auth FILE) for anything but development"
+        );
     }
     let limits = connection::Limits {
         header_read_timeout: Duration::from_millis(config.header_read_timeout_ms),

@@ -60,6 +60,7 @@ write = ["writers"]
     let store = LogStore::open(dir.path(), LogOptions::default()).unwrap();
     let config = ServerConfig {
         auth: Some(config),
+        subject_keys: Some(Arc::new(eventfold_privacy::MemoryKeyStore::new())),
         ..ServerConfig::default()
     };
     Api {
@@ -299,6 +300,27 @@ async fn all_index_streams_listing_schemas_and_groups_need_their_roles() {
             .await,
         201
     );
+}
+
+#[tokio::test]
+async fn forgetting_a_subject_needs_the_admin_role() {
+    let api = api().await;
+    for token in [WRITER, READER, AUDITOR, SCRAPER] {
+        let (status, body) = api
+            .call(Method::DELETE, "/subjects/customer-1", Some(token), None)
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    }
+    let (status, body) = api
+        .call(Method::DELETE, "/subjects/customer-1", Some(ADMIN), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["subject"], "customer-1");
+    let (status, body) = api
+        .call(Method::GET, "/streams/$subjects", Some(ADMIN), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["events"][0]["type"], "$subject-forgotten");
 }
 
 #[tokio::test]

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, header};
-use eventfold_core::InMemoryStore;
 use eventfold_server::{AuthConfig, OPENAPI, ServerConfig, router};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
@@ -188,14 +187,24 @@ async fn app() -> Router {
          [acl]\nread = []\nwrite = []\n"
     ))
     .unwrap();
+    // The embedded engine on a simulated disk: every operation works on it, the
+    // online scavenge included, and nothing is left on the real disk.
+    let store = Arc::new(
+        eventfold_log::LogStore::open_with(
+            Arc::new(eventfold_log::sim::SimStorage::new()),
+            std::path::Path::new("/data"),
+            eventfold_log::LogOptions::default(),
+        )
+        .unwrap(),
+    );
     let config = ServerConfig {
         auth: Some(auth),
         body_bytes_max: BODY_BYTES_MAX,
+        scavenger: Some(store.clone()),
+        subject_keys: Some(Arc::new(eventfold_privacy::MemoryKeyStore::new())),
         ..ServerConfig::default()
     };
-    let app = router(Arc::new(InMemoryStore::new()), config)
-        .await
-        .unwrap();
+    let app = router(store, config).await.unwrap();
     for (method, uri, body) in [
         (
             "POST",
@@ -224,6 +233,7 @@ fn uri_of(path: &str, probe: &Probe) -> String {
         ("group", "g1"),
         ("type", "OrderPlaced"),
         ("version", "1"),
+        ("subject", "customer-1"),
     ];
     for (name, value) in probe.path {
         if let Some(slot) = values.iter_mut().find(|(n, _)| n == name) {

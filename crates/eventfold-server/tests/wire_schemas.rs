@@ -178,6 +178,27 @@ fn samples() -> Vec<(&'static str, Value)> {
             }),
         ),
         ("ReplayBody", wire(&Replay { positions: None })),
+        (
+            "ScavengeAnswer",
+            wire(&eventfold_wire::ScavengeAnswer::from(
+                eventfold_core::ScavengeSummary {
+                    dry_run: false,
+                    files_examined: 3,
+                    files_rewritten: 1,
+                    events_removed: 120,
+                    bytes_before: 65_536,
+                    bytes_after: 20_480,
+                    elapsed: std::time::Duration::from_millis(12),
+                },
+            )),
+        ),
+        (
+            "SubjectForgotten",
+            wire(&eventfold_wire::SubjectForgotten {
+                subject: "customer-7f3a".into(),
+                position: 42,
+            }),
+        ),
     ]
 }
 

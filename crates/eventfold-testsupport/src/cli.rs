@@ -12,15 +12,18 @@ use std::time::Instant;
 
 use crate::WAIT_MAX;
 
-/// The variables through which `eventfold` takes a store, a server's users or
-/// credentials from the environment. A test run must not pick them up from the
+/// The variables through which `eventfold` takes a store, a server's users,
+/// credentials, master key or settings file from the environment. A test run must not pick them up from the
 /// machine it runs on, so they are removed; a test that wants one sets it.
-const ENVIRONMENT_REMOVED: &[&str] = &[
+pub const ENVIRONMENT_REMOVED: &[&str] = &[
     "EVENTFOLD_DATA",
     "EVENTFOLD_AUTH",
     "EVENTFOLD_POSTGRES",
     "EVENTFOLD_TOKEN",
     "EVENTFOLD_CA_CERT",
+    "EVENTFOLD_CONFIG",
+    "EVENTFOLD_MASTER_KEY",
+    "EVENTFOLD_MASTER_KEY_FILE",
 ];
 
 /// A program to run, with the environment every run gets.

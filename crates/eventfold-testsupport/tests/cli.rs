@@ -39,15 +39,15 @@ fn the_store_and_credentials_of_the_machine_are_not_passed_on_and_the_tests_own_
 
 /// A stand-in for `eventfold serve`, as a script in `dir`: announces (naming its
 /// arguments), then runs until SIGTERM, which it answers like the server (a last line,
-/// exit 0).
+/// exit 0). The trap is set before the announcement: a test may stop it right after.
 fn stand_in(dir: &eventfold_testsupport::dirs::TempDir) -> std::path::PathBuf {
     use std::os::unix::fs::PermissionsExt;
     let script = dir.join("serve.sh");
     std::fs::write(
         &script,
         "#!/bin/sh\n\
-         echo \"eventfold listening on http://127.0.0.1:9 ($*)\"\n\
          trap 'echo eventfold stopped; exit 0' TERM\n\
+         echo \"eventfold listening on http://127.0.0.1:9 ($*)\"\n\
          while :; do sleep 0.05; done\n",
     )
     .unwrap();

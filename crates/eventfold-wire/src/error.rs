@@ -127,6 +127,8 @@ error_codes! {
     GroupNotFound = "group_not_found" => NOT_FOUND,
     /// An ack or nack of a position not delivered.
     NotInFlight = "not_in_flight" => CONFLICT,
+    /// The store's backend cannot do this (a scavenge, on a backend without one).
+    NotSupported = "not_supported" => NOT_IMPLEMENTED,
     // Authentication and authorization.
     /// No token, or an unknown one.
     Unauthorized = "unauthorized" => UNAUTHORIZED,
@@ -395,7 +397,10 @@ impl ErrorBody {
                 body.offset = Some(*offset);
                 body.reason = Some(reason.clone());
             }
-            Error::Locked { path } => body.path = Some(path.clone()),
+            Error::Locked { path, holder } => {
+                body.path = Some(path.clone());
+                body.reason.clone_from(holder);
+            }
             _ => {}
         }
         body
@@ -409,6 +414,8 @@ impl ErrorBody {
     pub fn into_error(self, status: StatusCode, stream: &str) -> Error {
         let stream = self.stream.unwrap_or_else(|| stream.to_string());
         let message = self.message;
+        // A locked store's holder travels as its reason, and is absent when unknown.
+        let holder = self.reason.clone();
         let reason = self.reason.unwrap_or_else(|| message.clone());
         match self.error {
             ErrorCode::WrongExpectedVersion => Error::WrongExpectedVersion {
@@ -457,6 +464,7 @@ impl ErrorBody {
             ErrorCode::StorePoisoned => Error::Poisoned { reason },
             ErrorCode::Locked => Error::Locked {
                 path: self.path.unwrap_or(message),
+                holder,
             },
             ErrorCode::Closed => Error::Closed,
             ErrorCode::ReadOnly => Error::ReadOnly { reason },
@@ -530,6 +538,7 @@ pub fn examples() -> Vec<Error> {
         },
         Error::Locked {
             path: "/path/on/the/disk".into(),
+            holder: Some("process 42 (eventfold serve)".into()),
         },
         Error::Closed,
         Error::ReadOnly {

@@ -10,6 +10,7 @@
 //! [`event_json_line`]) and an error's code is [`ErrorCode::of`].
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod admin;
 pub mod append;
 pub mod error;
 pub mod event;
@@ -17,6 +18,7 @@ pub mod group;
 pub mod page;
 pub mod subscription;
 
+pub use admin::{ScavengeAnswer, SubjectForgotten};
 pub use append::{AppendResult, NewEvent, NewEvents, TransactionResults, TransactionWrite};
 pub use error::{ErrorBody, ErrorCode, UnknownErrorCode};
 pub use event::{Event, Recorded, event_json_line};

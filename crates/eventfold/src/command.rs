@@ -122,9 +122,23 @@ impl<C> Envelope<C> {
     }
 
     /// Stamps a stored event with the `index`-th event id and the metadata every
-    /// event of this command carries.
-    pub(crate) fn stamp(&self, event: EventData, index: usize) -> Result<EventData> {
-        let mut metadata = self.metadata.clone();
+    /// event of this command carries. `after`: the revision of the command's last
+    /// record when it is decided again after earlier records (a failure, or records
+    /// past the command window): its ids then differ from those of earlier decisions,
+    /// so the store does not take them for re-sends of events written before.
+    pub(crate) fn stamp(
+        &self,
+        event: EventData,
+        index: usize,
+        after: Option<Revision>,
+    ) -> Result<EventData> {
+        // What the event carries of its own (its `$personal` marking) is kept; the
+        // command's keys are added to it.
+        let mut metadata = match serde_json::from_slice(&event.metadata) {
+            Ok(serde_json::Value::Object(own)) => own,
+            _ => serde_json::Map::new(),
+        };
+        metadata.extend(self.metadata.clone());
         let ids = [
             (CORRELATION_ID_KEY, self.correlation_id()),
             (CAUSATION_ID_KEY, self.command_id),
@@ -138,8 +152,12 @@ impl<C> Envelope<C> {
                 serde_json::Value::String(cause.to_string()),
             );
         }
+        let id = match after {
+            None => self.event_id(index),
+            Some(after) => Uuid::new_v5(&self.command_id, format!("{index}@{after}").as_bytes()),
+        };
         Ok(event
-            .with_id(self.event_id(index))
+            .with_id(id)
             .with_metadata(&serde_json::Value::Object(metadata))?)
     }
 }
@@ -164,18 +182,31 @@ impl<C> From<&Envelope<C>> for CommandIds {
 }
 
 impl CommandIds {
-    /// The stored outcome record. A final outcome (accepted, rejected) has an id
-    /// derived from the command id and its kind, so a re-sent record is recognised by
-    /// the store, and one kind is never mistaken for a re-send of another; a failure
-    /// (which a retry may follow) gets a fresh id.
-    pub(crate) fn outcome_record(&self, outcome: &CommandOutcome) -> Result<EventData> {
-        let id = match outcome {
+    /// The stored outcome record, written after the record at revision `after` of the
+    /// command's log (`None`: the first). A final outcome (accepted, rejected) has an
+    /// id derived from the command id, its kind and `after`, so a re-sent record is
+    /// recognised by the store, one kind is never mistaken for a re-send of another,
+    /// and a command decided again past its window writes a record of its own; a
+    /// failure (which a retry may follow) gets a fresh id.
+    pub(crate) fn outcome_record(
+        &self,
+        outcome: &CommandOutcome,
+        after: Option<Revision>,
+    ) -> Result<EventData> {
+        let kind = match outcome {
             CommandOutcome::Accepted { written, .. } if written.is_empty() => {
-                Uuid::new_v5(&self.command_id, b"outcome-unchanged")
+                Some("outcome-unchanged")
             }
-            CommandOutcome::Accepted { .. } => Uuid::new_v5(&self.command_id, b"outcome"),
-            CommandOutcome::Rejected { .. } => Uuid::new_v5(&self.command_id, b"outcome-rejected"),
-            CommandOutcome::Failed { .. } => Uuid::now_v7(),
+            CommandOutcome::Accepted { .. } => Some("outcome"),
+            CommandOutcome::Rejected { .. } => Some("outcome-rejected"),
+            CommandOutcome::Failed { .. } => None,
+        };
+        let id = match (kind, after) {
+            (None, _) => Uuid::now_v7(),
+            (Some(kind), None) => Uuid::new_v5(&self.command_id, kind.as_bytes()),
+            (Some(kind), Some(after)) => {
+                Uuid::new_v5(&self.command_id, format!("{kind}@{after}").as_bytes())
+            }
         };
         let mut metadata = serde_json::Map::new();
         let ids = [

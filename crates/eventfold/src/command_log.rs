@@ -7,8 +7,12 @@
 //!   answer, and every later handler answers with it.
 //! - A **failure** (the store failed, a panic) may be written over by a retry: it is
 //!   recorded only when no final outcome is there.
+//! - Records are kept for a window (the default retention of the `_command` category,
+//!   30 days unless set): past it the record is hidden, a scavenge reclaims it, and the
+//!   command is handled anew, after the revisions its stream already has.
 
 use eventfold_core::{EventStore, ExpectedVersion, Position, Revision, StreamWrite};
+use eventfold_metadata::{StreamAdmin, StreamMetadata};
 
 use crate::command::{Accepted, CommandIds, CommandOutcome};
 use crate::error::{Error, Result};
@@ -44,6 +48,8 @@ pub(crate) struct CommandLog<'a> {
     expected: ExpectedVersion,
     /// Times a final outcome is written before the log is said to keep changing.
     attempts_max: u32,
+    /// How long a recorded rejection stands; past it the command is decided anew.
+    rejection_window: Option<std::time::Duration>,
 }
 
 impl<'a> CommandLog<'a> {
@@ -55,7 +61,15 @@ impl<'a> CommandLog<'a> {
             stream: streams::command(ids.command_id),
             expected: ExpectedVersion::NoStream,
             attempts_max: attempts_max.max(1),
+            rejection_window: None,
         }
+    }
+
+    /// The same log, where a recorded rejection stands for `window` only (see
+    /// [`Repository::with_rejection_window`](crate::Repository::with_rejection_window)).
+    pub(crate) fn with_rejection_window(mut self, window: Option<std::time::Duration>) -> Self {
+        self.rejection_window = window;
+        self
     }
 
     /// The command's answer if it was settled before (nothing is to be written then);
@@ -70,13 +84,22 @@ impl<'a> CommandLog<'a> {
         }
     }
 
+    /// The revision of the last record the next outcome is written after, if any: what
+    /// the ids of a decision taken after earlier records are derived with.
+    pub(crate) fn after(&self) -> Option<Revision> {
+        match self.expected {
+            ExpectedVersion::Exact(revision) => Some(revision),
+            _ => None,
+        }
+    }
+
     /// The write of the outcome `outcome`, to append atomically with the command's
     /// events (its expected version makes a concurrent handler's append fail).
     pub(crate) fn write(&self, outcome: &CommandOutcome) -> Result<StreamWrite> {
         Ok(StreamWrite::new(
             self.stream.clone(),
             self.expected,
-            vec![self.ids.outcome_record(outcome)?],
+            vec![self.ids.outcome_record(outcome, self.after())?],
         ))
     }
 
@@ -151,11 +174,11 @@ impl<'a> CommandLog<'a> {
         if let Entry::Settled(accepted @ Settled::Accepted(_)) = self.read().await? {
             return Ok(accepted);
         }
-        let record = self.ids.outcome_record(outcome)?;
         for _ in 0..self.attempts_max {
+            let record = self.ids.outcome_record(outcome, self.after())?;
             let written = self
                 .store
-                .append(&self.stream, self.expected, vec![record.clone()])
+                .append(&self.stream, self.expected, vec![record])
                 .await;
             match written {
                 Ok(result) => return Ok(answer(result.position)),
@@ -182,7 +205,9 @@ impl<'a> CommandLog<'a> {
             Entry::Settled(_) => return Ok(()),
             Entry::Open(expected) => self.expected = expected,
         }
-        let event = self.ids.outcome_record(&CommandOutcome::Failed { error })?;
+        let event = self
+            .ids
+            .outcome_record(&CommandOutcome::Failed { error }, self.after())?;
         match self
             .store
             .append(&self.stream, self.expected, vec![event])
@@ -196,7 +221,14 @@ impl<'a> CommandLog<'a> {
     /// What the log holds now.
     async fn read(&self) -> Result<Entry> {
         let Some(last) = last_event(self.store, &self.stream).await? else {
-            return Ok(Entry::Open(ExpectedVersion::NoStream));
+            // No record, or one past the command window (hidden by the category's
+            // retention, or reclaimed by a scavenge): the command is handled anew,
+            // after the revisions the stream already has.
+            let expected = match self.store.stream_revision(&self.stream).await? {
+                Some(revision) => ExpectedVersion::Exact(revision),
+                None => ExpectedVersion::NoStream,
+            };
+            return Ok(Entry::Open(expected));
         };
         Ok(match CommandOutcome::from_record(&last)? {
             CommandOutcome::Accepted {
@@ -210,9 +242,63 @@ impl<'a> CommandLog<'a> {
                 position,
                 duplicate: true,
             })),
+            // A rejection past its window no longer stands: decided anew after it.
+            CommandOutcome::Rejected { .. }
+                if self.rejection_window.is_some_and(|window| {
+                    (chrono::Utc::now() - last.recorded_at)
+                        .to_std()
+                        .is_ok_and(|age| age >= window)
+                }) =>
+            {
+                Entry::Open(ExpectedVersion::Exact(last.revision))
+            }
             CommandOutcome::Rejected { reason } => Entry::Settled(Settled::Rejected(reason)),
             CommandOutcome::Failed { .. } => Entry::Open(ExpectedVersion::Exact(last.revision)),
         })
+    }
+}
+
+/// How long the records of handled commands are kept (see
+/// [`Repository::with_command_window`](crate::Repository::with_command_window)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CommandWindow {
+    /// 30 days, set when no window is set yet.
+    Default,
+    /// Set whatever was set before.
+    Given(std::time::Duration),
+}
+
+/// The window a repository sets when none is set.
+const COMMAND_WINDOW_DEFAULT: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
+
+/// Makes the default retention of the `_command` category say `window` (see
+/// [`CommandWindow`]). A failure is logged, not returned: commands are handled as
+/// before, only their records are kept longer.
+pub(crate) async fn keep_for(store: &dyn EventStore, window: CommandWindow) {
+    let category = format!("$ce-{}", streams::COMMAND_CATEGORY);
+    let result = async {
+        let current = store.stream_metadata(&category).await?;
+        let (max_age, expected) = match window {
+            CommandWindow::Default if current.revision.is_some() => return Ok(()),
+            CommandWindow::Default => (COMMAND_WINDOW_DEFAULT, ExpectedVersion::NoStream),
+            CommandWindow::Given(window) => (window, current.expected()),
+        };
+        let wanted = StreamMetadata {
+            max_age: Some(max_age.as_secs().max(1)),
+            ..current.metadata.clone()
+        };
+        if current.revision.is_some() && wanted == current.metadata {
+            return Ok(());
+        }
+        match store.set_stream_metadata(&category, expected, wanted).await {
+            // Another process set a window meanwhile: it stands.
+            Ok(_) | Err(eventfold_core::Error::WrongExpectedVersion { .. }) => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+    .await;
+    if let Err(error) = result {
+        tracing::warn!(%error, stream = %category, "the window of command records was not set");
     }
 }
 

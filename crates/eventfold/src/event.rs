@@ -70,8 +70,17 @@ pub trait DomainEvent: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// returns `None` for them, so an aggregate ignores them.
     const TYPES: &'static [EventType];
 
-    /// The stored form of the event (its id and metadata are filled in by whoever
-    /// writes it).
+    /// Which of this event's values belong to a person, if any: they are marked
+    /// `$personal` in its metadata when it is encoded, so the store's privacy layer
+    /// seals them and `forget` can shred them. Decode such values as
+    /// [`Personal`](crate::Personal), which reads the redaction marker after `forget`.
+    fn personal(&self) -> Option<crate::PersonalData> {
+        None
+    }
+
+    /// The stored form of the event: its data, and its metadata when it has personal
+    /// values ([`personal`](DomainEvent::personal)); its id and the rest of its
+    /// metadata are filled in by whoever writes it.
     fn encode(&self) -> Result<EventData> {
         let encode_error = |reason: String| Error::Encode { reason };
         let value = serde_json::to_value(self).map_err(|e| encode_error(e.to_string()))?;
@@ -90,7 +99,13 @@ pub trait DomainEvent: Serialize + DeserializeOwned + Send + Sync + 'static {
             .find(|t| t.name == name)
             .ok_or_else(|| encode_error(format!("event type '{name}' is not listed in TYPES")))?;
         let data = map.remove("data").unwrap_or(serde_json::Value::Null);
-        Ok(EventData::json(event_type.name, &data)?.with_version(event_type.version))
+        let event = EventData::json(event_type.name, &data)?.with_version(event_type.version);
+        match self.personal() {
+            None => Ok(event),
+            Some(personal) => Ok(event.with_metadata(&serde_json::json!({
+                crate::personal::PERSONAL_KEY: personal.to_metadata()
+            }))?),
+        }
     }
 
     /// The typed event stored as `event`, or `None` when its type is not in

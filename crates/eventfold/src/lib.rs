@@ -14,6 +14,8 @@
 //! - [`projection`]: projections into transactional read models (SQLite, PostgreSQL)
 //!   with atomic checkpoints, rebuilds beside the live read model, live/replay context
 //!   and an outbox for side effects.
+//! - [`personal`]: values of events that belong to a person ([`DomainEvent::personal`],
+//!   [`Personal`]), shredded by `forget`.
 //! - [`testkit`]: given events, when a command, then events or a rejection.
 //!
 //! The guide is `docs/framework.md`. The framework is written against the
@@ -25,6 +27,7 @@ mod command;
 mod command_log;
 mod error;
 mod event;
+pub mod personal;
 pub mod process;
 pub mod projection;
 mod queue;
@@ -46,12 +49,13 @@ pub use command::{
 pub use command_log::outcome;
 pub use error::{Error, Result};
 pub use event::{DomainEvent, EventType, IdentityUpcaster, Upcaster};
+pub use personal::{Personal, PersonalData};
 pub use queue::CommandQueue;
 pub use repository::{Loaded, Repository};
 
 pub use eventfold_core::{
-    EventData, EventStore, ExpectedVersion, InMemoryStore, Position, ReadStream, RecordedEvent,
-    Revision,
+    AllFilter, AllSlice, AppendResult, EventData, EventStore, ExpectedVersion, InMemoryStore,
+    LayerExt, Position, ReadAll, ReadStream, RecordedEvent, Revision, StreamWrite,
 };
 
 /// The guide, `docs/framework.md`, whose examples run as doc tests.

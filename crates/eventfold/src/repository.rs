@@ -7,13 +7,14 @@ use eventfold_core::{
     EventData, EventStore, ExpectedVersion, Position, ReadStream, RecordedEvent, Revision,
     StreamWrite,
 };
+use eventfold_metadata::{StreamAdmin, StreamMetadata};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::aggregate::Aggregate;
 use crate::command::{Accepted, CommandError, CommandIds, CommandOutcome, Envelope, Written};
-use crate::command_log::{CommandLog, Settled};
+use crate::command_log::{self, CommandLog, CommandWindow, Settled};
 use crate::error::{Error, Result};
 use crate::event::{DomainEvent, Upcaster, identity, upcast_decode};
 use crate::{PAGE_EVENTS, streams};
@@ -78,6 +79,12 @@ pub struct Repository<A: Aggregate> {
     upcaster: Arc<dyn Upcaster>,
     snapshots: Option<SnapshotPolicy<A>>,
     attempts_max: u32,
+    command_window: CommandWindow,
+    /// How long a recorded rejection stands (the command window when `None`).
+    rejection_window: Option<std::time::Duration>,
+    /// Set once the command window was checked in the store (by this repository or a
+    /// clone of it).
+    window_checked: Arc<tokio::sync::OnceCell<()>>,
 }
 
 impl<A: Aggregate> Clone for Repository<A> {
@@ -87,6 +94,9 @@ impl<A: Aggregate> Clone for Repository<A> {
             upcaster: self.upcaster.clone(),
             snapshots: self.snapshots.clone(),
             attempts_max: self.attempts_max,
+            command_window: self.command_window,
+            rejection_window: self.rejection_window,
+            window_checked: self.window_checked.clone(),
         }
     }
 }
@@ -105,6 +115,11 @@ impl<A: Aggregate> std::fmt::Debug for Repository<A> {
 /// DeserializeOwned`, which only aggregates with snapshots need.
 struct SnapshotPolicy<A> {
     every: u64,
+    /// Event types after which a snapshot is written whatever the count.
+    after_types: &'static [&'static str],
+    /// A snapshot is written when the newest one is older than this (and events came
+    /// after it).
+    older_than: Option<std::time::Duration>,
     lookback: u64,
     encode: fn(&A) -> serde_json::Result<Box<RawValue>>,
     decode: fn(&str) -> serde_json::Result<A>,
@@ -145,6 +160,10 @@ pub struct Loaded<A> {
     snapshot_floor: Option<Position>,
     snapshot_stale: bool,
     from_snapshot: bool,
+    /// When the snapshot the load started from was written.
+    snapshot_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// An event of one of the policy's `after_types` came after that snapshot.
+    snapshot_marked: bool,
 }
 
 impl<A> Loaded<A> {
@@ -192,7 +211,32 @@ impl<A: Aggregate> Repository<A> {
             upcaster: identity(),
             snapshots: None,
             attempts_max: ATTEMPTS_MAX_DEFAULT,
+            command_window: CommandWindow::Default,
+            rejection_window: None,
+            window_checked: Arc::new(tokio::sync::OnceCell::new()),
         }
+    }
+
+    /// Keeps the record of a handled command (its stream `_command-<id>`) for
+    /// `window`: a command sent again within it gets the first answer; past it, the
+    /// record is hidden (and a scavenge reclaims it) and the command is handled anew.
+    /// The window is the default retention of the `_command` category, in the store:
+    /// without this call a repository sets 30 days when no window is set yet, and
+    /// leaves one that is; with it, it sets `window` whatever was set before.
+    pub fn with_command_window(mut self, window: std::time::Duration) -> Self {
+        self.command_window = CommandWindow::Given(window);
+        self.window_checked = Arc::new(tokio::sync::OnceCell::new());
+        self
+    }
+
+    /// Lets a recorded *rejection* stand for `window` only (the "error cache"): the
+    /// same command sent again within it gets the same answer; past it, the command is
+    /// decided anew on the state then (the account was topped up, the item is back in
+    /// stock), and the new outcome is recorded after the old one. Acceptances stand
+    /// for the whole command window, as idempotency needs.
+    pub fn with_rejection_window(mut self, window: std::time::Duration) -> Self {
+        self.rejection_window = Some(window);
+        self
     }
 
     /// Passes every stored event through `upcaster` before decoding it.
@@ -246,7 +290,11 @@ impl<A: Aggregate> Repository<A> {
         command: Envelope<A::Command>,
     ) -> Result<Accepted, CommandError<A::Rejection>> {
         let ids = CommandIds::from(&command);
-        let mut log = CommandLog::new(self.store.as_ref(), ids, self.attempts_max);
+        self.window_checked
+            .get_or_init(|| command_log::keep_for(self.store.as_ref(), self.command_window))
+            .await;
+        let mut log = CommandLog::new(self.store.as_ref(), ids, self.attempts_max)
+            .with_rejection_window(self.rejection_window);
         if let Some(settled) = log.settled().await? {
             return answer(&command, settled);
         }
@@ -269,13 +317,18 @@ impl<A: Aggregate> Repository<A> {
                 let settled = log.settle_unchanged(loaded.revision()).await?;
                 return answer(&command, settled);
             }
-            let planned = plan(&loaded, &command, decision.into_targets())?;
+            let planned = plan(&loaded, &command, decision.into_targets(), log.after())?;
             let outcome = CommandOutcome::Accepted {
                 revision: planned.home_revision,
                 written: planned.written.clone(),
                 position: None,
             };
             let mut writes = planned.writes;
+            let after_types = self.snapshots.as_ref().map_or(&[][..], |p| p.after_types);
+            let marks_snapshot = writes
+                .iter()
+                .flat_map(|w| &w.events)
+                .any(|e| after_types.contains(&e.event_type.as_str()));
             writes.push(log.write(&outcome)?);
             let error = match self.store.append_multi(writes).await {
                 Ok(results) => {
@@ -295,6 +348,7 @@ impl<A: Aggregate> Repository<A> {
                     let appended = planned.events.len() as u64;
                     loaded.since_snapshot += appended;
                     loaded.snapshot_due += appended;
+                    loaded.snapshot_marked |= marks_snapshot;
                     self.maybe_snapshot(&mut loaded, streams).await;
                     return Ok(Accepted {
                         command_id: command.command_id(),
@@ -320,6 +374,12 @@ impl<A: Aggregate> Repository<A> {
         }
     }
 
+    /// Counts an event a load folded towards the next snapshot.
+    fn count(&self, loaded: &mut Loaded<A>, event: &RecordedEvent) {
+        let after_types = self.snapshots.as_ref().map_or(&[][..], |p| p.after_types);
+        count(loaded, event, after_types);
+    }
+
     /// Loads without writing a snapshot.
     async fn load_inner(&self, streams: &[&str]) -> Result<Loaded<A>> {
         check_streams(streams)?;
@@ -337,13 +397,16 @@ impl<A: Aggregate> Repository<A> {
             snapshot_floor: None,
             snapshot_stale: false,
             from_snapshot: false,
+            snapshot_at: None,
+            snapshot_marked: false,
         };
         if let Some(policy) = &self.snapshots {
             match self.read_snapshot(policy, streams).await? {
-                SnapshotFound::Usable(state, cursors) => {
+                SnapshotFound::Usable(state, cursors, at) => {
                     loaded.state = state;
                     loaded.cursors = cursors;
                     loaded.from_snapshot = true;
+                    loaded.snapshot_at = Some(at);
                 }
                 // This version wrote a snapshot it cannot use now (its state does
                 // not decode): another build of the same version, as in a rolling
@@ -377,7 +440,7 @@ impl<A: Aggregate> Repository<A> {
                     cursor.revision = Some(last.revision);
                 }
                 for event in page {
-                    count(loaded, &event);
+                    self.count(loaded, &event);
                     let state = &mut loaded.state;
                     upcast_decode(self.upcaster.as_ref(), event, |e| state.evolve(&e))?;
                 }
@@ -407,7 +470,7 @@ impl<A: Aggregate> Repository<A> {
         }
         merged.sort_by_key(|e| e.position);
         for event in merged {
-            count(loaded, &event);
+            self.count(loaded, &event);
             let state = &mut loaded.state;
             upcast_decode(self.upcaster.as_ref(), event, |e| state.evolve(&e))?;
         }
@@ -427,7 +490,9 @@ impl<A: Aggregate> Repository<A> {
         };
         let mut own = None;
         match usable_snapshot(policy, &newest, streams) {
-            Candidate::Usable(state, cursors) => return Ok(SnapshotFound::Usable(state, cursors)),
+            Candidate::Usable(state, cursors) => {
+                return Ok(SnapshotFound::Usable(state, cursors, newest.recorded_at));
+            }
             Candidate::Own => own = Some(newest.position),
             Candidate::Other => {}
         }
@@ -448,7 +513,7 @@ impl<A: Aggregate> Repository<A> {
         for event in &older {
             match usable_snapshot(policy, event, streams) {
                 Candidate::Usable(state, cursors) => {
-                    return Ok(SnapshotFound::Usable(state, cursors));
+                    return Ok(SnapshotFound::Usable(state, cursors, event.recorded_at));
                 }
                 Candidate::Own => own = own.or(Some(event.position)),
                 Candidate::Other => {}
@@ -465,8 +530,16 @@ impl<A: Aggregate> Repository<A> {
         };
         // At most one snapshot per `every` events per version: two versions running
         // side by side (a rolling deploy) each keep their own, never rewriting the
-        // other's on every load.
-        if !loaded.snapshot_stale && loaded.snapshot_due < policy.every {
+        // other's on every load. The other triggers need new events too.
+        let due = loaded.snapshot_due;
+        let marked = loaded.snapshot_marked && due > 0;
+        let old = policy.older_than.is_some_and(|age| {
+            due > 0
+                && loaded
+                    .snapshot_at
+                    .is_none_or(|at| (chrono::Utc::now() - at).to_std().unwrap_or_default() >= age)
+        });
+        if !loaded.snapshot_stale && due < policy.every && !marked && !old {
             return;
         }
         if loaded.cursors.iter().all(|c| c.revision.is_none()) {
@@ -491,15 +564,34 @@ impl<A: Aggregate> Repository<A> {
                 .store
                 .append(&name, ExpectedVersion::Any, vec![event])
                 .await
-                .map(|_| ()),
+                .map(|result| result.first_revision == Revision::FIRST),
             Err(e) => Err(e),
         };
+        // A new snapshot stream gets its retention: the newest `lookback` snapshots
+        // (all a load looks at), so that older ones are hidden and a scavenge
+        // reclaims them instead of the stream growing for ever.
+        if let Ok(true) = written {
+            let retention = StreamMetadata {
+                max_count: Some(policy.lookback),
+                ..StreamMetadata::default()
+            };
+            if let Err(error) = self
+                .store
+                .set_stream_metadata(&name, ExpectedVersion::NoStream, retention)
+                .await
+            {
+                tracing::warn!(%error, stream = %name, "snapshot retention not set");
+            }
+        }
+        let written = written.map(|_| ());
         match written {
             Ok(()) => {
                 loaded.since_snapshot = 0;
                 loaded.snapshot_due = 0;
                 loaded.snapshot_floor = None;
                 loaded.snapshot_stale = false;
+                loaded.snapshot_marked = false;
+                loaded.snapshot_at = Some(chrono::Utc::now());
             }
             Err(error) => tracing::warn!(%error, stream = %name, "snapshot not written"),
         }
@@ -510,15 +602,40 @@ impl<A: Aggregate + Serialize + DeserializeOwned> Repository<A> {
     /// Writes a snapshot of the state every `every` events (at least 1), into the
     /// aggregate's snapshot stream, with [`Aggregate::SNAPSHOT_VERSION`]. Older snapshots
     /// are kept: after a downgrade, the code finds the newest one of its own version
-    /// among the last 16.
+    /// among the last 16. The snapshot stream's metadata keeps those 16 (`max_count`,
+    /// set when the stream is created), so a scavenge reclaims the older ones.
     pub fn with_snapshots(mut self, every: u64) -> Self {
-        self.snapshots = Some(SnapshotPolicy {
-            every: every.max(1),
+        self.snapshot_policy().every = every.max(1);
+        self
+    }
+
+    /// Also writes a snapshot after any event of `event_types` (a period closed, an
+    /// order shipped: where later loads will start), whatever the count. Turns
+    /// snapshots on when [`with_snapshots`](Repository::with_snapshots) did not.
+    pub fn with_snapshots_after(mut self, event_types: &'static [&'static str]) -> Self {
+        self.snapshot_policy().after_types = event_types;
+        self
+    }
+
+    /// Also writes a snapshot when the newest is older than `age` and events came
+    /// after it (checked when the aggregate is loaded or handles a command), so a
+    /// rarely changed aggregate does not replay a long tail for ever. Turns snapshots
+    /// on when [`with_snapshots`](Repository::with_snapshots) did not.
+    pub fn with_snapshots_older_than(mut self, age: std::time::Duration) -> Self {
+        self.snapshot_policy().older_than = Some(age);
+        self
+    }
+
+    /// The snapshot policy, made (with no count trigger) when there is none.
+    fn snapshot_policy(&mut self) -> &mut SnapshotPolicy<A> {
+        self.snapshots.get_or_insert(SnapshotPolicy {
+            every: u64::MAX,
+            after_types: &[],
+            older_than: None,
             lookback: 16,
             encode: |state| serde_json::value::to_raw_value(state),
             decode: |text| serde_json::from_str(text),
-        });
-        self
+        })
     }
 }
 
@@ -526,8 +643,9 @@ impl<A: Aggregate + Serialize + DeserializeOwned> Repository<A> {
 enum SnapshotFound<A> {
     /// No snapshot at all.
     None,
-    /// A usable snapshot of this version: the state and the cursors it covers.
-    Usable(A, Vec<Cursor>),
+    /// A usable snapshot of this version: the state, the cursors it covers, and when
+    /// it was written.
+    Usable(A, Vec<Cursor>, chrono::DateTime<chrono::Utc>),
     /// None usable among the last few; `own` is the position of the newest one this
     /// version wrote (its record reads, its state does not decode), if any.
     Unusable { own: Option<Position> },
@@ -543,13 +661,17 @@ enum Candidate<A> {
 }
 
 /// Counts a folded event towards the snapshot rules.
-fn count<A>(loaded: &mut Loaded<A>, event: &RecordedEvent) {
+/// Counts an event a load folded towards the next snapshot.
+fn count<A>(loaded: &mut Loaded<A>, event: &RecordedEvent, after_types: &[&str]) {
     loaded.since_snapshot += 1;
     if loaded
         .snapshot_floor
         .is_none_or(|floor| event.position > floor)
     {
         loaded.snapshot_due += 1;
+        if after_types.contains(&event.event_type.as_str()) {
+            loaded.snapshot_marked = true;
+        }
     }
 }
 
@@ -603,6 +725,7 @@ fn plan<A: Aggregate>(
     loaded: &Loaded<A>,
     command: &Envelope<A::Command>,
     targets: Vec<(Option<String>, A::Event)>,
+    after: Option<Revision>,
 ) -> Result<Planned<A::Event>> {
     // Group by stream, in the order of each stream's first event.
     // (index of the stream's cursor, [(index of the event in the decision, event)])
@@ -637,7 +760,7 @@ fn plan<A: Aggregate>(
         let last = Revision(first.get() + events.len() as u64 - 1);
         let mut data = Vec::with_capacity(events.len());
         for (index, event) in events {
-            data.push(command.stamp(event.encode()?, index)?);
+            data.push(command.stamp(event.encode()?, index, after)?);
             planned.events.push(event);
         }
         if cursor == 0 {

@@ -7,6 +7,10 @@ use uuid::Uuid;
 /// The prefix of every framework stream.
 pub const PREFIX: &str = "_";
 
+/// The category of the command streams; its default retention is the window within
+/// which a command sent again gets its first answer.
+pub const COMMAND_CATEGORY: &str = "_command";
+
 /// Where the outcome of command `id` is recorded.
 ///
 /// ```

@@ -14,6 +14,7 @@ use eventfold::{
     Aggregate, CommandError, Decision, DomainEvent, Envelope, Error, EventData, EventStore,
     EventType, ExpectedVersion, InMemoryStore, ReadStream, RecordedEvent, Repository, Revision,
 };
+use eventfold_metadata::{MetadataLayer, StreamAdmin, StreamMetadata};
 use serde::{Deserialize, Serialize};
 
 async fn events(store: &dyn EventStore, stream: &str) -> Vec<RecordedEvent> {
@@ -242,6 +243,182 @@ async fn a_command_handled_twice_yields_its_events_once() {
         repository.load("account-1").await.unwrap().state().balance,
         40
     );
+}
+
+/// The default retention of the `_command` category, as the store holds it.
+async fn command_window(store: &dyn EventStore) -> eventfold_metadata::MetadataRecord {
+    store
+        .stream_metadata(&format!("$ce-{}", eventfold::streams::COMMAND_CATEGORY))
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_repository_keeps_command_records_for_a_window_it_sets_in_the_store() {
+    let store = Arc::new(eventfold_core::LayerExt::layer(
+        InMemoryStore::new(),
+        MetadataLayer,
+    ));
+    assert_eq!(command_window(store.as_ref()).await.revision, None);
+    let repository = opened_account(store.clone(), "account-1", 100).await;
+    let set = command_window(store.as_ref()).await;
+    assert_eq!(set.metadata.max_age, Some(30 * 86_400));
+
+    // A window set in the store stays as it is for repositories that name none...
+    store
+        .set_stream_metadata(
+            "$ce-_command",
+            ExpectedVersion::Any,
+            StreamMetadata {
+                max_age: Some(7 * 86_400),
+                ..StreamMetadata::default()
+            },
+        )
+        .await
+        .unwrap();
+    let other = Repository::<Account>::new(store.clone());
+    other
+        .handle("account-1", Envelope::new(deposit("account-1", 1)))
+        .await
+        .unwrap();
+    assert_eq!(
+        command_window(store.as_ref()).await.metadata.max_age,
+        Some(7 * 86_400)
+    );
+    // ...and one that names a window sets it.
+    repository
+        .with_command_window(std::time::Duration::from_secs(3_600))
+        .handle("account-1", Envelope::new(deposit("account-1", 1)))
+        .await
+        .unwrap();
+    assert_eq!(
+        command_window(store.as_ref()).await.metadata.max_age,
+        Some(3_600)
+    );
+    // The window hides a command's record and nothing else: the account's own events
+    // stay visible, and the category's retention says so for a scavenge too.
+    let later = chrono::Utc::now() + chrono::Duration::seconds(3_601);
+    let cuts = eventfold_metadata::retention_cuts(store.inner(), later)
+        .await
+        .unwrap();
+    assert_eq!(cuts.keep_from("account-1"), 0);
+    assert!(cuts.len() >= 4, "every command record expires: {cuts:?}");
+    assert!(
+        cuts.iter()
+            .all(|(stream, cut)| stream.starts_with("_command-") && cut == 1),
+        "{cuts:?}"
+    );
+}
+
+#[tokio::test]
+async fn past_the_window_a_command_is_handled_anew_after_its_expired_record() {
+    let store = Arc::new(eventfold_core::LayerExt::layer(
+        InMemoryStore::new(),
+        MetadataLayer,
+    ));
+    // A window that has always passed: every record is hidden as soon as it is written.
+    store
+        .set_stream_metadata(
+            "$ce-_command",
+            ExpectedVersion::NoStream,
+            StreamMetadata {
+                max_count: Some(0),
+                ..StreamMetadata::default()
+            },
+        )
+        .await
+        .unwrap();
+    let repository = opened_account(store.clone(), "account-1", 100).await;
+    let command = Envelope::new(withdraw("account-1", 60));
+
+    let first = repository
+        .handle("account-1", command.clone())
+        .await
+        .unwrap();
+    // The record is gone from sight: the command is decided again, and the balance (40)
+    // refuses it now.
+    let second = repository.handle("account-1", command.clone()).await;
+
+    assert!(!first.duplicate);
+    assert!(
+        matches!(second, Err(CommandError::Rejected { .. })),
+        "{second:?}"
+    );
+    let records = events(
+        store.inner(),
+        &eventfold::streams::command(command.command_id()),
+    )
+    .await;
+    assert_eq!(records.len(), 2, "the second record follows the first");
+    assert_eq!(
+        repository.load("account-1").await.unwrap().state().balance,
+        40
+    );
+    // Decided anew again, the same rejection and the same acceptance are written as
+    // records and events of their own (not taken for re-sends of the expired ones).
+    let third = repository.handle("account-1", command.clone()).await;
+    assert!(
+        matches!(third, Err(CommandError::Rejected { .. })),
+        "{third:?}"
+    );
+    let top_up = Envelope::new(deposit("account-1", 100));
+    for _ in 0..2 {
+        let deposited = repository
+            .handle("account-1", top_up.clone())
+            .await
+            .unwrap();
+        assert!(!deposited.duplicate);
+    }
+    assert_eq!(
+        repository.load("account-1").await.unwrap().state().balance,
+        240
+    );
+}
+
+#[tokio::test]
+async fn a_rejection_stands_for_its_window_and_an_acceptance_for_the_command_window() {
+    let store = Arc::new(InMemoryStore::new());
+    // Without a rejection window, the same command keeps its first answer.
+    let account = opened_account(store.clone(), "account-1", 10).await;
+    let small = Envelope::new(withdraw("account-1", 50));
+    let first = account.handle("account-1", small.clone()).await;
+    assert!(
+        matches!(first, Err(CommandError::Rejected { .. })),
+        "{first:?}"
+    );
+    account
+        .handle("account-1", Envelope::new(deposit("account-1", 100)))
+        .await
+        .unwrap();
+    let again = account.handle("account-1", small).await;
+    assert!(
+        matches!(
+            again,
+            Err(CommandError::Failed(Error::AlreadyRejected { .. }))
+        ),
+        "{again:?}"
+    );
+
+    // With a window that has always passed, a rejection stands no longer: sent
+    // again, the command is decided on today's balance (210) and accepted.
+    let cache =
+        Repository::<Account>::new(store.clone()).with_rejection_window(std::time::Duration::ZERO);
+    let large = Envelope::new(withdraw("account-1", 200));
+    let rejected = cache.handle("account-1", large.clone()).await;
+    assert!(
+        matches!(rejected, Err(CommandError::Rejected { .. })),
+        "{rejected:?}"
+    );
+    cache
+        .handle("account-1", Envelope::new(deposit("account-1", 100)))
+        .await
+        .unwrap();
+    let accepted = cache.handle("account-1", large.clone()).await.unwrap();
+    assert!(!accepted.duplicate);
+    // An acceptance stands: sent again, it is the same answer, written once.
+    let resent = cache.handle("account-1", large).await.unwrap();
+    assert!(resent.duplicate);
+    assert_eq!(cache.load("account-1").await.unwrap().state().balance, 10);
 }
 
 #[tokio::test]

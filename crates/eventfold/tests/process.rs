@@ -14,6 +14,7 @@ use eventfold::{
     DomainEvent, EventData, EventStore, EventType, ExpectedVersion, InMemoryStore, Position,
     RecordedEvent,
 };
+use eventfold_metadata::StreamAdmin;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -681,4 +682,73 @@ async fn a_scheduled_timeout_that_does_not_decode_is_an_error_every_time() {
 #[should_panic(expected = "unique and increasing")]
 fn process_version_numbers_must_increase() {
     let _ = ProcessVersions::new::<ShippingV2>().then::<ShippingV1>(Utc::now());
+}
+
+/// The timeouts and outbox streams are read from their start when a runner starts;
+/// what is done in them is trimmed (`truncate_before`), so they stop growing for reads
+/// and a scavenge reclaims it, while what is still pending stays readable.
+#[tokio::test]
+async fn finished_timeouts_and_outputs_are_trimmed_and_pending_ones_survive_a_restart() {
+    let store: Arc<dyn EventStore> = Arc::new(eventfold_core::LayerExt::layer(
+        InMemoryStore::new(),
+        eventfold_metadata::MetadataLayer,
+    ));
+    let runner = |store: &Arc<dyn EventStore>| {
+        ProcessRunner::new(
+            "shipping",
+            store.clone(),
+            ProcessVersions::new::<ShippingV1>(),
+            Arc::new(RecordingPublisher::new()),
+        )
+    };
+    let place = |n: u32| {
+        let store = store.clone();
+        async move {
+            let data = placed(&n.to_string())
+                .encode()
+                .unwrap()
+                .with_correlation_id(Uuid::now_v7());
+            store
+                .append(&format!("order-{n}"), ExpectedVersion::Any, vec![data])
+                .await
+                .unwrap();
+        }
+    };
+    let orders = 300;
+    for n in 0..orders {
+        place(n).await;
+    }
+    let first = runner(&store);
+    let checkpoint = first.catch_up(Position::START).await.unwrap();
+    let far = Utc::now() + TimeDelta::days(1);
+    assert_eq!(first.fire_due_timeouts(far).await.unwrap(), orders as usize);
+    first.publish_pending().await.unwrap();
+
+    let trimmed_at = |stream: String| {
+        let store = store.clone();
+        async move {
+            let metadata = store.stream_metadata(&stream).await.unwrap().metadata;
+            let len = store.stream_revision(&stream).await.unwrap().unwrap().get() + 1;
+            (metadata.truncate_before.map(|r| r.get()), len)
+        }
+    };
+    // Every timeout fired: the whole timeouts stream is done.
+    let (timeouts_cut, timeouts_len) = trimmed_at(eventfold::streams::timeouts("shipping")).await;
+    assert_eq!(timeouts_cut, Some(u64::from(orders)));
+    assert_eq!(timeouts_len, u64::from(orders));
+    // Every output was published; the marks of the last pass come after the cut.
+    let (outbox_cut, outbox_len) = trimmed_at(eventfold::streams::outbox("shipping")).await;
+    let outbox_cut = outbox_cut.expect("the outbox is trimmed");
+    assert!(
+        outbox_cut >= 256 && outbox_cut <= outbox_len,
+        "cut {outbox_cut} of {outbox_len}"
+    );
+
+    // A new order after the trim: a restarted runner still finds its timeout, and only
+    // that one.
+    place(orders).await;
+    let restarted = runner(&store);
+    restarted.catch_up(checkpoint).await.unwrap();
+    assert_eq!(restarted.fire_due_timeouts(far).await.unwrap(), 1);
+    assert_eq!(restarted.fire_due_timeouts(far).await.unwrap(), 0);
 }

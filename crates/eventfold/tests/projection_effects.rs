@@ -211,6 +211,80 @@ async fn an_effect_runs_once_across_a_crash_and_a_rebuild() {
     );
 }
 
+/// A second group's projection in the same database that asks for an effect of the
+/// same name as `Questions` does (`email:<seller>`), for another purpose.
+struct SellerDigest;
+
+impl eventfold::projection::Projection<SqliteReadModel> for SellerDigest {
+    fn name(&self) -> &str {
+        "seller-digest"
+    }
+
+    fn tables(&self) -> &[&str] {
+        &[]
+    }
+
+    fn apply(
+        &self,
+        _: &mut rusqlite::Transaction<'_>,
+        event: &eventfold::RecordedEvent,
+        ctx: &mut eventfold::projection::Context<'_>,
+    ) -> Result<(), HandlerError> {
+        if let Some(QuestionEvent::QuestionAsked { seller, .. }) =
+            eventfold::DomainEvent::decode(event)?
+        {
+            ctx.effect(
+                format!("email:{seller}"),
+                serde_json::json!({"digest": true}),
+            );
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn two_groups_in_one_database_keep_their_effects_of_the_same_name_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(InMemoryStore::new());
+    let db = SqliteReadModel::open(dir.path().join("read.sqlite"))
+        .await
+        .unwrap();
+    let auction = runner(&store, &db, &Faults::none()).start().await.unwrap();
+    let digest = ProjectionRunner::new(store.clone(), db.clone(), "digest")
+        .with_projection(SellerDigest)
+        .start()
+        .await
+        .unwrap();
+    let head = append(
+        store.as_ref(),
+        &[("auction-1".to_string(), asked("q1", "seller-1"))],
+    )
+    .await;
+    for running in [&auction, &digest] {
+        within("live", running.wait_until_live_at(head))
+            .await
+            .unwrap();
+    }
+    let effects = outbox(&db).await;
+    let mut seen: Vec<(&str, &serde_json::Value)> = effects
+        .iter()
+        .map(|e| (e.group.as_str(), &e.payload))
+        .collect();
+    seen.sort_by_key(|(group, _)| *group);
+    assert_eq!(
+        seen,
+        [
+            (
+                "auction",
+                &serde_json::json!({"to": "seller-1", "question": "q1"})
+            ),
+            ("digest", &serde_json::json!({"digest": true})),
+        ],
+        "{effects:?}"
+    );
+    assert_ne!(effects[0].key, effects[1].key);
+}
+
 #[tokio::test]
 async fn a_failing_effect_is_retried_then_parked_visibly() {
     struct Down;

@@ -163,6 +163,39 @@ async fn after_its_retries_a_track_stops_as_faulted_and_says_why() {
 }
 
 #[tokio::test]
+async fn stop_ends_every_track_after_its_batch_and_nothing_is_applied_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(InMemoryStore::new());
+    let first = workload(0, 30);
+    let head = append(store.as_ref(), &first).await;
+    let db = SqliteReadModel::open(dir.path().join("read.sqlite"))
+        .await
+        .unwrap();
+    let running = runner(&store, &db, &Faults::none()).start().await.unwrap();
+    within("catch up", running.wait_until_live_at(head))
+        .await
+        .unwrap();
+
+    // An idle live track waits for new events: stop ends it without one.
+    let status = within("stop", running.stop()).await;
+    let live = status.live.unwrap();
+    assert_eq!(live.state, TrackState::Stopped);
+    assert_eq!(live.position, Some(head));
+
+    // Nothing runs any more: new events stay unapplied until a runner starts again.
+    let later = append(store.as_ref(), &workload(30, 5)).await;
+    assert_eq!(db.live_checkpoint(GROUP).await.unwrap(), Some(head));
+    let running = runner(&store, &db, &Faults::none()).start().await.unwrap();
+    within("resume", running.wait_until_live_at(later))
+        .await
+        .unwrap();
+    let unread = db.call(|m| read_unread(m.connection())).await.unwrap();
+    let mut all = first;
+    all.extend(workload(30, 5));
+    assert_eq!(unread, expected_unread(&all, 1));
+}
+
+#[tokio::test]
 async fn lag_is_the_distance_to_the_head() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(InMemoryStore::new());

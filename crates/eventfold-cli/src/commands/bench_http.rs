@@ -30,8 +30,9 @@ pub struct Args {
         required_unless_present = "server"
     )]
     data: Option<std::path::PathBuf>,
-    /// Load a running server instead (host:port of plain HTTP).
-    #[arg(long, value_name = "HOST:PORT")]
+    /// Load a running server instead (http://HOST:PORT, as every command takes it).
+    /// Its appends stay in that store, in streams bench-http-0 to bench-http-N.
+    #[arg(long, value_name = "URL", value_parser = crate::server_url)]
     server: Option<String>,
     /// Bearer token for a server with users.
     #[arg(long, env = "EVENTFOLD_TOKEN", hide_env_values = true)]
@@ -62,17 +63,18 @@ struct Report {
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (address, server) = match (&args.server, &args.data) {
-        (Some(server), _) => (
-            server
-                .parse::<SocketAddr>()
-                .or_else(|_| {
-                    std::net::ToSocketAddrs::to_socket_addrs(server.as_str())?
-                        .next()
-                        .context("the address resolves to nothing")
-                })
-                .with_context(|| format!("--server {server}: not a host:port"))?,
-            None,
-        ),
+        (Some(server), _) => {
+            let address = server_address(server)?;
+            eprintln!(
+                "warning: this appends to the live store of {server}: about {} events a \
+                 second for {} s, into streams bench-http-0 to bench-http-{}, which stay \
+                 there (`eventfold delete` removes them from reads)",
+                args.connections * 500,
+                args.seconds + 1.0,
+                args.connections.saturating_sub(1)
+            );
+            (address, None)
+        }
         (None, Some(dir)) => {
             let dir = dir.join("bench-http");
             let _ = std::fs::remove_dir_all(&dir);
@@ -143,6 +145,22 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The socket address of a `--server` URL; the load generator speaks plain HTTP only.
+fn server_address(server: &str) -> anyhow::Result<SocketAddr> {
+    let url = eventfold_client::parse_server_url(server)?;
+    anyhow::ensure!(
+        url.scheme() == "http",
+        "--server {server}: `bench http` loads plain http:// servers only (its load \
+         generator has no TLS); serve a copy of the store without TLS to measure it"
+    );
+    let host = url.host_str().unwrap_or_default();
+    let port = url.port_or_known_default().unwrap_or(80);
+    std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+        .with_context(|| format!("--server {server}: cannot resolve {host}"))?
+        .next()
+        .with_context(|| format!("--server {server}: {host} resolves to no address"))
 }
 
 /// One keep-alive connection appending to its own stream until `end`; returns the

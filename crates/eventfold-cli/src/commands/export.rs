@@ -41,7 +41,7 @@ pub struct ImportArgs {
 }
 
 pub async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
-    let store = super::open_target_for_reading(&args.target)?;
+    let store = super::open_target_for_export(&args.target)?;
     let head = store.head_position().await?.map_or(0, |p| p.get() + 1);
     let mut out: Box<dyn Write> = match &args.output {
         Some(path) => Box::new(BufWriter::new(
@@ -117,7 +117,7 @@ struct Run {
 }
 
 pub async fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
-    let store = super::open_target(&args.target)?;
+    let store = super::open_target_for_appends(&args.target).await?;
     let input: Box<dyn BufRead> = match &args.input {
         Some(path) => Box::new(BufReader::new(
             File::open(path).with_context(|| format!("cannot open {}", path.display()))?,
@@ -126,7 +126,8 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
     };
     let bar = indicatif::ProgressBar::new_spinner();
     let mut run: Option<Run> = None;
-    let (mut imported, mut skipped_system, mut deleted) = (0u64, 0u64, 0u64);
+    let mut imported = Imported::default();
+    let (mut skipped_system, mut deleted) = (0u64, 0u64);
     let over_http = args.target.server.is_some();
     for (number, line) in input.lines().enumerate() {
         let line = line.with_context(|| format!("reading line {}", number + 1))?;
@@ -145,7 +146,7 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
             // A tombstone is no event a client may write: the server writes it when
             // asked for a hard delete.
             if let Some(done) = run.take() {
-                imported += write(&*store, done).await?;
+                imported.add(write(&*store, done).await?);
             }
             hard_delete(&*store, &event.stream, event.revision.get()).await?;
             deleted += 1;
@@ -157,8 +158,8 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
                 && r.events.len() < IMPORT_BATCH_EVENTS
         });
         if !continues && let Some(done) = run.take() {
-            imported += write(&*store, done).await?;
-            bar.set_message(format!("{imported} events imported"));
+            imported.add(write(&*store, done).await?);
+            bar.set_message(format!("{} events imported", imported.total()));
             bar.tick();
         }
         let run = run.get_or_insert_with(|| Run {
@@ -169,10 +170,15 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
         run.events.push(exported_event_data(event));
     }
     if let Some(done) = run.take() {
-        imported += write(&*store, done).await?;
+        imported.add(write(&*store, done).await?);
     }
     bar.finish_and_clear();
-    eprintln!("imported {imported} events");
+    eprintln!(
+        "imported {} events: {} new, {} already there (the same ids at the same revisions)",
+        imported.total(),
+        imported.new,
+        imported.existing
+    );
     if deleted > 0 {
         eprintln!("hard-deleted {deleted} streams, as their tombstones say");
     }
@@ -185,18 +191,43 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// How many imported events were new to the store, and how many it held already.
+#[derive(Debug, Default, Clone, Copy)]
+struct Imported {
+    new: u64,
+    existing: u64,
+}
+
+impl Imported {
+    fn add(&mut self, other: Imported) {
+        self.new += other.new;
+        self.existing += other.existing;
+    }
+
+    fn total(&self) -> u64 {
+        self.new + self.existing
+    }
+}
+
 /// Appends one run at its revisions: an event already imported (same id, same
 /// revision) is answered as written, so an interrupted import can simply be re-run.
+/// A run is appended whole or not at all, and a re-run cuts the same runs, so a run
+/// is either all new or all there already (which the stream's end tells).
 ///
 /// A run of a system stream, or with events of eventfold's own types (`$...`), is a
 /// system write: importing into a data directory restores the store's own events as
 /// they were exported. (Through a server those never get here: see `import`.)
-async fn write(store: &dyn EventStore, run: Run) -> anyhow::Result<u64> {
+async fn write(store: &dyn EventStore, run: Run) -> anyhow::Result<Imported> {
+    let count = run.events.len() as u64;
+    let last_revision = run.first_revision + count.saturating_sub(1);
+    let there = store
+        .stream_revision(&run.stream)
+        .await?
+        .is_some_and(|last| last.get() >= last_revision);
     let expected = match run.first_revision.checked_sub(1) {
         None => ExpectedVersion::NoStream,
         Some(previous) => ExpectedVersion::Exact(Revision(previous)),
     };
-    let count = run.events.len() as u64;
     let system =
         run.stream.starts_with('$') || run.events.iter().any(|e| e.event_type.starts_with('$'));
     let stream_write = if system {
@@ -213,5 +244,15 @@ async fn write(store: &dyn EventStore, run: Run) -> anyhow::Result<u64> {
                 run.stream, run.first_revision
             )
         })?;
-    Ok(count)
+    Ok(if there {
+        Imported {
+            new: 0,
+            existing: count,
+        }
+    } else {
+        Imported {
+            new: count,
+            existing: 0,
+        }
+    })
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
 
 use anyhow::Context;
-use eventfold_core::{AllFilter, EventStore, Position, ReadAll};
+use eventfold_core::{AllFilter, EventStore, Position, ReadAll, RecordedEvent};
 use tokio::io::AsyncWriteExt;
 
 use crate::StoreArgs;
@@ -37,10 +37,13 @@ pub struct Args {
     /// the replay (and the command) succeeded.
     #[arg(long, value_name = "FILE")]
     checkpoint: Option<PathBuf>,
+    #[command(flatten)]
+    versions: super::versions::VersionsArg,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let store = super::open_target_for_reading(&args.target)?;
+    let converter = super::versions::Converter::open(&store, &args.versions).await?;
     let from = match (args.from, &args.checkpoint) {
         (Some(from), _) => from,
         (None, Some(file)) => read_checkpoint(file)?,
@@ -76,7 +79,16 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let (replayed, next) = copy(&*store, Position(from), end, filter, &mut sink, &bar).await?;
+    let (replayed, next) = copy(
+        &*store,
+        &converter,
+        Position(from),
+        end,
+        filter,
+        &mut sink,
+        &bar,
+    )
+    .await?;
     sink.shutdown().await.ok();
     drop(sink);
     bar.finish_and_clear();
@@ -98,6 +110,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 /// position to resume from.
 async fn copy(
     store: &dyn EventStore,
+    converter: &super::versions::Converter,
     mut from: Position,
     end: u64,
     filter: AllFilter,
@@ -112,7 +125,12 @@ async fn copy(
             .read_all(ReadAll::from(from, want).filtered(filter.clone()))
             .await?;
         lines.clear();
-        for event in page.events.iter().filter(|e| e.position.get() < end) {
+        let events: Vec<RecordedEvent> = page
+            .events
+            .into_iter()
+            .filter(|e| e.position.get() < end)
+            .collect();
+        for event in &converter.convert(events).await? {
             lines.extend_from_slice(eventfold_wire::event_json_line(event).as_bytes());
             lines.push(b'\n');
             replayed += 1;

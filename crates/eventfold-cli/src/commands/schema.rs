@@ -97,6 +97,8 @@ struct ListArgs {
     target: StoreArgs,
     /// Show the versions of this type (all types when left out).
     event_type: Option<String>,
+    #[command(flatten)]
+    format: crate::output::FormatArg,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -211,6 +213,26 @@ async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
         }
         (None, None) => bail!("name the store with --data DIR or --server URL"),
     };
-    println!("{}", serde_json::to_string_pretty(&answer)?);
+    // One row per type, or one per version of the type asked for (with its type).
+    let rows: Vec<Value> = match &args.event_type {
+        None => answer["types"].as_array().cloned().unwrap_or_default(),
+        Some(event_type) => answer["versions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|version| {
+                let mut row = serde_json::Map::from_iter([("type".into(), json!(event_type))]);
+                row.extend(version.as_object().cloned().unwrap_or_default());
+                Value::Object(row)
+            })
+            .collect(),
+    };
+    let columns: &[&str] = match &args.event_type {
+        None => &["type", "versions", "newest"],
+        Some(_) => &[
+            "type", "version", "previous", "lossless", "upcast", "downcast", "schema",
+        ],
+    };
+    crate::output::print_rows(args.format.resolve(), &rows, columns)?;
     Ok(ExitCode::SUCCESS)
 }

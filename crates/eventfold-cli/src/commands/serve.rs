@@ -12,8 +12,16 @@ use eventfold_server::{AuthConfig, ServerConfig, TlsConfig};
 
 use crate::DataDir;
 
+/// The pace of an online scavenge unless told: on our development machine it keeps the
+/// appends at 0.8 of their rate or better while rewriting 100 MB/s or more (see
+/// docs/performance.md, "Scavenge"). `bench scavenge` measures at the same pace.
+pub(crate) const SCAVENGE_MB_PER_SECOND_DEFAULT: u64 = 130;
+
 /// Serve the embedded store over HTTP.
 #[derive(Debug, clap::Args)]
+// A flag given both in --config's file and on the command line: the last one, the
+// command line's, wins.
+#[command(args_override_self = true)]
 pub struct Args {
     #[command(flatten)]
     data: DataDir,
@@ -38,6 +46,10 @@ pub struct Args {
     /// process's descriptor limit (ulimit -n) when that is smaller.
     #[arg(long, default_value_t = ServerConfig::default().connections_max, value_name = "N")]
     connections_max: usize,
+    /// How fast an online scavenge (`POST /admin/scavenge`) reads the old segments, in
+    /// MB/s (0: as fast as the disk goes); the rest of the disk's time is the appends'.
+    #[arg(long, default_value_t = SCAVENGE_MB_PER_SECOND_DEFAULT, value_name = "MB")]
+    scavenge_mb_per_s: u64,
     /// Users, tokens and default ACL (TOML; see docs/http-api.md). Without it the
     /// server runs in the insecure development mode.
     #[arg(
@@ -69,8 +81,25 @@ pub struct Args {
     /// administrator). On 127.0.0.1 / ::1 that is the default without --auth.
     #[arg(long)]
     insecure: bool,
+    /// Let scripts of web pages from ORIGIN (scheme://host[:port]) call the API from a
+    /// browser (CORS); repeat it for several, or give * for any. Tokens still decide
+    /// who may do what.
+    #[arg(long = "cors-origin", value_name = "ORIGIN")]
+    cors_origins: Vec<String>,
+    /// Read the settings from a TOML file: one key per flag of this command, named as
+    /// the flag (`listen = "0.0.0.0:2113"`, `auth = "auth.toml"`, `cors-origin =
+    /// ["https://a.example"]`, `insecure = true`); relative paths are taken from the
+    /// directory the server starts in. Flags on the command line win, then
+    /// environment variables, then the file, then defaults.
+    #[arg(long, env = "EVENTFOLD_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
     #[command(flatten)]
     jq: super::schema::JqLimitArgs,
+    /// The file holding the master key of personal data (64 hexadecimal digits).
+    /// Without it: EVENTFOLD_MASTER_KEY (the key itself), else DIR/keys/master.key
+    /// (created, and said so in the log, when the first personal value is written).
+    #[arg(long, env = "EVENTFOLD_MASTER_KEY_FILE", value_name = "FILE")]
+    master_key_file: Option<PathBuf>,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -83,7 +112,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         (Some(cert), Some(key)) => Some(TlsConfig::from_pem_files(cert, key)?),
         _ => None,
     };
-    let config = ServerConfig {
+    let mut config = ServerConfig {
         auth,
         body_bytes_max: args.body_bytes_max,
         read_bytes_max: args.read_bytes_max,
@@ -92,28 +121,42 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         connections_max: connections_max(args.connections_max),
         jq_limits: args.jq.limits(),
         insecure: args.insecure,
+        cors_origins: args.cors_origins.clone(),
         ..ServerConfig::default()
     };
     config.validate()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let address = listener.local_addr()?;
+    // The server refuses this too; checked here before the store is opened.
+    config.check_address(address)?;
     let (store, holds): (Arc<dyn eventfold_core::EventStore>, String) = match &args.postgres {
-        None => (
+        None => {
             // The server checks every sealed segment in the background after opening,
             // so damage in old data is reported (log, metrics) at once.
-            Arc::new(
-                LogStore::open(
-                    &args.data.data,
-                    LogOptions {
-                        scrub_sealed_segments: true,
-                        ..LogOptions::default()
-                    },
-                )
-                .with_context(|| {
-                    format!("cannot open the store in {}", args.data.data.display())
-                })?,
-            ),
-            format!("data in {}", args.data.data.display()),
-        ),
+            let store = LogStore::open(
+                &args.data.data,
+                LogOptions {
+                    scrub_sealed_segments: true,
+                    scavenge_bytes_per_second_max: args.scavenge_mb_per_s * 1_000_000,
+                    ..LogOptions::default()
+                },
+            )
+            .with_context(|| format!("cannot open the store in {}", args.data.data.display()))?;
+            // A command refused the store (it is locked) names this URL to its user.
+            store.announce(&format!("serving {scheme}://{address}"));
+            let store = Arc::new(store);
+            // The same store is the scavenger of `POST /admin/scavenge`.
+            config.scavenger = Some(store.clone());
+            // Personal values are sealed with keys kept in DIR/keys, beside the log.
+            let privacy =
+                super::privacy_layer(&args.data.data, args.master_key_file.as_deref(), true)?;
+            config.subject_keys = Some(privacy.keys().clone());
+            let store = Arc::new(eventfold_core::LayerExt::layer(store, privacy));
+            (store, format!("data in {}", args.data.data.display()))
+        }
         Some(url) => {
             // The events live in PostgreSQL; DIR keeps only this node's local state.
             std::fs::create_dir_all(&args.data.data)
@@ -125,24 +168,29 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             let store = eventfold_postgres::PostgresStore::connect(url, options)
                 .await
                 .context("cannot open the PostgreSQL store")?;
+            let store = Arc::new(store);
+            config.scavenger = Some(store.clone());
+            // Personal values are sealed with keys in the schema's `subject_keys`, under
+            // a master key every node is given (by default one made in DIR/keys).
+            let source = eventfold_privacy::MasterKeySource::resolve(
+                args.master_key_file.as_deref(),
+                &args.data.data,
+            );
+            let master = source
+                .load(true)?
+                .with_context(|| format!("no master key in {source}"))?;
+            let keys = Arc::new(eventfold_postgres::PostgresKeyStore::open(&store, master).await?);
+            config.subject_keys = Some(keys.clone());
+            let privacy = eventfold_privacy::PrivacyLayer::new(keys);
+            let store = Arc::new(eventfold_core::LayerExt::layer(store, privacy));
             (
-                Arc::new(store),
+                store,
                 format!("events in PostgreSQL schema {}", args.postgres_schema),
             )
         }
     };
-    let listener = tokio::net::TcpListener::bind(&args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let address = listener.local_addr()?;
-    // The server refuses this too; checked here before the address is announced.
-    config.check_address(address)?;
-    if config.auth.is_none() {
-        eprintln!(
-            "WARNING: INSECURE DEVELOPMENT MODE: no --auth file, so every client of \
-             {scheme}://{address} acts as an administrator. Do not use this in production."
-        );
-    }
+    // Without --auth the server itself warns (once, in its log on stderr) that every
+    // client is an administrator.
     // Handlers are installed before the address is announced: a SIGTERM sent as soon
     // as a client sees the server stops it gracefully, never by the default action.
     let shutdown = shutdown_signal()?;
@@ -154,6 +202,100 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     drop(store);
     println!("eventfold stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The command line with the settings of `serve --config FILE` (or `EVENTFOLD_CONFIG`)
+/// put in as flags before the ones typed, so that these win and clap checks the
+/// file's values as it checks flags. A key whose flag has an environment variable
+/// that is set is left out: the environment wins over the file. Other command lines
+/// come back unchanged.
+pub fn with_config_file(
+    argv: Vec<std::ffi::OsString>,
+    serve: &clap::Command,
+) -> anyhow::Result<Vec<std::ffi::OsString>> {
+    if argv.get(1).and_then(|a| a.to_str()) != Some("serve") {
+        return Ok(argv);
+    }
+    let typed: Vec<&str> = argv[2..].iter().filter_map(|a| a.to_str()).collect();
+    let given = typed
+        .iter()
+        .position(|a| *a == "--config")
+        .and_then(|i| typed.get(i + 1).map(|f| f.to_string()))
+        .or_else(|| {
+            typed
+                .iter()
+                .find_map(|a| a.strip_prefix("--config=").map(str::to_string))
+        })
+        .or_else(|| std::env::var("EVENTFOLD_CONFIG").ok());
+    let Some(file) = given else {
+        return Ok(argv);
+    };
+    let text =
+        std::fs::read_to_string(&file).with_context(|| format!("cannot read --config {file}"))?;
+    let table: toml::Table =
+        toml::from_str(&text).with_context(|| format!("--config {file} is not TOML"))?;
+    let mut flags: Vec<std::ffi::OsString> = Vec::new();
+    for (key, value) in &table {
+        let name = key.replace('_', "-");
+        let arg = serve
+            .get_arguments()
+            .find(|a| a.get_long() == Some(name.as_str()) && name != "config")
+            .with_context(|| {
+                let known: Vec<&str> = serve
+                    .get_arguments()
+                    .filter_map(clap::Arg::get_long)
+                    .filter(|l| !matches!(*l, "config" | "help"))
+                    .collect();
+                format!(
+                    "--config {file}: '{key}' is no setting of `serve`; the settings are \
+                     the flags: {}",
+                    known.join(", ")
+                )
+            })?;
+        if arg
+            .get_env()
+            .is_some_and(|variable| std::env::var_os(variable).is_some())
+        {
+            continue;
+        }
+        let flag = format!("--{name}");
+        let takes_value = arg.get_num_args().is_none_or(|n| n.takes_values());
+        let scalar = |value: &toml::Value| -> anyhow::Result<String> {
+            Ok(match value {
+                toml::Value::String(text) => text.clone(),
+                toml::Value::Integer(n) => n.to_string(),
+                toml::Value::Float(x) => x.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                other => anyhow::bail!(
+                    "--config {file}: '{key}' must be a string, a number or a boolean, not \
+                     {}",
+                    other.type_str()
+                ),
+            })
+        };
+        match value {
+            toml::Value::Boolean(on) if !takes_value => {
+                if *on {
+                    flags.push(flag.into());
+                }
+            }
+            toml::Value::Array(values) => {
+                for value in values {
+                    flags.push(flag.clone().into());
+                    flags.push(scalar(value)?.into());
+                }
+            }
+            value if takes_value => {
+                flags.push(flag.into());
+                flags.push(scalar(value)?.into());
+            }
+            _ => anyhow::bail!("--config {file}: '{key}' is a switch: write {key} = true"),
+        }
+    }
+    let mut expanded = argv[..2].to_vec();
+    expanded.extend(flags);
+    expanded.extend(argv[2..].iter().cloned());
+    Ok(expanded)
 }
 
 /// Descriptors kept for what is not a client connection: the store's files, the

@@ -8,6 +8,7 @@ use eventfold_core::ExpectedVersion;
 use eventfold_metadata::{DeleteMode, StreamAdmin, StreamMetadata};
 
 use crate::StoreArgs;
+use crate::output::{Format, FormatArg, print_object, print_rows};
 
 /// `eventfold streams [--prefix P]`: one `{"stream", "last_revision"}` per line.
 #[derive(Debug, clap::Args)]
@@ -20,6 +21,8 @@ pub struct ListArgs {
     /// At most this many streams.
     #[arg(long)]
     limit: Option<usize>,
+    #[command(flatten)]
+    format: FormatArg,
 }
 
 /// `eventfold metadata STREAM [--set JSON]`.
@@ -37,6 +40,8 @@ pub struct MetadataArgs {
     /// With --set: the expected revision of the metadata (any, no_stream or a number).
     #[arg(long, default_value = "any", requires = "set")]
     expected: String,
+    #[command(flatten)]
+    format: FormatArg,
 }
 
 /// `eventfold delete STREAM [--hard] [--expected E]`.
@@ -63,7 +68,7 @@ pub async fn metadata(args: MetadataArgs) -> anyhow::Result<ExitCode> {
     let Some(json) = &args.set else {
         let store = super::open_target_for_reading(&args.target)?;
         let record = store.stream_metadata(&args.stream).await?;
-        println!("{}", serde_json::to_string_pretty(&record)?);
+        print_object(args.format.resolve(), &record)?;
         return Ok(ExitCode::SUCCESS);
     };
     let metadata: StreamMetadata = serde_json::from_str(json).context(
@@ -95,20 +100,27 @@ pub async fn delete(args: DeleteArgs) -> anyhow::Result<ExitCode> {
 /// Lists streams in name order.
 pub async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
     let store = super::open_target_for_reading(&args.target)?;
+    let format = args.format.resolve();
     let mut left = args.limit.unwrap_or(usize::MAX);
     let mut after: Option<String> = None;
+    // JSON lines go out page by page; a table waits for every row to align them.
+    let mut table = Vec::new();
     while left > 0 {
         let page = store
             .list_streams(&args.prefix, after.as_deref(), left.min(PAGE_STREAMS))
             .await?;
-        for stream in &page {
-            println!("{}", serde_json::to_string(stream)?);
+        match format {
+            Format::Json => print_rows(format, &page, &[])?,
+            Format::Table => table.extend(page.iter().cloned()),
         }
         left -= page.len();
         match page.last() {
             Some(last) if page.len() == PAGE_STREAMS => after = Some(last.stream.clone()),
             _ => break,
         }
+    }
+    if format == Format::Table {
+        print_rows(format, &table, &["stream", "last_revision"])?;
     }
     Ok(ExitCode::SUCCESS)
 }

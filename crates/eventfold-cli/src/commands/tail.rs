@@ -22,10 +22,13 @@ pub struct Args {
     /// Stop after this many events.
     #[arg(long)]
     count: Option<u64>,
+    #[command(flatten)]
+    versions: super::versions::VersionsArg,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let store = super::open_target_for_reading(&args.target)?;
+    let converter = super::versions::Converter::open(&store, &args.versions).await?;
     let stdout = std::io::stdout();
     let mut subscription = if args.stream == "$all" {
         let after = match args.from {
@@ -44,11 +47,17 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut printed = 0;
     while args.count.is_none_or(|count| printed < count) {
         let event = subscription.next().await?;
-        let mut out = stdout.lock();
-        writeln!(out, "{}", eventfold_wire::event_json_line(&event))?;
-        // Each event is shown as it arrives, also when piped.
-        out.flush()?;
-        printed += 1;
+        // A converter may drop the event or split it: each part counts.
+        for event in converter.convert(vec![event]).await? {
+            if args.count.is_some_and(|count| printed >= count) {
+                break;
+            }
+            let mut out = stdout.lock();
+            writeln!(out, "{}", eventfold_wire::event_json_line(&event))?;
+            // Each event is shown as it arrives, also when piped.
+            out.flush()?;
+            printed += 1;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -385,3 +385,63 @@ pub async fn duplicate_id_within_one_append_is_invalid<S: EventStore + ?Sized>(s
             .await,
     );
 }
+
+/// An id names one event: re-sending a known id with other content (data, type,
+/// version or metadata) is an idempotency conflict naming the id, with any expected
+/// version, and writes nothing; the same content with its JSON keys in another order
+/// is still the same event.
+pub async fn resend_with_other_content_is_an_idempotency_conflict<S: EventStore + ?Sized>(
+    store: &S,
+) {
+    assert_fresh(store).await;
+    let id = new_ids(1)[0];
+    let original = EventData::from_json_bytes("Happened", br#"{"n":1,"m":2}"#.to_vec())
+        .expect("valid event")
+        .with_id(id);
+    let first = ok(
+        "first append",
+        store
+            .append("order-1", ExpectedVersion::NoStream, vec![original.clone()])
+            .await,
+    );
+    let streams = ["order-1"];
+    let before = snapshot(store, &streams).await;
+    let reordered = EventData::from_json_bytes("Happened", br#"{ "m": 2, "n": 1 }"#.to_vec())
+        .expect("valid event")
+        .with_id(id);
+    for expected in [ExpectedVersion::NoStream, ExpectedVersion::Any] {
+        let again = ok(
+            "re-send the same content, keys reordered",
+            store
+                .append("order-1", expected, vec![reordered.clone()])
+                .await,
+        );
+        assert_eq!(again, first, "a re-send returns the original result");
+    }
+    let mut other_data = original.clone();
+    other_data.data = bytes::Bytes::from_static(br#"{"n":1,"m":3}"#);
+    let mut other_type = original.clone();
+    other_type.event_type = "Changed".into();
+    let other_version = original.clone().with_version(2);
+    for (what, changed) in [
+        ("data", other_data),
+        ("type", other_type),
+        ("version", other_version),
+    ] {
+        for expected in [ExpectedVersion::NoStream, ExpectedVersion::Any] {
+            let result = store
+                .append("order-1", expected, vec![changed.clone()])
+                .await;
+            let context = format!("re-send of id {id} with other {what} ({expected:?})");
+            match &result {
+                Err(e) => assert!(
+                    e.to_string().contains(&id.to_string()),
+                    "{context}: the error names the id: {e}"
+                ),
+                Ok(_) => panic!("{context}: expected a conflict, got {result:?}"),
+            }
+            expect_code(&context, result, "idempotency_conflict");
+        }
+    }
+    assert_unchanged(store, &before, &streams, "re-sends with other content").await;
+}

@@ -5,6 +5,7 @@
 mod append;
 mod concurrency;
 mod expected_version;
+mod gaps;
 mod idempotency;
 mod index_streams;
 mod multi_stream;
@@ -16,6 +17,7 @@ mod subscription;
 pub use append::*;
 pub use concurrency::*;
 pub use expected_version::*;
+pub use gaps::*;
 pub use idempotency::*;
 pub use index_streams::*;
 pub use multi_stream::*;

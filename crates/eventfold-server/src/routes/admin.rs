@@ -11,7 +11,7 @@ use bytes::Bytes;
 use eventfold_metadata::{DeleteMode, StreamAdmin, StreamMetadata};
 use serde::Deserialize;
 
-use eventfold_wire::{StreamHead, StreamsPage};
+use eventfold_wire::{ErrorCode, ScavengeAnswer, StreamHead, StreamsPage, SubjectForgotten};
 
 use super::request::{Shared, expected_version, invalid_json, json_kind, limit};
 use crate::auth::{Access, Principal};
@@ -73,7 +73,7 @@ pub(super) async fn read_metadata(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let Path(stream) = path?;
-    eventfold_core::validate_stream_name(&stream)?;
+    eventfold_metadata::validate_metadata_target(&stream)?;
     state.authorize(&who, Access::Metadata(&stream)).await?;
     Ok(Json(state.store.stream_metadata(&stream).await?))
 }
@@ -88,7 +88,7 @@ pub(super) async fn write_metadata(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let Path(stream) = path?;
-    eventfold_core::validate_stream_name(&stream)?;
+    eventfold_metadata::validate_metadata_target(&stream)?;
     state.authorize(&who, Access::Metadata(&stream)).await?;
     let expected = expected_version(&headers)?;
     let body = body?;
@@ -147,4 +147,71 @@ pub(super) async fn delete_stream(
     let deleted = state.store.delete_stream(&stream, expected, mode).await?;
     tracing::info!(%stream, ?mode, user = %who.name, "stream deleted");
     Ok(Json(deleted))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ScavengeQuery {
+    /// Count what would go, change nothing.
+    dry_run: Option<bool>,
+}
+
+/// `POST /admin/scavenge[?dry_run=true]`: an online scavenge. The events that stream
+/// metadata hides (as it is now) leave the storage while appends, reads and
+/// subscriptions go on; the answer says what was (or would be) removed. One runs at a
+/// time; another request waits for it. Administrators only.
+pub(super) async fn scavenge(
+    State(state): Shared,
+    who: Principal,
+    query: Result<Query<ScavengeQuery>, QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    state.authorize(&who, Access::Admin).await?;
+    let Query(query) = query?;
+    let Some(scavenger) = state.config.scavenger.clone() else {
+        return Err(ApiError::new(
+            ErrorCode::NotSupported,
+            "this server was given no scavenger for its store (`eventfold serve` gives \
+             its embedded or PostgreSQL store one; a program embedding the server sets \
+             ServerConfig::scavenger)",
+        ));
+    };
+    let dry_run = query.dry_run.unwrap_or(false);
+    let summary =
+        eventfold_metadata::scavenge(state.store.as_ref(), scavenger.as_ref(), dry_run).await?;
+    tracing::info!(
+        user = %who.name,
+        dry_run,
+        events_removed = summary.events_removed,
+        bytes_reclaimed = summary.bytes_reclaimed(),
+        files_rewritten = summary.files_rewritten,
+        "scavenge"
+    );
+    Ok(Json(ScavengeAnswer::from(summary)))
+}
+
+/// `DELETE /subjects/{subject}`: forgets a subject of personal data. Its key is
+/// destroyed, so its values read as `{"$redacted": true}` from now on, and a
+/// `$subject-forgotten` event tells consumers in `$subjects`. Administrators only.
+pub(super) async fn forget_subject(
+    State(state): Shared,
+    who: Principal,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    state.authorize(&who, Access::Admin).await?;
+    let Path(subject) = path?;
+    let Some(keys) = state.config.subject_keys.clone() else {
+        return Err(ApiError::new(
+            ErrorCode::NotSupported,
+            "this server was given no key store for personal data (`eventfold serve` \
+             gives its store one; a program embedding the server sets \
+             ServerConfig::subject_keys)",
+        ));
+    };
+    let written = eventfold_privacy::forget(state.store.as_ref(), keys.as_ref(), &subject).await?;
+    // A subject id is not personal data itself (see docs/privacy.md), so it is logged.
+    tracing::info!(user = %who.name, %subject, "subject forgotten");
+    Ok(Json(SubjectForgotten {
+        subject,
+        position: written.position.0,
+    }))
 }

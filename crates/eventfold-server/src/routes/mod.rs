@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use eventfold_wire::ErrorCode;
 
 pub use ops::OPENAPI;
@@ -66,6 +66,8 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
             "/subscriptions/{group}/parked/replay",
             post(groups::replay_parked),
         )
+        .route("/admin/scavenge", post(admin::scavenge))
+        .route("/subjects/{subject}", delete(admin::forget_subject))
         .route("/openapi.json", get(ops::openapi))
         .route("/health", get(ops::health))
         .route("/metrics", get(ops::metrics))
@@ -73,7 +75,40 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_bytes_max))
         .layer(axum::middleware::from_fn(log_request))
+        .layer(tower::util::option_layer(cors(&state.config.cors_origins)))
         .with_state(state)
+}
+
+/// The CORS answers for browser clients of the configured origins: outermost, so a
+/// preflight `OPTIONS` is answered before authentication. No origins: no CORS
+/// headers at all (`option_layer` of `None` lets requests through untouched).
+fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use axum::http::{HeaderName, HeaderValue, Method, header};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return None;
+    }
+    let allow_origin = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        // Checked by `ServerConfig::validate`: every origin is a header value.
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow_origin)
+            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                header::ACCEPT,
+                header::IF_NONE_MATCH,
+                HeaderName::from_static("expected-version"),
+                HeaderName::from_static("last-event-id"),
+            ])
+            .expose_headers([header::LOCATION, header::ETAG])
+            .max_age(std::time::Duration::from_secs(600)),
+    )
 }
 
 /// Any path no route matches.

@@ -73,8 +73,12 @@ async fn store_writes(
         ));
     }
     let registry = state.schemas.registry();
-    for event in writes.iter().flat_map(|w| &w.events) {
+    let mut writes = writes;
+    for event in writes.iter_mut().flat_map(|w| &mut w.events) {
         registry.validate(&event.event_type, event.version, &event.data)?;
+        // Personal values a schema declares are marked here, for the store's privacy
+        // layer to seal.
+        registry.mark_personal(event)?;
     }
     let started = Instant::now();
     let metrics = &state.metrics;

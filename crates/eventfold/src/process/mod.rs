@@ -39,6 +39,7 @@ mod records;
 mod replay;
 mod runner;
 mod timeouts;
+mod trim;
 mod versions;
 
 pub(crate) use manager::deadline;

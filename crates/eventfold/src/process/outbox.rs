@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::records::{Record, decode_record};
 use super::runner::ProcessRunner;
+use super::trim::{Trim, trim};
 use crate::error::Result;
 use crate::event::DomainEvent;
 use crate::repository::read_from;
@@ -71,8 +72,10 @@ impl Publisher for StreamPublisher {
 pub(super) struct Outbox {
     /// The next revision of the outbox stream to read.
     next: Revision,
-    /// Pending: (step cause, correlation id), oldest first.
-    pending: Vec<(Uuid, Uuid)>,
+    /// Pending: (step cause, correlation id, revision that queued it), oldest first.
+    pending: Vec<(Uuid, Uuid, Revision)>,
+    /// How much of the stream is no longer needed (see [`Trim`]).
+    trim: Trim,
 }
 
 impl Outbox {
@@ -81,6 +84,7 @@ impl Outbox {
         Outbox {
             next: Revision::FIRST,
             pending: Vec::new(),
+            trim: Trim::default(),
         }
     }
 }
@@ -94,7 +98,7 @@ impl ProcessRunner {
         let outbox_stream = streams::outbox(&self.name);
         let next = self.lock_outbox().next;
         let queued = read_from(self.store.as_ref(), &outbox_stream, next, u64::MAX).await?;
-        let pending: Vec<(Uuid, Uuid)> = {
+        let pending: Vec<(Uuid, Uuid, Revision)> = {
             let mut outbox = self.lock_outbox();
             for event in queued {
                 // Decoded before the cursor moves past it, as for timeouts.
@@ -104,9 +108,9 @@ impl ProcessRunner {
                     Some(Record::OutputsQueued {
                         correlation_id,
                         cause,
-                    }) => outbox.pending.push((cause, correlation_id)),
+                    }) => outbox.pending.push((cause, correlation_id, event.revision)),
                     Some(Record::OutputsPublished { cause, .. }) => {
-                        outbox.pending.retain(|(c, _)| *c != cause);
+                        outbox.pending.retain(|(c, _, _)| *c != cause);
                     }
                     _ => {}
                 }
@@ -114,7 +118,7 @@ impl ProcessRunner {
             outbox.pending.clone()
         };
         let mut published = 0;
-        for (cause, correlation_id) in pending {
+        for (cause, correlation_id, _) in pending {
             let stream = streams::process(&self.name, correlation_id);
             let outputs = self.replay(&stream).await?.and_then(|mut replayed| {
                 let at = replayed.pending.iter().position(|(c, _)| *c == cause)?;
@@ -127,7 +131,20 @@ impl ProcessRunner {
                     .await?;
                 published += 1;
             }
-            self.lock_outbox().pending.retain(|(c, _)| *c != cause);
+            self.lock_outbox().pending.retain(|(c, _, _)| *c != cause);
+        }
+        let due_trim = {
+            let mut outbox = self.lock_outbox();
+            let needed = outbox
+                .pending
+                .iter()
+                .map(|(_, _, revision)| *revision)
+                .min()
+                .unwrap_or(outbox.next);
+            outbox.trim.due(needed)
+        };
+        if let Some(needed) = due_trim {
+            trim(self.store.as_ref(), &outbox_stream, needed).await;
         }
         Ok(published)
     }

@@ -10,6 +10,7 @@ use uuid::Uuid;
 use super::manager::Context;
 use super::records::{Record, decode_record};
 use super::runner::{ATTEMPTS_MAX, ProcessRunner};
+use super::trim::{Trim, trim};
 use crate::error::{Error, Result};
 use crate::repository::read_from;
 use crate::streams;
@@ -18,8 +19,10 @@ use crate::streams;
 pub(super) struct Timeouts {
     /// The next revision of the timeouts stream to read.
     next: Revision,
-    /// Pending: timeout id → (deadline, correlation id).
-    pending: BTreeMap<Uuid, (DateTime<Utc>, Uuid)>,
+    /// Pending: timeout id → (deadline, correlation id, revision that scheduled it).
+    pending: BTreeMap<Uuid, (DateTime<Utc>, Uuid, Revision)>,
+    /// How much of the stream is no longer needed (see [`Trim`]).
+    trim: Trim,
 }
 
 impl Timeouts {
@@ -28,7 +31,18 @@ impl Timeouts {
         Timeouts {
             next: Revision::FIRST,
             pending: BTreeMap::new(),
+            trim: Trim::default(),
         }
+    }
+
+    /// The first revision a restarted runner still needs: the oldest pending timeout's,
+    /// or what comes next when none is pending.
+    fn needed_from(&self) -> Revision {
+        self.pending
+            .values()
+            .map(|(_, _, revision)| *revision)
+            .min()
+            .unwrap_or(self.next)
     }
 }
 
@@ -56,14 +70,14 @@ impl ProcessRunner {
                 {
                     timeouts
                         .pending
-                        .insert(timeout_id, (deadline, correlation_id));
+                        .insert(timeout_id, (deadline, correlation_id, event.revision));
                 }
             }
             timeouts
                 .pending
                 .iter()
-                .filter(|(_, (deadline, _))| *deadline <= now)
-                .map(|(id, (deadline, correlation))| (*id, *deadline, *correlation))
+                .filter(|(_, (deadline, _, _))| *deadline <= now)
+                .map(|(id, (deadline, correlation, _))| (*id, *deadline, *correlation))
                 .collect()
         };
         let mut fired = 0;
@@ -72,6 +86,14 @@ impl ProcessRunner {
                 fired += 1;
             }
             self.lock_timeouts().pending.remove(&timeout_id);
+        }
+        let due_trim = {
+            let mut timeouts = self.lock_timeouts();
+            let needed = timeouts.needed_from();
+            timeouts.trim.due(needed)
+        };
+        if let Some(needed) = due_trim {
+            trim(self.store.as_ref(), &timeouts_stream, needed).await;
         }
         Ok(fired)
     }

@@ -270,15 +270,23 @@ pub(crate) fn apply_batch<M: ReadModel>(
         } else {
             Mode::Live
         };
+        let forgotten =
+            super::forgotten_subject(event).map_err(|source| ProjectionError::Handler {
+                projection: code.name.clone(),
+                position: event.position,
+                source,
+            })?;
         for projection in &code.projections {
-            let mut ctx = Context::new(mode, tables, event, &mut requests);
-            projection
-                .apply(tx, event, &mut ctx)
-                .map_err(|source| ProjectionError::Handler {
-                    projection: projection.name().to_string(),
-                    position: event.position,
-                    source,
-                })?;
+            let mut ctx = Context::new(mode, tables, &code.name, event, &mut requests);
+            let handled = match &forgotten {
+                Some(subject) => projection.forget(tx, subject, &mut ctx),
+                None => projection.apply(tx, event, &mut ctx),
+            };
+            handled.map_err(|source| ProjectionError::Handler {
+                projection: projection.name().to_string(),
+                position: event.position,
+                source,
+            })?;
         }
     }
     let mut recorded = 0;

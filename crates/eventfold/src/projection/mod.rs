@@ -21,7 +21,7 @@
 //!   for a group's first generation, the head of the log then). Later events are
 //!   *live*. [`Context::effect`] does nothing in replay.
 //! - **Outbox.** A live effect is recorded in the outbox table of the read-model
-//!   database, in the batch's transaction, under the key `<event id>:<effect name>`;
+//!   database, in the batch's transaction, under the key `<group>:<event id>:<effect name>`;
 //!   a key already there is not recorded again (so the live generation and a rebuild
 //!   racing over the same events record it once). An [`OutboxDispatcher`] hands pending
 //!   effects to an [`EffectExecutor`] and then marks them done.
@@ -129,6 +129,47 @@ pub trait Projection<M: ReadModel>: Send + Sync + 'static {
         event: &RecordedEvent,
         ctx: &mut Context<'_>,
     ) -> Result<(), HandlerError>;
+
+    /// Drops what the read model keeps of a person who was forgotten: called, inside
+    /// the batch's transaction and in its place in the log, for each
+    /// `$subject-forgotten` event of the `$subjects` stream (which `eventfold forget`
+    /// appends once the subject's key is destroyed), in replay as in live mode. Those
+    /// events do not reach [`apply`](Projection::apply).
+    ///
+    /// A projection that copies personal values (see [`Personal`](crate::Personal))
+    /// into its tables deletes or blanks them here; events read after the forget show
+    /// the values redacted, so a rebuild does not bring them back. The default keeps
+    /// nothing to drop.
+    fn forget(
+        &self,
+        tx: &mut M::Tx<'_>,
+        subject: &str,
+        ctx: &mut Context<'_>,
+    ) -> Result<(), HandlerError> {
+        let _ = (tx, subject, ctx);
+        Ok(())
+    }
+}
+
+/// The subject a `$subject-forgotten` notification names, when `event` is one.
+pub(crate) fn forgotten_subject(event: &RecordedEvent) -> Result<Option<String>, HandlerError> {
+    if event.stream != eventfold_core::SUBJECTS_STREAM
+        || event.event_type != eventfold_core::SUBJECT_FORGOTTEN_EVENT_TYPE
+    {
+        return Ok(None);
+    }
+    #[derive(serde::Deserialize)]
+    struct Forgotten {
+        subject: String,
+    }
+    let forgotten: Forgotten = serde_json::from_slice(&event.data).map_err(|e| {
+        format!(
+            "the {} event at position {} has no subject: {e}",
+            eventfold_core::SUBJECT_FORGOTTEN_EVENT_TYPE,
+            event.position
+        )
+    })?;
+    Ok(Some(forgotten.subject))
 }
 
 /// The physical names of one generation's tables.
@@ -185,6 +226,7 @@ pub(crate) struct EffectRequest {
 pub struct Context<'a> {
     mode: Mode,
     tables: Tables,
+    group: &'a str,
     event_id: Uuid,
     position: Position,
     effects: &'a mut Vec<EffectRequest>,
@@ -194,12 +236,14 @@ impl<'a> Context<'a> {
     pub(crate) fn new(
         mode: Mode,
         tables: Tables,
+        group: &'a str,
         event: &RecordedEvent,
         effects: &'a mut Vec<EffectRequest>,
     ) -> Self {
         Context {
             mode,
             tables,
+            group,
             event_id: event.id,
             position: event.position,
             effects,
@@ -230,13 +274,14 @@ impl<'a> Context<'a> {
     /// Asks for side effect `name` (an email, a payment, a webhook) with `payload`.
     ///
     /// Live, it is recorded in the outbox under the idempotency key
-    /// `<event id>:<name>` in the batch's transaction, unless that key is already
-    /// there; in replay it is dropped. `name` must be unique per event: include the
-    /// recipient when one event causes several effects of a kind
-    /// (`email:seller-17`). Returns the key.
+    /// `<group>:<event id>:<name>` in the batch's transaction, unless that key is
+    /// already there; in replay it is dropped. `name` must be unique per event within
+    /// the group (groups sharing a database never share keys): include the recipient
+    /// when one event causes several effects of a kind (`email:seller-17`). Returns the
+    /// key.
     pub fn effect(&mut self, name: impl Into<String>, payload: serde_json::Value) -> String {
         let name = name.into();
-        let key = effect_key(self.event_id, &name);
+        let key = effect_key(self.group, self.event_id, &name);
         if self.mode == Mode::Live {
             self.effects.push(EffectRequest {
                 key: key.clone(),
@@ -249,9 +294,10 @@ impl<'a> Context<'a> {
     }
 }
 
-/// The idempotency key of effect `name` of event `event_id`.
-pub(crate) fn effect_key(event_id: Uuid, name: &str) -> String {
-    format!("{event_id}:{name}")
+/// The idempotency key of effect `name` of event `event_id` in projection group
+/// `group`.
+pub(crate) fn effect_key(group: &str, event_id: Uuid, name: &str) -> String {
+    format!("{group}:{event_id}:{name}")
 }
 
 /// What can go wrong while running projections and their outbox.

@@ -51,7 +51,7 @@ impl EffectState {
 /// A side effect recorded in the outbox.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Effect {
-    /// The idempotency key, `<event id>:<name>`: pass it on to the external system so
+    /// The idempotency key, `<group>:<event id>:<name>`: pass it on to the external system so
     /// it can drop a repeated request.
     pub key: String,
     /// The projection group that recorded it.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use eventfold_core::{AllFilter, EventStore, Position, ReadAll};
 use tokio::sync::watch;
-use tokio::task::AbortHandle;
+use tokio::task::JoinHandle;
 
 use super::generation::{self, BatchOutcome, GroupCode, TrackStart};
 use super::read_model::{ReadModel, ReadModelDb};
@@ -78,7 +78,8 @@ pub enum TrackState {
     Retrying,
     /// Gave up after [`RetryPolicy::attempts_max`] failures; restart the runner.
     Faulted,
-    /// Stopped: another runner swapped a newer generation in.
+    /// Stopped: another runner swapped a newer generation in, or
+    /// [`RunningProjections::stop`] stopped the runner.
     Stopped,
 }
 
@@ -291,6 +292,7 @@ impl<M: ReadModel> ProjectionRunner<M> {
             retry: self.retry,
             batch_events_max: self.batch_events_max,
             status,
+            stopping: watch::channel(false).0,
             tracks: Mutex::new(HashMap::new()),
         });
         for track in tracks {
@@ -303,8 +305,10 @@ impl<M: ReadModel> ProjectionRunner<M> {
     }
 }
 
-/// A group being run. Dropping it stops its tracks at once (what is committed stays
-/// committed; a restarted runner resumes after the stored checkpoints).
+/// A group being run. [`stop`](RunningProjections::stop) lets each track finish the
+/// batch it is applying and waits for it; dropping it stops the tracks at once (a
+/// batch under way is rolled back). Either way, what is committed stays committed and a
+/// restarted runner resumes after the stored checkpoints.
 pub struct RunningProjections<M: ReadModel> {
     shared: Arc<Shared<M>>,
     status: watch::Receiver<ProjectionStatus>,
@@ -390,6 +394,24 @@ impl<M: ReadModel> RunningProjections<M> {
     }
 }
 
+impl<M: ReadModel> RunningProjections<M> {
+    /// Stops the runner: each track finishes the batch it is applying (its transaction
+    /// commits), then ends; returns once every track has, with the last status (its
+    /// tracks `Stopped`, or `Faulted` when one had given up before).
+    pub async fn stop(self) -> ProjectionStatus {
+        self.shared.stopping.send_replace(true);
+        let tasks: Vec<JoinHandle<()>> = lock(&self.shared.tracks)
+            .drain()
+            .map(|(_, task)| task)
+            .collect();
+        for task in tasks {
+            // A track that panicked has ended too; its error is in the log.
+            let _ = task.await;
+        }
+        self.status()
+    }
+}
+
 impl<M: ReadModel> Drop for RunningProjections<M> {
     fn drop(&mut self) {
         for (_, task) in lock(&self.shared.tracks).drain() {
@@ -408,7 +430,9 @@ struct Shared<M: ReadModel> {
     retry: RetryPolicy,
     batch_events_max: u64,
     status: watch::Sender<ProjectionStatus>,
-    tracks: Mutex<HashMap<u64, AbortHandle>>,
+    /// Set by [`RunningProjections::stop`]: tracks end after their current batch.
+    stopping: watch::Sender<bool>,
+    tracks: Mutex<HashMap<u64, JoinHandle<()>>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -421,7 +445,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 fn spawn_track<M: ReadModel>(shared: &Arc<Shared<M>>, start: TrackStart) {
     let generation = start.generation;
     let task = tokio::spawn(run_track(shared.clone(), start));
-    lock(&shared.tracks).insert(generation, task.abort_handle());
+    lock(&shared.tracks).insert(generation, task);
 }
 
 /// What one step of a track did.
@@ -443,7 +467,16 @@ async fn run_track<M: ReadModel>(shared: Arc<Shared<M>>, start: TrackStart) {
     // Whether readers see this generation (a building one becomes live by a swap).
     let mut live = start.live;
     let mut failures = 0u32;
+    let mut stopping = shared.stopping.subscribe();
     loop {
+        if *stopping.borrow_and_update() {
+            update(&shared, generation, |track| {
+                if track.state != TrackState::Faulted {
+                    track.state = TrackState::Stopped;
+                }
+            });
+            return;
+        }
         let next = checkpoint.map_or(Position::START, Position::next);
         let step = match step(&shared, generation, checkpoint, next).await {
             Ok(step) => step,
@@ -469,7 +502,7 @@ async fn run_track<M: ReadModel>(shared: Arc<Shared<M>>, start: TrackStart) {
                     tracing::error!(group = %shared.code.name, generation, "projection faulted");
                     return;
                 }
-                tokio::time::sleep(shared.retry.delay(failures)).await;
+                pause(&mut stopping, shared.retry.delay(failures)).await;
                 continue;
             }
         };
@@ -486,7 +519,12 @@ async fn run_track<M: ReadModel>(shared: Arc<Shared<M>>, start: TrackStart) {
                         TrackState::CatchingUp
                     };
                 });
-                match tokio::time::timeout(IDLE_CHECK, shared.store.wait_for(next)).await {
+                let waited = tokio::select! {
+                    waited = tokio::time::timeout(IDLE_CHECK, shared.store.wait_for(next)) => waited,
+                    // Stopping: the loop's first check ends the track.
+                    _ = stopping.changed() => continue,
+                };
+                match waited {
                     Ok(Ok(())) => {}
                     Ok(Err(error)) => {
                         failures += 1;
@@ -495,7 +533,7 @@ async fn run_track<M: ReadModel>(shared: Arc<Shared<M>>, start: TrackStart) {
                             track.retries = failures;
                             track.state = TrackState::Retrying;
                         });
-                        tokio::time::sleep(shared.retry.delay(failures)).await;
+                        pause(&mut stopping, shared.retry.delay(failures)).await;
                     }
                     Err(_) => {
                         let group = shared.code.name.clone();
@@ -565,6 +603,15 @@ async fn run_track<M: ReadModel>(shared: Arc<Shared<M>>, start: TrackStart) {
                 }
             },
         }
+    }
+}
+
+/// Waits `delay`, or less when the runner is being stopped (the track's loop then
+/// ends it).
+async fn pause(stopping: &mut watch::Receiver<bool>, delay: Duration) {
+    tokio::select! {
+        () = tokio::time::sleep(delay) => {}
+        _ = stopping.changed() => {}
     }
 }
 

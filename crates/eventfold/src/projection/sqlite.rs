@@ -89,6 +89,12 @@ impl SqliteReadModel {
         connection
             .pragma_update(None, "synchronous", "FULL")
             .map_err(ProjectionError::database)?;
+        // What a projection deletes or overwrites (a forgotten person's email, a
+        // dropped generation) is overwritten with zeros in the file, not left in free
+        // space for a later reader of the file to find.
+        connection
+            .pragma_update(None, "secure_delete", "ON")
+            .map_err(ProjectionError::database)?;
         connection
             .execute_batch(BOOKKEEPING)
             .map_err(ProjectionError::database)?;

@@ -1,0 +1,204 @@
+//! `eventfold bench personal`: appends and reads of events with one personal field
+//! beside the same events without, in one run, on one store behind the privacy layer.
+//!
+//! Both kinds carry the same data (an email address and a payload, about 200 bytes);
+//! the personal kind marks the email as personal in its metadata, so it is sealed with
+//! its subject's key on append and opened on read. Appends are batches of 1,000 events
+//! by one writer (one fsync each: the case where sealing weighs most); the two kinds
+//! are timed in alternating rounds, since the disk's speed drifts within a run. Reads
+//! load every stream written, through the layer. Every subject's key exists before the
+//! rounds start; the appends that make them are timed on their own (the keys an append
+//! needs are written together, with one sync).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use eventfold_core::{EventData, EventStore, ExpectedVersion, LayerExt, ReadStream};
+use eventfold_log::{LogOptions, LogStore};
+use eventfold_privacy::{FileKeyStore, MasterKey, PrivacyLayer};
+use serde::Serialize;
+
+/// Our target (docs/performance.md): personal ≥ 0.8 × plain, for appends and reads.
+const TARGET_RATIO: f64 = 0.8;
+const BATCH_EVENTS: u64 = 1_000;
+
+/// Measure appends and reads of events with a personal field beside the same without.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Data directory to measure (the store is written in DIR/bench-personal).
+    #[arg(long, env = "EVENTFOLD_DATA", value_name = "DIR")]
+    data: PathBuf,
+    /// Events of each kind appended per round.
+    #[arg(long, default_value_t = 50_000)]
+    events: u64,
+    /// Rounds (each appends both kinds, alternating which goes first).
+    #[arg(long, default_value_t = 4)]
+    rounds: u64,
+    /// Subjects the personal events are spread over.
+    #[arg(long, default_value_t = 1_000)]
+    subjects: u64,
+    /// Print the figures as JSON instead of lines of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    data_dir: String,
+    events_per_kind: u64,
+    new_subjects: u64,
+    new_subjects_append_seconds: f64,
+    append_plain_events_per_second: f64,
+    append_personal_events_per_second: f64,
+    append_ratio: f64,
+    read_plain_events_per_second: f64,
+    read_personal_events_per_second: f64,
+    read_ratio: f64,
+    target_ratio: f64,
+    append_target_met: bool,
+    read_target_met: bool,
+}
+
+/// One event of `kind`: the same data, personal or not.
+fn event(n: u64, subjects: u64, personal: bool) -> EventData {
+    let subject = n % subjects;
+    let filler = "x".repeat(140);
+    let data = format!(r#"{{"email":"person-{subject:06}@example.com","payload":"{filler}"}}"#);
+    let metadata = if personal {
+        format!(r#"{{"$personal":{{"subject":"subject-{subject:06}","fields":["/email"]}}}}"#)
+    } else {
+        "{}".to_string()
+    };
+    EventData {
+        id: None,
+        event_type: "BenchmarkRecorded".into(),
+        version: 1,
+        data: Bytes::from(data),
+        metadata: Bytes::from(metadata),
+    }
+}
+
+pub fn run(args: Args, runtime: &tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
+    let dir = args.data.join("bench-personal");
+    let _ = std::fs::remove_dir_all(&dir);
+    let (master, _) = MasterKey::generate()?;
+    let log = LogStore::open(&dir, LogOptions::default())?;
+    let keys = FileKeyStore::open(&dir.join("keys"), master)?;
+    let store = Arc::new(log.layer(PrivacyLayer::new(Arc::new(keys))));
+    let subjects = args.subjects.max(1);
+
+    // Every subject's key made before the timing of the rounds; the appends that make
+    // them (1,000 new subjects each, their keys written with one sync) are timed apart.
+    let warm_up: Vec<EventData> = (0..subjects).map(|n| event(n, subjects, true)).collect();
+    let started = Instant::now();
+    for chunk in warm_up.chunks(BATCH_EVENTS as usize) {
+        runtime.block_on(store.append("warm-up", ExpectedVersion::Any, chunk.to_vec()))?;
+    }
+    let new_subjects_time = started.elapsed();
+
+    let batches = args.events.div_ceil(BATCH_EVENTS);
+    let mut append_time = [Duration::ZERO; 2];
+    let mut streams: [Vec<String>; 2] = [Vec::new(), Vec::new()];
+    for round in 0..args.rounds {
+        let order = if round % 2 == 0 {
+            [false, true]
+        } else {
+            [true, false]
+        };
+        for personal in order {
+            let kind = usize::from(personal);
+            let mut appended = Duration::ZERO;
+            for batch in 0..batches {
+                let stream = format!(
+                    "{}-{round}-{batch}",
+                    if personal { "personal" } else { "plain" }
+                );
+                let events: Vec<EventData> = (0..BATCH_EVENTS)
+                    .map(|i| event(batch * BATCH_EVENTS + i, subjects, personal))
+                    .collect();
+                let started = Instant::now();
+                runtime.block_on(store.append(&stream, ExpectedVersion::NoStream, events))?;
+                appended += started.elapsed();
+                streams[kind].push(stream);
+            }
+            append_time[kind] += appended;
+        }
+        if !args.json {
+            eprintln!("… round {} of {}", round + 1, args.rounds);
+        }
+    }
+
+    let mut read_time = [Duration::ZERO; 2];
+    for (kind, names) in streams.iter().enumerate() {
+        let started = Instant::now();
+        for stream in names {
+            let events = runtime.block_on(store.read_stream(stream, ReadStream::forward()))?;
+            anyhow::ensure!(
+                events.len() as u64 == BATCH_EVENTS,
+                "read {} events of {stream}",
+                events.len()
+            );
+        }
+        read_time[kind] += started.elapsed();
+    }
+    // The personal reads opened every value: check one.
+    let sample = runtime.block_on(store.read_stream(&streams[1][0], ReadStream::forward()))?;
+    let opened: serde_json::Value = sample[0].data_as()?;
+    anyhow::ensure!(
+        opened["email"]
+            .as_str()
+            .is_some_and(|e| e.ends_with("@example.com")),
+        "a personal value did not read back opened: {opened}"
+    );
+
+    let total = batches * BATCH_EVENTS * args.rounds;
+    let rate = |time: Duration| total as f64 / time.as_secs_f64();
+    let report = Report {
+        data_dir: args.data.display().to_string(),
+        events_per_kind: total,
+        new_subjects: subjects,
+        new_subjects_append_seconds: new_subjects_time.as_secs_f64(),
+        append_plain_events_per_second: rate(append_time[0]),
+        append_personal_events_per_second: rate(append_time[1]),
+        append_ratio: append_time[0].as_secs_f64() / append_time[1].as_secs_f64(),
+        read_plain_events_per_second: rate(read_time[0]),
+        read_personal_events_per_second: rate(read_time[1]),
+        read_ratio: read_time[0].as_secs_f64() / read_time[1].as_secs_f64(),
+        target_ratio: TARGET_RATIO,
+        append_target_met: append_time[0].as_secs_f64() / append_time[1].as_secs_f64()
+            >= TARGET_RATIO,
+        read_target_met: read_time[0].as_secs_f64() / read_time[1].as_secs_f64() >= TARGET_RATIO,
+    };
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        let met = |yes: bool| if yes { "met" } else { "NOT met" };
+        println!(
+            "appends naming {} new subjects (their keys made): {:.1} ms",
+            report.new_subjects,
+            report.new_subjects_append_seconds * 1000.0
+        );
+        println!(
+            "append, batches of 1,000: {:.0} events/s with one personal field, {:.0} without: \
+             {:.2} × (target ≥ {TARGET_RATIO} ×: {})",
+            report.append_personal_events_per_second,
+            report.append_plain_events_per_second,
+            report.append_ratio,
+            met(report.append_target_met)
+        );
+        println!(
+            "read, streams of 1,000: {:.0} events/s with one personal field, {:.0} without: \
+             {:.2} × (target ≥ {TARGET_RATIO} ×: {})",
+            report.read_personal_events_per_second,
+            report.read_plain_events_per_second,
+            report.read_ratio,
+            met(report.read_target_met)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
