@@ -24,9 +24,11 @@ impl Revision {
         self.0
     }
 
-    /// The revision after this one.
+    /// The revision after this one. The last possible revision is its own next: no
+    /// stream holds that many events, and a number a client sends (an expected version,
+    /// a start) must neither panic nor wrap around to the first revision.
     pub fn next(self) -> Revision {
-        Revision(self.0 + 1)
+        Revision(self.0.saturating_add(1))
     }
 }
 
@@ -50,9 +52,11 @@ impl Position {
         self.0
     }
 
-    /// The position after this one.
+    /// The position after this one. The last possible position is its own next: no
+    /// log holds that many events, and a number a client sends (a checkpoint, a
+    /// consumer group's `start_after`) must neither panic nor wrap around to the start.
     pub fn next(self) -> Position {
-        Position(self.0 + 1)
+        Position(self.0.saturating_add(1))
     }
 }
 
@@ -165,6 +169,9 @@ pub const SYSTEM_STREAM_PREFIXES: &[&str] = &[
     "$$",
     // The audit trail of `eventfold repair` (eventfold-cli).
     "$repairs",
+    // Notifications about subjects of personal data: `$subject-forgotten`
+    // (eventfold-privacy).
+    "$subjects",
 ];
 
 /// The type of the event a hard delete writes at the end of a stream (the metadata
@@ -172,6 +179,15 @@ pub const SYSTEM_STREAM_PREFIXES: &[&str] = &[
 /// refuses every append to a stream whose last event has this type, so backends know
 /// it; a client write cannot carry it (its type starts with `$`).
 pub const TOMBSTONE_EVENT_TYPE: &str = "$stream-deleted";
+
+/// The system stream of notifications about subjects of personal data.
+pub const SUBJECTS_STREAM: &str = "$subjects";
+
+/// The type of the event that `forget` (eventfold-privacy) appends to
+/// [`SUBJECTS_STREAM`] once a subject's key is destroyed: data `{"subject": "..."}`.
+/// Consumers that keep copies of personal values drop that subject's copies when they
+/// see it (the framework's projection runner calls `Projection::forget`).
+pub const SUBJECT_FORGOTTEN_EVENT_TYPE: &str = "$subject-forgotten";
 
 /// Checks a name a system write may use: a user stream name (see
 /// [`validate_stream_name`]) or a system stream of [`SYSTEM_STREAM_PREFIXES`].

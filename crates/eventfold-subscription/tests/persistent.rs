@@ -219,3 +219,27 @@ async fn the_group_resumes_after_its_stored_checkpoint_with_its_settings() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_group_starting_after_the_last_possible_position_opens_and_waits() {
+    // Found by Schemathesis: `start_after` of u64::MAX made opening the group add past
+    // the largest position (a panic in debug builds, a wrap to the start in release).
+    let store = Arc::new(InMemoryStore::new());
+    append(&store, 3).await;
+    let settings = GroupSettings {
+        start_after: Some(u64::MAX),
+        ..GroupSettings::default()
+    };
+    drop(
+        PersistentGroup::create(store.clone(), "far", settings.clone())
+            .await
+            .unwrap(),
+    );
+    let group = PersistentGroup::open(store.clone(), "far").await.unwrap();
+    assert_eq!(group.settings(), &settings);
+    let next = tokio::time::timeout(Duration::from_millis(200), group.next()).await;
+    assert!(
+        next.is_err(),
+        "nothing lies after the last position: {next:?}"
+    );
+}
