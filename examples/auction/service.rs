@@ -132,6 +132,7 @@ impl AuctionService {
             wait_read_model(&running, head).await?;
         }
         let dispatcher = OutboxDispatcher::new(
+            store.clone(),
             db.clone(),
             Arc::new(Mailer {
                 server: world.mail.clone(),

@@ -60,6 +60,30 @@ pub fn outbox(name: &str) -> String {
     format!("{PREFIX}outbox-{name}")
 }
 
+/// Where projection group `group` keeps its effect ledger: the effects it finished,
+/// which outlive its read-model database.
+///
+/// ```
+/// assert_eq!(eventfold::streams::effects("orders"), "_effects-orders");
+/// ```
+pub fn effects(group: &str) -> String {
+    format!("{EFFECTS_PREFIX}{group}")
+}
+
+/// Whether `stream` is a projection group's effect ledger. Projections never see its
+/// events: they are bookkeeping, and a projection that reacted to them with effects
+/// would feed itself for ever.
+///
+/// ```
+/// assert!(eventfold::streams::is_effect_ledger("_effects-orders"));
+/// assert!(!eventfold::streams::is_effect_ledger("effects-orders"));
+/// ```
+pub fn is_effect_ledger(stream: &str) -> bool {
+    stream.starts_with(EFFECTS_PREFIX)
+}
+
+const EFFECTS_PREFIX: &str = "_effects-";
+
 /// Whether `stream` is one of the framework's.
 ///
 /// ```

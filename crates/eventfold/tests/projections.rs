@@ -19,7 +19,7 @@ fn runner(
     faults: &Arc<Faults>,
 ) -> ProjectionRunner<SqliteReadModel> {
     ProjectionRunner::new(store.clone(), db.clone(), GROUP)
-        .with_projection(Questions::new(faults.clone()))
+        .with_projection(Questions::without_emails(faults.clone()))
         .with_projection(UnreadCount { version: 1 })
         .with_batch_events(7)
         .with_retry(quick_retry(50))

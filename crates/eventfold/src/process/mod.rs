@@ -46,4 +46,5 @@ pub(crate) use manager::deadline;
 pub use manager::{Context, Next, ProcessManager};
 pub use outbox::{Publisher, StreamPublisher};
 pub use runner::ProcessRunner;
+pub(crate) use trim::{Trim, trim};
 pub use versions::ProcessVersions;

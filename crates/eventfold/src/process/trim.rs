@@ -1,7 +1,8 @@
 //! Keeping the timeouts and outbox streams from growing for ever: a runner reads each
 //! from its start when it starts, but needs only what follows the oldest entry still
 //! pending. Now and then it sets the stream's `truncate_before` there, so reads skip
-//! what is done and a scavenge reclaims it.
+//! what is done and a scavenge reclaims it. The projections' effect ledger
+//! (`projection/ledger.rs`) is trimmed the same way, up to its newest mark.
 
 use eventfold_core::{EventStore, ExpectedVersion, Revision};
 use eventfold_metadata::StreamAdmin;
@@ -12,14 +13,14 @@ pub(crate) const TRIM_EVERY: u64 = 256;
 
 /// Where a stream was last trimmed.
 #[derive(Debug, Default)]
-pub(super) struct Trim {
+pub(crate) struct Trim {
     trimmed: u64,
 }
 
 impl Trim {
     /// The revision to trim at, when the first one still `needed` has moved far
     /// enough past the last trim (which it then becomes).
-    pub(super) fn due(&mut self, needed: Revision) -> Option<Revision> {
+    pub(crate) fn due(&mut self, needed: Revision) -> Option<Revision> {
         if needed.get() < self.trimmed + TRIM_EVERY {
             return None;
         }
@@ -30,7 +31,7 @@ impl Trim {
 
 /// Hides the revisions of `stream` before `needed` (its other metadata kept). A
 /// failure is logged, not returned: the stream is only read from further back.
-pub(super) async fn trim(store: &dyn EventStore, stream: &str, needed: Revision) {
+pub(crate) async fn trim(store: &dyn EventStore, stream: &str, needed: Revision) {
     let result = async {
         let current = store.stream_metadata(stream).await?;
         if current.metadata.truncate_before >= Some(needed) {

@@ -11,6 +11,7 @@ use super::outbox::{Effect, EffectState};
 use super::read_model::ReadModel;
 use super::read_model::rows::{GenerationRow, GenerationState};
 use super::{Context, EffectRequest, Mode, Projection, ProjectionError, Tables};
+use crate::streams;
 
 /// The projections of one group, as this process's code has them.
 pub(crate) struct GroupCode<M: ReadModel> {
@@ -100,11 +101,12 @@ pub(crate) enum BatchOutcome {
 }
 
 /// Finds (or creates) the generations this code runs: the live one when it is this
-/// code's, and the one being built for this code, if any.
+/// code's, and the one being built for this code, if any. A group's first generation
+/// replays the history up to `first_replay_until` (from the effect ledger).
 pub(crate) fn open<M: ReadModel>(
     tx: &mut M::Tx<'_>,
     code: &GroupCode<M>,
-    head: Option<Position>,
+    first_replay_until: Option<Position>,
 ) -> Result<Vec<TrackStart>, ProjectionError> {
     let generations = M::generations(tx, &code.name)?;
     let live = generations
@@ -133,10 +135,19 @@ pub(crate) fn open<M: ReadModel>(
         None => {
             let row = match building {
                 Some(row) => row.clone(),
-                // The first generation of a group replays the history up to now: its
-                // effects belong to the past. An empty log has no history: live at once.
-                None if head.is_none() => create(tx, code, next, GenerationState::Live, None)?,
-                None => create(tx, code, next, GenerationState::Building, head)?,
+                // The first generation of a group replays the history whose effects
+                // are finished (for a new group: all of it, up to the head when it
+                // started). No such history: live at once.
+                None if first_replay_until.is_none() => {
+                    create(tx, code, next, GenerationState::Live, None)?
+                }
+                None => create(
+                    tx,
+                    code,
+                    next,
+                    GenerationState::Building,
+                    first_replay_until,
+                )?,
             };
             tracks.push(TrackStart::of(&row));
         }
@@ -230,7 +241,8 @@ fn create<M: ReadModel>(
 }
 
 /// Applies `events` (upcast, in position order, all after `expected`) to generation
-/// `generation`, records their live effects, moves the checkpoint to `through` (the
+/// `generation`, records their live effects (refused while the group's effect ledger
+/// is not started), moves the checkpoint to `through` (the
 /// last position read, which may lie past the last event when a filter skipped some),
 /// and swaps the generation in when it has caught up with the live one. All in the
 /// caller's transaction.
@@ -241,6 +253,7 @@ pub(crate) fn apply_batch<M: ReadModel>(
     expected: Option<Position>,
     events: &[RecordedEvent],
     through: Position,
+    ledger_started: bool,
 ) -> Result<BatchOutcome, ProjectionError> {
     let mut generations = M::generations(tx, &code.name)?;
     let Some(index) = generations
@@ -264,7 +277,10 @@ pub(crate) fn apply_batch<M: ReadModel>(
 
     let tables = Tables::new(generation);
     let mut requests: Vec<EffectRequest> = Vec::new();
-    for event in events {
+    for event in events
+        .iter()
+        .filter(|e| !streams::is_effect_ledger(&e.stream))
+    {
         let mode = if me.replay_until.is_some_and(|until| event.position <= until) {
             Mode::Replay
         } else {
@@ -288,6 +304,13 @@ pub(crate) fn apply_batch<M: ReadModel>(
                 source,
             })?;
         }
+    }
+    if !requests.is_empty() && !ledger_started {
+        // Rolls the batch back: the ledger must know where effects began first.
+        return Err(ProjectionError::EffectLedgerNotStarted {
+            group: code.name.clone(),
+            through: expected.max(me.replay_until),
+        });
     }
     let mut recorded = 0;
     for request in requests {

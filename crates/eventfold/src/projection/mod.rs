@@ -35,6 +35,7 @@
 //! The guide is the "Projections" section of `docs/framework.md`.
 
 mod generation;
+mod ledger;
 mod memory;
 mod outbox;
 #[cfg(feature = "postgres")]
@@ -379,6 +380,17 @@ pub enum ProjectionError {
         generation: u64,
         /// The error of the last attempt.
         last_error: String,
+    },
+    /// A batch would record the group's first effect before its effect ledger was
+    /// started; the runner starts it and applies the batch again (never returned).
+    #[doc(hidden)]
+    #[error("projection group '{group}' records its first effect: its effect ledger starts first")]
+    EffectLedgerNotStarted {
+        /// The group.
+        group: String,
+        /// The ledger's first mark: the last position before the batch, or the last
+        /// the generation replays when that is later (history records no effect).
+        through: Option<Position>,
     },
 }
 

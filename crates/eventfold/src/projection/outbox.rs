@@ -1,12 +1,15 @@
 //! The outbox: effects recorded by projections in their transaction, executed
-//! afterwards by a dispatcher.
+//! afterwards by a dispatcher, which notes each finished one in the group's effect
+//! ledger in the event store (`ledger.rs`).
 
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use eventfold_core::Position;
+use eventfold_core::{EventStore, Position};
 
+use super::ledger::Ledger;
 use super::read_model::{ReadModel, ReadModelDb};
 use super::{HandlerError, ProjectionError};
 
@@ -88,6 +91,9 @@ pub struct DispatchReport {
     pub done: usize,
     /// Attempts that failed (the effect stays pending, or is parked as failed).
     pub failed: usize,
+    /// Effects the group's ledger shows finished before (recorded again after the
+    /// read-model database was lost): marked as they were, not executed again.
+    pub skipped: usize,
 }
 
 /// Hands pending effects of a read-model database to an [`EffectExecutor`], oldest
@@ -136,25 +142,37 @@ pub struct DispatchReport {
 /// running.wait_until_live_at(written.position).await.unwrap();
 ///
 /// let poster = Arc::new(Poster::default());
-/// let dispatcher = OutboxDispatcher::new(db, poster.clone());
+/// let dispatcher = OutboxDispatcher::new(store.clone(), db, poster.clone());
 /// assert_eq!(dispatcher.dispatch_pending().await.unwrap().done, 1);
 /// assert_eq!(dispatcher.dispatch_pending().await.unwrap().done, 0); // done is done
 /// assert!(poster.keys.lock().unwrap()[0].ends_with(":webhook"));
 /// # });
 /// ```
 pub struct OutboxDispatcher<M: ReadModel> {
+    store: Arc<dyn EventStore>,
     db: ReadModelDb<M>,
     executor: Arc<dyn EffectExecutor>,
     attempts_max: u32,
+    /// This dispatcher's copy of each group's effect ledger, read on first use.
+    ledgers: tokio::sync::Mutex<HashMap<String, Ledger>>,
 }
 
 impl<M: ReadModel> OutboxDispatcher<M> {
-    /// A dispatcher of `db`'s outbox to `executor`.
-    pub fn new(db: ReadModelDb<M>, executor: Arc<dyn EffectExecutor>) -> Self {
+    /// A dispatcher of `db`'s outbox to `executor`. Each finished effect is noted in
+    /// its group's effect ledger in `store` (the store the projections follow), which
+    /// outlives the read-model database: after a loss, the effects recorded again are
+    /// executed only if they had not been.
+    pub fn new(
+        store: Arc<dyn EventStore>,
+        db: ReadModelDb<M>,
+        executor: Arc<dyn EffectExecutor>,
+    ) -> Self {
         OutboxDispatcher {
+            store,
             db,
             executor,
             attempts_max: ATTEMPTS_DEFAULT,
+            ledgers: tokio::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -171,25 +189,54 @@ impl<M: ReadModel> OutboxDispatcher<M> {
             .db
             .effects(Some(EffectState::Pending), DISPATCH_BATCH)
             .await?;
+        let mut ledgers = self.ledgers.lock().await;
+        let groups: BTreeSet<String> = pending.iter().map(|e| e.group.clone()).collect();
+        for group in &groups {
+            let ledger = ledgers
+                .entry(group.clone())
+                .or_insert_with(|| Ledger::new(group));
+            ledger.catch_up(self.store.as_ref()).await?;
+        }
         for effect in pending {
-            // Executed before it is marked done: a crash in between executes it again
-            // (with the same key) rather than never.
-            let (state, attempts, error) = match self.executor.execute(&effect).await {
-                Ok(()) => {
-                    report.done += 1;
-                    (EffectState::Done, effect.attempts + 1, None)
-                }
-                Err(error) => {
-                    report.failed += 1;
-                    let attempts = effect.attempts + 1;
-                    let state = if attempts >= self.attempts_max {
+            let Some(ledger) = ledgers.get_mut(&effect.group) else {
+                continue;
+            };
+            let (state, attempts, error) = match ledger.finished(&effect.key) {
+                Some(parked) => {
+                    // Finished before the read-model database was lost: as it was.
+                    report.skipped += 1;
+                    let state = if parked {
                         EffectState::Failed
                     } else {
-                        EffectState::Pending
+                        EffectState::Done
                     };
-                    tracing::warn!(key = %effect.key, attempts, %error, "effect failed");
-                    (state, attempts, Some(error.to_string()))
+                    (state, effect.attempts, None)
                 }
+                // Executed before it is marked done: a crash in between executes it
+                // again (with the same key) rather than never.
+                None => match self.executor.execute(&effect).await {
+                    Ok(()) => {
+                        report.done += 1;
+                        ledger
+                            .finish(self.store.as_ref(), &effect.key, effect.position, false)
+                            .await?;
+                        (EffectState::Done, effect.attempts + 1, None)
+                    }
+                    Err(error) => {
+                        report.failed += 1;
+                        let attempts = effect.attempts + 1;
+                        let state = if attempts >= self.attempts_max {
+                            ledger
+                                .finish(self.store.as_ref(), &effect.key, effect.position, true)
+                                .await?;
+                            EffectState::Failed
+                        } else {
+                            EffectState::Pending
+                        };
+                        tracing::warn!(key = %effect.key, attempts, %error, "effect failed");
+                        (state, attempts, Some(error.to_string()))
+                    }
+                },
             };
             let key = effect.key;
             self.db
@@ -198,7 +245,44 @@ impl<M: ReadModel> OutboxDispatcher<M> {
                 })
                 .await?;
         }
+        self.mark_finished(&mut ledgers, &groups).await?;
         Ok(report)
+    }
+
+    /// Moves each group's ledger mark to the last position before which every effect
+    /// is finished: before its oldest pending effect, or, with none pending, its
+    /// checkpoint. A group whose pending effects this pass cannot see is left alone.
+    async fn mark_finished(
+        &self,
+        ledgers: &mut HashMap<String, Ledger>,
+        groups: &BTreeSet<String>,
+    ) -> Result<(), ProjectionError> {
+        if groups.is_empty() {
+            return Ok(());
+        }
+        let pending = self
+            .db
+            .effects(Some(EffectState::Pending), DISPATCH_BATCH)
+            .await?;
+        let complete = pending.len() < DISPATCH_BATCH as usize;
+        for group in groups {
+            let oldest = pending
+                .iter()
+                .filter(|effect| &effect.group == group)
+                .map(|effect| effect.position)
+                .min();
+            let through = match oldest {
+                Some(oldest) => oldest.get().checked_sub(1).map(Position),
+                None if complete => self.db.effects_checkpoint(group).await?,
+                None => None,
+            };
+            if let (Some(through), Some(ledger)) = (through, ledgers.get_mut(group)) {
+                ledger
+                    .finished_through(self.store.as_ref(), through)
+                    .await?;
+            }
+        }
+        Ok(())
     }
 
     /// Dispatches for ever: a pass whenever a projection recorded effects, and at
@@ -208,7 +292,7 @@ impl<M: ReadModel> OutboxDispatcher<M> {
         let recorded = self.db.effects_recorded().clone();
         loop {
             match self.dispatch_pending().await {
-                Ok(report) if report.done + report.failed > 0 && report.failed == 0 => continue,
+                Ok(report) if report.done + report.skipped > 0 && report.failed == 0 => continue,
                 Ok(_) => {}
                 Err(error) => return error,
             }

@@ -258,6 +258,23 @@ impl<M: ReadModel> ReadModelDb<M> {
         .await
     }
 
+    /// The furthest checkpoint of `group`'s generations still running: every effect
+    /// of an event at or before it is recorded in the outbox.
+    pub(crate) async fn effects_checkpoint(
+        &self,
+        group: &str,
+    ) -> Result<Option<Position>, ProjectionError> {
+        let group = group.to_string();
+        self.transaction(move |tx| {
+            Ok(M::generations(tx, &group)?
+                .into_iter()
+                .filter(|row| row.state != rows::GenerationState::Retired)
+                .filter_map(|row| row.checkpoint)
+                .max())
+        })
+        .await
+    }
+
     /// Woken when a batch recorded effects, so a dispatcher need not poll.
     pub(crate) fn effects_recorded(&self) -> &Arc<Notify> {
         &self.effects_recorded

@@ -3,6 +3,7 @@
 //! can watch.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::generation::{self, BatchOutcome, GroupCode, TrackStart};
+use super::ledger;
 use super::read_model::{ReadModel, ReadModelDb};
 use super::{Projection, ProjectionError};
 use crate::event::{Upcaster, identity};
@@ -263,10 +265,14 @@ impl<M: ReadModel> ProjectionRunner<M> {
     pub async fn start(self) -> Result<RunningProjections<M>, ProjectionError> {
         let code = Arc::new(GroupCode::new(self.group, self.projections)?);
         let head = self.store.head_position().await?;
+        // A first generation (a new database, or a lost one) replays up to where the
+        // group's effects are known to be finished, so none recorded later is lost.
+        let (first_replay_until, ledger_started) =
+            ledger::replay_until(self.store.as_ref(), &code.name, head).await?;
         let opening = code.clone();
         let tracks = self
             .db
-            .transaction(move |tx| generation::open(tx, &opening, head))
+            .transaction(move |tx| generation::open(tx, &opening, first_replay_until))
             .await?;
         let mut status = ProjectionStatus {
             group: code.name.clone(),
@@ -294,6 +300,7 @@ impl<M: ReadModel> ProjectionRunner<M> {
             status,
             stopping: watch::channel(false).0,
             tracks: Mutex::new(HashMap::new()),
+            ledger_started: AtomicBool::new(ledger_started),
         });
         for track in tracks {
             spawn_track(&shared, track);
@@ -433,6 +440,9 @@ struct Shared<M: ReadModel> {
     /// Set by [`RunningProjections::stop`]: tracks end after their current batch.
     stopping: watch::Sender<bool>,
     tracks: Mutex<HashMap<u64, JoinHandle<()>>>,
+    /// Whether the group's effect ledger exists (it is started before the first
+    /// effect is recorded).
+    ledger_started: AtomicBool,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -633,13 +643,25 @@ async fn step<M: ReadModel>(
     for event in page.events {
         events.extend(shared.upcaster.upcast(event)?);
     }
-    let code = shared.code.clone();
-    let outcome = shared
-        .db
-        .transaction(move |tx| {
-            generation::apply_batch(tx, &code, generation, checkpoint, &events, through)
-        })
-        .await?;
+    let events = Arc::new(events);
+    let outcome = loop {
+        let code = shared.code.clone();
+        let batch = events.clone();
+        let started = shared.ledger_started.load(Ordering::Acquire);
+        let applied = shared
+            .db
+            .transaction(move |tx| {
+                generation::apply_batch(tx, &code, generation, checkpoint, &batch, through, started)
+            })
+            .await;
+        match applied {
+            Err(ProjectionError::EffectLedgerNotStarted { through, .. }) if !started => {
+                ledger::start(shared.store.as_ref(), &shared.code.name, through).await?;
+                shared.ledger_started.store(true, Ordering::Release);
+            }
+            applied => break applied?,
+        }
+    };
     Ok(Step::Batch {
         outcome,
         through,
