@@ -1,6 +1,7 @@
 //! Process managers: output published once (replays are muted), redelivery harmless,
 //! durable timeouts fired after a restart, versions chosen by start time, Takeover on
-//! the same correlation id; and the process test kit.
+//! the same correlation id (the old version winding down, the state migrated, every
+//! instance at once); and the process test kit.
 
 mod common;
 
@@ -38,6 +39,7 @@ enum ShippingCommand {
     RequestPayment { order: String, reminder: bool },
     ShipOrder { order: String },
     CancelOrder { order: String },
+    WithdrawRequest { order: String },
 }
 
 impl DomainEvent for ShippingCommand {
@@ -45,6 +47,7 @@ impl DomainEvent for ShippingCommand {
         EventType::new("RequestPayment", 1),
         EventType::new("ShipOrder", 1),
         EventType::new("CancelOrder", 1),
+        EventType::new("WithdrawRequest", 1),
     ];
 }
 
@@ -751,4 +754,167 @@ async fn finished_timeouts_and_outputs_are_trimmed_and_pending_ones_survive_a_re
     restarted.catch_up(checkpoint).await.unwrap();
     assert_eq!(restarted.fire_due_timeouts(far).await.unwrap(), 1);
     assert_eq!(restarted.fire_due_timeouts(far).await.unwrap(), 0);
+}
+
+/// Version 1 of a process that hands over: it withdraws its payment request when a
+/// newer version takes over, and exports its state.
+#[derive(Debug, Default)]
+struct WindingV1 {
+    inner: ShippingV1,
+}
+
+impl ProcessManager for WindingV1 {
+    const VERSION: u32 = 1;
+    type Message = OrderEvent;
+    type Output = ShippingCommand;
+
+    fn starts_with(message: &OrderEvent) -> bool {
+        ShippingV1::starts_with(message)
+    }
+
+    fn handle(&mut self, message: &OrderEvent, ctx: &mut Context<ShippingCommand>) -> Next {
+        self.inner.handle(message, ctx)
+    }
+
+    fn on_timeout(&mut self, ctx: &mut Context<ShippingCommand>) -> Next {
+        self.inner.on_timeout(ctx)
+    }
+
+    fn on_takeover(&mut self, ctx: &mut Context<ShippingCommand>) -> Next {
+        self.inner.on_takeover(ctx)
+    }
+
+    fn on_takeover_requested(&mut self, ctx: &mut Context<ShippingCommand>) {
+        ctx.publish(ShippingCommand::WithdrawRequest {
+            order: self.inner.order.clone(),
+        });
+    }
+
+    fn export_state(&self) -> Option<serde_json::Value> {
+        Some(serde_json::json!({ "order": self.inner.order }))
+    }
+}
+
+/// Version 2 with a state of another shape, migrated from version 1's export; it says
+/// where its state came from in what it ships.
+#[derive(Debug, Default)]
+struct MigratedV2 {
+    orders: Vec<String>,
+    migrated_from: Option<u32>,
+}
+
+impl ProcessManager for MigratedV2 {
+    const VERSION: u32 = 2;
+    type Message = OrderEvent;
+    type Output = ShippingCommand;
+
+    fn starts_with(message: &OrderEvent) -> bool {
+        ShippingV1::starts_with(message)
+    }
+
+    fn handle(&mut self, message: &OrderEvent, ctx: &mut Context<ShippingCommand>) -> Next {
+        match message {
+            OrderEvent::OrderPlaced { order } => {
+                self.orders.push(order.clone());
+                Next::Wait(WAIT_V2)
+            }
+            OrderEvent::PaymentReceived { .. } => {
+                let from = self
+                    .migrated_from
+                    .map_or("replayed".to_string(), |v| format!("migrated from v{v}"));
+                ctx.publish(ShippingCommand::ShipOrder {
+                    order: format!("{} ({from})", self.orders.join(",")),
+                });
+                Next::Done
+            }
+        }
+    }
+
+    fn on_timeout(&mut self, _: &mut Context<ShippingCommand>) -> Next {
+        Next::Done
+    }
+
+    fn on_takeover(&mut self, ctx: &mut Context<ShippingCommand>) -> Next {
+        ctx.publish(ShippingCommand::RequestPayment {
+            order: self.orders.join(","),
+            reminder: self.migrated_from.is_some(),
+        });
+        Next::Wait(WAIT_V2)
+    }
+
+    fn migrate_state(from: u32, state: &serde_json::Value) -> Option<Self> {
+        Some(MigratedV2 {
+            orders: vec![state["order"].as_str()?.to_string()],
+            migrated_from: Some(from),
+        })
+    }
+}
+
+#[tokio::test]
+async fn takeover_lets_the_old_version_wind_down_and_migrates_its_state() {
+    let future = Utc::now() + TimeDelta::days(365);
+    let versions = || ProcessVersions::new::<WindingV1>().then::<MigratedV2>(future);
+    let mut world = World::new(versions());
+    let correlation = Uuid::now_v7();
+    world.record(correlation, placed("7")).await;
+    assert_eq!(world.run().await, [request("7")]);
+
+    world.runner.take_over(correlation, 2).await.unwrap();
+    // v1 withdraws its request, then v2 (its state migrated, not replayed) asks anew.
+    assert_eq!(
+        world.published(),
+        [
+            ShippingCommand::WithdrawRequest { order: "7".into() },
+            ShippingCommand::RequestPayment {
+                order: "7".into(),
+                reminder: true
+            }
+        ]
+    );
+
+    // A restarted runner rebuilds the instance from its records: the migration runs
+    // again on the recorded state, nothing is published again, and v2 goes on.
+    let mut restarted = World::on(world.store.clone(), versions());
+    restarted.checkpoint = world.checkpoint;
+    restarted.record(correlation, paid("7")).await;
+    assert_eq!(
+        restarted.run().await,
+        [ShippingCommand::ShipOrder {
+            order: "7 (migrated from v1)".into()
+        }]
+    );
+}
+
+#[tokio::test]
+async fn take_over_all_hands_every_running_instance_to_the_new_version() {
+    let future = Utc::now() + TimeDelta::days(365);
+    let mut world = World::new(ProcessVersions::new::<ShippingV1>().then::<ShippingV2>(future));
+    let orders: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
+    for (n, correlation) in orders.iter().enumerate() {
+        world.record(*correlation, placed(&n.to_string())).await;
+    }
+    // Order 1 is paid: its instance is complete and stays where it is.
+    world.record(orders[1], paid("1")).await;
+    world.run().await;
+
+    assert_eq!(world.runner.take_over_all(2).await.unwrap(), 2);
+    let mut reminded: Vec<String> = world
+        .published()
+        .into_iter()
+        .map(|command| match command {
+            ShippingCommand::RequestPayment {
+                order,
+                reminder: true,
+            } => order,
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    reminded.sort();
+    assert_eq!(reminded, ["0", "2"]);
+    let mut versions = Vec::new();
+    for correlation in &orders {
+        versions.push(world.runner.instance_version(*correlation).await.unwrap());
+    }
+    assert_eq!(versions, [Some(2), Some(1), Some(2)]);
+    assert_eq!(world.runner.take_over_all(2).await.unwrap(), 0, "none left");
 }

@@ -38,8 +38,35 @@ pub trait ProcessManager: Default + Send + Sync + 'static {
     fn on_timeout(&mut self, ctx: &mut Context<Self::Output>) -> Next;
 
     /// This version has just taken the instance over from an older one; the state was
-    /// rebuilt from every message the instance saw.
+    /// migrated ([`ProcessManager::migrate_state`]) or rebuilt from every message the
+    /// instance saw.
     fn on_takeover(&mut self, ctx: &mut Context<Self::Output>) -> Next;
+
+    /// A newer version takes this instance over: the last step of this version, live,
+    /// just before the newer one's [`ProcessManager::on_takeover`] (their outputs are
+    /// recorded and published together). Publish what winds this version's work down:
+    /// release what it reserved, cancel a request the newer version makes its own way.
+    /// By default it publishes nothing.
+    fn on_takeover_requested(&mut self, ctx: &mut Context<Self::Output>) {
+        let _ = ctx;
+    }
+
+    /// This version's state as JSON, for a newer version's
+    /// [`ProcessManager::migrate_state`]; recorded with the takeover. By default `None`:
+    /// the newer version rebuilds its state from the instance's messages.
+    fn export_state(&self) -> Option<serde_json::Value> {
+        None
+    }
+
+    /// This version's state built from the state version `from` exported (after its
+    /// [`ProcessManager::on_takeover_requested`]), instead of replaying the instance's
+    /// messages through this version: for a state whose shape changed, or messages this
+    /// version no longer reads. `None` (the default) replays. It must be a pure
+    /// function: a replay of the instance runs it again on the recorded state.
+    fn migrate_state(from: u32, state: &serde_json::Value) -> Option<Self> {
+        let _ = (from, state);
+        None
+    }
 }
 
 /// What a process does after a step.

@@ -8,8 +8,10 @@
 //! - **Versioned by start time.** [`ProcessVersions`] maps cut-off times to versions: an
 //!   instance runs the version in force when it started, for its whole life.
 //! - **Takeover.** [`ProcessRunner::take_over`] hands a running instance (same
-//!   correlation id) to a newer version, which replays what the instance saw and then
-//!   continues it.
+//!   correlation id) to a newer version: the old one winds down
+//!   ([`ProcessManager::on_takeover_requested`]), the newer one migrates its state
+//!   ([`ProcessManager::migrate_state`]) or replays what the instance saw, and then
+//!   continues it. [`ProcessRunner::take_over_all`] does so for every running instance.
 //! - **Durable timeouts.** A process never waits without a deadline: every step answers
 //!   [`Next::Wait`] with a timeout or [`Next::Done`]. Deadlines are events in the store
 //!   ([`streams::timeouts`](crate::streams::timeouts)), fired by

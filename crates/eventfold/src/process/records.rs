@@ -95,6 +95,9 @@ pub(super) enum Record {
         from: u32,
         to: u32,
         at: DateTime<Utc>,
+        /// What the old version exported for the new one's `migrate_state`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        state: Option<serde_json::Value>,
     },
     /// The instance is complete.
     ProcessCompleted,

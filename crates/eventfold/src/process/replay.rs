@@ -49,6 +49,24 @@ impl ProcessRunner {
         }
     }
 
+    /// Hands a replayed instance to `version`: its state migrated from what the old
+    /// version `exported` when the new version can, else rebuilt by [`Self::switch`].
+    pub(super) fn hand_over(
+        &self,
+        replayed: &mut Replayed,
+        version: &dyn Version,
+        exported: Option<&serde_json::Value>,
+    ) -> Result<()> {
+        match exported.and_then(|state| version.migrate(replayed.version, state)) {
+            Some(state) => {
+                replayed.state = state;
+                replayed.version = version.number();
+                Ok(())
+            }
+            None => self.switch(replayed, version),
+        }
+    }
+
     /// Switches a replayed instance to `version`: a new state rebuilt, muted, from every
     /// input the instance saw.
     pub(super) fn switch(&self, replayed: &mut Replayed, version: &dyn Version) -> Result<()> {
@@ -115,12 +133,12 @@ impl ProcessRunner {
                     instance.inputs.push(Input::Timeout(deadline));
                     instance.waiting = None;
                 }
-                Record::ProcessTakenOver { to, at, .. } => {
+                Record::ProcessTakenOver { to, at, state, .. } => {
                     let version = self.version(to)?;
-                    self.switch(instance, version.as_ref())?;
-                    instance
-                        .state
-                        .on_takeover(&mut Context::new(Uuid::nil(), at))?;
+                    let mut muted = Context::new(Uuid::nil(), at);
+                    instance.state.on_takeover_requested(&mut muted)?;
+                    self.hand_over(instance, version.as_ref(), state.as_ref())?;
+                    instance.state.on_takeover(&mut muted)?;
                     instance.waiting = None;
                 }
                 Record::ProcessCompleted => {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use eventfold_core::{
-    AllFilter, EventData, EventStore, ExpectedVersion, Position, ReadAll, RecordedEvent,
+    AllFilter, EventData, EventStore, ExpectedVersion, Position, ReadAll, RecordedEvent, Revision,
     StreamWrite,
 };
 use eventfold_subscription::Subscription;
@@ -20,7 +20,11 @@ use super::timeouts::Timeouts;
 use super::versions::ProcessVersions;
 use crate::error::{Error, Result};
 use crate::event::{DomainEvent, Upcaster, identity};
+use crate::repository::read_from;
 use crate::{PAGE_EVENTS, streams};
+
+/// The event type of an instance's first record.
+const PROCESS_STARTED: &str = "ProcessStarted";
 
 /// Times a step is retried when the instance stream changed under it.
 pub(super) const ATTEMPTS_MAX: u32 = 4;
@@ -183,6 +187,46 @@ impl ProcessRunner {
     /// [`ProcessManager::on_takeover`](super::ProcessManager::on_takeover). Taking over to a version the instance already
     /// runs (or an older one) does nothing.
     pub async fn take_over(&self, correlation_id: Uuid, to: u32) -> Result<()> {
+        self.take_over_instance(correlation_id, to)
+            .await
+            .map(|_| ())
+    }
+
+    /// Hands every running instance of an older version over to version `to`, one
+    /// after the other as [`ProcessRunner::take_over`] does; returns how many were
+    /// taken over (completed instances and those already at `to` or later are left).
+    /// The instances are found through the `$ce-_process` category stream.
+    pub async fn take_over_all(&self, to: u32) -> Result<usize> {
+        let prefix = format!("{}process-{}-", streams::PREFIX, self.name);
+        let category = format!("$ce-{}process", streams::PREFIX);
+        let mut instances = Vec::new();
+        let mut from = Revision(0);
+        loop {
+            let page = read_from(self.store.as_ref(), &category, from, PAGE_EVENTS).await?;
+            for event in &page {
+                if event.event_type == PROCESS_STARTED
+                    && let Some(id) = event.stream.strip_prefix(&prefix)
+                    && let Ok(id) = Uuid::parse_str(id)
+                {
+                    instances.push(id);
+                }
+            }
+            match page.last() {
+                Some(last) if page.len() as u64 == PAGE_EVENTS => from = last.revision.next(),
+                _ => break,
+            }
+        }
+        let mut taken = 0;
+        for correlation_id in instances {
+            if self.take_over_instance(correlation_id, to).await? {
+                taken += 1;
+            }
+        }
+        Ok(taken)
+    }
+
+    /// [`ProcessRunner::take_over`], saying whether the instance was taken over.
+    async fn take_over_instance(&self, correlation_id: Uuid, to: u32) -> Result<bool> {
         let stream = streams::process(&self.name, correlation_id);
         let version = self
             .versions
@@ -200,20 +244,29 @@ impl ProcessRunner {
                 });
             };
             if replayed.completed || replayed.version >= to {
-                return Ok(());
+                return Ok(false);
             }
             let at = Utc::now();
             let from = replayed.version;
-            self.switch(&mut replayed, version.as_ref())?;
             let mut ctx = Context::new(correlation_id, at);
+            // The old version winds down, then hands its state over (or the new one
+            // replays the messages); both steps' outputs go out with the takeover.
+            replayed.state.on_takeover_requested(&mut ctx)?;
+            let state = replayed.state.export_state();
+            self.hand_over(&mut replayed, version.as_ref(), state.as_ref())?;
             let next = replayed.state.on_takeover(&mut ctx)?;
-            let records = vec![Record::ProcessTakenOver { from, to, at }];
+            let records = vec![Record::ProcessTakenOver {
+                from,
+                to,
+                at,
+                state,
+            }];
             let cause = Uuid::new_v5(&correlation_id, format!("takeover-{to}").as_bytes());
             if self
                 .commit(&stream, &mut replayed, records, next, ctx, cause)
                 .await?
             {
-                return Ok(());
+                return Ok(true);
             }
         }
         Err(Error::Conflict {

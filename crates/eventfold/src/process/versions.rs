@@ -145,6 +145,8 @@ pub(super) trait Version: Send + Sync {
     fn message_types(&self) -> &'static [EventType];
     fn starts_with(&self, upcaster: &dyn Upcaster, message: &RecordedEvent) -> Result<bool>;
     fn instance(&self) -> Box<dyn Instance>;
+    /// The state migrated from what version `from` exported, if this version can.
+    fn migrate(&self, from: u32, state: &serde_json::Value) -> Option<Box<dyn Instance>>;
 }
 
 /// A running instance of one version.
@@ -158,6 +160,8 @@ pub(super) trait Instance: Send {
     ) -> Result<Option<Next>>;
     fn on_timeout(&mut self, ctx: &mut Context<EventData>) -> Result<Next>;
     fn on_takeover(&mut self, ctx: &mut Context<EventData>) -> Result<Next>;
+    fn on_takeover_requested(&mut self, ctx: &mut Context<EventData>) -> Result<()>;
+    fn export_state(&self) -> Option<serde_json::Value>;
 }
 
 struct Typed<P>(std::marker::PhantomData<fn() -> P>);
@@ -183,6 +187,10 @@ impl<P: ProcessManager> Version for Typed<P> {
 
     fn instance(&self) -> Box<dyn Instance> {
         Box::new(State(P::default()))
+    }
+
+    fn migrate(&self, from: u32, state: &serde_json::Value) -> Option<Box<dyn Instance>> {
+        P::migrate_state(from, state).map(|state| Box::new(State(state)) as Box<dyn Instance>)
     }
 }
 
@@ -225,5 +233,18 @@ impl<P: ProcessManager> Instance for State<P> {
 
     fn on_takeover(&mut self, ctx: &mut Context<EventData>) -> Result<Next> {
         self.step(ctx, |p, ctx| p.on_takeover(ctx))
+    }
+
+    fn on_takeover_requested(&mut self, ctx: &mut Context<EventData>) -> Result<()> {
+        self.step(ctx, |p, ctx| {
+            p.on_takeover_requested(ctx);
+            // Not a step of its own: the newer version's on_takeover says what is next.
+            Next::Done
+        })
+        .map(|_| ())
+    }
+
+    fn export_state(&self) -> Option<serde_json::Value> {
+        self.0.export_state()
     }
 }
