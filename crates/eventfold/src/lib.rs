@@ -16,6 +16,8 @@
 //!   and an outbox for side effects.
 //! - [`personal`]: values of events that belong to a person ([`DomainEvent::personal`],
 //!   [`Personal`]), shredded by `forget`.
+//! - [`translation`]: internal events translated to the contract other services read
+//!   (and a consumed contract to internal events), in a stream of their own.
 //! - [`testkit`]: given events, when a command, then events or a rejection.
 //!
 //! The guide is `docs/framework.md`. The framework is written against the
@@ -34,6 +36,7 @@ mod queue;
 mod repository;
 pub mod streams;
 pub mod testkit;
+pub mod translation;
 
 /// Events read per page where the framework walks the store: loading one aggregate's
 /// stream, a process runner catching up on `$all`. A page is held whole in memory (a
