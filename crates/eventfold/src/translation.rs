@@ -22,13 +22,14 @@ use std::time::Duration;
 
 use eventfold_core::{
     AllFilter, Error as StoreError, EventData, EventStore, ExpectedVersion, Position, ReadAll,
-    ReadStream, RecordedEvent,
+    RecordedEvent,
 };
 use uuid::Uuid;
 
 use crate::PAGE_EVENTS;
 use crate::error::{Error, Result};
 use crate::event::DomainEvent;
+use crate::repository::last_event;
 
 /// The metadata key under which a translated event records its source's position.
 pub const SOURCE_POSITION_KEY: &str = "$source_position";
@@ -144,16 +145,7 @@ impl<T: Translator> Translation<T> {
     /// What the stream expects next and the source position to read from: after the
     /// source position its last event records.
     async fn resume(&self) -> Result<(ExpectedVersion, Position)> {
-        let last = match self
-            .target
-            .read_stream(&self.stream, ReadStream::backward().limit(1))
-            .await
-        {
-            Ok(mut events) => events.pop(),
-            Err(StoreError::StreamNotFound { .. }) => None,
-            Err(error) => return Err(error.into()),
-        };
-        let Some(last) = last else {
+        let Some(last) = last_event(self.target.as_ref(), &self.stream).await? else {
             return Ok((ExpectedVersion::NoStream, Position::START));
         };
         let metadata: serde_json::Value = serde_json::from_slice(&last.metadata)

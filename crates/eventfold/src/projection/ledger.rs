@@ -32,10 +32,6 @@ use crate::{PAGE_EVENTS, streams};
 const FINISHED: &str = "EffectFinished";
 const FINISHED_THROUGH: &str = "EffectsFinishedThrough";
 
-fn stream(group: &str) -> String {
-    streams::effects(group)
-}
-
 /// One finished effect.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Finished {
@@ -58,7 +54,7 @@ pub(crate) async fn replay_until(
     group: &str,
     head: Option<Position>,
 ) -> Result<(Option<Position>, bool), Error> {
-    Ok(match newest_mark(store, &stream(group)).await? {
+    Ok(match newest_mark(store, &streams::effects(group)).await? {
         Some(through) => (through, true),
         None => (head, false),
     })
@@ -77,7 +73,11 @@ pub(crate) async fn start(
     };
     let data = EventData::json(FINISHED_THROUGH, &mark)?;
     match store
-        .append(&stream(group), ExpectedVersion::NoStream, vec![data])
+        .append(
+            &streams::effects(group),
+            ExpectedVersion::NoStream,
+            vec![data],
+        )
         .await
     {
         Ok(_) | Err(Error::WrongExpectedVersion { .. }) => Ok(()),
@@ -127,7 +127,7 @@ pub(crate) struct Ledger {
     next: Revision,
     through: Option<Position>,
     finished: HashMap<String, Finished>,
-    /// The revision of the newest mark, where the stream can be trimmed.
+    /// Where the stream was last trimmed (up to a mark).
     trim: Trim,
 }
 
@@ -135,7 +135,7 @@ impl Ledger {
     /// An empty copy of group `group`'s ledger; [`Ledger::catch_up`] reads it.
     pub(crate) fn new(group: &str) -> Self {
         Ledger {
-            stream: stream(group),
+            stream: streams::effects(group),
             next: Revision::FIRST,
             through: None,
             finished: HashMap::new(),

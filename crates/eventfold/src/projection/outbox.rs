@@ -249,9 +249,8 @@ impl<M: ReadModel> OutboxDispatcher<M> {
         Ok(report)
     }
 
-    /// Moves each group's ledger mark to the last position before which every effect
-    /// is finished: before its oldest pending effect, or, with none pending, its
-    /// checkpoint. A group whose pending effects this pass cannot see is left alone.
+    /// Moves each group's ledger mark to the last position at or before which every
+    /// effect is finished ([`ReadModelDb::effects_finished_through`]).
     async fn mark_finished(
         &self,
         ledgers: &mut HashMap<String, Ledger>,
@@ -260,23 +259,12 @@ impl<M: ReadModel> OutboxDispatcher<M> {
         if groups.is_empty() {
             return Ok(());
         }
-        let pending = self
+        let marks = self
             .db
-            .effects(Some(EffectState::Pending), DISPATCH_BATCH)
+            .effects_finished_through(groups.iter().cloned().collect(), DISPATCH_BATCH)
             .await?;
-        let complete = pending.len() < DISPATCH_BATCH as usize;
-        for group in groups {
-            let oldest = pending
-                .iter()
-                .filter(|effect| &effect.group == group)
-                .map(|effect| effect.position)
-                .min();
-            let through = match oldest {
-                Some(oldest) => oldest.get().checked_sub(1).map(Position),
-                None if complete => self.db.effects_checkpoint(group).await?,
-                None => None,
-            };
-            if let (Some(through), Some(ledger)) = (through, ledgers.get_mut(group)) {
+        for (group, through) in marks {
+            if let (Some(through), Some(ledger)) = (through, ledgers.get_mut(&group)) {
                 ledger
                     .finished_through(self.store.as_ref(), through)
                     .await?;

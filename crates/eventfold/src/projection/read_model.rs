@@ -258,19 +258,46 @@ impl<M: ReadModel> ReadModelDb<M> {
         .await
     }
 
-    /// The furthest checkpoint of `group`'s generations still running: every effect
-    /// of an event at or before it is recorded in the outbox.
-    pub(crate) async fn effects_checkpoint(
+    /// For each of `groups`, the last position at or before which every effect is
+    /// finished (`None`: not known): before its oldest pending effect, and never past
+    /// its furthest running checkpoint, up to which every effect is recorded. The
+    /// checkpoints are read before the pending effects: a batch that commits in
+    /// between records effects only past the checkpoint read, so the answer holds on
+    /// every isolation level. Without a pending effect among the `limit` oldest, a
+    /// group's answer is its checkpoint only when those were all there are.
+    pub(crate) async fn effects_finished_through(
         &self,
-        group: &str,
-    ) -> Result<Option<Position>, ProjectionError> {
-        let group = group.to_string();
+        groups: Vec<String>,
+        limit: u32,
+    ) -> Result<Vec<(String, Option<Position>)>, ProjectionError> {
         self.transaction(move |tx| {
-            Ok(M::generations(tx, &group)?
+            let mut checkpoints = Vec::with_capacity(groups.len());
+            for group in groups {
+                let checkpoint = M::generations(tx, &group)?
+                    .into_iter()
+                    .filter(|row| row.state != rows::GenerationState::Retired)
+                    .filter_map(|row| row.checkpoint)
+                    .max();
+                checkpoints.push((group, checkpoint));
+            }
+            let pending = M::effects(tx, Some(EffectState::Pending), limit)?;
+            let complete = pending.len() < limit as usize;
+            Ok(checkpoints
                 .into_iter()
-                .filter(|row| row.state != rows::GenerationState::Retired)
-                .filter_map(|row| row.checkpoint)
-                .max())
+                .map(|(group, checkpoint)| {
+                    let oldest = pending
+                        .iter()
+                        .filter(|effect| effect.group == group)
+                        .map(|effect| effect.position)
+                        .min();
+                    let through = match oldest {
+                        Some(oldest) => oldest.get().checked_sub(1).map(Position).min(checkpoint),
+                        None if complete => checkpoint,
+                        None => None,
+                    };
+                    (group, through)
+                })
+                .collect())
         })
         .await
     }
