@@ -190,6 +190,8 @@ macro_rules! conformance_tests {
             append_multi_is_all_or_nothing,
             append_multi_refuses_the_same_stream_twice,
             append_multi_resend_is_idempotent,
+            checks_hold_or_refuse_the_whole_append,
+            checks_do_not_stop_a_resend,
             read_stream_forward,
             read_stream_backward,
             read_stream_past_the_end,
@@ -218,6 +220,7 @@ macro_rules! conformance_tests {
             concurrent_appends_to_one_stream_with_retries_are_serialized,
             concurrent_appends_to_distinct_streams_are_all_stored,
             concurrent_multi_stream_appends_stay_atomic,
+            concurrent_checks_never_pass_a_stale_read,
             subscription_catches_up_then_goes_live_without_gap_or_duplicate,
             stream_subscription_follows_one_stream_live
         }

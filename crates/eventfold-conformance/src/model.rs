@@ -275,13 +275,18 @@ fn event_spec() -> impl Strategy<Value = EventSpec> {
 }
 
 fn write_spec() -> impl Strategy<Value = WriteSpec> {
-    (0u8..4, expected_spec(), vec(event_spec(), 1..=4)).prop_map(|(stream, expected, events)| {
-        WriteSpec {
+    write_spec_of(1)
+}
+
+/// A write of `events_min` to 4 events; 0 makes some of them checks.
+fn write_spec_of(events_min: usize) -> impl Strategy<Value = WriteSpec> {
+    (0u8..4, expected_spec(), vec(event_spec(), events_min..=4)).prop_map(
+        |(stream, expected, events)| WriteSpec {
             stream,
             expected,
             events,
-        }
-    })
+        },
+    )
 }
 
 fn filter_spec() -> impl Strategy<Value = FilterSpec> {
@@ -303,7 +308,8 @@ fn op() -> impl Strategy<Value = Op> {
     ];
     prop_oneof![
         10 => write_spec().prop_map(Op::Append),
-        3 => (vec(write_spec(), 1..=3), proptest::bool::weighted(0.1))
+        // A write of no events is a check of its stream.
+        3 => (vec(write_spec_of(0), 1..=3), proptest::bool::weighted(0.1))
             .prop_map(|(writes, same_stream_twice)| Op::AppendMulti(if same_stream_twice {
                 writes
             } else {

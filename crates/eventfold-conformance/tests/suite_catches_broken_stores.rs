@@ -34,6 +34,8 @@ enum Fault {
     BackwardPastEndEmpty,
     /// `stream_revision` is one too low.
     RevisionOffByOne,
+    /// Checks (writes of no events) are dropped from multi-stream appends.
+    ChecksDropped,
 }
 
 /// `InMemoryStore` with one fault, injected by a layer.
@@ -78,6 +80,7 @@ impl StoreLayer for Fault {
                 .filter(|e| e.id.is_none())
                 .for_each(|e| e.id = Some(Uuid::new_v4())),
             Fault::IdsDropped => events.for_each(|e| e.id = None),
+            Fault::ChecksDropped => writes.retain(|w| !w.is_check()),
             _ => {}
         }
         inner.append_multi(writes).await
@@ -222,6 +225,16 @@ fn empty_backward_read_past_the_end_is_caught() {
 fn wrong_stream_revision_is_caught() {
     run_with(Fault::RevisionOffByOne, async |s| {
         eventfold_conformance::stream_revision_and_exists_track_appends(s).await
+    });
+}
+
+#[test]
+#[should_panic(
+    expected = "a check of an exact revision the stream is not at: expected WrongExpectedVersion, got success"
+)]
+fn dropped_checks_are_caught() {
+    run_with(Fault::ChecksDropped, async |s| {
+        eventfold_conformance::checks_hold_or_refuse_the_whole_append(s).await
     });
 }
 

@@ -63,8 +63,11 @@ pub enum Error {
         /// What is wrong with its value, with the allowed range.
         reason: String,
     },
-    /// An append of no events at all.
-    #[error("an append must carry at least one event")]
+    /// An append of no events at all, or with a write of no events that checks
+    /// nothing (expects `any`).
+    #[error(
+        "an append must carry at least one event, and a write of no events is a check that needs an expected version other than any"
+    )]
     EmptyAppend,
     /// An event or an append larger than the store accepts.
     #[error("{what} is {actual} bytes, more than the limit of {limit} bytes")]

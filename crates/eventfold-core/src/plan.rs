@@ -71,13 +71,18 @@ impl<'a> IntoIterator for &'a CheckedWrites {
     }
 }
 
-/// Checks what can be checked of an append without the store: at least one event per
-/// write, each stream once, names a writer of this kind may use, every event valid
-/// ([`EventData::validate`]: its JSON is read through, so backends call this on the
-/// caller's thread rather than in a single writer), no event id twice, and no event
-/// type starting with `$` in a client write.
+/// Checks what can be checked of an append without the store: at least one event in
+/// the append, every write of no events a check (an expected version other than
+/// `any`, see [`StreamWrite::check`]), each stream once, names a writer of this kind
+/// may use, every event valid ([`EventData::validate`]: its JSON is read through, so
+/// backends call this on the caller's thread rather than in a single writer), no
+/// event id twice, and no event type starting with `$` in a client write.
 pub fn check_writes(writes: Vec<StreamWrite>) -> Result<CheckedWrites> {
-    if writes.is_empty() || writes.iter().any(|w| w.events.is_empty()) {
+    if writes.iter().all(|w| w.is_check())
+        || writes
+            .iter()
+            .any(|w| w.is_check() && w.expected == ExpectedVersion::Any)
+    {
         return Err(Error::EmptyAppend);
     }
     let mut streams = HashSet::new();
@@ -149,18 +154,34 @@ pub struct PlannedEvent {
 
 /// Decides, against `view`, whether to write the checked `writes`, answer them as
 /// already written, or refuse them.
+///
+/// Checks (writes of no events) are decided last and only for an append that writes:
+/// a re-send of an append whose events are all written is answered as written
+/// whatever its checked streams did since, as its own expected versions are (its
+/// checks held when it was written, or it would not have been). Neither plan has an
+/// entry for a check.
 pub fn plan_append(view: &impl AppendView, writes: CheckedWrites) -> Result<AppendPlan> {
     let CheckedWrites(writes) = writes;
     let mut planned = Vec::with_capacity(writes.len());
     let mut replayed = Vec::with_capacity(writes.len());
+    let mut checks = Vec::new();
     for write in writes {
+        if write.is_check() {
+            checks.push(write);
+            continue;
+        }
         match plan_one(view, write)? {
             One::Write(w) => planned.push(w),
             One::Replay(r) => replayed.push(r),
         }
     }
     match (planned.is_empty(), replayed.is_empty()) {
-        (_, true) => Ok(AppendPlan::Write(planned)),
+        (_, true) => {
+            for check in checks {
+                check_one(view, check)?;
+            }
+            Ok(AppendPlan::Write(planned))
+        }
         (true, false) => Ok(AppendPlan::AlreadyWritten(replayed)),
         (false, false) => Err(Error::IdempotencyConflict {
             stream: planned[0].stream.clone(),
@@ -172,6 +193,26 @@ pub fn plan_append(view: &impl AppendView, writes: CheckedWrites) -> Result<Appe
 enum One {
     Write(PlannedWrite),
     Replay(AppendResult),
+}
+
+/// A check: the stream is as expected and not deleted, or the append is refused.
+fn check_one(view: &impl AppendView, check: StreamWrite) -> Result<()> {
+    let actual = view.last_revision(&check.stream)?;
+    if let Some(last) = actual
+        && view.is_tombstoned(&check.stream, last)?
+    {
+        return Err(Error::StreamDeleted {
+            stream: check.stream,
+        });
+    }
+    if !check.expected.is_satisfied_by(actual) {
+        return Err(Error::WrongExpectedVersion {
+            stream: check.stream,
+            expected: check.expected,
+            actual,
+        });
+    }
+    Ok(())
 }
 
 fn plan_one(view: &impl AppendView, write: StreamWrite) -> Result<One> {

@@ -32,7 +32,9 @@ pub struct ResendCheck(Vec<(String, Vec<EventData>)>);
 
 impl ResendCheck {
     /// The check for `writes`; `None` when no event names its id (without ids an
-    /// append is never taken for a re-send, so there is nothing to keep).
+    /// append is never taken for a re-send, so there is nothing to keep). Checks of
+    /// streams ([`StreamWrite::check`]) have no result and are left out, so the
+    /// writes kept pair with the results.
     pub fn of(writes: &[StreamWrite]) -> Option<ResendCheck> {
         writes
             .iter()
@@ -41,6 +43,7 @@ impl ResendCheck {
                 ResendCheck(
                     writes
                         .iter()
+                        .filter(|w| !w.is_check())
                         .map(|w| (w.stream.clone(), w.events.clone()))
                         .collect(),
                 )

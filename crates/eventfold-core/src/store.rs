@@ -77,9 +77,38 @@ impl StreamWrite {
         }
     }
 
+    /// A check: a write of no events that makes the append it is part of hold only
+    /// while `stream` is as `expected` says (`no_stream`, `stream_exists` or an exact
+    /// revision; `any` checks nothing and is refused). For a decision that rests on a
+    /// stream it does not write: the revision read goes with the events written, in
+    /// the same atomic [`EventStore::append_multi`], and a write to the read stream in
+    /// between refuses the whole append with a wrong expected version naming it.
+    ///
+    /// A check writes nothing and has no entry in the results of the append. An
+    /// append needs at least one write with events.
+    ///
+    /// ```
+    /// use eventfold_core::{EventData, ExpectedVersion, Revision, StreamWrite};
+    /// let reserved = EventData::json("SeatReserved", &serde_json::json!({"seat": "4F"})).unwrap();
+    /// let writes = vec![
+    ///     StreamWrite::new("booking-7", ExpectedVersion::NoStream, vec![reserved]),
+    ///     // The flight's seat map was read at revision 41.
+    ///     StreamWrite::check("flight-LH400", ExpectedVersion::Exact(Revision(41))),
+    /// ];
+    /// assert!(writes[1].is_check());
+    /// ```
+    pub fn check(stream: impl Into<String>, expected: ExpectedVersion) -> Self {
+        Self::new(stream, expected, Vec::new())
+    }
+
     /// Whether this is a system write.
     pub fn is_system(&self) -> bool {
         self.system
+    }
+
+    /// Whether this is a check ([`StreamWrite::check`]): a write of no events.
+    pub fn is_check(&self) -> bool {
+        self.events.is_empty()
     }
 }
 
@@ -339,7 +368,10 @@ pub trait EventStore: Send + Sync {
     }
 
     /// Appends to several streams atomically: either every write happens or none does.
-    /// Each write has its own expected version; results come back in the same order.
+    /// Each write has its own expected version; results come back in the same order,
+    /// one per write of events. A write of no events is a check
+    /// ([`StreamWrite::check`]): it writes nothing and has no result, and the append
+    /// happens only if the checked stream is as it expects.
     async fn append_multi(&self, writes: Vec<StreamWrite>) -> Result<Vec<AppendResult>>;
 
     /// Reads events of one stream as this store presents them: a backend returns them

@@ -65,7 +65,9 @@ impl NewEvent {
 pub type NewEvents = Vec<NewEvent>;
 
 /// One stream's part of a `POST /transactions` body: `{"stream", "expected"?,
-/// "events"}`.
+/// "events"?}`. A write of no events (`events` absent or `[]`) is a check: the
+/// transaction happens only while the stream is as `expected` says, and the answer has
+/// no result for it.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TransactionWrite {
@@ -75,7 +77,8 @@ pub struct TransactionWrite {
     /// number or a string. Kept as sent: [`TransactionWrite::expected_version`] reads it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected: Option<serde_json::Value>,
-    /// The events, as in a single append.
+    /// The events, as in a single append; none for a check.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<NewEvent>,
 }
 
@@ -107,7 +110,8 @@ impl TransactionWrite {
     }
 }
 
-/// What `POST /transactions` answers: one result per write, in the order of the body.
+/// What `POST /transactions` answers: one result per write of events, in the order of
+/// the body (checks have none).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct TransactionResults {
     /// The result of each write.

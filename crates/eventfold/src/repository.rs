@@ -32,7 +32,9 @@ const SNAPSHOT_TYPE: &str = "Snapshot";
 ///    snapshots are on), then the events after it, each passed through the
 ///    [`Upcaster`] and decoded (types the aggregate does not know are skipped);
 /// 3. decides, and appends the events atomically with one expected version per
-///    stream, together with the command's outcome (so a command id is handled once);
+///    stream, together with the command's outcome (so a command id is handled once)
+///    and a check of every stream it was loaded from but does not write (so the
+///    decision cannot rest on a stale read of it);
 /// 4. on a wrong expected version, reads only the new events and decides again, at
 ///    most [`with_attempts`](Repository::with_attempts) times;
 /// 5. a rejection, or a decision of no event, is recorded as the command's outcome
@@ -283,7 +285,9 @@ impl<A: Aggregate> Repository<A> {
 
     /// Handles `command` against the aggregate loaded from `streams` (the first is its
     /// own); its events go to the streams its decision names, in one atomic append
-    /// with one expected version per stream.
+    /// with one expected version per stream. The streams it read and does not write
+    /// are checked in the same append ([`StreamWrite::check`]): if one of them moved
+    /// since the load, the new events are read and the command decided again.
     pub async fn handle_streams(
         &self,
         streams: &[&str],
@@ -324,6 +328,7 @@ impl<A: Aggregate> Repository<A> {
                 position: None,
             };
             let mut writes = planned.writes;
+            writes.extend(read_checks(&loaded, &writes));
             let after_types = self.snapshots.as_ref().map_or(&[][..], |p| p.after_types);
             let marks_snapshot = writes
                 .iter()
@@ -776,6 +781,25 @@ fn plan<A: Aggregate>(
         });
     }
     Ok(planned)
+}
+
+/// Checks of the streams the aggregate was loaded from that the decision does not
+/// write: their revisions as read go with the events written, so that a decision never
+/// rests on a stale read (a write to one of them in between refuses the append, and
+/// the command is decided again on the new events). Index streams (`$ce-...`) are
+/// views of the log, with no revision of their own to check.
+fn read_checks<A>(loaded: &Loaded<A>, writes: &[StreamWrite]) -> Vec<StreamWrite> {
+    loaded
+        .cursors
+        .iter()
+        .filter(|c| !c.stream.starts_with('$') && !writes.iter().any(|w| w.stream == c.stream))
+        .map(|c| {
+            let expected = c
+                .revision
+                .map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
+            StreamWrite::check(c.stream.clone(), expected)
+        })
+        .collect()
 }
 
 /// The answer to a command the command log holds a final outcome for: its acceptance,

@@ -829,6 +829,92 @@ async fn a_multi_stream_append_checks_each_streams_expected_version() {
     assert_eq!(b.load("account-b").await.unwrap().state().balance, 67);
 }
 
+/// A card spends from its own stream only while the account behind it, which it reads
+/// and never writes, covers the amount.
+#[derive(Debug, Default)]
+struct Card {
+    /// The balance of the account behind the card (its second stream).
+    covered: u64,
+}
+
+impl Aggregate for Card {
+    const NAME: &'static str = "card";
+    type Command = u64;
+    type Event = AccountEvent;
+    type Rejection = AccountRejection;
+
+    fn decide(&self, cents: &u64) -> Result<Decision<AccountEvent>, AccountRejection> {
+        if self.covered < *cents {
+            return Err(AccountRejection::InsufficientFunds {
+                balance: self.covered,
+                requested: *cents,
+            });
+        }
+        Ok(Decision::event(withdrawn("card-1", *cents)))
+    }
+
+    fn evolve(&mut self, event: &AccountEvent) {
+        match event {
+            AccountEvent::MoneyDeposited { account, cents } if account == "account-b" => {
+                self.covered += cents
+            }
+            AccountEvent::MoneyWithdrawn { account, cents } if account == "account-b" => {
+                self.covered -= cents
+            }
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_decision_never_rests_on_a_stale_read_of_a_stream_it_does_not_write() {
+    let store = hooked();
+    opened_account(store.clone(), "account-b", 100).await;
+    // Between the card's read of account-b and its append, 80 leave account-b.
+    let other = Repository::<Account>::new(store.inner().clone());
+    store.layer().before_next_append(async move {
+        other
+            .handle("account-b", Envelope::new(withdraw("account-b", 80)))
+            .await
+            .unwrap();
+    });
+    store.layer().reads.lock().unwrap().clear();
+    let cards = Repository::<Card>::new(store.clone());
+
+    let error = cards
+        .handle_streams(&["card-1", "account-b"], Envelope::new(50))
+        .await
+        .unwrap_err();
+
+    // The append was refused on account-b's check; the retry read its new event and
+    // decided on the balance that is really there.
+    assert_eq!(
+        error.rejection(),
+        Some(&AccountRejection::InsufficientFunds {
+            balance: 20,
+            requested: 50
+        })
+    );
+    assert_eq!(
+        store.layer().reads_of("account-b"),
+        vec![Some(Revision(0)), Some(Revision(2))]
+    );
+    assert!(events(store.inner().as_ref(), "card-1").await.is_empty());
+    assert_eq!(events(store.inner().as_ref(), "account-b").await.len(), 3);
+
+    // With account-b left alone, the card spends in one append that writes nothing
+    // to account-b.
+    let appends = store.layer().appends.load(Ordering::SeqCst);
+    let accepted = cards
+        .handle_streams(&["card-1", "account-b"], Envelope::new(15))
+        .await
+        .unwrap();
+    assert_eq!(store.layer().appends.load(Ordering::SeqCst) - appends, 1);
+    let written: Vec<&str> = accepted.written.iter().map(|w| w.stream.as_str()).collect();
+    assert_eq!(written, ["card-1"]);
+    assert_eq!(events(store.inner().as_ref(), "account-b").await.len(), 3);
+}
+
 #[tokio::test]
 async fn a_decision_may_only_target_streams_the_aggregate_was_loaded_from() {
     let store: Arc<dyn EventStore> = Arc::new(InMemoryStore::new());

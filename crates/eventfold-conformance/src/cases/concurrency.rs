@@ -17,14 +17,14 @@ use crate::support::{assert_fresh, event, event_with_id, n_of, ok, read_whole_lo
 use eventfold_wire::ErrorCode;
 
 /// Writers in each concurrency case.
-const TASKS: u64 = 16;
+pub(crate) const TASKS: u64 = 16;
 /// How long one append may keep losing races before the case gives up on the store.
 /// A count of attempts would not do: a writer that re-reads the committed revision
 /// spins while the winner's fsync is in flight, and a slow disk makes that many spins.
-const LOSING_STREAK_MAX: std::time::Duration = std::time::Duration::from_secs(60);
+pub(crate) const LOSING_STREAK_MAX: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Waits for every task, re-raising the first task panic with its own message.
-async fn join_all<T>(tasks: Vec<JoinHandle<T>>) -> Vec<T> {
+pub(crate) async fn join_all<T>(tasks: Vec<JoinHandle<T>>) -> Vec<T> {
     let mut results = Vec::with_capacity(tasks.len());
     for task in tasks {
         match task.await {

@@ -3,6 +3,7 @@
 //! rule that was broken.
 
 mod append;
+mod checks;
 mod concurrency;
 mod expected_version;
 mod gaps;
@@ -15,6 +16,7 @@ mod stream_admin;
 mod subscription;
 
 pub use append::*;
+pub use checks::*;
 pub use concurrency::*;
 pub use expected_version::*;
 pub use gaps::*;

@@ -114,7 +114,7 @@ pub(super) async fn append_transaction(
     let body = body?;
     let writes: Vec<TransactionWrite> = json(
         &body,
-        r#"a JSON array of {"stream", "expected"?, "events"}"#,
+        r#"a JSON array of {"stream", "expected"?, "events"?}"#,
     )?;
     let mut stream_writes = Vec::with_capacity(writes.len());
     for write in writes {
@@ -124,8 +124,15 @@ pub(super) async fn append_transaction(
             .into_iter()
             .map(NewEvent::into_event_data)
             .collect();
-        state.authorize(&who, Access::Write(&write.stream)).await?;
-        stream_writes.push(StreamWrite::new(write.stream, expected, events));
+        let write = StreamWrite::new(write.stream, expected, events);
+        // A check writes nothing, but its answer tells the stream's revision.
+        let access = if write.is_check() {
+            Access::Read(&write.stream)
+        } else {
+            Access::Write(&write.stream)
+        };
+        state.authorize(&who, access).await?;
+        stream_writes.push(write);
     }
     let results = store_writes(&state, &who, stream_writes).await?;
     Ok((StatusCode::CREATED, Json(TransactionResults { results })))
