@@ -135,6 +135,11 @@ enum Command {
     /// Forget a subject of personal data: destroy its key (its values read as
     /// {"$redacted": true} from now on) and append $subject-forgotten to $subjects.
     Forget(commands::forget::Args),
+    /// Register projections (an initial state and a jq handler per event type), or
+    /// list them.
+    Projection(commands::projection::Args),
+    /// The state of a stream as of a revision, folded by a registered projection.
+    State(commands::projection::StateArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell to complete for.
@@ -196,6 +201,8 @@ fn main() -> ExitCode {
         Command::Bench(args) => commands::bench::run(args, &runtime),
         Command::Demo(args) => runtime.block_on(commands::demo::run(args)),
         Command::Forget(args) => runtime.block_on(commands::forget::run(args)),
+        Command::Projection(args) => runtime.block_on(commands::projection::run(args)),
+        Command::State(args) => runtime.block_on(commands::projection::state(args)),
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut command, "eventfold", &mut std::io::stdout());

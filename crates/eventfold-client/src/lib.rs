@@ -202,6 +202,42 @@ impl HttpStore {
         self.call(self.client.get(url), "").await
     }
 
+    /// Registers a projection (`PUT /projections/{name}`): an initial state and a jq
+    /// handler per event type, which the server compiles before it keeps them.
+    pub async fn put_projection(&self, name: &str, definition: &Value) -> Result<Value> {
+        let url = self.url(&["projections", name]);
+        let request = self
+            .client
+            .request(Method::PUT, url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(encode(definition)?);
+        self.call(request, "").await
+    }
+
+    /// The server's registered projections (`GET /projections`).
+    pub async fn projections(&self) -> Result<Value> {
+        self.call(self.client.get(self.url(&["projections"])), "")
+            .await
+    }
+
+    /// The state of `stream` as of `revision` (its last event when `None`) through the
+    /// registered projection `projection` (`GET /streams/{stream}/state`):
+    /// `{"state", "revision"}`.
+    pub async fn state_of(
+        &self,
+        stream: &str,
+        projection: &str,
+        revision: Option<u64>,
+    ) -> Result<Value> {
+        let mut url = self.url(&["streams", stream, "state"]);
+        url.query_pairs_mut().append_pair("projection", projection);
+        if let Some(revision) = revision {
+            url.query_pairs_mut()
+                .append_pair("revision", &revision.to_string());
+        }
+        self.call(self.client.get(url), stream).await
+    }
+
     /// An online scavenge of the server's store (`POST /admin/scavenge`,
     /// administrators only): the events its streams' metadata hides leave its storage
     /// while it keeps serving. With `dry_run`, only what would go is counted.

@@ -167,6 +167,8 @@ pub const SYSTEM_STREAM_PREFIXES: &[&str] = &[
     "$parked-",
     // Stream metadata: `$$<stream>` (eventfold-metadata).
     "$$",
+    // Registered folds, the state of a stream as of a revision (eventfold-schema).
+    "$projections",
     // The audit trail of `eventfold repair` (eventfold-cli).
     "$repairs",
     // Notifications about subjects of personal data: `$subject-forgotten`

@@ -99,6 +99,42 @@ pub enum SchemaError {
         /// The field and the problem, e.g. `reason: missing field`.
         reason: String,
     },
+    /// A fold that cannot be registered as given (a bad name, a handler that does not
+    /// compile), or a stored registration that does not read.
+    #[error("invalid projection {name}: {reason}")]
+    InvalidProjection {
+        /// The fold's name.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// No fold of this name is registered.
+    #[error("no projection named '{name}' is registered")]
+    ProjectionNotFound {
+        /// The name asked for.
+        name: String,
+    },
+    /// A fold's handler failed on an event: it raised an error, went over a limit, or
+    /// did not give exactly one new state.
+    #[error("projection {name} failed on event {event}: {reason}")]
+    ProjectionFailed {
+        /// The fold's name.
+        name: String,
+        /// The event, as `revision@stream (id)`.
+        event: String,
+        /// What happened.
+        reason: String,
+    },
+    /// A state was asked for as of a revision the stream has not reached.
+    #[error("stream '{stream}' has no revision {asked}: its last event is at revision {last}")]
+    RevisionNotReached {
+        /// The stream.
+        stream: String,
+        /// The revision asked for.
+        asked: eventfold_core::Revision,
+        /// The stream's last revision.
+        last: eventfold_core::Revision,
+    },
     /// The store holding the registry failed.
     #[error(transparent)]
     Store(#[from] eventfold_core::Error),
@@ -117,6 +153,10 @@ impl SchemaError {
             SchemaError::ConverterLimit { .. } => ErrorCode::ConverterLimit,
             SchemaError::Interrupted => ErrorCode::ShuttingDown,
             SchemaError::ConverterCrashed { .. } => ErrorCode::ConverterCrashed,
+            SchemaError::InvalidProjection { .. } => ErrorCode::InvalidProjection,
+            SchemaError::ProjectionNotFound { .. } => ErrorCode::ProjectionNotFound,
+            SchemaError::ProjectionFailed { .. } => ErrorCode::ProjectionFailed,
+            SchemaError::RevisionNotReached { .. } => ErrorCode::EventNotFound,
             SchemaError::Store(e) => ErrorCode::of(e),
         }
     }

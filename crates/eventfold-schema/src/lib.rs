@@ -29,6 +29,7 @@
 mod convert;
 mod definition;
 mod error;
+mod fold;
 mod jq;
 mod jq_threads;
 mod layer;
@@ -43,6 +44,9 @@ pub use definition::{
     VersionDefinition,
 };
 pub use error::{Result, SchemaError};
+pub use fold::{
+    Fold, FoldDefinition, FoldedState, PROJECTION_REGISTERED_EVENT_TYPE, PROJECTIONS_STREAM,
+};
 pub use jq::{
     JQ_PROGRAM_BYTES_MAX, JQ_STACK_BYTES_MAX, JQ_VALUE_DEPTH_MAX, JqError, JqLimit, JqLimits,
     JqProgram, OUTPUTS_MAX,

@@ -160,6 +160,12 @@ impl Registry {
         self.jq.limits
     }
 
+    /// The flag [`Registry::interrupt_jq`] sets, for other jq programs of this
+    /// registry's owner (registered folds) to stop with its converters.
+    pub(crate) fn interrupt_flag(&self) -> &Arc<AtomicBool> {
+        &self.jq.interrupt
+    }
+
     /// Stops every jq converter running or started from now on in this registry or a
     /// clone of it: they fail with [`SchemaError::Interrupted`] at their next step.
     /// For a server shutting down.

@@ -555,6 +555,84 @@ async fn the_inventory_story_over_http_with_accept_negotiation() {
     );
 }
 
+/// `Accept` is negotiated by q-value with a fallback: the most wanted representation
+/// the event has wins, a version no converter reaches falls through to the next range,
+/// and an `Accept` that takes no JSON at all is `406 not_acceptable`. Every answer
+/// says it varies with `Accept`.
+#[tokio::test]
+async fn accept_is_negotiated_by_q_value_with_a_fallback() {
+    let api = api().await;
+    api.post(
+        "item-1",
+        None,
+        r#"[{"type":"InventoryItemDeactivated","data":{"id":"item-1"}}]"#,
+    )
+    .await;
+    let (status, body) = api
+        .put_schema("InventoryItemDeactivated", 2, inventory_v2())
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let read = async |accept: &str| {
+        let request = Request::get("/streams/item-1/0")
+            .header("Accept", accept)
+            .body(Body::empty())
+            .unwrap();
+        let response = api.app.clone().oneshot(request).await.unwrap();
+        let vary = response
+            .headers()
+            .get("vary")
+            .map(|v| v.to_str().unwrap().to_string());
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let body: Value = serde_json::from_slice(&bytes).unwrap();
+        (status, body, vary)
+    };
+    let v1 = "application/vnd.eventfold.v1+json";
+    let v2 = "application/vnd.eventfold.v2+json";
+    let v7 = "application/vnd.eventfold.v7+json";
+    for (accept, version) in [
+        (format!("{v1};q=0.2, {v2};q=0.8"), 2),
+        (format!("{v1};q=0.8, {v2};q=0.2"), 1),
+        (format!("{v2};q=0, application/json"), 1),
+        (format!("application/json;q=0.9, {v2};q=0.95"), 2),
+        (format!("*/*;q=0.5, {v2};q=0.5"), 2),
+        (format!("{v7}, {v2};q=0.3"), 2),
+        (format!("{v7}, application/*;q=0.1"), 1),
+        ("text/html, application/xhtml+xml, */*;q=0.8".to_string(), 1),
+    ] {
+        let (status, body, vary) = read(&accept).await;
+        assert_eq!(status, StatusCode::OK, "{accept}: {body}");
+        assert_eq!(body["version"], version, "{accept}: {body}");
+        assert_eq!(vary.as_deref(), Some("accept"), "{accept}");
+    }
+    for (accept, code, status) in [
+        ("text/html", "not_acceptable", StatusCode::NOT_ACCEPTABLE),
+        (
+            "application/json;q=0",
+            "not_acceptable",
+            StatusCode::NOT_ACCEPTABLE,
+        ),
+        (v7, "no_conversion_path", StatusCode::NOT_ACCEPTABLE),
+        (
+            "application/json;q=2",
+            "invalid_accept",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "application/vnd.eventfold.vX+json",
+            "invalid_accept",
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        let (answered, body, _) = read(accept).await;
+        assert_eq!(
+            (answered, body["error"].as_str()),
+            (status, Some(code)),
+            "{accept}: {body}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn schema_registration_and_validation_errors_name_the_problem() {
     let api = api().await;

@@ -87,8 +87,8 @@ fn probes() -> Vec<Probe> {
         &[("stream", "$all")],
         &[("stream", "$ce-order")],
         &[("stream", "order%00-1")],
-        &[("revision", "x"), ("version", "x")],
-        &[("revision", "99"), ("version", "99")],
+        &[("revision", "x"), ("version", "x"), ("page", "x")],
+        &[("revision", "99"), ("version", "99"), ("page", "99")],
         &[("version", "0")],
         &[("group", "nope"), ("type", "Nope")],
         &[("group", "a%01b")],
@@ -172,6 +172,9 @@ fn good_body(path: &str, method: &Method) -> Value {
         }
         ("/streams/{stream}/metadata", _) => json!({"max_count": 10}),
         ("/schemas/{type}/{version}", _) => json!({"schema": {"type": "object"}}),
+        ("/projections/{name}", _) => {
+            json!({"init": 0, "handlers": {"OrderPlaced": ".state + 1"}})
+        }
         ("/subscriptions/{group}/ack" | "/subscriptions/{group}/nack", _) => {
             json!({"positions": []})
         }
@@ -213,6 +216,11 @@ async fn app() -> Router {
         ),
         ("PUT", "/schemas/OrderPlaced/1", json!({})),
         ("PUT", "/subscriptions/g1", json!({})),
+        (
+            "PUT",
+            "/projections/orders-placed",
+            json!({"init": 0, "handlers": {"OrderPlaced": ".state + 1"}}),
+        ),
     ] {
         let request = Request::builder()
             .method(method)
@@ -234,6 +242,8 @@ fn uri_of(path: &str, probe: &Probe) -> String {
         ("type", "OrderPlaced"),
         ("version", "1"),
         ("subject", "customer-1"),
+        ("page", "0"),
+        ("name", "orders-placed"),
     ];
     for (name, value) in probe.path {
         if let Some(slot) = values.iter_mut().find(|(n, _)| n == name) {
@@ -244,8 +254,15 @@ fn uri_of(path: &str, probe: &Probe) -> String {
     for (name, value) in values {
         uri = uri.replace(&format!("{{{name}}}"), value);
     }
+    // A state names the projection to fold with.
+    let query = if uri.ends_with("/state") {
+        if probe.query.is_empty() {
+            "?projection=orders-placed".to_string()
+        } else {
+            format!("{}&projection=orders-placed", probe.query)
+        }
     // A group's `next` would wait for deliveries.
-    let query = if uri.ends_with("/next") && !probe.query.contains("wait_ms") {
+    } else if uri.ends_with("/next") && !probe.query.contains("wait_ms") {
         if probe.query.is_empty() {
             "?wait_ms=0".to_string()
         } else {
@@ -354,6 +371,10 @@ async fn every_status_an_operation_answers_is_documented_with_its_body() {
         ("/streams/{stream}/metadata", "PUT", 400),
         ("/subscriptions/{group}/ack", "POST", 409),
         ("/schemas/{type}/{version}", "GET", 404),
+        ("/feed/streams/{stream}/pages/{page}", "GET", 404),
+        ("/feed/all/pages/{page}", "GET", 400),
+        ("/projections/{name}", "PUT", 400),
+        ("/streams/{stream}/state", "GET", 404),
     ] {
         let key = (expected.0.to_string(), expected.1.to_string(), expected.2);
         assert!(seen.contains(&key), "no probe answered {expected:?}");

@@ -102,6 +102,10 @@ error_codes! {
     ShuttingDown = "shutting_down" => SERVICE_UNAVAILABLE,
     /// A converter crashed.
     ConverterCrashed = "converter_crashed" => INTERNAL_SERVER_ERROR,
+    /// A projection (a registered fold) that cannot be registered as given.
+    InvalidProjection = "invalid_projection" => BAD_REQUEST,
+    /// A projection's handler failed on an event, or went over a jq limit.
+    ProjectionFailed = "projection_failed" => UNPROCESSABLE_ENTITY,
     // Requests the API cannot take.
     /// The body is not the JSON the operation takes.
     InvalidJson = "invalid_json" => BAD_REQUEST,
@@ -121,8 +125,14 @@ error_codes! {
     MethodNotAllowed = "method_not_allowed" => METHOD_NOT_ALLOWED,
     /// The stream has no event at this revision.
     EventNotFound = "event_not_found" => NOT_FOUND,
+    /// A feed page past the feed's head.
+    PageNotFound = "page_not_found" => NOT_FOUND,
+    /// `Accept` names no representation the resource has.
+    NotAcceptable = "not_acceptable" => NOT_ACCEPTABLE,
     /// No schema is registered for this type or version.
     SchemaNotFound = "schema_not_found" => NOT_FOUND,
+    /// No projection (registered fold) has this name.
+    ProjectionNotFound = "projection_not_found" => NOT_FOUND,
     /// No consumer group has this name.
     GroupNotFound = "group_not_found" => NOT_FOUND,
     /// An ack or nack of a position not delivered.

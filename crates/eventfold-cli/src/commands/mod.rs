@@ -9,6 +9,7 @@ pub mod bench_scavenge;
 pub mod demo;
 pub mod export;
 pub mod forget;
+pub mod projection;
 pub mod read;
 pub mod repair;
 pub mod replay;

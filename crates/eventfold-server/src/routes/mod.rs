@@ -4,8 +4,10 @@
 
 mod admin;
 mod all;
+mod feeds;
 mod groups;
 mod ops;
+mod projections;
 mod request;
 mod schemas;
 mod streams;
@@ -36,6 +38,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
                 .delete(admin::delete_stream),
         )
         .route("/streams/{stream}/head", get(admin::stream_head))
+        .route("/streams/{stream}/state", get(projections::state_of))
         .route(
             "/streams/{stream}/metadata",
             get(admin::read_metadata).put(admin::write_metadata),
@@ -43,6 +46,13 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/transactions", post(streams::append_transaction))
         .route("/streams/{stream}/{revision}", get(streams::read_event))
         .route("/all", get(all::read_all))
+        .route("/feed/all", get(feeds::all_head))
+        .route("/feed/all/pages/{page}", get(feeds::all_page))
+        .route("/feed/streams/{stream}", get(feeds::stream_head))
+        .route(
+            "/feed/streams/{stream}/pages/{page}",
+            get(feeds::stream_page),
+        )
         .route("/subscribe/all", get(subscribe::subscribe_all))
         .route(
             "/subscribe/streams/{stream}",
@@ -53,6 +63,11 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route(
             "/schemas/{type}/{version}",
             get(schemas::read_version).put(schemas::register),
+        )
+        .route("/projections", get(projections::list))
+        .route(
+            "/projections/{name}",
+            get(projections::read).put(projections::register),
         )
         .route(
             "/subscriptions/{group}",

@@ -199,28 +199,101 @@ pub(super) async fn read_stream(
     }))
 }
 
-/// The schema version asked for with `Accept: application/vnd.eventfold.v<N>+json`.
-fn accepted_version(headers: &HeaderMap) -> Result<Option<u32>, ApiError> {
-    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
-        return Ok(None);
+/// A representation of an event a reader accepts: as stored, or converted to one
+/// schema version of its type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wanted {
+    Stored,
+    Version(u32),
+}
+
+/// The representations `Accept` asks for, most wanted first: `application/vnd.eventfold.
+/// v<N>+json` is version N, `application/json`, `application/*` and `*/*` take the event
+/// as stored. Ranked by q-value (a range with `q=0` is refused), a version before plain
+/// JSON before a wildcard at the same q. No `Accept`: as stored. An `Accept` naming
+/// nothing of these: `406 not_acceptable`.
+fn accepted(headers: &HeaderMap) -> Result<Vec<Wanted>, ApiError> {
+    let Some(accept) = headers.get(header::ACCEPT) else {
+        return Ok(vec![Wanted::Stored]);
     };
-    for media in accept
-        .split(',')
-        .map(|m| m.split(';').next().unwrap_or("").trim())
-    {
-        if let Some(version) = media
-            .strip_prefix("application/vnd.eventfold.v")
-            .and_then(|rest| rest.strip_suffix("+json"))
-        {
-            return version.parse().map(Some).map_err(|_| {
-                ApiError::new(
-                    ErrorCode::InvalidAccept,
-                    format!("'{media}' names no schema version"),
-                )
-            });
+    let accept = accept
+        .to_str()
+        .map_err(|_| ApiError::new(ErrorCode::InvalidAccept, "Accept is not text"))?;
+    // (q in thousandths, specificity, order in the header, what)
+    let mut ranked: Vec<(u16, u8, usize, Wanted)> = Vec::new();
+    for (order, range) in accept.split(',').enumerate() {
+        let mut parts = range.split(';');
+        let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let mut q = 1000u16;
+        for parameter in parts {
+            let Some((name, value)) = parameter.split_once('=') else {
+                continue;
+            };
+            if name.trim().eq_ignore_ascii_case("q") {
+                q = quality(value.trim()).ok_or_else(|| {
+                    ApiError::new(
+                        ErrorCode::InvalidAccept,
+                        format!(
+                            "'{}' is not a q-value (0 to 1, three decimals at most)",
+                            value.trim()
+                        ),
+                    )
+                })?;
+            }
+        }
+        let wanted = if let Some(rest) = media.strip_prefix("application/vnd.eventfold.v") {
+            let version = rest
+                .strip_suffix("+json")
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| {
+                    ApiError::new(
+                        ErrorCode::InvalidAccept,
+                        format!("'{media}' names no schema version"),
+                    )
+                })?;
+            (2, Wanted::Version(version))
+        } else {
+            match media.as_str() {
+                "application/json" => (1, Wanted::Stored),
+                "application/*" | "*/*" => (0, Wanted::Stored),
+                _ => continue,
+            }
+        };
+        if q > 0 {
+            ranked.push((q, wanted.0, order, wanted.1));
         }
     }
-    Ok(None)
+    ranked.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)));
+    let mut wanted: Vec<Wanted> = Vec::new();
+    for (_, _, _, w) in ranked {
+        if !wanted.contains(&w) {
+            wanted.push(w);
+        }
+    }
+    if wanted.is_empty() {
+        return Err(ApiError::new(
+            ErrorCode::NotAcceptable,
+            format!(
+                "Accept '{accept}' takes neither application/json nor \
+                 application/vnd.eventfold.v<N>+json, the representations of an event"
+            ),
+        ));
+    }
+    Ok(wanted)
+}
+
+/// A q-value (RFC 9110, 12.4.2) in thousandths: `0` to `1` with three decimals at most.
+fn quality(text: &str) -> Option<u16> {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    if fraction.len() > 3 || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let thousandths = format!("{fraction:0<3}").parse::<u16>().ok()?;
+    match whole {
+        "0" => Some(thousandths),
+        "1" if thousandths == 0 => Some(1000),
+        _ => None,
+    }
 }
 
 /// `GET /streams/{stream}/{revision}`: one event, converted to the version `Accept`
@@ -233,7 +306,7 @@ pub(super) async fn read_event(
 ) -> Result<axum::response::Response, ApiError> {
     let Path((stream, revision)) = path?;
     state.authorize(&who, Access::Read(&stream)).await?;
-    let wanted = accepted_version(&headers)?;
+    let wanted = accepted(&headers)?;
     let read = ReadStream::forward().from(Revision(revision)).limit(1);
     let event = state
         .store
@@ -249,16 +322,52 @@ pub(super) async fn read_event(
             )
         })?;
     state.metrics.reads.fetch_add(1, Ordering::Relaxed);
-    let Some(version) = wanted.filter(|v| *v != event.version) else {
-        return Ok(Json(Recorded(&event)).into_response());
-    };
+    // The first representation the event has, in the reader's order: a version no
+    // converter reaches falls through to the next one the reader takes.
+    let mut refused = None;
+    for choice in wanted {
+        let version = match choice {
+            Wanted::Version(version) if version != event.version => version,
+            Wanted::Version(_) | Wanted::Stored => return Ok(negotiated(&event)),
+        };
+        match converted(&state, &event, version).await {
+            Ok(one) => return Ok(negotiated(&one)),
+            Err(error) if error.body().error == ErrorCode::NoConversionPath => {
+                refused = Some(error);
+            }
+            // A converter that fails is not a version the event lacks.
+            Err(error) => return Err(error),
+        }
+    }
+    Err(refused.unwrap_or_else(|| {
+        ApiError::new(
+            ErrorCode::NotAcceptable,
+            "Accept takes no representation of this event",
+        )
+    }))
+}
+
+/// An event answered as the representation `Accept` chose (which varies with it).
+fn negotiated(event: &RecordedEvent) -> axum::response::Response {
+    let mut response = Json(Recorded(event)).into_response();
+    response
+        .headers_mut()
+        .insert(header::VARY, header::HeaderValue::from_static("accept"));
+    response
+}
+
+/// `event` converted to `version` of its type: exactly one event of that version, or
+/// `406 no_conversion_path`.
+async fn converted(
+    state: &AppState,
+    event: &RecordedEvent,
+    version: u32,
+) -> Result<RecordedEvent, ApiError> {
     let (event_type, stored) = (event.event_type.clone(), event.version);
     let target = Target::version(event_type.clone(), version);
-    let converted = state.schemas.convert(vec![event], &target).await?;
+    let converted = state.schemas.convert(vec![event.clone()], &target).await?;
     match <[RecordedEvent; 1]>::try_from(converted) {
-        Ok([one]) if one.event_type == event_type && one.version == version => {
-            Ok(Json(Recorded(&one)).into_response())
-        }
+        Ok([one]) if one.event_type == event_type && one.version == version => Ok(one),
         Ok(_) | Err(_) => Err(ApiError::new(
             ErrorCode::NoConversionPath,
             format!(
