@@ -4,6 +4,7 @@
 
 mod admin;
 mod all;
+mod console;
 mod feeds;
 mod groups;
 mod ops;
@@ -83,6 +84,9 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         )
         .route("/admin/scavenge", post(admin::scavenge))
         .route("/subjects/{subject}", delete(admin::forget_subject))
+        .route("/", get(console::root))
+        .route("/console", get(console::index))
+        .route("/console/{asset}", get(console::file))
         .route("/openapi.json", get(ops::openapi))
         .route("/health", get(ops::health))
         .route("/metrics", get(ops::metrics))
