@@ -103,7 +103,7 @@ async fn the_console_works_in_a_real_browser() {
         "ok open an event, then choose another schema version",
         "ok a live event arrives in the tail of $all",
         "ok a consumer group shows its parked event, which is replayed",
-        "ok schemas, projections and health",
+        "ok schemas, projections, health and the surgery log",
         "ok under --auth the console asks for a token and shows only what it may read",
         "ok all",
     ] {

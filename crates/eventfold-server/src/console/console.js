@@ -250,6 +250,21 @@ const pages = {
       el("h2", {}, "State of a stream as of a revision"), form, result);
   },
 
+  async surgery() {
+    // Stream surgery writes one audit record per operation to `$surgery`; a store where
+    // none was done has no such stream.
+    let events = [];
+    try {
+      events = (await api("/streams/" + enc("$surgery") + "?direction=backward&limit=100")).events;
+    } catch (error) {
+      if (error.code !== "stream_not_found") throw error;
+    }
+    show(el("h1", {}, "Surgery log"),
+      events.length ? table(["revision", "operation", "recorded at", "record"], events.map((e) => [
+        e.revision, e.type, e.recorded_at, el("pre", {}, json(e.data))]), "surgery")
+        : el("p", { class: "muted", id: "no-surgery" }, "No stream surgery was done on this store."));
+  },
+
   async health() {
     const health = await api("/health");
     let metrics = "";

@@ -118,6 +118,7 @@ async function main() {
 
     await step("a consumer group shows its parked event, which is replayed", async () => {
       await navigated(page, () => page.click('nav a[data-nav="groups"]'));
+      await shot(page, "groups");
       const parked = await page.textContent("#groups tbody tr td:last-child");
       check(parked.trim() === "1", "one event parked, shown: " + parked);
       await navigated(page, () => page.click("a.group-link >> text=mailer"));
@@ -131,9 +132,10 @@ async function main() {
       check(positions.includes(position), "the parked event is delivered again: " + JSON.stringify(positions));
     });
 
-    await step("schemas, projections and health", async () => {
+    await step("schemas, projections, health and the surgery log", async () => {
       await navigated(page, () => page.click('nav a[data-nav="schemas"]'));
       check((await page.textContent("#view")).includes("OrderPlaced"), "the schema is listed");
+      await shot(page, "schemas");
       await navigated(page, () => page.click('nav a[data-nav="projections"]'));
       await page.fill("#state-stream", "order-1");
       await page.click("#view form button");
@@ -143,6 +145,9 @@ async function main() {
       await shot(page, "projections");
       await navigated(page, () => page.click('nav a[data-nav="health"]'));
       check(JSON.parse(await page.textContent("#health-json")).status === "ok", "health is ok");
+      await shot(page, "health");
+      await navigated(page, () => page.click('nav a[data-nav="surgery"]'));
+      check((await page.locator("#no-surgery").count()) === 1, "no surgery on this store");
     });
     check(errors.length === 0, "no script error on the page: " + errors.join("; "));
 
