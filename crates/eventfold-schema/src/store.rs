@@ -55,6 +55,17 @@ pub enum Registered {
     Unchanged,
 }
 
+impl Registered {
+    /// The word the API and the CLI answer: `created`, `replaced` or `unchanged`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Registered::Created => "created",
+            Registered::Replaced => "replaced",
+            Registered::Unchanged => "unchanged",
+        }
+    }
+}
+
 pub(crate) struct State {
     pub(crate) registry: Arc<Registry>,
     /// The last revision of `$schemas` applied.

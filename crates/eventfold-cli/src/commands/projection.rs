@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use eventfold_core::Revision;
-use eventfold_schema::{CheckOptions, FoldDefinition, Registered, Registry, SchemaStore};
+use eventfold_schema::{CheckOptions, FoldDefinition, Registry, SchemaStore};
 use serde_json::{Value, json};
 
 use super::schema::JqLimitArgs;
@@ -110,11 +110,10 @@ async fn register(args: RegisterArgs) -> anyhow::Result<ExitCode> {
         }
         (Some(_), None) => {
             let schemas = SchemaStore::open(super::open_target(&args.target)?).await?;
-            let result = match schemas.register_fold(&args.name, &definition).await? {
-                Registered::Created => "created",
-                Registered::Replaced => "replaced",
-                Registered::Unchanged => "unchanged",
-            };
+            let result = schemas
+                .register_fold(&args.name, &definition)
+                .await?
+                .as_str();
             json!({"name": args.name, "result": result})
         }
         (None, None) => bail!("name the store with --data DIR or --server URL"),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use eventfold_schema::{
-    CheckOptions, EventVersion, JqLimits, Registered, Registry, SchemaStore, VersionDefinition,
+    CheckOptions, EventVersion, JqLimits, Registry, SchemaStore, VersionDefinition,
 };
 use serde_json::{Value, json};
 
@@ -169,11 +169,7 @@ async fn register(args: RegisterArgs) -> anyhow::Result<ExitCode> {
                 .register(&args.event_type, args.version, definition)
                 .await
                 .map_err(explain)?;
-            let result = match result {
-                Registered::Created => "created",
-                Registered::Replaced => "replaced",
-                Registered::Unchanged => "unchanged",
-            };
+            let result = result.as_str();
             json!({"type": args.event_type, "version": args.version, "result": result})
         }
         (None, None) => bail!("name the store with --data DIR or --server URL"),

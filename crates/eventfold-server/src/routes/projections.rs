@@ -60,11 +60,13 @@ pub(super) async fn register(
         &body,
         r#"a JSON object {"init", "handlers": {"<EventType>": "<jq program>"}}"#,
     )?;
-    let (status, result) = match state.schemas.register_fold(&name, &definition).await? {
-        Registered::Created => (StatusCode::CREATED, "created"),
-        Registered::Replaced => (StatusCode::OK, "replaced"),
-        Registered::Unchanged => (StatusCode::OK, "unchanged"),
+    let registered = state.schemas.register_fold(&name, &definition).await?;
+    let status = if registered == Registered::Created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
     };
+    let result = registered.as_str();
     Ok((status, Json(json!({"name": name, "result": result}))))
 }
 

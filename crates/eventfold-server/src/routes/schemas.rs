@@ -94,11 +94,12 @@ pub(super) async fn register(
             }
             other => other.into(),
         })?;
-    let (status, result) = match registered {
-        Registered::Created => (StatusCode::CREATED, "created"),
-        Registered::Replaced => (StatusCode::OK, "replaced"),
-        Registered::Unchanged => (StatusCode::OK, "unchanged"),
+    let status = if registered == Registered::Created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
     };
+    let result = registered.as_str();
     Ok((
         status,
         Json(serde_json::json!({"type": event_type, "version": version, "result": result})),
