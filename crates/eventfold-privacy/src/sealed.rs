@@ -49,8 +49,9 @@ pub struct Personal {
 }
 
 /// Whether `metadata` might mark personal values (a byte search, no parse: the cheap
-/// test every event read passes).
-pub(crate) fn may_be_personal(metadata: &[u8]) -> bool {
+/// test every event read passes, and the one a reader of stored events can use to
+/// tell events that may hold personal data).
+pub fn may_be_personal(metadata: &[u8]) -> bool {
     memchr::memmem::find(metadata, b"\"$personal\"").is_some()
 }
 

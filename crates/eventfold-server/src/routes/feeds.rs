@@ -205,7 +205,7 @@ impl Feed {
         let full = page < full_pages;
         let personal = events
             .iter()
-            .any(|e| contains(&e.metadata, b"\"$personal\""));
+            .any(|e| eventfold_privacy::sealed::may_be_personal(&e.metadata));
         let body = self.render(page, full, as_head, &events, query)?;
         let etag = format!(
             "\"{}\"",
@@ -406,11 +406,6 @@ fn matches_etag(headers: &HeaderMap, etag: &str) -> bool {
         .flat_map(|v| v.split(','))
         .map(|tag| tag.trim().trim_start_matches("W/"))
         .any(|tag| tag == etag || tag == "*")
-}
-
-/// Whether `haystack` holds `needle`.
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 #[cfg(test)]
