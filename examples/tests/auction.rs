@@ -2,7 +2,9 @@
 //! adds each seller's unread-questions count), none read; the process crashes; the
 //! read model is restored by replaying the events through release 2. The count is 2,
 //! folded from the facts; both questions are there; no mail is sent twice. Replaying
-//! the audit log of commands instead decides again and mails again.
+//! the audit log of commands instead decides again and mails again. And a disaster: the
+//! whole data directory is lost, the log comes back from its archive (the key store from
+//! its own backup), the read model is rebuilt, and nobody is mailed twice.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -333,6 +335,97 @@ async fn restoring_from_events_counts_from_the_facts_and_mails_nobody_twice() {
         "forgotten, also after a rebuild"
     );
     assert_eq!(service.deliver_mail().await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_data_directory_comes_back_from_the_archive_and_mails_nobody_twice() {
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    let data = root.join("service");
+    let world = OutsideWorld::open(&root.join("world")).unwrap();
+    let service = AuctionService::open(&data, world.clone(), Release::V2)
+        .await
+        .unwrap();
+    let web = WebClient::new(service.clone());
+    ask(&web, "bob", BOB_ASKS).await;
+    ask(&web, "cat", CAT_ASKS).await;
+    assert_eq!(service.deliver_mail().await.unwrap(), 2);
+    let (status, body) = web
+        .post(
+            "/auctions/camera-17/questions/camera-17-q1/answer",
+            json!({"seller": "sam", "answer": SAM_ANSWERS}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let before = service.seller_questions("sam").await.unwrap();
+    assert_eq!(before.unread, Some(1));
+    drop(web);
+    service.shut_down().await.unwrap();
+
+    // The nightly archive of the log, and the key store's own backup, elsewhere.
+    let bucket = root.join("bucket");
+    let location =
+        eventfold_archive::ArchiveLocation::parse(&format!("file://{}", bucket.display())).unwrap();
+    let log = eventfold_log::LogStore::open_read_only(data.join("events")).unwrap();
+    let archived = eventfold_archive::archive(&log, &location, &mut |_| {})
+        .await
+        .unwrap();
+    let head = log.event_count();
+    assert_eq!(archived.end_position, head);
+    log.close();
+    let keys_backup = root.join("keys-backup");
+    copy_dir(&data.join("keys"), &keys_backup);
+
+    // The disaster: the service's whole data directory is gone, read model included.
+    std::fs::remove_dir_all(&data).unwrap();
+    let restored = eventfold_archive::restore(&location, &data.join("events"), &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(restored.end_position, head);
+    copy_dir(&keys_backup, &data.join("keys"));
+
+    // Release 2 starts on the restored log: a new read model is built from the events.
+    let service = AuctionService::open(&data, world.clone(), Release::V2)
+        .await
+        .unwrap();
+    let after = service.seller_questions("sam").await.unwrap();
+    assert_eq!(
+        after.unread,
+        Some(1),
+        "the count, folded from the facts again"
+    );
+    assert_eq!(after.questions, before.questions);
+    assert_eq!(
+        after.questions[1].buyer_email.as_deref(),
+        Some("cat@buyers.example"),
+        "personal values open with the key store's backup"
+    );
+    // The effect ledger came back with the log: both mails are known as sent.
+    assert_eq!(service.deliver_mail().await.unwrap(), 0);
+    let bodies: Vec<String> = world
+        .mail
+        .sent()
+        .unwrap()
+        .into_iter()
+        .map(|m| m.body)
+        .collect();
+    assert_eq!(bodies, [BOB_ASKS, CAT_ASKS], "nobody is mailed twice");
+    // And the service goes on where the archive ended.
+    let web = WebClient::new(service.clone());
+    let body = ask(&web, "dan", "Does it come with a strap?").await;
+    assert_eq!(body["events"][0]["data"]["question_id"], "camera-17-q3");
+    assert_eq!(service.deliver_mail().await.unwrap(), 1);
+    drop(web);
+    service.shut_down().await.unwrap();
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

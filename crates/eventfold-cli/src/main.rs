@@ -118,6 +118,11 @@ enum Command {
     Export(commands::export::ExportArgs),
     /// Append the events of an NDJSON export to a store, each at its revision.
     Import(commands::export::ImportArgs),
+    /// Copy the log to object storage (s3://BUCKET/PREFIX or file:///path), up to its
+    /// head now; resumable, nothing uploaded twice.
+    Archive(commands::archive::ArchiveArgs),
+    /// Rebuild a store from an archive into a new data directory, and verify it.
+    Restore(commands::archive::RestoreArgs),
     /// Check every checksum, length, position and revision of a store.
     Verify(commands::verify::Args),
     /// Give up damaged data explicitly: rewrite damaged segments, keeping every intact
@@ -194,6 +199,8 @@ fn main() -> ExitCode {
         Command::Replay(args) => runtime.block_on(commands::replay::run(args)),
         Command::Export(args) => runtime.block_on(commands::export::export(args)),
         Command::Import(args) => runtime.block_on(commands::export::import(args)),
+        Command::Archive(args) => runtime.block_on(commands::archive::archive(args)),
+        Command::Restore(args) => runtime.block_on(commands::archive::restore(args)),
         Command::Verify(args) => commands::verify::run(args),
         Command::Repair(args) => runtime.block_on(commands::repair::run(args)),
         Command::Scavenge(args) => runtime.block_on(commands::scavenge::run(args)),

@@ -250,6 +250,26 @@ impl HttpStore {
         Ok(answer.into())
     }
 
+    /// One archive pass of the server's log to object storage (`POST /admin/archive`,
+    /// administrators only): to `to` (`s3://BUCKET/PREFIX`, with the server's
+    /// credentials), or without it to the archive the server was started with.
+    pub async fn archive(&self, to: Option<&str>) -> Result<eventfold_wire::ArchiveAnswer> {
+        let url = self.url(&["admin", "archive"]);
+        let body = eventfold_wire::ArchiveRequest {
+            to: to.map(str::to_string),
+        };
+        let body = serde_json::to_vec(&body)
+            .map_err(|e| eventfold_core::Error::Backend(format!("encoding the request: {e}")))?;
+        self.call(
+            self.client
+                .post(url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body),
+            "",
+        )
+        .await
+    }
+
     /// Forgets a subject of personal data (`DELETE /subjects/{subject}`,
     /// administrators only): the server destroys its key, so its values read as
     /// `{"$redacted": true}` from now on, and appends `$subject-forgotten` to

@@ -25,6 +25,7 @@ mod scrub;
 mod segment;
 mod shared;
 pub mod sim;
+mod snapshot;
 mod store;
 mod verify;
 mod writer;
@@ -37,5 +38,6 @@ pub use repair::{
 };
 pub use scavenge::{ScavengeOptions, ScavengeProgress, ScavengeReport, SegmentScavenge};
 pub use shared::LogStats;
+pub use snapshot::{SegmentFileWriter, SegmentSnapshot, holds_segments};
 pub use store::LogStore;
 pub use verify::{Damage, VerifyReport, verify, verify_with};

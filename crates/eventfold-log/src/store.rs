@@ -345,6 +345,13 @@ impl LogStore {
         read_all(&self.shared, options)
     }
 
+    /// Every segment as it stands now, oldest first (the last is the active one): what
+    /// an archiver copies. Each snapshot reads its segment's committed bytes even while
+    /// appends go on or a scavenge swaps the file.
+    pub fn segments(&self) -> Vec<crate::SegmentSnapshot> {
+        crate::snapshot::segment_snapshots(&self.shared)
+    }
+
     /// Number of events in the store.
     pub fn event_count(&self) -> u64 {
         self.shared.index().next_position

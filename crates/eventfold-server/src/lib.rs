@@ -7,6 +7,7 @@
 //! store's errors become responses in one place ([`error::ApiError`]).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+mod archiver;
 mod auth;
 mod connection;
 mod error;
@@ -19,6 +20,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use archiver::{ArchiveFailure, Archiver};
 pub use auth::{
     ADMIN_ROLE, AuthConfig, AuthConfigError, DefaultAcl, EVERYONE, METRICS_ROLE, Principal,
     token_hash,
@@ -76,6 +78,9 @@ pub struct ServerConfig {
     /// `eventfold_privacy::PrivacyLayer` seals with), for `DELETE /subjects/{subject}`;
     /// `None` (the default): that route answers `501 not_supported`.
     pub subject_keys: Option<Arc<dyn eventfold_privacy::KeyStore>>,
+    /// What archives the store's log for `POST /admin/archive`; `None` (the default):
+    /// that route answers `501 not_supported`.
+    pub archiver: Option<Arc<dyn Archiver>>,
 }
 
 impl Default for ServerConfig {
@@ -94,6 +99,7 @@ impl Default for ServerConfig {
             cors_origins: Vec::new(),
             scavenger: None,
             subject_keys: None,
+            archiver: None,
         }
     }
 }

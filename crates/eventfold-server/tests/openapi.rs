@@ -182,6 +182,39 @@ fn good_body(path: &str, method: &Method) -> Value {
     }
 }
 
+/// An archiver that archives nothing: this test checks the router against its
+/// document (archiving itself is tested in eventfold-archive and the CLI's tests).
+#[derive(Debug)]
+struct AnsweringArchiver;
+
+#[async_trait::async_trait]
+impl eventfold_server::Archiver for AnsweringArchiver {
+    fn default_url(&self) -> Option<String> {
+        Some("s3://bucket/archive".into())
+    }
+
+    async fn archive(
+        &self,
+        url: &str,
+    ) -> Result<eventfold_wire::ArchiveAnswer, eventfold_server::ArchiveFailure> {
+        if !url.starts_with("s3://") {
+            return Err(eventfold_server::ArchiveFailure::InvalidUrl(format!(
+                "{url}: not s3://"
+            )));
+        }
+        Ok(eventfold_wire::ArchiveAnswer {
+            url: url.to_string(),
+            end_position: 1,
+            segments: 1,
+            pieces_uploaded: 1,
+            pieces_adopted: 0,
+            bytes_uploaded: 100,
+            segments_rewritten: 0,
+            seconds: 0.0,
+        })
+    }
+}
+
 /// A server with users, holding a stream, a schema and a consumer group.
 async fn app() -> Router {
     let auth = AuthConfig::from_toml(&format!(
@@ -205,6 +238,7 @@ async fn app() -> Router {
         body_bytes_max: BODY_BYTES_MAX,
         scavenger: Some(store.clone()),
         subject_keys: Some(Arc::new(eventfold_privacy::MemoryKeyStore::new())),
+        archiver: Some(Arc::new(AnsweringArchiver)),
         ..ServerConfig::default()
     };
     let app = router(store, config).await.unwrap();

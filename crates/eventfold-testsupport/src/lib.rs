@@ -9,6 +9,8 @@
 //! - [`crash`]: the crash harness: a test runs its own binary again as a child that
 //!   writes, and kills it with SIGKILL mid-write.
 //! - [`dirs`]: temporary directories for data, removed afterwards.
+//! - [`s3`]: a real S3-compatible server (SeaweedFS) named by `EVENTFOLD_TEST_SEAWEEDFS`,
+//!   which a test can kill and start again (a test without it says loudly it skipped).
 //!
 //! A dev-dependency only (never published), and it depends on no eventfold crate, so
 //! every crate's tests can use it, the engine's included.
@@ -17,6 +19,7 @@ pub mod cli;
 pub mod crash;
 pub mod dirs;
 pub mod postgres;
+pub mod s3;
 
 use std::time::Duration;
 

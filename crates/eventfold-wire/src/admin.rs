@@ -1,5 +1,5 @@
 //! Answers of the store's administration: `POST /admin/scavenge`,
-//! `DELETE /subjects/{subject}`.
+//! `POST /admin/archive`, `DELETE /subjects/{subject}`.
 
 use std::time::Duration;
 
@@ -66,4 +66,37 @@ pub struct SubjectForgotten {
     pub subject: String,
     /// The global position of its `$subject-forgotten` event.
     pub position: u64,
+}
+
+/// `POST /admin/archive`: where to archive the log. Without `to`, the archive the
+/// server was started with (`serve --archive`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveRequest {
+    /// `s3://BUCKET/PREFIX` (the server's own credentials are used), or the server's
+    /// own `--archive` URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+}
+
+/// `POST /admin/archive`: what one archive pass did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveAnswer {
+    /// The archive.
+    pub url: String,
+    /// The position after the last archived event: `$all` up to here is archived.
+    pub end_position: u64,
+    /// Segments in the archive.
+    pub segments: u64,
+    /// Pieces uploaded by this pass.
+    pub pieces_uploaded: u64,
+    /// Pieces an interrupted pass had uploaded, found whole and kept.
+    pub pieces_adopted: u64,
+    /// Bytes uploaded by this pass.
+    pub bytes_uploaded: u64,
+    /// Segments archived again because the store rewrote them (a scavenge).
+    pub segments_rewritten: u64,
+    /// How long the pass took, in seconds.
+    pub seconds: f64,
 }

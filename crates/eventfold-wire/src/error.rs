@@ -139,6 +139,12 @@ error_codes! {
     NotInFlight = "not_in_flight" => CONFLICT,
     /// The store's backend cannot do this (a scavenge, on a backend without one).
     NotSupported = "not_supported" => NOT_IMPLEMENTED,
+    /// An archive URL the server cannot archive to (unknown scheme, no credentials, a
+    /// local path that is not the server's own archive).
+    InvalidArchiveUrl = "invalid_archive_url" => BAD_REQUEST,
+    /// The object storage refused or failed the archive; what was uploaded stays and
+    /// the next pass resumes.
+    ArchiveFailed = "archive_failed" => BAD_GATEWAY,
     // Authentication and authorization.
     /// No token, or an unknown one.
     Unauthorized = "unauthorized" => UNAUTHORIZED,

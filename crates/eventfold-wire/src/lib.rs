@@ -18,7 +18,7 @@ pub mod group;
 pub mod page;
 pub mod subscription;
 
-pub use admin::{ScavengeAnswer, SubjectForgotten};
+pub use admin::{ArchiveAnswer, ArchiveRequest, ScavengeAnswer, SubjectForgotten};
 pub use append::{AppendResult, NewEvent, NewEvents, TransactionResults, TransactionWrite};
 pub use error::{ErrorBody, ErrorCode, UnknownErrorCode};
 pub use event::{Event, Recorded, event_json_line};

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod append;
+pub mod archive;
 pub mod bench;
 mod bench_group_commit;
 pub mod bench_http;

@@ -71,6 +71,25 @@ pub struct Args {
         value_name = "NAME"
     )]
     postgres_schema: String,
+    /// Archive the log continuously to object storage (s3://BUCKET/PREFIX, credentials
+    /// from the AWS_* environment variables, or file:///path): sealed segments and the
+    /// active one's new bytes, whenever the log has grown.
+    #[arg(
+        long,
+        env = "EVENTFOLD_ARCHIVE",
+        value_name = "URL",
+        conflicts_with = "postgres"
+    )]
+    archive: Option<String>,
+    /// With --archive: the least time between two archive passes, in seconds (what
+    /// an archive may lag behind the log, besides the upload itself).
+    #[arg(
+        long,
+        default_value_t = 10,
+        value_name = "SECONDS",
+        requires = "archive"
+    )]
+    archive_interval_s: u64,
     /// PEM certificate chain: serve HTTPS (with --tls-key).
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -132,6 +151,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let address = listener.local_addr()?;
     // The server refuses this too; checked here before the store is opened.
     config.check_address(address)?;
+    let mut archiving = None;
     let (store, holds): (Arc<dyn eventfold_core::EventStore>, String) = match &args.postgres {
         None => {
             // The server checks every sealed segment in the background after opening,
@@ -150,6 +170,18 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             let store = Arc::new(store);
             // The same store is the scavenger of `POST /admin/scavenge`.
             config.scavenger = Some(store.clone());
+            // `POST /admin/archive`, and with --archive passes of its own.
+            let own = args
+                .archive
+                .as_deref()
+                .map(eventfold_archive::ArchiveLocation::parse)
+                .transpose()?;
+            let archiver = super::archive::LogArchiver::new(store.clone(), own);
+            if args.archive.is_some() {
+                let interval = std::time::Duration::from_secs(args.archive_interval_s.max(1));
+                archiving = Some(tokio::spawn(archiver.clone().keep_archiving(interval)));
+            }
+            config.archiver = Some(archiver);
             // Personal values are sealed with keys kept in DIR/keys, beside the log.
             let privacy =
                 super::privacy_layer(&args.data.data, args.master_key_file.as_deref(), true)?;
@@ -197,6 +229,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     println!("eventfold listening on {scheme}://{address} ({holds})");
     std::io::stdout().flush()?;
     eventfold_server::serve_with(store.clone(), config, listener, tls, shutdown).await?;
+    if let Some(task) = archiving {
+        // The archive catches up at the next start (or `eventfold archive`).
+        task.abort();
+        let _ = task.await;
+    }
     // The server has stopped taking requests; closing the store lets the writer finish
     // what is queued before the process exits.
     drop(store);

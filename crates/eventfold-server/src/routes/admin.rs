@@ -11,9 +11,12 @@ use bytes::Bytes;
 use eventfold_metadata::{DeleteMode, StreamAdmin, StreamMetadata};
 use serde::Deserialize;
 
-use eventfold_wire::{ErrorCode, ScavengeAnswer, StreamHead, StreamsPage, SubjectForgotten};
+use eventfold_wire::{
+    ArchiveRequest, ErrorCode, ScavengeAnswer, StreamHead, StreamsPage, SubjectForgotten,
+};
 
-use super::request::{Shared, expected_version, invalid_json, json_kind, limit};
+use super::request::{Shared, expected_version, invalid_json, json_kind, json_object, limit};
+use crate::ArchiveFailure;
 use crate::auth::{Access, Principal};
 use crate::error::ApiError;
 
@@ -187,6 +190,54 @@ pub(super) async fn scavenge(
         "scavenge"
     );
     Ok(Json(ScavengeAnswer::from(summary)))
+}
+
+/// `POST /admin/archive` with `{"to": URL}` (or `{}`: the server's own `--archive`):
+/// one archive pass of the log up to its head, to object storage; the answer says what
+/// was uploaded. Passes run one at a time. Administrators only.
+pub(super) async fn archive(
+    State(state): Shared,
+    who: Principal,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    state.authorize(&who, Access::Admin).await?;
+    let request: ArchiveRequest =
+        json_object(&body?, r#"a JSON object {"to"?: "s3://BUCKET/PREFIX"}"#)?;
+    let Some(archiver) = state.config.archiver.clone() else {
+        return Err(ApiError::new(
+            ErrorCode::NotSupported,
+            "this server archives nothing: its store has no archiver (`eventfold serve` \
+             gives its embedded store one; on PostgreSQL, back the database up instead)",
+        ));
+    };
+    let url = match (request.to, archiver.default_url()) {
+        (Some(to), _) => to,
+        (None, Some(own)) => own,
+        (None, None) => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidArchiveUrl,
+                "no archive named: send {\"to\": \"s3://BUCKET/PREFIX\"}, or start the \
+                 server with --archive",
+            ));
+        }
+    };
+    let answer = archiver
+        .archive(&url)
+        .await
+        .map_err(|failure| match failure {
+            ArchiveFailure::InvalidUrl(message) => {
+                ApiError::new(ErrorCode::InvalidArchiveUrl, message)
+            }
+            ArchiveFailure::Failed(message) => ApiError::new(ErrorCode::ArchiveFailed, message),
+        })?;
+    tracing::info!(
+        user = %who.name,
+        url = %answer.url,
+        end_position = answer.end_position,
+        bytes_uploaded = answer.bytes_uploaded,
+        "archive"
+    );
+    Ok(Json(answer))
 }
 
 /// `DELETE /subjects/{subject}`: forgets a subject of personal data. Its key is

@@ -83,6 +83,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
             post(groups::replay_parked),
         )
         .route("/admin/scavenge", post(admin::scavenge))
+        .route("/admin/archive", post(admin::archive))
         .route("/subjects/{subject}", delete(admin::forget_subject))
         .route("/", get(console::root))
         .route("/console", get(console::index))

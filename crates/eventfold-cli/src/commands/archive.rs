@@ -1,0 +1,237 @@
+//! `eventfold archive` and `eventfold restore`: the log copied to object storage (S3 or
+//! a directory) and rebuilt from it, identical (see `eventfold-archive`).
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use eventfold_archive::{ArchiveError, ArchiveLocation, ArchiveReport};
+use eventfold_log::LogStore;
+use eventfold_server::{ArchiveFailure, Archiver};
+use eventfold_wire::ArchiveAnswer;
+
+use crate::StoreArgs;
+
+/// Copy the log, up to its head now, to object storage; resumable, nothing uploaded
+/// twice. With --server, the server archives its own log (an administrator's token).
+#[derive(Debug, clap::Args)]
+pub struct ArchiveArgs {
+    #[command(flatten)]
+    target: StoreArgs,
+    /// Where the archive lives: s3://BUCKET/PREFIX (credentials, region and endpoint
+    /// from the AWS_* environment variables, the server's own with --server) or
+    /// file:///path/on/the/disk. With --server it may be left out: the archive the
+    /// server was started with (serve --archive).
+    #[arg(long, value_name = "URL", required_unless_present = "server")]
+    to: Option<String>,
+}
+
+/// Rebuild a store from an archive into a new data directory, and verify it.
+#[derive(Debug, clap::Args)]
+pub struct RestoreArgs {
+    /// The archive: s3://BUCKET/PREFIX or file:///path/on/the/disk.
+    #[arg(long, value_name = "URL")]
+    from: String,
+    /// The new data directory (it must hold no store).
+    #[arg(long, env = "EVENTFOLD_DATA", value_name = "DIR")]
+    data: std::path::PathBuf,
+}
+
+pub async fn archive(args: ArchiveArgs) -> anyhow::Result<ExitCode> {
+    if let Some(server) = &args.target.server {
+        let answer = super::http_store(&args.target)?
+            .archive(args.to.as_deref())
+            .await
+            .with_context(|| format!("cannot archive the store of {server}"))?;
+        print_report(&report_of(&answer), &answer.url);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (Some(dir), Some(to)) = (&args.target.data, &args.to) else {
+        anyhow::bail!("name the store with --data DIR and the archive with --to URL");
+    };
+    let location = ArchiveLocation::parse(to)?;
+    let store = super::open_store_read_only(dir)?;
+    let report = archive_with_bar(&store, &location).await?;
+    print_report(&report, location.url());
+    store.close();
+    Ok(ExitCode::SUCCESS)
+}
+
+fn report_of(answer: &ArchiveAnswer) -> ArchiveReport {
+    ArchiveReport {
+        pieces_uploaded: answer.pieces_uploaded,
+        pieces_adopted: answer.pieces_adopted,
+        bytes_uploaded: answer.bytes_uploaded,
+        segments_rewritten: answer.segments_rewritten,
+        segments: answer.segments,
+        end_position: answer.end_position,
+    }
+}
+
+/// One archive pass with a progress bar on stderr.
+async fn archive_with_bar(
+    store: &LogStore,
+    location: &ArchiveLocation,
+) -> anyhow::Result<ArchiveReport> {
+    let bar = bytes_bar();
+    let report = eventfold_archive::archive(store, location, &mut |p| {
+        bar.set_length(p.bytes_total);
+        bar.set_position(p.bytes_done);
+    })
+    .await
+    .with_context(|| format!("archiving to {}", location.url()))?;
+    bar.finish_and_clear();
+    Ok(report)
+}
+
+fn print_report(report: &ArchiveReport, url: &str) {
+    println!(
+        "archived positions 0..{} to {url}: {} segments; this pass uploaded {} pieces ({} \
+         bytes), took {} left by an interrupted pass, re-archived {} rewritten segments",
+        report.end_position,
+        report.segments,
+        report.pieces_uploaded,
+        report.bytes_uploaded,
+        report.pieces_adopted,
+        report.segments_rewritten
+    );
+}
+
+pub async fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
+    let location = ArchiveLocation::parse(&args.from)?;
+    let bar = bytes_bar();
+    let report = eventfold_archive::restore(&location, &args.data, &mut |p| {
+        bar.set_length(p.bytes_total);
+        bar.set_position(p.bytes_done);
+    })
+    .await
+    .with_context(|| format!("restoring {} into {}", location.url(), args.data.display()))?;
+    bar.finish_and_clear();
+    println!(
+        "restored and verified: {} events, positions 0..{}, {} segments ({} bytes) in {}",
+        report.events,
+        report.end_position,
+        report.segments,
+        report.bytes,
+        args.data.display()
+    );
+    eprintln!(
+        "note: the keys of personal data are not in the archive; copy the key store's \
+         backup to {} before serving this store",
+        args.data.join(eventfold_privacy::KEYS_DIR).display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bytes_bar() -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+/// The archiver of `eventfold serve` over its embedded store: `POST /admin/archive`
+/// and, with `--archive`, passes of its own whenever the log has grown. Passes run one
+/// at a time.
+#[derive(Debug)]
+pub struct LogArchiver {
+    store: Arc<LogStore>,
+    own: Option<ArchiveLocation>,
+    passes: tokio::sync::Mutex<()>,
+}
+
+impl LogArchiver {
+    /// The archiver of `store`, archiving on its own to `own` (`serve --archive`).
+    pub fn new(store: Arc<LogStore>, own: Option<ArchiveLocation>) -> Arc<Self> {
+        Arc::new(LogArchiver {
+            store,
+            own,
+            passes: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    async fn pass(&self, location: &ArchiveLocation) -> eventfold_archive::Result<ArchiveReport> {
+        let _one_at_a_time = self.passes.lock().await;
+        eventfold_archive::archive(&self.store, location, &mut |_| {}).await
+    }
+
+    /// `serve --archive URL`: a pass whenever the log has grown, at most one per
+    /// `interval`, for as long as the server runs. A failed pass is logged and tried
+    /// again at the next turn (what it had uploaded is taken up then).
+    pub async fn keep_archiving(self: Arc<Self>, interval: std::time::Duration) {
+        use eventfold_core::{EventStore, Position};
+        let Some(location) = self.own.clone() else {
+            return;
+        };
+        let mut archived_to = None::<u64>;
+        loop {
+            if archived_to != Some(self.store.event_count()) {
+                match self.pass(&location).await {
+                    Ok(report) => {
+                        tracing::info!(
+                            url = location.url(),
+                            end_position = report.end_position,
+                            pieces = report.pieces_uploaded,
+                            bytes = report.bytes_uploaded,
+                            "archived"
+                        );
+                        archived_to = Some(report.end_position);
+                    }
+                    Err(error) => {
+                        tracing::error!(url = location.url(), %error, "archiving failed; trying again at the next turn");
+                    }
+                }
+            }
+            tokio::time::sleep(interval).await;
+            // Then wait for the log to grow past what is archived.
+            if self
+                .store
+                .wait_for(Position(archived_to.unwrap_or(0)))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Archiver for LogArchiver {
+    fn default_url(&self) -> Option<String> {
+        self.own.as_ref().map(|own| own.url().to_string())
+    }
+
+    async fn archive(&self, url: &str) -> Result<ArchiveAnswer, ArchiveFailure> {
+        let location = match &self.own {
+            Some(own) if own.url() == url => own.clone(),
+            _ if !(url.starts_with("s3://") || url.starts_with("s3a://")) => {
+                return Err(ArchiveFailure::InvalidUrl(format!(
+                    "{url}: a request may name only s3:// archives besides the server's own \
+                     (--archive); a local path would let a client write wherever the server may"
+                )));
+            }
+            _ => ArchiveLocation::parse(url)
+                .map_err(|e| ArchiveFailure::InvalidUrl(e.to_string()))?,
+        };
+        let started = std::time::Instant::now();
+        let report = self.pass(&location).await.map_err(|e| match e {
+            ArchiveError::Url { .. } => ArchiveFailure::InvalidUrl(e.to_string()),
+            other => ArchiveFailure::Failed(other.to_string()),
+        })?;
+        Ok(ArchiveAnswer {
+            url: location.url().to_string(),
+            end_position: report.end_position,
+            segments: report.segments,
+            pieces_uploaded: report.pieces_uploaded,
+            pieces_adopted: report.pieces_adopted,
+            bytes_uploaded: report.bytes_uploaded,
+            segments_rewritten: report.segments_rewritten,
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+}

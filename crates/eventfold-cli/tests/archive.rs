@@ -1,0 +1,236 @@
+//! Scenario: archives through the binary. `eventfold archive --data` to a directory
+//! (`file://`) and `eventfold restore` into a new one give the same `$all`, personal
+//! values still sealed in the archive; `serve --archive` archives while it serves, and a
+//! restore of what it archived matches, and `archive --server` has it archive at once;
+//! bad URLs and targets are refused with clear errors. (Archives in a real S3 server: `crates/eventfold-archive/tests/s3.rs`.)
+
+use std::path::Path;
+use std::process::Output;
+use std::time::Instant;
+
+use eventfold_testsupport::WAIT_MAX;
+use eventfold_testsupport::cli::{Cli, text};
+use eventfold_testsupport::dirs::{path_arg, temp_dir};
+use serde_json::{Value, json};
+
+fn eventfold() -> Cli {
+    Cli::new(env!("CARGO_BIN_EXE_eventfold"))
+}
+
+fn run(args: &[&str]) -> Output {
+    let output = eventfold().run(args);
+    assert!(
+        output.status.success(),
+        "eventfold {args:?} failed: {}",
+        text(&output.stderr)
+    );
+    output
+}
+
+fn file_url(dir: &Path) -> String {
+    format!("file://{}", dir.display())
+}
+
+fn append(target: &[&str], stream: &str, n: usize) {
+    let data = json!({"n": n, "note": "archived"}).to_string();
+    let mut args = vec!["append"];
+    args.extend_from_slice(target);
+    args.extend_from_slice(&[stream, "--type", "Noted", "--json", &data]);
+    run(&args);
+}
+
+fn read_all(target: &[&str]) -> String {
+    let mut args = vec!["read"];
+    args.extend_from_slice(target);
+    args.push("$all");
+    text(&run(&args).stdout)
+}
+
+/// Whether any file under `dir` holds `needle`.
+fn on_disk(dir: &Path, needle: &str) -> bool {
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if std::fs::read(&path)
+                .expect("read")
+                .windows(needle.len())
+                .any(|w| w == needle.as_bytes())
+            {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+#[test]
+fn archive_and_restore_of_a_data_directory_give_the_same_log() {
+    let (dir, bucket, target) = (temp_dir(), temp_dir(), temp_dir());
+    let data = ["--data", dir.arg()];
+    for n in 0..5 {
+        append(&data, &format!("order-{}", n % 2), n);
+    }
+    let personal = json!({"$personal": {"subject": "ann", "fields": ["/email"]}}).to_string();
+    run(&[
+        "append",
+        "--data",
+        dir.arg(),
+        "user-ann",
+        "--type",
+        "SignedUp",
+        "--json",
+        r#"{"email": "ann@example.com"}"#,
+        "--metadata",
+        &personal,
+    ]);
+    let url = file_url(bucket.path());
+    let archived = run(&["archive", "--data", dir.arg(), "--to", &url]);
+    assert!(
+        text(&archived.stdout).contains("archived positions 0..6"),
+        "{}",
+        text(&archived.stdout)
+    );
+    assert!(
+        !on_disk(bucket.path(), "ann@example.com"),
+        "personal values stay sealed"
+    );
+    // A second run has nothing to upload.
+    let again = run(&["archive", "--data", dir.arg(), "--to", &url]);
+    assert!(
+        text(&again.stdout).contains("uploaded 0 pieces"),
+        "{}",
+        text(&again.stdout)
+    );
+
+    let restored_dir = target.join("restored");
+    let restored = run(&["restore", "--from", &url, "--data", path_arg(&restored_dir)]);
+    assert!(
+        text(&restored.stdout).contains("restored and verified: 6 events"),
+        "{}",
+        text(&restored.stdout)
+    );
+    assert!(text(&restored.stderr).contains("keys of personal data are not in the archive"));
+    // The key store is backed up apart; with it, the restored store reads the same.
+    copy_dir(&dir.join("keys"), &restored_dir.join("keys"));
+    let new = ["--data", path_arg(&restored_dir)];
+    assert_eq!(read_all(&new), read_all(&data));
+    let events: Vec<Value> = read_all(&new)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    assert_eq!(events[5]["data"]["email"], "ann@example.com");
+    run(&["verify", "--data", path_arg(&restored_dir)]);
+}
+
+#[test]
+fn serve_with_archive_keeps_the_archive_up_to_date() {
+    let (dir, bucket, target) = (temp_dir(), temp_dir(), temp_dir());
+    let url = file_url(bucket.path());
+    let server = eventfold().serve(&[
+        "--data",
+        dir.arg(),
+        "--listen",
+        "127.0.0.1:0",
+        "--archive",
+        &url,
+        "--archive-interval-s",
+        "1",
+    ]);
+    let address = format!("http://{}", server.address());
+    let remote = ["--server", address.as_str()];
+    for n in 0..12 {
+        append(&remote, "cart-1", n);
+    }
+    // The archive follows: wait (bounded) until its manifest reaches the head.
+    let deadline = Instant::now() + WAIT_MAX;
+    loop {
+        let end = std::fs::read(bucket.join("manifest.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .and_then(|m| m["end_position"].as_u64());
+        if end == Some(12) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the archive did not reach position 12 (at {end:?})"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // `archive --server`: the server archives its own log, now.
+    append(&remote, "cart-1", 12);
+    let now = run(&["archive", "--server", &address]);
+    assert!(
+        text(&now.stdout).contains("archived positions 0..13"),
+        "{}",
+        text(&now.stdout)
+    );
+    // A client may not make the server write to a local path of its choosing.
+    let elsewhere = temp_dir();
+    let refused = eventfold().run(&[
+        "archive",
+        "--server",
+        &address,
+        "--to",
+        &file_url(elsewhere.path()),
+    ]);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr).contains("only s3:// archives"),
+        "{}",
+        text(&refused.stderr)
+    );
+    let served = read_all(&remote);
+    server.stop();
+
+    let restored_dir = target.join("restored");
+    run(&["restore", "--from", &url, "--data", path_arg(&restored_dir)]);
+    assert_eq!(read_all(&["--data", path_arg(&restored_dir)]), served);
+}
+
+#[test]
+fn bad_archive_urls_and_targets_are_refused() {
+    let (dir, bucket) = (temp_dir(), temp_dir());
+    append(&["--data", dir.arg()], "order-1", 0);
+    let refused = eventfold().run(&["archive", "--data", dir.arg(), "--to", "ftp://host/x"]);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr).contains("unsupported scheme ftp://"),
+        "{}",
+        text(&refused.stderr)
+    );
+    let url = file_url(bucket.path());
+    run(&["archive", "--data", dir.arg(), "--to", &url]);
+    let refused = eventfold().run(&["restore", "--from", &url, "--data", dir.arg()]);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr).contains("holds a store already"),
+        "{}",
+        text(&refused.stderr)
+    );
+    let empty = temp_dir();
+    let refused = eventfold().run(&[
+        "restore",
+        "--from",
+        &file_url(empty.path()),
+        "--data",
+        path_arg(&empty.join("new")),
+    ]);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr).contains("the manifest is missing"),
+        "{}",
+        text(&refused.stderr)
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("entry");
+        std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy");
+    }
+}

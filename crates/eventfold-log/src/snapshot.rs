@@ -1,0 +1,150 @@
+//! What an archiver needs of the engine: the committed bytes of each segment, read
+//! while the store keeps running, and a way to lay archived segments down again in a
+//! new data directory.
+//!
+//! A [`SegmentSnapshot`] holds the segment's file as the index knew it when the
+//! snapshot was taken: when a scavenge swaps a rewritten file in afterwards, the
+//! snapshot still reads the old one (its open descriptor keeps it alive), so the bytes
+//! it hands out always belong to one version of the segment.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use eventfold_core::{Error, Result};
+
+use crate::io::StorageFile;
+use crate::segment::{read_bytes, segment_path};
+use crate::shared::Shared;
+
+/// One segment as it stands: its place in the log and its committed bytes.
+#[derive(Clone)]
+pub struct SegmentSnapshot {
+    /// The segment's number (`segments/<number>.seg`).
+    pub number: u64,
+    /// The global position of the first event the segment holds.
+    pub first_position: u64,
+    /// The position after the last one the segment holds.
+    pub end_position: u64,
+    /// Committed bytes, the 32-byte header included: everything below is durable and
+    /// never changes while this snapshot lives.
+    pub len: u64,
+    /// Whether the segment is sealed (no more appends go to it).
+    pub sealed: bool,
+    name: String,
+    file: Arc<dyn StorageFile>,
+}
+
+impl std::fmt::Debug for SegmentSnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SegmentSnapshot")
+            .field("number", &self.number)
+            .field("first_position", &self.first_position)
+            .field("end_position", &self.end_position)
+            .field("len", &self.len)
+            .field("sealed", &self.sealed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SegmentSnapshot {
+    /// Reads the committed bytes `offset..offset + len` of the segment.
+    pub fn read(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let end = offset.saturating_add(len as u64);
+        if end > self.len {
+            return Err(Error::Backend(format!(
+                "{}: bytes {offset}..{end} asked, only {} are committed",
+                self.name, self.len
+            )));
+        }
+        Ok(read_bytes(self.file.as_ref(), offset, len, &self.name)?.to_vec())
+    }
+}
+
+/// Snapshots of every segment, oldest first; the last one is the active segment.
+pub(crate) fn segment_snapshots(shared: &Shared) -> Vec<SegmentSnapshot> {
+    let index = shared.index();
+    let count = index.segments.len();
+    index
+        .segments
+        .iter()
+        .enumerate()
+        .map(|(i, s)| SegmentSnapshot {
+            number: s.number,
+            first_position: s.first_position,
+            end_position: s.first_position + s.offsets.len() as u64,
+            len: s.len,
+            sealed: i + 1 < count,
+            name: s.name.clone(),
+            file: s.file.clone(),
+        })
+        .collect()
+}
+
+/// Writes one segment file into a data directory that is being rebuilt (by a restore
+/// from an archive): bytes go to a temporary file beside the segment, which becomes
+/// `segments/<number>.seg` only once complete and durable. The store must not be open.
+pub struct SegmentFileWriter {
+    tmp: PathBuf,
+    path: PathBuf,
+    file: File,
+    written: u64,
+}
+
+impl SegmentFileWriter {
+    /// Starts segment `number` in the data directory `dir` (created if needed).
+    pub fn create(dir: &Path, number: u64) -> Result<Self> {
+        let segments = dir.join("segments");
+        std::fs::create_dir_all(&segments)
+            .map_err(|e| Error::io(format!("creating {}", segments.display()), e))?;
+        let path = segment_path(&segments, number);
+        let tmp = path.with_extension("seg.restore.tmp");
+        let file =
+            File::create(&tmp).map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
+        Ok(SegmentFileWriter {
+            tmp,
+            path,
+            file,
+            written: 0,
+        })
+    }
+
+    /// Appends bytes to the segment.
+    pub fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        self.file
+            .write_all(bytes)
+            .map_err(|e| Error::io(format!("writing {}", self.tmp.display()), e))?;
+        self.written += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Makes the segment durable under its own name.
+    pub fn finish(self) -> Result<PathBuf> {
+        self.file
+            .sync_all()
+            .map_err(|e| Error::io(format!("syncing {}", self.tmp.display()), e))?;
+        drop(self.file);
+        std::fs::rename(&self.tmp, &self.path)
+            .map_err(|e| Error::io(format!("renaming {}", self.tmp.display()), e))?;
+        if let Some(parent) = self.path.parent() {
+            File::open(parent)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| Error::io(format!("syncing {}", parent.display()), e))?;
+        }
+        Ok(self.path)
+    }
+}
+
+/// Whether `dir` already holds segments of a store.
+pub fn holds_segments(dir: &Path) -> bool {
+    std::fs::read_dir(dir.join("segments")).is_ok_and(|mut entries| {
+        entries
+            .any(|e| e.is_ok_and(|e| e.file_name().to_str().is_some_and(|n| n.ends_with(".seg"))))
+    })
+}
