@@ -2,7 +2,8 @@
 //! (`file://`) and `eventfold restore` into a new one give the same `$all`, personal
 //! values still sealed in the archive; `serve --archive` archives while it serves, and a
 //! restore of what it archived matches, and `archive --server` has it archive at once;
-//! bad URLs and targets are refused with clear errors. (Archives in a real S3 server: `crates/eventfold-archive/tests/s3.rs`.)
+//! a restore onto PostgreSQL serves the same log (positions, gaps and `recorded_at`
+//! included); bad URLs and targets are refused with clear errors. (Archives in a real S3 server: `crates/eventfold-archive/tests/s3.rs`.)
 
 use std::path::Path;
 use std::process::Output;
@@ -11,6 +12,7 @@ use std::time::Instant;
 use eventfold_testsupport::WAIT_MAX;
 use eventfold_testsupport::cli::{Cli, text};
 use eventfold_testsupport::dirs::{path_arg, temp_dir};
+use eventfold_testsupport::postgres::{TestSchema, database_url};
 use serde_json::{Value, json};
 
 fn eventfold() -> Cli {
@@ -189,6 +191,79 @@ fn serve_with_archive_keeps_the_archive_up_to_date() {
     let restored_dir = target.join("restored");
     run(&["restore", "--from", &url, "--data", path_arg(&restored_dir)]);
     assert_eq!(read_all(&["--data", path_arg(&restored_dir)]), served);
+}
+
+#[test]
+fn an_archive_restores_onto_postgresql_with_the_same_log() {
+    let Some(url) = database_url() else { return };
+    let (dir, bucket, target) = (temp_dir(), temp_dir(), temp_dir());
+    // Declared before the server, so dropped after it (also when a check fails).
+    let schema = TestSchema::new(&url, "ef_restore");
+    let data = ["--data", dir.arg()];
+    for n in 0..6 {
+        append(&data, &format!("order-{}", n % 3), n);
+    }
+    // A hard delete and a scavenge leave positions without events in the log.
+    run(&["delete", "--data", dir.arg(), "order-0", "--hard"]);
+    run(&["scavenge", "--data", dir.arg()]);
+    append(&data, "order-9", 9);
+    let expected = read_all(&data);
+    let url_of_archive = file_url(bucket.path());
+    run(&["archive", "--data", dir.arg(), "--to", &url_of_archive]);
+
+    let local = target.join("node");
+    let restored = run(&[
+        "restore",
+        "--from",
+        &url_of_archive,
+        "--data",
+        path_arg(&local),
+        "--postgres",
+        &url,
+        "--postgres-schema",
+        &schema.name,
+    ]);
+    assert!(
+        text(&restored.stdout).contains("restored and verified in PostgreSQL schema"),
+        "{}",
+        text(&restored.stdout)
+    );
+    assert!(
+        !local.join("restore-scratch").exists(),
+        "the scratch copy is removed"
+    );
+    let server = eventfold().serve(&[
+        "--data",
+        path_arg(&local),
+        "--listen",
+        "127.0.0.1:0",
+        "--postgres",
+        &url,
+        "--postgres-schema",
+        &schema.name,
+    ]);
+    let address = format!("http://{}", server.address());
+    assert_eq!(read_all(&["--server", address.as_str()]), expected);
+    server.stop();
+
+    // A schema that holds events is not restored over.
+    let again = eventfold().run(&[
+        "restore",
+        "--from",
+        &url_of_archive,
+        "--data",
+        path_arg(&target.join("again")),
+        "--postgres",
+        &url,
+        "--postgres-schema",
+        &schema.name,
+    ]);
+    assert!(!again.status.success());
+    assert!(
+        text(&again.stderr).contains("holds events already"),
+        "{}",
+        text(&again.stderr)
+    );
 }
 
 #[test]

@@ -243,6 +243,21 @@ impl PostgresStore {
 
     /// The connection pool (shared with what lives beside the events, such as the
     /// subject keys).
+    /// Writes `events` exactly as another store recorded them (positions, revisions,
+    /// ids, types, versions, data, metadata and `recorded_at`) and moves the head to
+    /// `next_position` (past the last, and past trailing gaps): how a restore from an
+    /// archive fills a new schema, page by page, in position order. Refused when the
+    /// schema already holds anything at or after the first position given. No append
+    /// may run meanwhile (restore before any server uses the schema).
+    pub async fn write_recorded(
+        &self,
+        events: &[eventfold_core::RecordedEvent],
+        next_position: u64,
+    ) -> Result<()> {
+        let client = self.client("writing restored events").await?;
+        crate::writer::write_recorded(&self.shared, &client, events, next_position).await
+    }
+
     pub(crate) fn pool(&self) -> Pool {
         self.pool.clone()
     }

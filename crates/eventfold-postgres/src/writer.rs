@@ -460,6 +460,7 @@ fn accept(
                 },
             );
             rows.push(Row {
+                recorded_at: None,
                 position: to_i64(position, "position")?,
                 revision: to_i64(revision, "revision")?,
                 id: event.id,
@@ -768,6 +769,8 @@ impl AppendView for View<'_> {
 
 /// One event row to write.
 struct Row {
+    /// Set when the row was recorded elsewhere first (a restore); else the commit's time.
+    recorded_at: Option<DateTime<Utc>>,
     position: i64,
     revision: i64,
     id: Uuid,
@@ -873,11 +876,12 @@ impl Rows {
             let category: &str = &row.category;
             let data: &[u8] = &row.data;
             let metadata: &[u8] = &row.metadata;
+            let at = row.recorded_at.unwrap_or(recorded_at);
             let values: [&(dyn ToSql + Sync); 11] = [
                 &row.position,
                 &row.revision,
                 &row.id,
-                &recorded_at,
+                &at,
                 &row.version,
                 &stream,
                 &row.event_type,
@@ -889,6 +893,88 @@ impl Rows {
             writer.as_mut().write(&values).await?;
         }
         writer.finish().await
+    }
+}
+
+/// Writes `events` exactly as another store recorded them (positions, revisions, ids,
+/// types, versions, data, metadata and `recorded_at`), then moves the head to
+/// `next_position`, in one transaction under the head's lock: a restore from an archive.
+/// Refused when the store holds anything at or after the first position written
+/// (restore into an empty schema, page after page).
+pub(crate) async fn write_recorded(
+    shared: &Shared,
+    client: &Client,
+    events: &[eventfold_core::RecordedEvent],
+    next_position: u64,
+) -> Result<()> {
+    let context = "writing restored events";
+    let mut rows = Vec::with_capacity(events.len());
+    let mut previous = None;
+    for event in events {
+        if previous.is_some_and(|p| p >= event.position.get())
+            || event.position.get() >= next_position
+        {
+            return Err(Error::Backend(format!(
+                "restored events out of order at position {}",
+                event.position
+            )));
+        }
+        previous = Some(event.position.get());
+        rows.push(Row {
+            recorded_at: Some(event.recorded_at),
+            position: to_i64(event.position.get(), "position")?,
+            revision: to_i64(event.revision.get(), "revision")?,
+            id: event.id,
+            version: event.version as i32,
+            stream: Arc::from(event.stream.as_str()),
+            event_type: event.event_type.clone(),
+            category: Arc::from(category_of(&event.stream)),
+            correlation: correlation_of(&event.metadata),
+            data: event.data.clone(),
+            metadata: event.metadata.clone(),
+        });
+    }
+    client
+        .batch_execute("BEGIN")
+        .await
+        .map_err(|e| pg_error(context, e))?;
+    let outcome = async {
+        let head: i64 = client
+            .query_one(&shared.sql.lock_head, &[])
+            .await
+            .and_then(|row| row.try_get(0))
+            .map_err(|e| pg_error(context, e))?;
+        let first = events.first().map_or(next_position, |e| e.position.get());
+        if u64::try_from(head).unwrap_or(u64::MAX) > first {
+            return Err(Error::Backend(format!(
+                "the PostgreSQL store already holds positions up to {head}; a restore writes \
+                 from position {first} and needs an empty schema"
+            )));
+        }
+        Rows(rows)
+            .copy(client, &shared.sql.copy, Utc::now())
+            .await
+            .map_err(|e| pg_error(context, e))?;
+        client
+            .execute(&shared.sql.set_head, &[&to_i64(next_position, "position")?])
+            .await
+            .map_err(|e| pg_error(context, e))?;
+        Ok(())
+    }
+    .await;
+    match outcome {
+        Ok(()) => {
+            client
+                .batch_execute("COMMIT")
+                .await
+                .map_err(|e| pg_error(context, e))?;
+            shared.publish_head(next_position);
+            Ok(())
+        }
+        Err(error) => {
+            let _ = client.batch_execute("ROLLBACK").await;
+            Err(error)
+        }
     }
 }
 

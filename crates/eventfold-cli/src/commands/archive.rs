@@ -26,15 +26,30 @@ pub struct ArchiveArgs {
     to: Option<String>,
 }
 
-/// Rebuild a store from an archive into a new data directory, and verify it.
+/// Rebuild a store from an archive into a new data directory (or a PostgreSQL schema),
+/// and verify it.
 #[derive(Debug, clap::Args)]
 pub struct RestoreArgs {
     /// The archive: s3://BUCKET/PREFIX or file:///path/on/the/disk.
     #[arg(long, value_name = "URL")]
     from: String,
-    /// The new data directory (it must hold no store).
+    /// The new data directory (it must hold no store). With --postgres, the archive is
+    /// restored and verified in DIR/restore-scratch first, then copied into PostgreSQL;
+    /// the scratch copy is removed once PostgreSQL holds the same log.
     #[arg(long, env = "EVENTFOLD_DATA", value_name = "DIR")]
     data: std::path::PathBuf,
+    /// Restore into this PostgreSQL database instead (e.g. postgres://user@host/db);
+    /// its schema must hold no events.
+    #[arg(long, value_name = "URL")]
+    postgres: Option<String>,
+    /// With --postgres: the PostgreSQL schema to restore into.
+    #[arg(
+        long,
+        default_value = "eventfold",
+        requires = "postgres",
+        value_name = "NAME"
+    )]
+    postgres_schema: String,
 }
 
 pub async fn archive(args: ArchiveArgs) -> anyhow::Result<ExitCode> {
@@ -99,14 +114,32 @@ fn print_report(report: &ArchiveReport, url: &str) {
 
 pub async fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
     let location = ArchiveLocation::parse(&args.from)?;
+    let dir = match &args.postgres {
+        Some(_) => args.data.join(RESTORE_SCRATCH),
+        None => args.data.clone(),
+    };
     let bar = bytes_bar();
-    let report = eventfold_archive::restore(&location, &args.data, &mut |p| {
+    let report = eventfold_archive::restore(&location, &dir, &mut |p| {
         bar.set_length(p.bytes_total);
         bar.set_position(p.bytes_done);
     })
     .await
-    .with_context(|| format!("restoring {} into {}", location.url(), args.data.display()))?;
+    .with_context(|| format!("restoring {} into {}", location.url(), dir.display()))?;
     bar.finish_and_clear();
+    if let Some(url) = &args.postgres {
+        let copied = into_postgres(&dir, url, &args.postgres_schema).await?;
+        std::fs::remove_dir_all(&dir)
+            .with_context(|| format!("removing the scratch copy {}", dir.display()))?;
+        println!(
+            "restored and verified in PostgreSQL schema {}: {copied} events, positions 0..{}",
+            args.postgres_schema, report.end_position
+        );
+        eprintln!(
+            "note: the keys of personal data are not in the archive; restore the \
+             subject_keys table from its own backup before serving this store"
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     println!(
         "restored and verified: {} events, positions 0..{}, {} segments ({} bytes) in {}",
         report.events,
@@ -121,6 +154,93 @@ pub async fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
         args.data.join(eventfold_privacy::KEYS_DIR).display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where `restore --postgres` lays the archive down first, under `--data`.
+const RESTORE_SCRATCH: &str = "restore-scratch";
+
+/// Copies the restored log in `dir` into an empty PostgreSQL schema, every event as it
+/// was recorded, then reads both back and compares them event by event. Returns the
+/// events copied.
+async fn into_postgres(dir: &std::path::Path, url: &str, schema: &str) -> anyhow::Result<u64> {
+    use eventfold_core::{EventStore, Position, ReadAll};
+    let log = LogStore::open_read_only(dir)
+        .with_context(|| format!("cannot open the restored store in {}", dir.display()))?;
+    let options = eventfold_postgres::PostgresOptions {
+        schema: schema.to_string(),
+        ..Default::default()
+    };
+    let postgres = eventfold_postgres::PostgresStore::connect(url, options)
+        .await
+        .context("cannot open the PostgreSQL store")?;
+    anyhow::ensure!(
+        postgres.head_position().await?.is_none(),
+        "PostgreSQL schema {schema} holds events already: restore into an empty schema"
+    );
+    let end = log.event_count();
+    let bar = indicatif::ProgressBar::new(end);
+    let mut from = Position(0);
+    let mut copied = 0u64;
+    loop {
+        let page = log.read_all_blocking(&ReadAll::from(from, super::PAGE_EVENTS))?;
+        let next = if page.end_of_log {
+            end
+        } else {
+            page.next.get()
+        };
+        postgres
+            .write_recorded(&page.events, next)
+            .await
+            .context("writing into PostgreSQL")?;
+        copied += page.events.len() as u64;
+        bar.set_position(next);
+        from = page.next;
+        if page.end_of_log {
+            break;
+        }
+    }
+    bar.finish_and_clear();
+    // Verified before it is declared done: both logs read back, event by event.
+    let (mut a, mut b) = (Position(0), Position(0));
+    let (mut left, mut right) = (Vec::new(), Vec::new());
+    let mut compared = 0u64;
+    loop {
+        if left.is_empty() {
+            let page = log.read_all_blocking(&ReadAll::from(a, super::PAGE_EVENTS))?;
+            a = page.next;
+            left = page.events;
+            left.reverse();
+        }
+        if right.is_empty() {
+            let page = postgres
+                .read_all(ReadAll::from(b, super::PAGE_EVENTS))
+                .await?;
+            b = page.next;
+            right = page.events;
+            right.reverse();
+        }
+        match (left.pop(), right.pop()) {
+            (None, None) => break,
+            (Some(x), Some(y)) if x == y => compared += 1,
+            (x, y) => anyhow::bail!(
+                "PostgreSQL does not hold the archived log: at event {compared} the archive \
+                 has {:?}, PostgreSQL {:?}",
+                x.map(|e| (e.position, e.stream, e.revision)),
+                y.map(|e| (e.position, e.stream, e.revision))
+            ),
+        }
+    }
+    anyhow::ensure!(
+        compared == copied,
+        "{copied} events written but {compared} read back"
+    );
+    let head = postgres.head_position().await?.map_or(0, |p| p.get() + 1);
+    anyhow::ensure!(
+        head == end,
+        "PostgreSQL's head is {head}, the archive ends at {end}"
+    );
+    log.close();
+    Ok(copied)
 }
 
 fn bytes_bar() -> indicatif::ProgressBar {
