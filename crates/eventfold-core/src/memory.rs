@@ -129,7 +129,7 @@ impl InMemoryStore {
                     version: planned_event.event.version,
                     data: planned_event.event.data,
                     metadata: planned_event.event.metadata,
-                    recorded_at,
+                    recorded_at: planned_event.recorded_at.unwrap_or(recorded_at),
                 });
                 state
                     .streams

@@ -101,6 +101,18 @@ pub fn check_writes(writes: Vec<StreamWrite>) -> Result<CheckedWrites> {
                 ),
             });
         }
+        if let Some(times) = write.recorded_at()
+            && times.len() != write.events.len()
+        {
+            return Err(Error::InvalidEvent {
+                reason: format!(
+                    "the write to '{}' gives {} recorded times for {} events",
+                    write.stream,
+                    times.len(),
+                    write.events.len()
+                ),
+            });
+        }
         for event in &write.events {
             if !write.is_system() && event.event_type.starts_with('$') {
                 return Err(Error::InvalidEvent {
@@ -150,6 +162,8 @@ pub struct PlannedEvent {
     pub id: Uuid,
     /// The event as given.
     pub event: EventData,
+    /// When another store recorded it (an import); `None`: the time of this append.
+    pub recorded_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Decides, against `view`, whether to write the checked `writes`, answer them as
@@ -224,6 +238,7 @@ fn plan_one(view: &impl AppendView, write: StreamWrite) -> Result<One> {
             stream: write.stream,
         });
     }
+    let times = write.recorded_at().map(<[_]>::to_vec);
     let StreamWrite {
         stream,
         expected,
@@ -266,8 +281,10 @@ fn plan_one(view: &impl AppendView, write: StreamWrite) -> Result<One> {
     let first_revision = actual.map_or(Revision(0), Revision::next);
     let events = events
         .into_iter()
-        .map(|event| PlannedEvent {
+        .enumerate()
+        .map(|(i, event)| PlannedEvent {
             id: event.id.unwrap_or_else(Uuid::now_v7),
+            recorded_at: times.as_ref().and_then(|t| t.get(i).copied()),
             event,
         })
         .collect();

@@ -1,6 +1,7 @@
 //! The `EventStore` trait and its request/response types.
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
 use crate::error::Result;
 use crate::event::{EventData, RecordedEvent};
@@ -44,6 +45,8 @@ pub struct StreamWrite {
     /// The events to append, in order.
     pub events: Vec<EventData>,
     system: bool,
+    /// When set (an import), each event's `recorded_at` as another store recorded it.
+    recorded_at: Option<Vec<DateTime<Utc>>>,
 }
 
 impl StreamWrite {
@@ -58,7 +61,23 @@ impl StreamWrite {
             expected,
             events,
             system: false,
+            recorded_at: None,
         }
+    }
+
+    /// The same write, its events keeping the times another store recorded them at
+    /// (one per event, in order) instead of the time of this append: what an import of
+    /// an export into a data directory writes. A backend that stamps times itself (a
+    /// server behind [`EventStore`] over HTTP) records the time of the append. Entry
+    /// points must never take these times from a client.
+    pub fn with_recorded_at(mut self, times: Vec<DateTime<Utc>>) -> Self {
+        self.recorded_at = Some(times);
+        self
+    }
+
+    /// The times [`StreamWrite::with_recorded_at`] gave, if any.
+    pub fn recorded_at(&self) -> Option<&[DateTime<Utc>]> {
+        self.recorded_at.as_deref()
     }
 
     /// A system write: it may target the system streams of

@@ -489,7 +489,9 @@ impl Writer {
                     &RecordParts {
                         position,
                         revision,
-                        recorded_at_micros,
+                        recorded_at_micros: event
+                            .recorded_at
+                            .map_or(recorded_at_micros, |t| t.timestamp_micros()),
                         id: event.id,
                         version: event.event.version,
                         commit: written == total,

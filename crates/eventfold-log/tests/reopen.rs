@@ -128,3 +128,41 @@ fn two_processes_cannot_open_one_directory_on_a_real_disk() {
     assert!(err.to_string().contains("locked"), "{err}");
     drop(first);
 }
+
+#[tokio::test]
+async fn imported_events_keep_their_recorded_times_across_a_reopen() {
+    use chrono::TimeZone;
+    let storage = SimStorage::new();
+    let then = chrono::Utc.timestamp_micros(1_600_000_000_123_456).unwrap();
+    let later = chrono::Utc.timestamp_micros(1_600_000_001_000_001).unwrap();
+    {
+        let store = open_sim(&storage, small_segments()).unwrap();
+        let imported = eventfold_core::StreamWrite::new(
+            "old-1",
+            ExpectedVersion::NoStream,
+            vec![event(0), event(1)],
+        )
+        .with_recorded_at(vec![then, later]);
+        store.append_multi(vec![imported]).await.unwrap();
+        // As many times as events, or refused.
+        let short = eventfold_core::StreamWrite::new("old-2", ExpectedVersion::Any, vec![event(2)])
+            .with_recorded_at(vec![then, later]);
+        let refused = store.append_multi(vec![short]).await.unwrap_err();
+        assert!(
+            refused
+                .to_string()
+                .contains("2 recorded times for 1 events"),
+            "{refused}"
+        );
+        store.close();
+    }
+    let store = open_sim(&storage, small_segments()).unwrap();
+    let events = store
+        .read_stream("old-1", ReadStream::forward())
+        .await
+        .unwrap();
+    assert_eq!(
+        events.iter().map(|e| e.recorded_at).collect::<Vec<_>>(),
+        [then, later]
+    );
+}

@@ -376,7 +376,9 @@ async fn decide_and_commit(
     }
 
     let context = "writing a batch of events";
-    if rows.len() >= COPY_EVENTS_MIN {
+    // Rows with times of their own (an import) go by COPY, which writes one per row.
+    let by_copy = rows.len() >= COPY_EVENTS_MIN || rows.0.iter().any(|r| r.recorded_at.is_some());
+    if by_copy {
         rows.copy(client, &shared.sql.copy, recorded_at)
             .await
             .map_err(|e| before_commit(context, e))?;
@@ -391,7 +393,7 @@ async fn decide_and_commit(
     // refused statement aborts the transaction, and the COMMIT then rolls back.
     let (insert, set_head, notify, commit) = futures_util::join!(
         async {
-            if rows.len() >= COPY_EVENTS_MIN {
+            if by_copy {
                 Ok(0)
             } else {
                 rows.insert(client, &st.insert, recorded_at).await
@@ -460,7 +462,7 @@ fn accept(
                 },
             );
             rows.push(Row {
-                recorded_at: None,
+                recorded_at: event.recorded_at,
                 position: to_i64(position, "position")?,
                 revision: to_i64(revision, "revision")?,
                 id: event.id,

@@ -228,3 +228,73 @@ fn a_large_append_written_with_copy_reads_back_like_a_small_one() {
         );
     });
 }
+
+#[test]
+fn imported_events_keep_their_recorded_times_and_restored_rows_their_positions() {
+    let Some(url) = database_url() else { return };
+    runtime().block_on(async {
+        use chrono::TimeZone;
+        let schema = TestSchema::new(&url);
+        let store = schema.store().await;
+        let then = chrono::Utc.timestamp_micros(1_600_000_000_123_456).unwrap();
+        let later = chrono::Utc.timestamp_micros(1_600_000_001_000_001).unwrap();
+        let imported = eventfold_core::StreamWrite::new(
+            "old-1",
+            ExpectedVersion::NoStream,
+            vec![event(0), event(1)],
+        )
+        .with_recorded_at(vec![then, later]);
+        let fresh =
+            eventfold_core::StreamWrite::new("new-1", ExpectedVersion::NoStream, vec![event(0)]);
+        let before = chrono::Utc::now();
+        store
+            .append_multi(vec![imported, fresh])
+            .await
+            .expect("append");
+        let old = store
+            .read_stream("old-1", ReadStream::forward())
+            .await
+            .expect("read");
+        assert_eq!(
+            old.iter().map(|e| e.recorded_at).collect::<Vec<_>>(),
+            [then, later]
+        );
+        let new = store
+            .read_stream("new-1", ReadStream::forward())
+            .await
+            .expect("read");
+        assert!(new[0].recorded_at >= before - chrono::Duration::seconds(5));
+
+        // Rows as another store recorded them, with a gap and a trailing gap: kept.
+        let other = TestSchema::new(&url);
+        let restored = other.store().await;
+        let mut events = store
+            .read_all(eventfold_core::ReadAll::from(Position(0), 10))
+            .await
+            .expect("read all")
+            .events;
+        events[1].position = Position(5);
+        events[2].position = Position(6);
+        restored
+            .write_recorded(&events[..1], 1)
+            .await
+            .expect("first page");
+        restored
+            .write_recorded(&events[1..], 9)
+            .await
+            .expect("second page");
+        assert_eq!(
+            restored.head_position().await.expect("head"),
+            Some(Position(8))
+        );
+        let back = restored
+            .read_all(eventfold_core::ReadAll::from(Position(0), 10))
+            .await
+            .expect("read all")
+            .events;
+        assert_eq!(back, events);
+        // Over what the schema holds: refused.
+        let refused = restored.write_recorded(&events[..1], 1).await.unwrap_err();
+        assert!(refused.to_string().contains("already holds"), "{refused}");
+    });
+}

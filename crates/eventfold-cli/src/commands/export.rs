@@ -114,6 +114,8 @@ struct Run {
     stream: String,
     first_revision: u64,
     events: Vec<EventData>,
+    /// When each was first recorded (kept by an import into a data directory).
+    recorded_at: Vec<chrono::DateTime<chrono::Utc>>,
 }
 
 pub async fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
@@ -166,7 +168,9 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
             stream: event.stream.clone(),
             first_revision: event.revision.get(),
             events: Vec::new(),
+            recorded_at: Vec::new(),
         });
+        run.recorded_at.push(event.recorded_at);
         run.events.push(exported_event_data(event));
     }
     if let Some(done) = run.take() {
@@ -235,6 +239,9 @@ async fn write(store: &dyn EventStore, run: Run) -> anyhow::Result<Imported> {
     } else {
         StreamWrite::new(run.stream.clone(), expected, run.events)
     };
+    // Into a data directory every event keeps when it was first recorded; a server
+    // records the time of its own append.
+    let stream_write = stream_write.with_recorded_at(run.recorded_at);
     store
         .append_multi(vec![stream_write])
         .await
