@@ -6,18 +6,12 @@
 use std::path::Path;
 
 use eventfold_archive::{ArchiveError, ArchiveLocation, MANIFEST_KEY, archive, restore};
-use eventfold_core::{EventData, EventStore, ExpectedVersion, Position, ReadAll, RecordedEvent};
-use eventfold_log::{LogOptions, LogStore, ScavengeOptions};
-use eventfold_testsupport::dirs::temp_dir;
+use eventfold_core::{EventData, EventStore, ExpectedVersion, RecordedEvent};
+use eventfold_log::{LogStore, ScavengeOptions};
+use eventfold_testsupport::dirs::{holds_bytes, temp_dir};
 
-/// Small segments, so a few hundred events span several of them.
-fn options() -> LogOptions {
-    LogOptions {
-        segment_bytes_max: 16 * 1024,
-        append_bytes_max: 12 * 1024,
-        ..LogOptions::default()
-    }
-}
+mod common;
+use common::{all, options};
 
 /// Appends `count` events of about 300 bytes to `stream`, at most 10 per append.
 async fn append(store: &LogStore, stream: &str, count: usize, tag: &str) {
@@ -35,22 +29,6 @@ async fn append(store: &LogStore, stream: &str, count: usize, tag: &str) {
             .append(stream, ExpectedVersion::Any, batch.to_vec())
             .await
             .unwrap();
-    }
-}
-
-/// Every event of `$all`, as read.
-fn all(store: &LogStore) -> Vec<RecordedEvent> {
-    let mut events = Vec::new();
-    let mut from = Position(0);
-    loop {
-        let page = store
-            .read_all_blocking(&ReadAll::from(from, 1_000))
-            .unwrap();
-        events.extend(page.events);
-        from = page.next;
-        if page.end_of_log {
-            return events;
-        }
     }
 }
 
@@ -183,7 +161,7 @@ async fn a_segment_rewritten_by_a_scavenge_is_archived_again_without_the_removed
     assert_eq!(restored, expected);
     for dir in [bucket.path(), &target.join("data")] {
         assert!(
-            !contains_bytes(dir, secret.as_bytes()),
+            !holds_bytes(dir, secret.as_bytes()),
             "the removed events' bytes are gone from {}",
             dir.display()
         );
@@ -276,17 +254,4 @@ fn archive_urls_are_checked() {
         let error = ArchiveLocation::parse(url).unwrap_err();
         assert!(error.to_string().contains(says), "{url}: {error}");
     }
-}
-
-/// Whether any file under `dir` holds `needle`.
-fn contains_bytes(dir: &Path, needle: &[u8]) -> bool {
-    std::fs::read_dir(dir).unwrap().any(|entry| {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            contains_bytes(&path, needle)
-        } else {
-            let bytes = std::fs::read(&path).unwrap();
-            bytes.windows(needle.len()).any(|w| w == needle)
-        }
-    })
 }

@@ -2,27 +2,21 @@
 //! without `EVENTFOLD_TEST_SEAWEEDFS` says loudly that it skipped): a restore from the
 //! bucket rebuilds the same `$all`; the server killed in the middle of a pass and
 //! started again, the pass still completes; a pass cancelled in the middle resumes
-//! without uploading again; a damaged object is refused; missing or wrong credentials
-//! get a clear error. One server per test function (SeaweedFS takes seconds to start),
+//! without uploading again; a damaged object is refused; wrong credentials get a clear
+//! error (missing ones: the CLI's `tests/archive.rs`). One server per test function (SeaweedFS takes seconds to start),
 //! so the scenarios share it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 
 use eventfold_archive::{ArchiveError, ArchiveLocation, archive, restore};
-use eventfold_core::{EventData, EventStore, ExpectedVersion, Position, ReadAll, RecordedEvent};
-use eventfold_log::{LogOptions, LogStore};
+use eventfold_core::{EventData, EventStore, ExpectedVersion, RecordedEvent};
+use eventfold_log::LogStore;
 use eventfold_testsupport::dirs::temp_dir;
-use eventfold_testsupport::s3::S3Server;
 
-/// Small segments: a few thousand events make dozens of pieces.
-fn options() -> LogOptions {
-    LogOptions {
-        segment_bytes_max: 16 * 1024,
-        append_bytes_max: 12 * 1024,
-        ..LogOptions::default()
-    }
-}
+mod common;
+use common::{all, options};
+use eventfold_testsupport::s3::S3Server;
 
 async fn fill(store: &LogStore, batches: usize) {
     for b in 0..batches {
@@ -39,21 +33,6 @@ async fn fill(store: &LogStore, batches: usize) {
             .append(&format!("ledger-{}", b % 5), ExpectedVersion::Any, events)
             .await
             .unwrap();
-    }
-}
-
-fn all(store: &LogStore) -> Vec<RecordedEvent> {
-    let mut events = Vec::new();
-    let mut from = Position(0);
-    loop {
-        let page = store
-            .read_all_blocking(&ReadAll::from(from, 1_000))
-            .unwrap();
-        events.extend(page.events);
-        from = page.next;
-        if page.end_of_log {
-            return events;
-        }
     }
 }
 
@@ -197,12 +176,6 @@ async fn archives_survive_a_killed_server_and_a_cancelled_pass_and_restore_ident
     let text = error.to_string();
     assert!(text.contains("manifest.json"), "{text}");
     store.close();
-}
-
-#[test]
-fn an_s3_archive_without_credentials_is_refused_at_once() {
-    let error = ArchiveLocation::parse("s3://bucket/prefix").unwrap_err();
-    assert!(error.to_string().contains("no S3 credentials"), "{error}");
 }
 
 /// The bucket itself, to damage an object behind the archive's back.

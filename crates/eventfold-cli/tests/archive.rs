@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use eventfold_testsupport::WAIT_MAX;
 use eventfold_testsupport::cli::{Cli, text};
-use eventfold_testsupport::dirs::{path_arg, temp_dir};
+use eventfold_testsupport::dirs::{holds_bytes, path_arg, temp_dir};
 use eventfold_testsupport::postgres::{TestSchema, database_url};
 use serde_json::{Value, json};
 
@@ -48,26 +48,6 @@ fn read_all(target: &[&str]) -> String {
     text(&run(&args).stdout)
 }
 
-/// Whether any file under `dir` holds `needle`.
-fn on_disk(dir: &Path, needle: &str) -> bool {
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).expect("read dir") {
-            let path = entry.expect("entry").path();
-            if path.is_dir() {
-                pending.push(path);
-            } else if std::fs::read(&path)
-                .expect("read")
-                .windows(needle.len())
-                .any(|w| w == needle.as_bytes())
-            {
-                return true;
-            }
-        }
-    }
-    false
-}
-
 #[test]
 fn archive_and_restore_of_a_data_directory_give_the_same_log() {
     let (dir, bucket, target) = (temp_dir(), temp_dir(), temp_dir());
@@ -96,7 +76,7 @@ fn archive_and_restore_of_a_data_directory_give_the_same_log() {
         text(&archived.stdout)
     );
     assert!(
-        !on_disk(bucket.path(), "ann@example.com"),
+        !holds_bytes(bucket.path(), b"ann@example.com"),
         "personal values stay sealed"
     );
     // A second run has nothing to upload.
@@ -146,28 +126,42 @@ fn serve_with_archive_keeps_the_archive_up_to_date() {
     for n in 0..12 {
         append(&remote, "cart-1", n);
     }
+    let secret = r#"{"n": 0, "note": "delete-me-everywhere"}"#;
+    run(&[
+        "append", "--server", &address, "secret-1", "--type", "Noted", "--json", secret,
+    ]);
     // The archive follows: wait (bounded) until its manifest reaches the head.
-    let deadline = Instant::now() + WAIT_MAX;
-    loop {
-        let end = std::fs::read(bucket.join("manifest.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-            .and_then(|m| m["end_position"].as_u64());
-        if end == Some(12) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the archive did not reach position 12 (at {end:?})"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_for_manifest(bucket.path(), "position 13", |m| m["end_position"] == 13);
+    // A hard delete and an online scavenge rewrite the segment: the archive follows
+    // that too, and the deleted event's bytes leave it.
+    run(&["delete", "--server", &address, "secret-1", "--hard"]);
+    run(&["scavenge", "--server", &address]);
+    wait_for_manifest(bucket.path(), "a rewritten segment", |m| {
+        m["segments"][0]["generation"] == 1
+    });
+    assert!(!holds_bytes(bucket.path(), b"delete-me-everywhere"));
     // `archive --server`: the server archives its own log, now.
     append(&remote, "cart-1", 12);
     let now = run(&["archive", "--server", &address]);
+    // The head: the 14 events, the tombstone and the append after the archive above.
+    let head = serde_json::from_str::<Value>(&text(
+        &run(&[
+            "read",
+            "--server",
+            &address,
+            "$all",
+            "--backward",
+            "--limit",
+            "1",
+        ])
+        .stdout,
+    ))
+    .expect("the last event")["position"]
+        .as_u64()
+        .expect("a position");
     assert!(
-        text(&now.stdout).contains("archived positions 0..13"),
-        "{}",
+        text(&now.stdout).contains(&format!("archived positions 0..{}", head + 1)),
+        "{} (head {head})",
         text(&now.stdout)
     );
     // A client may not make the server write to a local path of its choosing.
@@ -277,6 +271,14 @@ fn bad_archive_urls_and_targets_are_refused() {
         "{}",
         text(&refused.stderr)
     );
+    // No S3 credentials (the runner leaves the machine's out): said at once.
+    let refused = eventfold().run(&["archive", "--data", dir.arg(), "--to", "s3://bucket/prefix"]);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr).contains("no S3 credentials"),
+        "{}",
+        text(&refused.stderr)
+    );
     let url = file_url(bucket.path());
     run(&["archive", "--data", dir.arg(), "--to", &url]);
     let refused = eventfold().run(&["restore", "--from", &url, "--data", dir.arg()]);
@@ -300,6 +302,24 @@ fn bad_archive_urls_and_targets_are_refused() {
         "{}",
         text(&refused.stderr)
     );
+}
+
+/// Waits (bounded) until the archive's manifest in `bucket` satisfies `done`.
+fn wait_for_manifest(bucket: &Path, what: &str, done: impl Fn(&Value) -> bool) {
+    let deadline = Instant::now() + WAIT_MAX;
+    loop {
+        let manifest = std::fs::read(bucket.join("manifest.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+        if manifest.as_ref().is_some_and(&done) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the archive did not reach {what}: {manifest:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 fn copy_dir(from: &Path, to: &Path) {

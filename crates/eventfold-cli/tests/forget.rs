@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Output;
 
 use eventfold_testsupport::cli::{Cli, text};
-use eventfold_testsupport::dirs::{path_arg, temp_dir};
+use eventfold_testsupport::dirs::{holds_bytes, path_arg, temp_dir};
 use serde_json::{Value, json};
 
 fn eventfold() -> Cli {
@@ -61,22 +61,7 @@ fn email_read(target: &[&str], subject: &str) -> Value {
 
 /// Whether any file under `dir` holds `needle`.
 fn on_disk(dir: &Path, needle: &str) -> bool {
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).expect("read dir") {
-            let path = entry.expect("entry").path();
-            if path.is_dir() {
-                pending.push(path);
-            } else if std::fs::read(&path)
-                .expect("read")
-                .windows(needle.len())
-                .any(|w| w == needle.as_bytes())
-            {
-                return true;
-            }
-        }
-    }
-    false
+    holds_bytes(dir, needle.as_bytes())
 }
 
 #[test]

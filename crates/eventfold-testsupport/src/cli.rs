@@ -24,6 +24,17 @@ pub const ENVIRONMENT_REMOVED: &[&str] = &[
     "EVENTFOLD_CONFIG",
     "EVENTFOLD_MASTER_KEY",
     "EVENTFOLD_MASTER_KEY_FILE",
+    "EVENTFOLD_ARCHIVE",
+    // An archive test must never reach the machine's own object storage.
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_SKIP_SIGNATURE",
+    "AWS_ENDPOINT_URL",
 ];
 
 /// A program to run, with the environment every run gets.

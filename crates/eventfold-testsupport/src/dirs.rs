@@ -47,3 +47,32 @@ pub fn path_arg(path: &Path) -> &str {
     path.to_str()
         .unwrap_or_else(|| panic!("{} is not UTF-8", path.display()))
 }
+
+/// Whether any file under `dir` (searched through) holds the bytes `needle`: how tests
+/// prove that a value never reached, or has left, the disk.
+///
+/// # Panics
+///
+/// When `dir` or a file under it cannot be read: the search would prove nothing.
+pub fn holds_bytes(dir: &Path, needle: &[u8]) -> bool {
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let entries =
+            std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()));
+        for entry in entries {
+            let path = entry
+                .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+                .path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if std::fs::read(&path)
+                .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+                .windows(needle.len())
+                .any(|w| w == needle)
+            {
+                return true;
+            }
+        }
+    }
+    false
+}

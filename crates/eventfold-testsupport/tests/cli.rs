@@ -27,7 +27,12 @@ fn the_store_and_credentials_of_the_machine_are_not_passed_on_and_the_tests_own_
         .filter(|(_, value)| value.is_none())
         .map(|(key, _)| key.to_string_lossy().into_owned())
         .collect();
-    for key in ["EVENTFOLD_DATA", "EVENTFOLD_AUTH", "EVENTFOLD_POSTGRES"] {
+    for key in [
+        "EVENTFOLD_DATA",
+        "EVENTFOLD_AUTH",
+        "EVENTFOLD_POSTGRES",
+        "AWS_ACCESS_KEY_ID",
+    ] {
         assert!(
             removed.iter().any(|k| k == key),
             "{key} not removed: {removed:?}"

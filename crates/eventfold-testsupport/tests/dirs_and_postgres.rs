@@ -1,7 +1,7 @@
 //! Temporary directories, and the PostgreSQL schema guard (which needs
 //! `EVENTFOLD_TEST_POSTGRES_URL`; without it the test says loudly that it skipped).
 
-use eventfold_testsupport::dirs::{path_arg, temp_dir};
+use eventfold_testsupport::dirs::{holds_bytes, path_arg, temp_dir};
 use eventfold_testsupport::postgres::{TestSchema, database_url};
 
 #[test]
@@ -13,6 +13,16 @@ fn a_temporary_directory_is_removed_when_dropped() {
     assert!(path.join("file").exists());
     drop(dir);
     assert!(!path.exists(), "{} is still there", path.display());
+}
+
+#[test]
+fn holds_bytes_searches_every_file_below_a_directory() {
+    let dir = temp_dir();
+    std::fs::create_dir_all(dir.join("a/b")).unwrap();
+    std::fs::write(dir.join("a/b/deep"), b"xx-needle-xx").unwrap();
+    std::fs::write(dir.join("top"), b"nothing here").unwrap();
+    assert!(holds_bytes(dir.path(), b"needle"));
+    assert!(!holds_bytes(dir.path(), b"haystack"));
 }
 
 #[test]

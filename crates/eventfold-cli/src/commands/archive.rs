@@ -279,17 +279,18 @@ impl LogArchiver {
         eventfold_archive::archive(&self.store, location, &mut |_| {}).await
     }
 
-    /// `serve --archive URL`: a pass whenever the log has grown, at most one per
-    /// `interval`, for as long as the server runs. A failed pass is logged and tried
-    /// again at the next turn (what it had uploaded is taken up then).
+    /// `serve --archive URL`: a pass whenever the segments changed (the log grew, or a
+    /// scavenge rewrote one), at most one per `interval`, for as long as the server
+    /// runs. A failed pass is logged and tried again at the next turn (what it had
+    /// uploaded is taken up then).
     pub async fn keep_archiving(self: Arc<Self>, interval: std::time::Duration) {
-        use eventfold_core::{EventStore, Position};
         let Some(location) = self.own.clone() else {
             return;
         };
-        let mut archived_to = None::<u64>;
+        let mut archived = None;
         loop {
-            if archived_to != Some(self.store.event_count()) {
+            let now = shape(&self.store);
+            if archived.as_ref() != Some(&now) {
                 match self.pass(&location).await {
                     Ok(report) => {
                         tracing::info!(
@@ -297,9 +298,10 @@ impl LogArchiver {
                             end_position = report.end_position,
                             pieces = report.pieces_uploaded,
                             bytes = report.bytes_uploaded,
+                            rewritten = report.segments_rewritten,
                             "archived"
                         );
-                        archived_to = Some(report.end_position);
+                        archived = Some(now);
                     }
                     Err(error) => {
                         tracing::error!(url = location.url(), %error, "archiving failed; trying again at the next turn");
@@ -307,17 +309,19 @@ impl LogArchiver {
                 }
             }
             tokio::time::sleep(interval).await;
-            // Then wait for the log to grow past what is archived.
-            if self
-                .store
-                .wait_for(Position(archived_to.unwrap_or(0)))
-                .await
-                .is_err()
-            {
-                return;
-            }
         }
     }
+}
+
+/// What a pass archives, in short: each segment's number, committed length and
+/// sealing. It changes when the log grows and when a scavenge or a repair rewrites a
+/// segment.
+fn shape(store: &LogStore) -> Vec<(u64, u64, bool)> {
+    store
+        .segments()
+        .iter()
+        .map(|s| (s.number, s.len, s.sealed))
+        .collect()
 }
 
 #[async_trait::async_trait]

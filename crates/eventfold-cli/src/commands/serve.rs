@@ -73,7 +73,8 @@ pub struct Args {
     postgres_schema: String,
     /// Archive the log continuously to object storage (s3://BUCKET/PREFIX, credentials
     /// from the AWS_* environment variables, or file:///path): sealed segments and the
-    /// active one's new bytes, whenever the log has grown.
+    /// active one's new bytes, whenever the log has grown (or a scavenge rewrote a
+    /// segment).
     #[arg(
         long,
         env = "EVENTFOLD_ARCHIVE",
