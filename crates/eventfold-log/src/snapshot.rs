@@ -7,15 +7,13 @@
 //! snapshot still reads the old one (its open descriptor keeps it alive), so the bytes
 //! it hands out always belong to one version of the segment.
 
-use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use eventfold_core::{Error, Result};
 
-use crate::io::StorageFile;
-use crate::segment::{read_bytes, segment_path};
+use crate::io::{OpenMode, OsStorage, Storage, StorageFile};
+use crate::segment::{list_segments_dir, parse_name, read_bytes, segment_path};
 use crate::shared::Shared;
 
 /// One segment as it stands: its place in the log and its committed bytes.
@@ -86,23 +84,41 @@ pub(crate) fn segment_snapshots(shared: &Shared) -> Vec<SegmentSnapshot> {
 /// from an archive): bytes go to a temporary file beside the segment, which becomes
 /// `segments/<number>.seg` only once complete and durable. The store must not be open.
 pub struct SegmentFileWriter {
+    storage: Arc<dyn Storage>,
+    segments_dir: PathBuf,
     tmp: PathBuf,
     path: PathBuf,
-    file: File,
+    file: Arc<dyn StorageFile>,
     written: u64,
 }
 
 impl SegmentFileWriter {
-    /// Starts segment `number` in the data directory `dir` (created if needed).
+    /// Starts segment `number` in the data directory `dir` (created if needed) on the
+    /// real file system.
     pub fn create(dir: &Path, number: u64) -> Result<Self> {
-        let segments = dir.join("segments");
-        std::fs::create_dir_all(&segments)
-            .map_err(|e| Error::io(format!("creating {}", segments.display()), e))?;
-        let path = segment_path(&segments, number);
+        Self::create_with(Arc::new(OsStorage), dir, number)
+    }
+
+    /// [`SegmentFileWriter::create`] on the given storage. A temporary file left by a
+    /// restore that died is replaced.
+    pub fn create_with(storage: Arc<dyn Storage>, dir: &Path, number: u64) -> Result<Self> {
+        let segments_dir = dir.join("segments");
+        storage
+            .create_dir_all(&segments_dir)
+            .map_err(|e| Error::io(format!("creating {}", segments_dir.display()), e))?;
+        let path = segment_path(&segments_dir, number);
         let tmp = path.with_extension("seg.restore.tmp");
-        let file =
-            File::create(&tmp).map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
+        match storage.remove(&tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(format!("removing {}", tmp.display()), e)),
+        }
+        let file = storage
+            .open(&tmp, OpenMode::CreateNew)
+            .map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
         Ok(SegmentFileWriter {
+            storage,
+            segments_dir,
             tmp,
             path,
             file,
@@ -113,7 +129,7 @@ impl SegmentFileWriter {
     /// Appends bytes to the segment.
     pub fn write(&mut self, bytes: &[u8]) -> Result<()> {
         self.file
-            .write_all(bytes)
+            .write_all_at(bytes, self.written)
             .map_err(|e| Error::io(format!("writing {}", self.tmp.display()), e))?;
         self.written += bytes.len() as u64;
         Ok(())
@@ -127,24 +143,20 @@ impl SegmentFileWriter {
     /// Makes the segment durable under its own name.
     pub fn finish(self) -> Result<PathBuf> {
         self.file
-            .sync_all()
+            .sync_data()
             .map_err(|e| Error::io(format!("syncing {}", self.tmp.display()), e))?;
-        drop(self.file);
-        std::fs::rename(&self.tmp, &self.path)
+        self.storage
+            .rename(&self.tmp, &self.path)
             .map_err(|e| Error::io(format!("renaming {}", self.tmp.display()), e))?;
-        if let Some(parent) = self.path.parent() {
-            File::open(parent)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| Error::io(format!("syncing {}", parent.display()), e))?;
-        }
+        self.storage
+            .sync_dir(&self.segments_dir)
+            .map_err(|e| Error::io(format!("syncing {}", self.segments_dir.display()), e))?;
         Ok(self.path)
     }
 }
 
-/// Whether `dir` already holds segments of a store.
+/// Whether `dir` already holds segments of a store (on the real file system).
 pub fn holds_segments(dir: &Path) -> bool {
-    std::fs::read_dir(dir.join("segments")).is_ok_and(|mut entries| {
-        entries
-            .any(|e| e.is_ok_and(|e| e.file_name().to_str().is_some_and(|n| n.ends_with(".seg"))))
-    })
+    list_segments_dir(&OsStorage, dir)
+        .is_ok_and(|names| names.iter().any(|n| parse_name(n, "seg").is_some()))
 }
