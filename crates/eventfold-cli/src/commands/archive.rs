@@ -58,7 +58,7 @@ pub async fn archive(args: ArchiveArgs) -> anyhow::Result<ExitCode> {
             .archive(args.to.as_deref())
             .await
             .with_context(|| format!("cannot archive the store of {server}"))?;
-        print_report(&report_of(&answer), &answer.url);
+        print_answer(&answer);
         return Ok(ExitCode::SUCCESS);
     }
     let (Some(dir), Some(to)) = (&args.target.data, &args.to) else {
@@ -66,20 +66,29 @@ pub async fn archive(args: ArchiveArgs) -> anyhow::Result<ExitCode> {
     };
     let location = ArchiveLocation::parse(to)?;
     let store = super::open_store_read_only(dir)?;
+    let started = std::time::Instant::now();
     let report = archive_with_bar(&store, &location).await?;
-    print_report(&report, location.url());
+    print_answer(&answer_of(&report, &location, started));
     store.close();
     Ok(ExitCode::SUCCESS)
 }
 
-fn report_of(answer: &ArchiveAnswer) -> ArchiveReport {
-    ArchiveReport {
-        pieces_uploaded: answer.pieces_uploaded,
-        pieces_adopted: answer.pieces_adopted,
-        bytes_uploaded: answer.bytes_uploaded,
-        segments_rewritten: answer.segments_rewritten,
-        segments: answer.segments,
-        end_position: answer.end_position,
+/// A pass's report in the form `POST /admin/archive` answers, which both `archive`
+/// paths print.
+fn answer_of(
+    report: &ArchiveReport,
+    location: &ArchiveLocation,
+    started: std::time::Instant,
+) -> ArchiveAnswer {
+    ArchiveAnswer {
+        url: location.url().to_string(),
+        end_position: report.end_position,
+        segments: report.segments,
+        pieces_uploaded: report.pieces_uploaded,
+        pieces_adopted: report.pieces_adopted,
+        bytes_uploaded: report.bytes_uploaded,
+        segments_rewritten: report.segments_rewritten,
+        seconds: started.elapsed().as_secs_f64(),
     }
 }
 
@@ -99,16 +108,17 @@ async fn archive_with_bar(
     Ok(report)
 }
 
-fn print_report(report: &ArchiveReport, url: &str) {
+fn print_answer(answer: &ArchiveAnswer) {
     println!(
-        "archived positions 0..{} to {url}: {} segments; this pass uploaded {} pieces ({} \
+        "archived positions 0..{} to {}: {} segments; this pass uploaded {} pieces ({} \
          bytes), took {} left by an interrupted pass, re-archived {} rewritten segments",
-        report.end_position,
-        report.segments,
-        report.pieces_uploaded,
-        report.bytes_uploaded,
-        report.pieces_adopted,
-        report.segments_rewritten
+        answer.end_position,
+        answer.url,
+        answer.segments,
+        answer.pieces_uploaded,
+        answer.bytes_uploaded,
+        answer.pieces_adopted,
+        answer.segments_rewritten
     );
 }
 
@@ -347,15 +357,6 @@ impl Archiver for LogArchiver {
             ArchiveError::Url { .. } => ArchiveFailure::InvalidUrl(e.to_string()),
             other => ArchiveFailure::Failed(other.to_string()),
         })?;
-        Ok(ArchiveAnswer {
-            url: location.url().to_string(),
-            end_position: report.end_position,
-            segments: report.segments,
-            pieces_uploaded: report.pieces_uploaded,
-            pieces_adopted: report.pieces_adopted,
-            bytes_uploaded: report.bytes_uploaded,
-            segments_rewritten: report.segments_rewritten,
-            seconds: started.elapsed().as_secs_f64(),
-        })
+        Ok(answer_of(&report, &location, started))
     }
 }
