@@ -51,25 +51,38 @@ pub fn path_arg(path: &Path) -> &str {
 /// Whether any file under `dir` (searched through) holds the bytes `needle`: how tests
 /// prove that a value never reached, or has left, the disk.
 ///
+/// A file or directory removed while the search runs (by the code under test) holds
+/// nothing any more and is passed over.
+///
 /// # Panics
 ///
-/// When `dir` or a file under it cannot be read: the search would prove nothing.
+/// When `dir` or a file under it cannot be read for another reason: the search would
+/// prove nothing.
 pub fn holds_bytes(dir: &Path, needle: &[u8]) -> bool {
+    let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
     let mut pending = vec![dir.to_path_buf()];
     while let Some(dir) = pending.pop() {
-        let entries =
-            std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()));
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if gone(&e) => continue,
+            Err(e) => panic!("reading {}: {e}", dir.display()),
+        };
         for entry in entries {
-            let path = entry
-                .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
-                .path();
+            let path = match entry {
+                Ok(entry) => entry.path(),
+                Err(e) if gone(&e) => continue,
+                Err(e) => panic!("reading {}: {e}", dir.display()),
+            };
             if path.is_dir() {
                 pending.push(path);
-            } else if std::fs::read(&path)
-                .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
-                .windows(needle.len())
-                .any(|w| w == needle)
-            {
+                continue;
+            }
+            let bytes = match std::fs::read(&path) {
+                Ok(bytes) => bytes,
+                Err(e) if gone(&e) => continue,
+                Err(e) => panic!("reading {}: {e}", path.display()),
+            };
+            if bytes.windows(needle.len()).any(|w| w == needle) {
                 return true;
             }
         }
