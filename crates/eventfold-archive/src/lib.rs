@@ -13,6 +13,9 @@
 //!   nothing is uploaded twice, and a pass that was interrupted resumes.
 //! - [`restore`] downloads every piece, checks its checksum, writes the segments into a
 //!   new data directory, opens and verifies the store before it reports success.
+//! - [`keep_local`] and [`ArchiveFetcher`] make the archive a tier of the store: the
+//!   oldest sealed segments the archive holds whole leave the local disk, and reads
+//!   that reach them fetch them back.
 //!
 //! Personal data's keys (`DIR/keys`) are not in the archive: the log holds personal
 //! values sealed, and a forgotten subject stays forgotten in every archive. The keys
@@ -24,9 +27,11 @@ mod error;
 mod location;
 mod manifest;
 mod restore;
+mod tiered;
 
 pub use archive::{ArchiveProgress, ArchiveReport, PIECE_BYTES_MAX, archive};
 pub use error::{ArchiveError, Result};
 pub use location::ArchiveLocation;
 pub use manifest::{MANIFEST_KEY, Manifest, Piece, SegmentEntry};
 pub use restore::{RestoreProgress, RestoreReport, restore};
+pub use tiered::{ArchiveFetcher, KeepLocalReport, keep_local};

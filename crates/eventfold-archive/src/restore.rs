@@ -10,7 +10,7 @@ use eventfold_log::{LogOptions, LogStore, SegmentFileWriter};
 use crate::archive::get;
 use crate::error::{ArchiveError, Result};
 use crate::location::ArchiveLocation;
-use crate::manifest::{MANIFEST_KEY, Manifest};
+use crate::manifest::{MANIFEST_KEY, Manifest, SegmentEntry};
 
 /// How far a restore has come, in bytes of segments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,42 +85,57 @@ async fn lay_down(
     let mut bytes_done = 0;
     for segment in &manifest.segments {
         let mut file = SegmentFileWriter::create(dir, segment.number)?;
-        let mut crc = 0;
-        for piece in &segment.pieces {
-            let bytes = get(location, &piece.key).await?;
-            let len = piece.end - piece.start;
-            let got = crc32c::crc32c(&bytes);
-            if bytes.len() as u64 != len || got != piece.crc32c {
-                return Err(ArchiveError::Corrupted {
-                    key: location.path(&piece.key).to_string(),
-                    reason: format!(
-                        "{} bytes with CRC-32C {got:08x}; the manifest says {len} bytes with \
-                         {:08x}",
-                        bytes.len(),
-                        piece.crc32c
-                    ),
-                });
-            }
-            crc = crc32c::crc32c_combine(crc, got, bytes.len());
-            file.write(&bytes)?;
-            bytes_done += len;
+        download_segment(location, segment, &mut |bytes| {
+            file.write(bytes)?;
+            bytes_done += bytes.len() as u64;
             progress(RestoreProgress {
                 bytes_done,
                 bytes_total,
             });
-        }
-        if crc != segment.crc32c {
-            return Err(ArchiveError::Corrupted {
-                key: format!("segment {}", segment.number),
-                reason: format!(
-                    "its pieces add up to CRC-32C {crc:08x}, the manifest says {:08x}",
-                    segment.crc32c
-                ),
-            });
-        }
+            Ok(())
+        })
+        .await?;
         file.finish()?;
     }
     Ok(bytes_done)
+}
+
+/// Downloads the pieces of an archived segment in order, each checked against the
+/// manifest's checksum before `sink` gets it, and the whole against the segment's.
+pub(crate) async fn download_segment(
+    location: &ArchiveLocation,
+    segment: &SegmentEntry,
+    sink: &mut (dyn FnMut(&[u8]) -> Result<()> + Send),
+) -> Result<()> {
+    let mut crc = 0;
+    for piece in &segment.pieces {
+        let bytes = get(location, &piece.key).await?;
+        let len = piece.end - piece.start;
+        let got = crc32c::crc32c(&bytes);
+        if bytes.len() as u64 != len || got != piece.crc32c {
+            return Err(ArchiveError::Corrupted {
+                key: location.path(&piece.key).to_string(),
+                reason: format!(
+                    "{} bytes with CRC-32C {got:08x}; the manifest says {len} bytes with \
+                     {:08x}",
+                    bytes.len(),
+                    piece.crc32c
+                ),
+            });
+        }
+        crc = crc32c::crc32c_combine(crc, got, bytes.len());
+        sink(&bytes)?;
+    }
+    if crc != segment.crc32c {
+        return Err(ArchiveError::Corrupted {
+            key: format!("segment {}", segment.number),
+            reason: format!(
+                "its pieces add up to CRC-32C {crc:08x}, the manifest says {:08x}",
+                segment.crc32c
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Opens what was laid down (recovery checks every record of the last segment and

@@ -3,7 +3,8 @@
 //! bucket rebuilds the same `$all`; the server killed in the middle of a pass and
 //! started again, the pass still completes; a pass cancelled in the middle resumes
 //! without uploading again; a damaged object is refused; wrong credentials get a clear
-//! error (missing ones: the CLI's `tests/archive.rs`). One server per test function (SeaweedFS takes seconds to start),
+//! error (missing ones: the CLI's `tests/archive.rs`); segments dropped from the disk
+//! (tiered storage) are read back from the bucket. One server per test function (SeaweedFS takes seconds to start),
 //! so the scenarios share it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -176,6 +177,39 @@ async fn archives_survive_a_killed_server_and_a_cancelled_pass_and_restore_ident
     let text = error.to_string();
     assert!(text.contains("manifest.json"), "{text}");
     store.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_dropped_from_the_disk_is_read_back_from_the_bucket() {
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    let data = temp_dir();
+    let store = Arc::new(LogStore::open(data.path(), options()).unwrap());
+    fill(&store, 100).await;
+    let expected = all(&store);
+    let here = location(&server, "tiered");
+    archive(&store, &here, &mut |_| {}).await.unwrap();
+    let report = eventfold_archive::keep_local(&store, &here, 0)
+        .await
+        .unwrap();
+    let sealed = store.segments().len() as u64 - 1;
+    assert_eq!(report.segments_dropped, sealed);
+    assert!(sealed > 5, "the test needs several cold segments");
+    store.set_segment_fetcher(eventfold_archive::ArchiveFetcher::with_location(here).unwrap());
+    // Read on a blocking thread, as the server's reads are.
+    let reader = store.clone();
+    let read = tokio::task::spawn_blocking(move || all(&reader))
+        .await
+        .unwrap();
+    assert_eq!(read, expected);
+    let fetched = store
+        .storage_metrics()
+        .into_iter()
+        .find(|m| m.name == "eventfold_log_archive_fetches_total")
+        .unwrap()
+        .value;
+    assert_eq!(fetched as u64, sealed, "each cold segment fetched once");
 }
 
 /// The bucket itself, to damage an object behind the archive's back.

@@ -3,7 +3,8 @@
 //! values still sealed in the archive; `serve --archive` archives while it serves, and a
 //! restore of what it archived matches, and `archive --server` has it archive at once;
 //! a restore onto PostgreSQL serves the same log (positions, gaps and `recorded_at`
-//! included); bad URLs and targets are refused with clear errors. (Archives in a real S3 server: `crates/eventfold-archive/tests/s3.rs`.)
+//! included); bad URLs and targets are refused with clear errors; `--keep-local` moves
+//! history to the archive and `read`, `verify` and `serve` still reach it. (Archives in a real S3 server: `crates/eventfold-archive/tests/s3.rs`.)
 
 use std::path::Path;
 use std::process::Output;
@@ -333,4 +334,128 @@ fn copy_dir(from: &Path, to: &Path) {
         let entry = entry.expect("entry");
         std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy");
     }
+}
+
+/// Writes `events` events to a new store in `dir` with 16 KiB segments, so that a
+/// small test has sealed segments to move to the archive (a store opens with any
+/// segment size; the CLI's default only decides where its active segment seals).
+fn small_segment_store(dir: &Path, events: usize) {
+    use eventfold_core::{EventData, ExpectedVersion, StreamWrite};
+    let options = eventfold_log::LogOptions {
+        segment_bytes_max: 16 * 1024,
+        append_bytes_max: 12 * 1024,
+        ..eventfold_log::LogOptions::default()
+    };
+    let store = eventfold_log::LogStore::open(dir, options).expect("open");
+    for n in 0..events {
+        let event =
+            EventData::json("Noted", &json!({"n": n, "padding": "z".repeat(200)})).expect("event");
+        let write = StreamWrite::new(
+            format!("order-{}", n % 3),
+            ExpectedVersion::Any,
+            vec![event],
+        );
+        store.append_multi_blocking(vec![write]).expect("append");
+    }
+    store.close();
+}
+
+fn segment_files(dir: &Path, extension: &str) -> usize {
+    std::fs::read_dir(dir.join("segments"))
+        .expect("segments")
+        .filter(|e| {
+            e.as_ref()
+                .expect("entry")
+                .path()
+                .extension()
+                .is_some_and(|x| x == extension)
+        })
+        .count()
+}
+
+#[test]
+fn keep_local_moves_history_to_the_archive_and_every_command_still_reads_it() {
+    let (dir, bucket) = (temp_dir(), temp_dir());
+    small_segment_store(dir.path(), 400);
+    let data = ["--data", dir.arg()];
+    let before = read_all(&data);
+    let sealed = segment_files(dir.path(), "seg") - 1;
+    assert!(sealed >= 4, "the test needs sealed segments");
+    let url = file_url(bucket.path());
+
+    let refused = eventfold().run(&[
+        "archive",
+        "--data",
+        dir.arg(),
+        "--to",
+        &url,
+        "--keep-local",
+        "lots",
+    ]);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr).contains("lots"),
+        "{}",
+        text(&refused.stderr)
+    );
+
+    let out = run(&[
+        "archive",
+        "--data",
+        dir.arg(),
+        "--to",
+        &url,
+        "--keep-local",
+        "0",
+    ]);
+    assert!(
+        text(&out.stdout).contains(&format!("dropped the local copy of {sealed} segments")),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(
+        segment_files(dir.path(), "seg"),
+        1,
+        "only the active segment stays"
+    );
+    assert_eq!(segment_files(dir.path(), "cold"), sealed);
+    assert_eq!(read_all(&data), before, "a read fetches history back");
+    let verified = run(&["verify", "--data", dir.arg()]);
+    assert!(
+        text(&verified.stdout).contains(&format!(
+            "{sealed} of the segments are kept only in the archive"
+        )),
+        "{}",
+        text(&verified.stdout)
+    );
+
+    // A server on the tiered store: history over HTTP, appends on the hot tail.
+    let server = eventfold().serve(&[
+        "--data",
+        dir.arg(),
+        "--listen",
+        "127.0.0.1:0",
+        "--archive",
+        &url,
+        "--archive-interval-s",
+        "1",
+        "--archive-keep-local",
+        "1MiB",
+    ]);
+    let address = format!("http://{}", server.address());
+    let remote = ["--server", address.as_str()];
+    assert_eq!(read_all(&remote), before);
+    append(&remote, "order-1", 400);
+    let served = read_all(&remote);
+    assert_eq!(served.lines().count(), 401);
+    server.stop();
+
+    // The archive is still whole: a restore brings every segment back to a disk.
+    let restored = temp_dir();
+    let new_dir = restored.join("data");
+    run(&["restore", "--from", &url, "--data", path_arg(&new_dir)]);
+    assert_eq!(segment_files(&new_dir, "cold"), 0);
+    // Whether the server's last pass took the last append in before it stopped.
+    let restored_log = read_all(&["--data", path_arg(&new_dir)]);
+    assert!(restored_log == before || restored_log == served);
 }

@@ -28,6 +28,9 @@ pub(crate) struct SegmentState {
     pub offsets: Vec<u32>,
     /// Committed length of the file in bytes.
     pub len: u64,
+    /// Whether the file was dropped from the local disk: `file` fetches it from the
+    /// archive (see `cold.rs`).
+    pub cold: bool,
 }
 
 /// Where one event's record lies.
@@ -214,6 +217,7 @@ impl Index {
             first_position: segment.first_position,
             offsets,
             len: segment.len,
+            cold: false,
         });
         Ok(())
     }

@@ -11,6 +11,7 @@
 //! - all file access goes through [`io::Storage`], so tests can inject faults.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+mod cold;
 #[doc(hidden)]
 pub mod fuzzing;
 mod index;
@@ -30,6 +31,7 @@ mod store;
 mod verify;
 mod writer;
 
+pub use cold::SegmentFetcher;
 pub use options::LogOptions;
 pub use recovery::TailDamage;
 pub use repair::{

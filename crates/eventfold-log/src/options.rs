@@ -37,6 +37,9 @@ pub struct LogOptions {
     /// scavenge) reads the old segments, in bytes per second (0: as fast as the disk
     /// goes); see [`ScavengeOptions`](crate::ScavengeOptions).
     pub scavenge_bytes_per_second_max: u64,
+    /// Segments fetched back from the archive (their local copy was dropped) stay in
+    /// memory up to this many bytes, least recently used out first.
+    pub cold_cache_bytes_max: u64,
 }
 
 impl Default for LogOptions {
@@ -51,6 +54,7 @@ impl Default for LogOptions {
             ack_mark_interval_ms: 1000,
             scrub_sealed_segments: false,
             scavenge_bytes_per_second_max: 0,
+            cold_cache_bytes_max: 256 * 1024 * 1024,
         }
     }
 }

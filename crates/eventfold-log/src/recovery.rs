@@ -3,9 +3,11 @@
 //! `docs/log-format.md` for what each crash point leaves and how it is handled.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use eventfold_core::{Error, Result};
 
+use crate::cold::{ColdShared, Listed, marker_path};
 use crate::index::Index;
 use crate::io::{OpenMode, Storage, StorageFile};
 use crate::mark::{AckMark, MarkWriter, read_mark};
@@ -13,8 +15,8 @@ use crate::options::LogOptions;
 use crate::record::Invalid;
 use crate::segment::{
     ActiveSegment, SEGMENT_HEADER_BYTES, Scan, SegmentIndex, Stop, create_segment, cut_torn_tail,
-    encode_segment_header, find_intact_after, has_valid_header, index_path, parse_name,
-    read_index_file, scan_segment, segment_path, write_index,
+    encode_segment_header, find_intact_after, has_valid_header, index_path, read_index_file,
+    scan_segment, segment_path, write_index,
 };
 
 /// Whether an open may change the data directory.
@@ -178,6 +180,7 @@ pub(crate) fn recover(
     dir: &Path,
     options: &LogOptions,
     access: Access,
+    cold: &Arc<ColdShared>,
 ) -> Result<Recovered> {
     let segments_dir = dir.join("segments");
     let writable = access == Access::ReadWrite;
@@ -196,8 +199,8 @@ pub(crate) fn recover(
             Error::io(format!("listing {}", segments_dir.display()), e)
         }
     })?;
-    let mut numbers: Vec<u64> = names.iter().filter_map(|n| parse_name(n, "seg")).collect();
-    numbers.sort_unstable();
+    let listed = Listed::of(&names);
+    let numbers = &listed.numbers;
     for (i, &n) in numbers.iter().enumerate() {
         if n != i as u64 {
             return Err(Error::Corrupted {
@@ -249,9 +252,7 @@ pub(crate) fn recover(
     let mut rebuilt = Vec::new();
     for (i, &number) in sealed.iter().enumerate() {
         let path = segment_path(&segments_dir, number);
-        let file = storage
-            .open(&path, OpenMode::Read)
-            .map_err(io_err(format!("opening {}", path.display())))?;
+        let file = listed.open(storage, &segments_dir, number, cold)?;
         let (segment_index, was_rebuilt) =
             load_or_scan_index(storage, &segments_dir, number, file.as_ref())?;
         if let Some(mark) = mark
@@ -274,6 +275,9 @@ pub(crate) fn recover(
             &segment_index,
             i >= window_from,
         )?;
+        if let Some(segment) = index.segments.last_mut() {
+            segment.cold = listed.cold.contains(&number);
+        }
         if was_rebuilt {
             rebuilt.push((number, segment_index));
         }
@@ -281,6 +285,15 @@ pub(crate) fn recover(
 
     // The last segment is the active one.
     let path = segment_path(&segments_dir, last);
+    if listed.cold.contains(&last) {
+        return Err(Error::Corrupted {
+            file: file_name(&path),
+            offset: 0,
+            reason: "the active segment is missing (only the marker of an archived copy is \
+                     here, and the active segment is never dropped)"
+                .into(),
+        });
+    }
     let name = file_name(&path);
     let mode = if writable {
         OpenMode::ReadWrite
@@ -301,7 +314,6 @@ pub(crate) fn recover(
     let (scan, tail) = if header_lost {
         // Created but its header never became durable: an empty segment.
         let scan = Scan {
-            first_position: index.next_position,
             index: SegmentIndex {
                 first_position: index.next_position,
                 len: SEGMENT_HEADER_BYTES,
@@ -350,6 +362,14 @@ pub(crate) fn recover(
             storage
                 .sync_dir(&segments_dir)
                 .map_err(io_err(format!("syncing {}", segments_dir.display())))?;
+        }
+        for &number in &listed.stale_markers {
+            // The local file is whole: the marker is what remains of a drop that
+            // crashed, or of a cold segment a scavenge rewrote.
+            let marker = marker_path(&segments_dir, number);
+            storage
+                .remove(&marker)
+                .map_err(io_err(format!("removing {}", marker.display())))?;
         }
         for (number, segment_index) in &rebuilt {
             write_index(storage, &segments_dir, *number, segment_index)?;

@@ -26,7 +26,7 @@ use crate::record::{
 use crate::recovery::{Tail, classify_tail};
 use crate::segment::{
     NO_STREAM, SEGMENT_HEADER_BYTES, SegmentIndex, decode_segment_header, encode_segment_header,
-    index_path, parse_name, scan_segment, segment_path,
+    index_path, scan_segment, segment_path,
 };
 use crate::segment::{
     list_segments_dir, lock_data_dir, read_index_file, scan_written, write_index,
@@ -133,8 +133,8 @@ pub fn repair_with(
     let segments_dir = dir.join("segments");
     let names = list_segments_dir(storage, dir)?;
     let _lock = lock_data_dir(storage, dir)?;
-    let mut numbers: Vec<u64> = names.iter().filter_map(|n| parse_name(n, "seg")).collect();
-    numbers.sort_unstable();
+    let listed = crate::cold::Listed::of(&names);
+    let numbers = &listed.numbers;
     for (i, &n) in numbers.iter().enumerate() {
         if n != i as u64 {
             return Err(Error::Corrupted {
@@ -158,6 +158,24 @@ pub fn repair_with(
         let last = i + 1 == numbers.len();
         let path = segment_path(&segments_dir, number);
         let name = format!("segments/{number:010}.seg");
+        if listed.cold.contains(&number) && !last {
+            // Kept in the archive, checked when fetched: its index file says what it
+            // holds (a damaged one is `verify`'s to report, and a restore's to mend).
+            let index = read_index_file(storage, &index_path(&segments_dir, number), number)
+                .ok_or_else(|| Error::Corrupted {
+                    file: format!("segments/{number:010}.idx"),
+                    offset: 0,
+                    reason: "the index file of a segment kept in the archive is missing or \
+                             damaged: restore the store from the archive"
+                        .into(),
+                })?;
+            for entry in index.entries.iter().filter(|e| e.stream != NO_STREAM) {
+                let stream = index.streams[entry.stream as usize].to_string();
+                count_revision(&mut revisions, &Some((stream, entry.revision)));
+            }
+            expected_first = index.end_position();
+            continue;
+        }
         let file = storage
             .open(&path, OpenMode::Read)
             .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
@@ -231,13 +249,22 @@ pub fn repair_with(
 /// The first position of segment `number`, from its header or else its index file.
 fn first_position_of(storage: &dyn Storage, segments_dir: &Path, number: u64) -> Result<u64> {
     let path = segment_path(segments_dir, number);
-    let file = storage
-        .open(&path, OpenMode::Read)
-        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-    let mut header = [0u8; SEGMENT_HEADER_BYTES as usize];
-    let n = crate::segment::read_up_to(file.as_ref(), &mut header, 0, &path.display().to_string())?;
-    if let Ok(first) = decode_segment_header(&header[..n], number) {
-        return Ok(first);
+    match storage.open(&path, OpenMode::Read) {
+        Ok(file) => {
+            let mut header = [0u8; SEGMENT_HEADER_BYTES as usize];
+            let n = crate::segment::read_up_to(
+                file.as_ref(),
+                &mut header,
+                0,
+                &path.display().to_string(),
+            )?;
+            if let Ok(first) = decode_segment_header(&header[..n], number) {
+                return Ok(first);
+            }
+        }
+        // A segment kept in the archive: its index file knows.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(format!("opening {}", path.display()), e)),
     }
     read_index_file(storage, &index_path(segments_dir, number), number)
         .map(|index| index.first_position)

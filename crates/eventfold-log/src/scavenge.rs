@@ -421,6 +421,14 @@ fn swap(
         .rename(segment_tmp, &segment)
         .map_err(|e| Error::io(format!("renaming {}", segment_tmp.display()), e))?;
     sync_dir(storage, dir)?;
+    // A cold segment is local again: its marker goes (opening the store would remove
+    // it too, since the local file wins).
+    let marker = crate::cold::marker_path(dir, number);
+    match storage.remove(&marker) {
+        Ok(()) => sync_dir(storage, dir)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(format!("removing {}", marker.display()), e)),
+    }
     storage
         .rename(index_tmp, &index)
         .map_err(|e| Error::io(format!("renaming {}", index_tmp.display()), e))?;
@@ -466,6 +474,7 @@ fn install(
         return Err(Error::Backend(reason));
     }
     segment.file = file;
+    segment.cold = false;
     segment.offsets = offsets;
     segment.len = new_index.len;
     for (id, position) in removed {

@@ -21,8 +21,10 @@ pub(crate) fn scrub(shared: Arc<Shared>) {
     let sealed: Vec<_> = {
         let index = shared.index();
         let count = index.segments.len().saturating_sub(1);
+        // Cold segments were checked when archived and are checked at every fetch.
         index.segments[..count]
             .iter()
+            .filter(|s| !s.cold)
             .map(|s| {
                 let offsets: Vec<u32> = s
                     .offsets

@@ -279,7 +279,6 @@ impl SegmentIndex {
 /// The outcome of reading a segment's records from the start.
 #[derive(Debug)]
 pub(crate) struct Scan {
-    pub first_position: u64,
     /// Index of every event up to the last intact `COMMIT` record.
     pub index: SegmentIndex,
     /// The file's length.
@@ -438,7 +437,6 @@ pub(crate) fn scan_segment(
         }
     }
     Ok(Scan {
-        first_position,
         file_len,
         stop,
         index,

@@ -23,8 +23,11 @@ pub(crate) struct Shared {
     pub closing: std::sync::atomic::AtomicBool,
     /// Damage the scrub found in sealed segments.
     pub damage_found: Mutex<Vec<String>>,
-    /// Held by a running scavenge: one at a time.
+    /// Held by a running scavenge (and while a segment's local copy is dropped): one
+    /// at a time.
     pub scavenging: Mutex<()>,
+    /// Fetching and caching segments kept in the archive.
+    pub cold: Arc<crate::cold::ColdShared>,
 }
 
 /// Counters kept by the writer.

@@ -30,6 +30,8 @@ pub struct SegmentSnapshot {
     pub len: u64,
     /// Whether the segment is sealed (no more appends go to it).
     pub sealed: bool,
+    /// Whether its local copy was dropped because an archive holds it: reads fetch it.
+    pub cold: bool,
     name: String,
     file: Arc<dyn StorageFile>,
 }
@@ -58,6 +60,11 @@ impl SegmentSnapshot {
         }
         Ok(read_bytes(self.file.as_ref(), offset, len, &self.name)?.to_vec())
     }
+
+    /// Whether the snapshot reads this version of the segment's file.
+    pub(crate) fn holds_file(&self, file: &Arc<dyn StorageFile>) -> bool {
+        Arc::ptr_eq(&self.file, file)
+    }
 }
 
 /// Snapshots of every segment, oldest first; the last one is the active segment.
@@ -74,6 +81,7 @@ pub(crate) fn segment_snapshots(shared: &Shared) -> Vec<SegmentSnapshot> {
             end_position: s.first_position + s.offsets.len() as u64,
             len: s.len,
             sealed: i + 1 < count,
+            cold: s.cold,
             name: s.name.clone(),
             file: s.file.clone(),
         })

@@ -13,6 +13,7 @@ use eventfold_core::{
 };
 use tokio::sync::{mpsc, oneshot};
 
+use crate::cold::ColdShared;
 use crate::index::{Location, read_events};
 use crate::io::{LockGuard, OsStorage, Storage};
 use crate::options::LogOptions;
@@ -135,7 +136,8 @@ impl LogStore {
                 .map_err(|e| Error::io(format!("creating data directory {}", dir.display()), e))?;
         }
         let lock = lock_data_dir(storage.as_ref(), dir)?;
-        let recovered = recover(storage.as_ref(), dir, &options, access)?;
+        let cold = Arc::new(ColdShared::new(options.cold_cache_bytes_max));
+        let recovered = recover(storage.as_ref(), dir, &options, access, &cold)?;
         let head = tokio::sync::watch::Sender::new(recovered.index.next_position);
         let shared = Arc::new(Shared {
             storage,
@@ -147,6 +149,7 @@ impl LogStore {
             closing: std::sync::atomic::AtomicBool::new(false),
             damage_found: Mutex::new(Vec::new()),
             scavenging: Mutex::new(()),
+            cold,
         });
         let scrub = if options.scrub_sealed_segments {
             let shared = shared.clone();
@@ -350,6 +353,34 @@ impl LogStore {
     /// appends go on or a scavenge swaps the file.
     pub fn segments(&self) -> Vec<crate::SegmentSnapshot> {
         crate::snapshot::segment_snapshots(&self.shared)
+    }
+
+    /// Gives the store a way to fetch the segments whose local copy was dropped
+    /// ([`LogStore::drop_local_copy`]); without one, a read that reaches such a
+    /// segment fails with an error naming its archive.
+    pub fn set_segment_fetcher(&self, fetcher: Arc<dyn crate::SegmentFetcher>) {
+        self.shared.cold.set_fetcher(fetcher);
+    }
+
+    /// Drops the local file of a sealed segment that the archive at `archive` holds
+    /// whole, with CRC-32C `crc32c` (as the archive's manifest says): the local bytes
+    /// are checked against it first, a marker naming the archive replaces the file,
+    /// and reads that reach the segment fetch it back (see
+    /// [`LogStore::set_segment_fetcher`]). Refused for the active segment and for a
+    /// segment rewritten since `snapshot` was taken. Returns the bytes freed (0 when
+    /// the segment was cold already). Blocks the calling thread.
+    pub fn drop_local_copy(
+        &self,
+        snapshot: &crate::SegmentSnapshot,
+        archive: &str,
+        crc32c: u32,
+    ) -> Result<u64> {
+        if self.requests.is_none() {
+            return Err(Error::ReadOnly {
+                reason: "dropping a segment's local copy needs the store opened for writing".into(),
+            });
+        }
+        crate::cold::drop_local_copy(&self.shared, snapshot, archive, crc32c)
     }
 
     /// Number of events in the store.
@@ -785,6 +816,16 @@ impl EventStore for LogStore {
                 kind: Counter,
                 value: self.shared.stats.scavenge_nanos.load(Ordering::Relaxed) as f64 / 1e9,
             },
+            metric(
+                "eventfold_log_archive_fetches_total",
+                "Segments fetched back from the archive because a read reached a segment whose local copy was dropped.",
+                self.shared.cold.fetches.load(Ordering::Relaxed),
+            ),
+            metric(
+                "eventfold_log_archive_fetched_bytes_total",
+                "Bytes of segments fetched back from the archive.",
+                self.shared.cold.fetched_bytes.load(Ordering::Relaxed),
+            ),
             StoreMetric {
                 name: "eventfold_log_fsync_seconds_total",
                 help: "Time spent in fsync (divide by commits for the mean fsync time).",

@@ -7,11 +7,12 @@ use std::sync::Arc;
 
 use eventfold_core::{Error, Result};
 
+use crate::cold::{ColdMarker, Listed};
 use crate::index::UnknownPositions;
 use crate::io::{OpenMode, OsStorage, Storage};
 use crate::mark::{MARK_FILE_NAME, damaged_slots, read_mark};
 use crate::recovery::{Tail, classify_tail};
-use crate::segment::{NO_STREAM, index_path, parse_name, scan_segment, segment_path};
+use crate::segment::{NO_STREAM, SegmentIndex, index_path, scan_segment, segment_path};
 use crate::segment::{list_segments_dir, lock_data_dir, read_index_file};
 
 /// One problem found by [`verify`].
@@ -46,6 +47,9 @@ pub struct VerifyReport {
     pub streams: u64,
     /// Positions that hold no event because a repair gave them up (gap records).
     pub lost: u64,
+    /// Segments whose local copy was dropped because an archive holds them: their
+    /// index files were checked, their records are checked when they are fetched.
+    pub cold: u64,
     /// Every problem found; empty when the store is intact.
     pub damage: Vec<Damage>,
 }
@@ -69,8 +73,8 @@ pub fn verify_with(storage: &dyn Storage, dir: &Path) -> Result<VerifyReport> {
     let names = list_segments_dir(storage, dir)?;
     let _lock = lock_data_dir(storage, dir)?;
     let mut report_missing = None;
-    let mut numbers: Vec<u64> = names.iter().filter_map(|n| parse_name(n, "seg")).collect();
-    numbers.sort_unstable();
+    let listed = Listed::of(&names);
+    let numbers = &listed.numbers;
     let mark = read_mark(storage, &segments_dir)?;
     if let Some(mark) = mark
         && numbers.last().is_none_or(|&last| mark.segment > last)
@@ -97,11 +101,29 @@ pub fn verify_with(storage: &dyn Storage, dir: &Path) -> Result<VerifyReport> {
                 reason: format!("segment {i} is missing"),
             });
         }
+        report.segments += 1;
+        if listed.cold.contains(&number) && !last {
+            match cold_index(storage, &segments_dir, number) {
+                Ok(index) => {
+                    report.cold += 1;
+                    check_positions(&mut report, &seg_name, &index, next_position);
+                    account(
+                        &mut report,
+                        &mut revisions,
+                        &mut unclaimed,
+                        &seg_name,
+                        &index,
+                    );
+                    next_position = index.end_position();
+                }
+                Err(damage) => report.damage.push(damage),
+            }
+            continue;
+        }
         let path = segment_path(&segments_dir, number);
         let file = storage
             .open(&path, OpenMode::Read)
             .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-        report.segments += 1;
         let scan = match scan_segment(file.as_ref(), &seg_name, number, |_, _| {}) {
             Ok(scan) => scan,
             Err(Error::Corrupted { offset, reason, .. }) => {
@@ -114,16 +136,7 @@ pub fn verify_with(storage: &dyn Storage, dir: &Path) -> Result<VerifyReport> {
             }
             Err(e) => return Err(e),
         };
-        if scan.first_position != next_position {
-            report.damage.push(Damage {
-                file: seg_name.clone(),
-                offset: 0,
-                reason: format!(
-                    "segment starts at position {} but the previous one ended at {next_position}",
-                    scan.first_position
-                ),
-            });
-        }
+        check_positions(&mut report, &seg_name, &scan.index, next_position);
         if last {
             // The active segment: the same judgement as recovery's.
             let segment_mark = mark.filter(|m| m.segment == number);
@@ -158,43 +171,13 @@ pub fn verify_with(storage: &dyn Storage, dir: &Path) -> Result<VerifyReport> {
                 reason: "the segment ends with a transaction that has no commit record".into(),
             });
         }
-        let mut position = scan.first_position;
-        for entry in &scan.index.entries {
-            let here = position;
-            position += entry.positions();
-            if entry.stream == NO_STREAM {
-                unclaimed.add(here, entry.revision);
-                continue;
-            }
-            let stream = &scan.index.streams[entry.stream as usize];
-            let (expected, last) = revisions.entry(stream.clone()).or_insert((0, None));
-            if entry.revision > *expected
-                && let Some(claimed) = unclaimed.claim(entry.revision - *expected, *last, here)
-            {
-                // Revisions of events a repair found unreadable.
-                *expected += claimed.len() as u64;
-            }
-            *last = Some(here);
-            if entry.revision != *expected {
-                report.damage.push(Damage {
-                    file: seg_name.clone(),
-                    offset: u64::from(entry.offset),
-                    reason: format!(
-                        "stream '{stream}' has revision {} where {expected} was expected",
-                        entry.revision
-                    ),
-                });
-            }
-            *expected = entry.revision + 1;
-        }
-        report.events += scan.index.entries.iter().filter(|e| e.is_event()).count() as u64;
-        report.lost += scan
-            .index
-            .entries
-            .iter()
-            .filter(|e| !e.is_event())
-            .map(|e| e.positions())
-            .sum::<u64>();
+        account(
+            &mut report,
+            &mut revisions,
+            &mut unclaimed,
+            &seg_name,
+            &scan.index,
+        );
         next_position = scan.index.end_position();
 
         let idx_name = format!("segments/{number:010}.idx");
@@ -232,4 +215,98 @@ pub fn verify_with(storage: &dyn Storage, dir: &Path) -> Result<VerifyReport> {
     }
     report.streams = revisions.len() as u64;
     Ok(report)
+}
+
+/// Where a segment must start: where the previous one ended.
+fn check_positions(report: &mut VerifyReport, seg_name: &str, index: &SegmentIndex, next: u64) {
+    if index.first_position != next {
+        report.damage.push(Damage {
+            file: seg_name.to_string(),
+            offset: 0,
+            reason: format!(
+                "segment starts at position {} but the previous one ended at {next}",
+                index.first_position
+            ),
+        });
+    }
+}
+
+/// Counts a segment's events and checks that each stream's revisions go on from where
+/// the previous segments left them.
+fn account(
+    report: &mut VerifyReport,
+    revisions: &mut HashMap<Arc<str>, (u64, Option<u64>)>,
+    unclaimed: &mut UnknownPositions,
+    seg_name: &str,
+    index: &SegmentIndex,
+) {
+    let mut position = index.first_position;
+    for entry in &index.entries {
+        let here = position;
+        position += entry.positions();
+        if entry.stream == NO_STREAM {
+            unclaimed.add(here, entry.revision);
+            continue;
+        }
+        let stream = &index.streams[entry.stream as usize];
+        let (expected, last) = revisions.entry(stream.clone()).or_insert((0, None));
+        if entry.revision > *expected
+            && let Some(claimed) = unclaimed.claim(entry.revision - *expected, *last, here)
+        {
+            // Revisions of events a repair found unreadable.
+            *expected += claimed.len() as u64;
+        }
+        *last = Some(here);
+        if entry.revision != *expected {
+            report.damage.push(Damage {
+                file: seg_name.to_string(),
+                offset: u64::from(entry.offset),
+                reason: format!(
+                    "stream '{stream}' has revision {} where {expected} was expected",
+                    entry.revision
+                ),
+            });
+        }
+        *expected = entry.revision + 1;
+    }
+    report.events += index.entries.iter().filter(|e| e.is_event()).count() as u64;
+    report.lost += index
+        .entries
+        .iter()
+        .filter(|e| !e.is_event())
+        .map(|e| e.positions())
+        .sum::<u64>();
+}
+
+/// The index of a cold segment (its marker and index file must agree), or the damage
+/// that stands in the way.
+fn cold_index(
+    storage: &dyn Storage,
+    segments_dir: &Path,
+    number: u64,
+) -> std::result::Result<SegmentIndex, Damage> {
+    let marker = ColdMarker::read(storage, segments_dir, number).map_err(|e| Damage {
+        file: format!("segments/{number:010}.cold"),
+        offset: 0,
+        reason: e.to_string(),
+    })?;
+    let damage = |reason: &str| Damage {
+        file: format!("segments/{number:010}.idx"),
+        offset: 0,
+        reason: format!(
+            "{reason}; the segment itself is kept in the archive {} (restore the store from \
+             the archive to rebuild it)",
+            marker.archive
+        ),
+    };
+    match read_index_file(storage, &index_path(segments_dir, number), number) {
+        None => Err(damage(
+            "the index file of a segment kept in the archive is missing or damaged",
+        )),
+        Some(index) if index.len != marker.len => Err(damage(&format!(
+            "the index file covers {} bytes where the archived segment holds {}",
+            index.len, marker.len
+        ))),
+        Some(index) => Ok(index),
+    }
 }

@@ -1003,6 +1003,7 @@ impl Durability {
             first_position,
             offsets: Vec::new(),
             len: next.index.len,
+            cold: false,
         });
         index.id_segments.push_back((next.number, Vec::new()));
         index.trim_id_window(self.options.id_window_segments + 1);

@@ -24,6 +24,11 @@ pub struct ArchiveArgs {
     /// server was started with (serve --archive).
     #[arg(long, value_name = "URL", required_unless_present = "server")]
     to: Option<String>,
+    /// After the pass, drop the local copy of the oldest sealed segments the archive
+    /// holds whole until the segments on the disk take at most SIZE (e.g. 20GiB, 0 for
+    /// all but the active one); reads fetch them back from the archive.
+    #[arg(long, value_name = "SIZE", conflicts_with = "server")]
+    keep_local: Option<bytesize::ByteSize>,
 }
 
 /// Rebuild a store from an archive into a new data directory (or a PostgreSQL schema),
@@ -65,11 +70,30 @@ pub async fn archive(args: ArchiveArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("name the store with --data DIR and the archive with --to URL");
     };
     let location = ArchiveLocation::parse(to)?;
-    let store = super::open_store_read_only(dir)?;
+    let Some(keep_local) = args.keep_local else {
+        let store = super::open_store_read_only(dir)?;
+        let started = std::time::Instant::now();
+        let report = archive_with_bar(&store, &location).await?;
+        print_answer(&answer_of(&report, &location, started));
+        store.close();
+        return Ok(ExitCode::SUCCESS);
+    };
+    // Dropping segments changes the data directory: the store is opened for writing.
+    let store = Arc::new(super::open_store(dir)?);
     let started = std::time::Instant::now();
     let report = archive_with_bar(&store, &location).await?;
     print_answer(&answer_of(&report, &location, started));
-    store.close();
+    let kept = eventfold_archive::keep_local(&store, &location, keep_local.as_u64())
+        .await
+        .with_context(|| format!("dropping archived segments from {}", dir.display()))?;
+    println!(
+        "dropped the local copy of {} segments ({} bytes); {} bytes of segments stay on the \
+         disk, {} segments are kept only in the archive",
+        kept.segments_dropped, kept.bytes_freed, kept.local_bytes, kept.cold_segments
+    );
+    if let Some(store) = Arc::into_inner(store) {
+        store.close();
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -271,15 +295,24 @@ fn bytes_bar() -> indicatif::ProgressBar {
 pub struct LogArchiver {
     store: Arc<LogStore>,
     own: Option<ArchiveLocation>,
+    /// `--archive-keep-local`: bytes of segments the local disk keeps.
+    keep_local: Option<u64>,
     passes: tokio::sync::Mutex<()>,
 }
 
 impl LogArchiver {
-    /// The archiver of `store`, archiving on its own to `own` (`serve --archive`).
-    pub fn new(store: Arc<LogStore>, own: Option<ArchiveLocation>) -> Arc<Self> {
+    /// The archiver of `store`, archiving on its own to `own` (`serve --archive`) and
+    /// keeping at most `keep_local` bytes of segments on the disk
+    /// (`--archive-keep-local`).
+    pub fn new(
+        store: Arc<LogStore>,
+        own: Option<ArchiveLocation>,
+        keep_local: Option<u64>,
+    ) -> Arc<Self> {
         Arc::new(LogArchiver {
             store,
             own,
+            keep_local,
             passes: tokio::sync::Mutex::new(()),
         })
     }
@@ -287,6 +320,25 @@ impl LogArchiver {
     async fn pass(&self, location: &ArchiveLocation) -> eventfold_archive::Result<ArchiveReport> {
         let _one_at_a_time = self.passes.lock().await;
         eventfold_archive::archive(&self.store, location, &mut |_| {}).await
+    }
+
+    /// Drops the local copy of archived segments beyond `bound` bytes on the disk.
+    async fn keep_local(&self, location: &ArchiveLocation, bound: u64) {
+        let _one_at_a_time = self.passes.lock().await;
+        match eventfold_archive::keep_local(&self.store, location, bound).await {
+            Ok(report) if report.segments_dropped > 0 => tracing::info!(
+                url = location.url(),
+                segments = report.segments_dropped,
+                bytes = report.bytes_freed,
+                local_bytes = report.local_bytes,
+                cold_segments = report.cold_segments,
+                "dropped the local copy of archived segments"
+            ),
+            Ok(_) => {}
+            Err(error) => {
+                tracing::error!(url = location.url(), %error, "dropping archived segments failed; trying again at the next turn");
+            }
+        }
     }
 
     /// `serve --archive URL`: a pass whenever the segments changed (the log grew, or a
@@ -317,6 +369,10 @@ impl LogArchiver {
                         tracing::error!(url = location.url(), %error, "archiving failed; trying again at the next turn");
                     }
                 }
+            }
+            // Once a pass has made the archive: segments it holds whole may go.
+            if let (Some(bound), true) = (self.keep_local, archived.is_some()) {
+                self.keep_local(&location, bound).await;
             }
             tokio::time::sleep(interval).await;
         }

@@ -86,7 +86,18 @@ pub fn open_store_read_only(dir: &std::path::Path) -> anyhow::Result<LogStore> {
     if let Some(damage) = store.damage() {
         eprintln!("warning: {damage}");
     }
+    fetch_history(&store, false)?;
     Ok(store)
+}
+
+/// Lets reads of `store` reach the segments kept only in an archive (each one's
+/// marker names it; see `archive --keep-local`): a fetcher is set when the store holds
+/// such segments, or always with `always` (a server that may drop segments later).
+pub fn fetch_history(store: &LogStore, always: bool) -> anyhow::Result<()> {
+    if always || store.segments().iter().any(|s| s.cold) {
+        store.set_segment_fetcher(eventfold_archive::ArchiveFetcher::new()?);
+    }
+    Ok(())
 }
 
 /// Opens the store a command appends events to, as [`open_target`] does, behind the
@@ -148,6 +159,8 @@ pub fn http_store(target: &crate::StoreArgs) -> anyhow::Result<eventfold_client:
 
 /// Opens the embedded store in `dir`, with the directory named in any error.
 pub fn open_store(dir: &std::path::Path) -> anyhow::Result<LogStore> {
-    LogStore::open(dir, LogOptions::default())
-        .with_context(|| format!("cannot open the store in {}", dir.display()))
+    let store = LogStore::open(dir, LogOptions::default())
+        .with_context(|| format!("cannot open the store in {}", dir.display()))?;
+    fetch_history(&store, false)?;
+    Ok(store)
 }

@@ -91,6 +91,12 @@ pub struct Args {
         requires = "archive"
     )]
     archive_interval_s: u64,
+    /// With --archive: keep at most SIZE of segments on the local disk (e.g. 20GiB):
+    /// the oldest sealed segments the archive holds whole leave the disk, and reads
+    /// that reach them fetch them back from the archive (cached in memory). The active
+    /// segment always stays.
+    #[arg(long, value_name = "SIZE", requires = "archive")]
+    archive_keep_local: Option<bytesize::ByteSize>,
     /// PEM certificate chain: serve HTTPS (with --tls-key).
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -168,6 +174,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("cannot open the store in {}", args.data.data.display()))?;
             // A command refused the store (it is locked) names this URL to its user.
             store.announce(&format!("serving {scheme}://{address}"));
+            super::fetch_history(&store, args.archive_keep_local.is_some())?;
             let store = Arc::new(store);
             // The same store is the scavenger of `POST /admin/scavenge`.
             config.scavenger = Some(store.clone());
@@ -177,7 +184,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 .as_deref()
                 .map(eventfold_archive::ArchiveLocation::parse)
                 .transpose()?;
-            let archiver = super::archive::LogArchiver::new(store.clone(), own);
+            let keep_local = args.archive_keep_local.map(|size| size.as_u64());
+            let archiver = super::archive::LogArchiver::new(store.clone(), own, keep_local);
             if args.archive.is_some() {
                 let interval = std::time::Duration::from_secs(args.archive_interval_s.max(1));
                 archiving = Some(tokio::spawn(archiver.clone().keep_archiving(interval)));

@@ -24,6 +24,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             "intact: {} events in {} streams, {} segments",
             report.events, report.streams, report.segments
         );
+        if report.cold > 0 {
+            println!(
+                "{} of the segments are kept only in the archive: their markers and index \
+                 files were checked here, their records are checked whenever they are fetched",
+                report.cold
+            );
+        }
         return Ok(ExitCode::SUCCESS);
     }
     for damage in &report.damage {
