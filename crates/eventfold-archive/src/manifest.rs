@@ -130,6 +130,17 @@ impl Manifest {
         Ok(Some(manifest))
     }
 
+    /// Reads the manifest of an archive that must exist: a prefix without one is an
+    /// error naming it.
+    pub async fn load_existing(location: &ArchiveLocation) -> Result<Manifest> {
+        Self::load(location)
+            .await?
+            .ok_or_else(|| ArchiveError::Manifest {
+                key: location.path(MANIFEST_KEY).to_string(),
+                reason: format!("no archive at {} (the manifest is missing)", location.url()),
+            })
+    }
+
     /// Writes the manifest (one PUT: readers see the old one or the new one).
     pub(crate) async fn save(&mut self, location: &ArchiveLocation) -> Result<()> {
         use object_store::ObjectStoreExt;

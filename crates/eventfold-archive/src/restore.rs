@@ -48,12 +48,7 @@ pub async fn restore(
             reason: "it holds a store already (restore into a new directory)".into(),
         });
     }
-    let manifest = Manifest::load(location)
-        .await?
-        .ok_or_else(|| ArchiveError::Manifest {
-            key: location.path(MANIFEST_KEY).to_string(),
-            reason: format!("no archive at {} (the manifest is missing)", location.url()),
-        })?;
+    let manifest = Manifest::load_existing(location).await?;
     if manifest.segments.is_empty() {
         return Err(ArchiveError::Manifest {
             key: location.path(MANIFEST_KEY).to_string(),

@@ -48,15 +48,8 @@ pub async fn keep_local(
     if report.local_bytes <= keep_local_bytes {
         return Ok(report);
     }
-    let manifest = Manifest::load(location)
-        .await?
-        .ok_or_else(|| ArchiveError::Manifest {
-            key: location.path(MANIFEST_KEY).to_string(),
-            reason: format!(
-                "no archive at {} yet: nothing can leave the local disk",
-                location.url()
-            ),
-        })?;
+    // Nothing leaves the disk before an archive holds it.
+    let manifest = Manifest::load_existing(location).await?;
     for snapshot in snapshots.iter().filter(|s| s.sealed && !s.cold) {
         if report.local_bytes <= keep_local_bytes {
             break;
@@ -170,12 +163,7 @@ impl SegmentFetcher for ArchiveFetcher {
 
 /// The first `len` bytes of segment `number`, which the archive must hold whole.
 async fn fetch_segment(location: &ArchiveLocation, number: u64, len: u64) -> Result<Vec<u8>> {
-    let manifest = Manifest::load(location)
-        .await?
-        .ok_or_else(|| ArchiveError::Manifest {
-            key: location.path(MANIFEST_KEY).to_string(),
-            reason: format!("no archive at {} (the manifest is missing)", location.url()),
-        })?;
+    let manifest = Manifest::load_existing(location).await?;
     let entry = manifest
         .segments
         .get(number as usize)

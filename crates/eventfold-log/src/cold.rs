@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
+use bytes::Bytes;
 use eventfold_core::{Error, Result};
 
 use crate::io::{OpenMode, Storage, StorageFile};
@@ -185,7 +186,7 @@ pub(crate) struct ColdShared {
 struct Cache {
     bytes_max: u64,
     bytes: u64,
-    entries: VecDeque<(CacheKey, Arc<[u8]>)>,
+    entries: VecDeque<(CacheKey, Bytes)>,
 }
 
 /// A segment's number and checksum: a segment rewritten and dropped again is another
@@ -193,7 +194,7 @@ struct Cache {
 type CacheKey = (u64, u32);
 
 impl Cache {
-    fn get(&mut self, key: CacheKey) -> Option<Arc<[u8]>> {
+    fn get(&mut self, key: CacheKey) -> Option<Bytes> {
         let at = self.entries.iter().position(|(k, _)| *k == key)?;
         let entry = self.entries.remove(at)?;
         let bytes = entry.1.clone();
@@ -201,16 +202,24 @@ impl Cache {
         Some(bytes)
     }
 
-    fn insert(&mut self, key: CacheKey, bytes: Arc<[u8]>) {
-        self.bytes += bytes.len() as u64;
-        self.entries.push_back((key, bytes));
-        // The newest entry stays even when it alone exceeds the bound: the read that
-        // fetched it needs it.
-        while self.bytes > self.bytes_max && self.entries.len() > 1 {
-            if let Some((_, old)) = self.entries.pop_front() {
-                self.bytes -= old.len() as u64;
+    /// Forgets the least recently used entries until `len` more bytes fit (all of
+    /// them when `len` alone exceeds the bound): done before a fetch, so that memory
+    /// never holds the bound and a whole fetched segment besides.
+    fn make_room(&mut self, len: u64) {
+        while self.bytes + len > self.bytes_max {
+            match self.entries.pop_front() {
+                Some((_, old)) => self.bytes -= old.len() as u64,
+                None => return,
             }
         }
+    }
+
+    /// Adds an entry; it stays even when it alone exceeds the bound (the read that
+    /// fetched it needs it).
+    fn insert(&mut self, key: CacheKey, bytes: Bytes) {
+        self.make_room(bytes.len() as u64);
+        self.bytes += bytes.len() as u64;
+        self.entries.push_back((key, bytes));
     }
 }
 
@@ -233,7 +242,7 @@ impl ColdShared {
         *self.fetcher.write().unwrap_or_else(|p| p.into_inner()) = Some(fetcher);
     }
 
-    fn cached(&self, key: CacheKey) -> Option<Arc<[u8]>> {
+    fn cached(&self, key: CacheKey) -> Option<Bytes> {
         self.cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -241,7 +250,7 @@ impl ColdShared {
     }
 
     /// The whole segment, from the cache or fetched and checked.
-    fn segment(&self, number: u64, marker: &ColdMarker) -> io::Result<Arc<[u8]>> {
+    fn segment(&self, number: u64, marker: &ColdMarker) -> io::Result<Bytes> {
         let key = (number, marker.crc32c);
         if let Some(bytes) = self.cached(key) {
             return Ok(bytes);
@@ -250,6 +259,10 @@ impl ColdShared {
         if let Some(bytes) = self.cached(key) {
             return Ok(bytes);
         }
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .make_room(marker.len);
         let fetcher = self
             .fetcher
             .read()
@@ -287,7 +300,7 @@ impl ColdShared {
         self.fetches.fetch_add(1, Ordering::Relaxed);
         self.fetched_bytes
             .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-        let bytes: Arc<[u8]> = Arc::from(bytes);
+        let bytes = Bytes::from(bytes);
         self.cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -456,10 +469,10 @@ mod tests {
             bytes: 0,
             entries: VecDeque::new(),
         };
-        cache.insert((0, 0), Arc::from(vec![0u8; 4]));
-        cache.insert((1, 0), Arc::from(vec![1u8; 4]));
+        cache.insert((0, 0), Bytes::from(vec![0u8; 4]));
+        cache.insert((1, 0), Bytes::from(vec![1u8; 4]));
         assert!(cache.get((0, 0)).is_some());
-        cache.insert((2, 0), Arc::from(vec![2u8; 4]));
+        cache.insert((2, 0), Bytes::from(vec![2u8; 4]));
         assert!(
             cache.get((1, 0)).is_none(),
             "the least recently used one goes"
@@ -467,7 +480,7 @@ mod tests {
         assert!(cache.get((0, 0)).is_some());
         assert!(cache.get((2, 0)).is_some());
         assert_eq!(cache.bytes, 8);
-        cache.insert((3, 0), Arc::from(vec![3u8; 20]));
+        cache.insert((3, 0), Bytes::from(vec![3u8; 20]));
         assert_eq!(
             cache.entries.len(),
             1,
