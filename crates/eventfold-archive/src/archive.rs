@@ -58,6 +58,23 @@ pub async fn archive(
     let mut manifest = Manifest::load(location)
         .await?
         .unwrap_or_else(Manifest::empty);
+    let store_id = store.store_id().map(|id| id.to_string());
+    if let (Some(archived), Some(ours)) = (&manifest.store_id, &store_id)
+        && archived != ours
+    {
+        return Err(ArchiveError::Manifest {
+            key: location.path(crate::manifest::MANIFEST_KEY).to_string(),
+            reason: format!(
+                "it is the archive of store {archived}, this is store {ours}: it is another \
+                 store's archive (one store per prefix)"
+            ),
+        });
+    }
+    // An archive made before stores had ids takes this one at its next write.
+    let mut adopt_id = manifest.store_id.is_none() && store_id.is_some();
+    if adopt_id {
+        manifest.store_id = store_id;
+    }
     if manifest.segments.len() > snapshots.len() {
         return Err(ArchiveError::Manifest {
             key: location.path(crate::manifest::MANIFEST_KEY).to_string(),
@@ -133,7 +150,8 @@ pub async fn archive(
                 bytes_total,
             });
         }
-        if grew || superseded.is_some() {
+        if grew || superseded.is_some() || adopt_id {
+            adopt_id = false;
             entry.end_position = snapshot.end_position;
             entry.sealed = snapshot.sealed;
             let at = snapshot.number as usize;

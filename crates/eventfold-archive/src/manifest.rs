@@ -24,6 +24,11 @@ pub struct Manifest {
     pub version: u32,
     /// When it was last written (RFC 3339).
     pub updated_at: String,
+    /// The id of the store archived here (`LogStore::store_id`): a pass of another
+    /// store is refused, a restore gives the new store this id. Absent in archives of
+    /// stores made before ids, until their next pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_id: Option<String>,
     /// The position after the last archived event: `$all` from 0 up to here is in the
     /// archive.
     pub end_position: u64,
@@ -97,6 +102,7 @@ impl Manifest {
             format: FORMAT.into(),
             version: VERSION,
             updated_at: now(),
+            store_id: None,
             end_position: 0,
             segments: Vec::new(),
         }

@@ -56,6 +56,12 @@ pub async fn restore(
         });
     }
     let result = lay_down(location, &manifest, dir, progress).await;
+    // The restored store is the archived one: it keeps its id, so that it may go on
+    // archiving to the same place.
+    let result = match (result, &manifest.store_id) {
+        (Ok(bytes), Some(id)) => restore_id(dir, id).map(|()| bytes),
+        (result, _) => result,
+    };
     let result = match result {
         Ok(bytes) => check(dir, &manifest, bytes).await,
         Err(e) => Err(e),
@@ -171,4 +177,12 @@ async fn check(dir: &Path, manifest: &Manifest, bytes: u64) -> Result<RestoreRep
         end_position,
         events: verified.events,
     })
+}
+
+fn restore_id(dir: &Path, id: &str) -> Result<()> {
+    let id = uuid::Uuid::parse_str(id).map_err(|e| ArchiveError::Manifest {
+        key: MANIFEST_KEY.into(),
+        reason: format!("store_id {id:?} is not a UUID: {e}"),
+    })?;
+    Ok(eventfold_log::restore_store_id(dir, id)?)
 }

@@ -45,7 +45,8 @@ pub async fn keep_local(
         cold_segments: snapshots.iter().filter(|s| s.cold).count() as u64,
         ..KeepLocalReport::default()
     };
-    if report.local_bytes <= keep_local_bytes {
+    let candidates = snapshots.iter().any(|s| s.sealed && !s.cold);
+    if report.local_bytes <= keep_local_bytes || !candidates {
         return Ok(report);
     }
     // Nothing leaves the disk before an archive holds it.

@@ -244,6 +244,53 @@ async fn a_prefix_holding_another_stores_archive_is_refused() {
     small.close();
 }
 
+#[tokio::test]
+async fn two_young_stores_on_one_prefix_are_told_apart_and_a_restored_store_goes_on() {
+    let (first, second, bucket, target) = (temp_dir(), temp_dir(), temp_dir(), temp_dir());
+    let location = ArchiveLocation::parse(&file_url(bucket.path())).unwrap();
+    // Two stores of the same shape: positions and lengths cannot tell them apart.
+    let one = LogStore::open(first.path(), options()).unwrap();
+    append(&one, "order-1", 30, "x").await;
+    archive(&one, &location, &mut |_| {}).await.unwrap();
+    let two = LogStore::open(second.path(), options()).unwrap();
+    append(&two, "order-1", 40, "x").await;
+    let error = archive(&two, &location, &mut |_| {}).await.unwrap_err();
+    assert!(
+        error.to_string().contains("another store's archive"),
+        "{error}"
+    );
+    two.close();
+    let id = one.store_id().expect("a writable open makes an id");
+    one.close();
+    let reopened = LogStore::open_read_only(first.path()).unwrap();
+    assert_eq!(reopened.store_id(), Some(id), "the id is kept");
+    reopened.close();
+
+    // The lost store's restore keeps its id and archives on to the same prefix.
+    let dir = target.join("data");
+    restore(&location, &dir, &mut |_| {}).await.unwrap();
+    let restored = LogStore::open(&dir, options()).unwrap();
+    assert_eq!(restored.store_id(), Some(id));
+    append(&restored, "order-2", 20, "after").await;
+    let pass = archive(&restored, &location, &mut |_| {}).await.unwrap();
+    assert_eq!(pass.segments_rewritten, 0, "nothing archived is replaced");
+    assert!(pass.pieces_uploaded > 0);
+
+    // An archive made before stores had ids takes the store's id at its next pass.
+    let manifest_path = bucket.join(MANIFEST_KEY);
+    let read_manifest = || {
+        serde_json::from_slice::<serde_json::Value>(&std::fs::read(&manifest_path).unwrap())
+            .unwrap()
+    };
+    let mut manifest = read_manifest();
+    assert_eq!(manifest["store_id"], id.to_string());
+    manifest.as_object_mut().unwrap().remove("store_id");
+    std::fs::write(&manifest_path, serde_json::to_vec(&manifest).unwrap()).unwrap();
+    archive(&restored, &location, &mut |_| {}).await.unwrap();
+    assert_eq!(read_manifest()["store_id"], id.to_string());
+    restored.close();
+}
+
 #[test]
 fn archive_urls_are_checked() {
     for (url, says) in [

@@ -64,8 +64,8 @@ impl ColdMarker {
         let text = text.strip_suffix('\n')?;
         let (body, check) = text.rsplit_once('\n')?;
         let body = format!("{body}\n");
-        let check = u32::from_str_radix(check.strip_prefix("check ")?, 16).ok()?;
-        if crc32c::crc32c(body.as_bytes()) != check {
+        // Compared as written (lower-case hexadecimal): a flipped case bit is damage.
+        if check != format!("check {:08x}", crc32c::crc32c(body.as_bytes())) {
             return None;
         }
         let mut lines = body.lines();

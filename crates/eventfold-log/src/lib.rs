@@ -14,6 +14,7 @@
 mod cold;
 #[doc(hidden)]
 pub mod fuzzing;
+mod identity;
 mod index;
 pub mod io;
 mod mark;
@@ -32,6 +33,7 @@ mod verify;
 mod writer;
 
 pub use cold::SegmentFetcher;
+pub use identity::restore_store_id;
 pub use options::LogOptions;
 pub use recovery::TailDamage;
 pub use repair::{

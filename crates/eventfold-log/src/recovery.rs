@@ -8,6 +8,7 @@ use std::sync::Arc;
 use eventfold_core::{Error, Result};
 
 use crate::cold::{ColdShared, Listed, marker_path};
+use crate::identity::{ensure_store_id, read_store_id};
 use crate::index::Index;
 use crate::io::{OpenMode, Storage, StorageFile};
 use crate::mark::{AckMark, MarkWriter, read_mark};
@@ -37,6 +38,8 @@ pub(crate) struct Recovered {
     /// Damage in the active segment, found by a read-only open (a read-write open
     /// fails instead).
     pub damage: Option<TailDamage>,
+    /// The store's id (made by a read-write open when the store had none).
+    pub store_id: Option<uuid::Uuid>,
 }
 
 fn io_err(what: String) -> impl FnOnce(std::io::Error) -> Error {
@@ -238,12 +241,14 @@ pub(crate) fn recover(
         index.add_segment(0, name, active.file.clone(), &active.index, true)?;
         let mut mark = MarkWriter::open(storage, &segments_dir)?;
         mark.write(AckMark::lower_bound(0, active.index.len))?;
+        let store_id = Some(ensure_store_id(storage, &segments_dir)?);
         return Ok(Recovered {
             segments_dir,
             index,
             active,
             mark: Some(mark),
             damage: None,
+            store_id,
         });
     };
 
@@ -405,12 +410,18 @@ pub(crate) fn recover(
     } else {
         None
     };
+    let store_id = if writable {
+        Some(ensure_store_id(storage, &segments_dir)?)
+    } else {
+        read_store_id(storage, &segments_dir)?
+    };
     Ok(Recovered {
         segments_dir,
         index,
         active: ActiveSegment::new(last, file, scan.index),
         mark,
         damage,
+        store_id,
     })
 }
 

@@ -51,6 +51,7 @@ pub struct LogStore {
     writer: Option<JoinHandle<()>>,
     scrub: Option<JoinHandle<()>>,
     damage: Option<TailDamage>,
+    store_id: Option<uuid::Uuid>,
     _lock: LockGuard,
 }
 
@@ -163,6 +164,7 @@ impl LogStore {
             None
         };
         let damage = recovered.damage;
+        let store_id = recovered.store_id;
         if access == Access::ReadOnly {
             return Ok(LogStore {
                 shared,
@@ -171,6 +173,7 @@ impl LogStore {
                 writer: None,
                 scrub,
                 damage,
+                store_id,
                 _lock: lock,
             });
         }
@@ -193,6 +196,7 @@ impl LogStore {
             writer: Some(handle),
             scrub,
             damage,
+            store_id,
             _lock: lock,
         })
     }
@@ -381,6 +385,14 @@ impl LogStore {
             });
         }
         crate::cold::drop_local_copy(&self.shared, snapshot, archive, crc32c)
+    }
+
+    /// The store's id (`segments/store.id`), made the first time the store was opened
+    /// for writing and kept by a restore from its archive: what an archive checks to
+    /// tell its store from another. `None` only on a read-only open of a store made
+    /// by a release before ids that was not opened for writing since.
+    pub fn store_id(&self) -> Option<uuid::Uuid> {
+        self.store_id
     }
 
     /// Number of events in the store.

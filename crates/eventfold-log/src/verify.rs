@@ -8,6 +8,7 @@ use std::sync::Arc;
 use eventfold_core::{Error, Result};
 
 use crate::cold::{ColdMarker, Listed};
+use crate::identity::read_store_id;
 use crate::index::UnknownPositions;
 use crate::io::{OpenMode, OsStorage, Storage};
 use crate::mark::{MARK_FILE_NAME, damaged_slots, read_mark};
@@ -203,6 +204,17 @@ pub fn verify_with(storage: &dyn Storage, dir: &Path) -> Result<VerifyReport> {
                     .into(),
             });
         }
+    }
+    if let Err(error) = read_store_id(storage, &segments_dir) {
+        report.damage.push(Damage {
+            file: "segments/store.id".into(),
+            offset: 0,
+            reason: format!(
+                "{error}; its archive's manifest names the id (`store_id`): write it back, or \
+                 remove the file (the next open makes a new id, and archives then need a new \
+                 prefix)"
+            ),
+        });
     }
     for offset in damaged_slots(storage, &segments_dir)? {
         report.damage.push(Damage {

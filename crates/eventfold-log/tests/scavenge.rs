@@ -376,7 +376,7 @@ async fn the_active_segment_is_sealed_first_and_appends_go_on_after_it() {
     };
     assert_eq!(
         names(dir.path()),
-        ["0000000000.seg", "ack.mark"],
+        ["0000000000.seg", "ack.mark", "store.id"],
         "a dry run does not seal the active segment"
     );
     let report = store
