@@ -22,7 +22,7 @@ use bytes::Bytes;
 use eventfold_core::{Error, Result};
 
 use crate::io::{OpenMode, Storage, StorageFile};
-use crate::segment::read_bytes;
+use crate::segment::{checked_body, read_bytes, replace_durably, with_check_line};
 
 /// Fetches sealed segments back from the archive that holds them.
 pub trait SegmentFetcher: Send + Sync + 'static {
@@ -52,23 +52,14 @@ impl ColdMarker {
     /// Four lines, then a fifth with the CRC-32C of the four: a marker cut short or
     /// changed is refused, not read as another archive or length.
     fn encode(&self) -> String {
-        let body = format!(
+        with_check_line(&format!(
             "{MARKER_FORMAT}\nlen {}\ncrc32c {:08x}\narchive {}\n",
             self.len, self.crc32c, self.archive
-        );
-        let check = crc32c::crc32c(body.as_bytes());
-        format!("{body}check {check:08x}\n")
+        ))
     }
 
     fn decode(text: &str) -> Option<ColdMarker> {
-        let text = text.strip_suffix('\n')?;
-        let (body, check) = text.rsplit_once('\n')?;
-        let body = format!("{body}\n");
-        // Compared as written (lower-case hexadecimal): a flipped case bit is damage.
-        if check != format!("check {:08x}", crc32c::crc32c(body.as_bytes())) {
-            return None;
-        }
-        let mut lines = body.lines();
+        let mut lines = checked_body(text)?.lines();
         if lines.next()? != MARKER_FORMAT {
             return None;
         }
@@ -111,19 +102,8 @@ impl ColdMarker {
 
     /// Writes the marker durably (temporary file, fsync, rename, directory fsync).
     fn write(&self, storage: &dyn Storage, segments_dir: &Path, number: u64) -> Result<()> {
-        let path = marker_path(segments_dir, number);
-        let tmp = path.with_extension("cold.tmp");
-        let _ = storage.remove(&tmp);
-        let file = storage
-            .open(&tmp, OpenMode::CreateNew)
-            .map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
-        file.write_all_at(self.encode().as_bytes(), 0)
-            .and_then(|()| file.sync_data())
-            .map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
-        storage
-            .rename(&tmp, &path)
-            .and_then(|()| storage.sync_dir(segments_dir))
-            .map_err(|e| Error::io(format!("renaming {}", tmp.display()), e))
+        let name = format!("{number:010}.cold");
+        replace_durably(storage, segments_dir, &name, self.encode().as_bytes())
     }
 }
 

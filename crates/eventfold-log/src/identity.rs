@@ -9,7 +9,7 @@ use eventfold_core::{Error, Result};
 use uuid::Uuid;
 
 use crate::io::{OpenMode, OsStorage, Storage};
-use crate::segment::read_bytes;
+use crate::segment::{checked_body, read_bytes, replace_durably, with_check_line};
 
 const FILE_NAME: &str = "store.id";
 const PREFIX: &str = "eventfold store ";
@@ -44,36 +44,19 @@ pub(crate) fn read_store_id(storage: &dyn Storage, segments_dir: &Path) -> Resul
 /// Two lines: the id, then the CRC-32C of the first line, so that a flipped bit is
 /// refused rather than read as another id.
 fn encode(id: Uuid) -> String {
-    let line = format!("{PREFIX}{id}\n");
-    let check = crc32c::crc32c(line.as_bytes());
-    format!("{line}check {check:08x}\n")
+    with_check_line(&format!("{PREFIX}{id}\n"))
 }
 
 fn decode(text: &str) -> Option<Uuid> {
-    let (line, check) = text.split_once('\n')?;
-    // Compared as written (lower-case hexadecimal): a flipped case bit is damage too.
-    let expected = format!(
-        "check {:08x}\n",
-        crc32c::crc32c(format!("{line}\n").as_bytes())
-    );
-    (check == expected)
-        .then(|| Uuid::parse_str(line.strip_prefix(PREFIX)?).ok())
-        .flatten()
+    let line = checked_body(text)?
+        .strip_prefix(PREFIX)?
+        .strip_suffix('\n')?;
+    Uuid::parse_str(line).ok()
 }
 
 /// Writes the store's id durably (temporary file, fsync, rename, directory fsync).
 pub(crate) fn write_store_id(storage: &dyn Storage, segments_dir: &Path, id: Uuid) -> Result<()> {
-    let path = segments_dir.join(FILE_NAME);
-    let tmp = segments_dir.join(format!("{FILE_NAME}.tmp"));
-    let _ = storage.remove(&tmp);
-    let file = storage
-        .open(&tmp, OpenMode::CreateNew)
-        .map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
-    file.write_all_at(encode(id).as_bytes(), 0)
-        .and_then(|()| file.sync_data())
-        .and_then(|()| storage.rename(&tmp, &path))
-        .and_then(|()| storage.sync_dir(segments_dir))
-        .map_err(|e| Error::io(format!("writing {}", path.display()), e))
+    replace_durably(storage, segments_dir, FILE_NAME, encode(id).as_bytes())
 }
 
 /// The store's id, made and written now when it has none.

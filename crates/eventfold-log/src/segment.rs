@@ -69,6 +69,42 @@ pub(crate) fn index_path(dir: &Path, number: u64) -> PathBuf {
     dir.join(format!("{number:010}.idx"))
 }
 
+/// Replaces the small file `dir/name` with `bytes` durably: a temporary file beside it
+/// (`name.tmp`, removed by a read-write open if a crash leaves it), fsync, rename,
+/// directory fsync. A crash leaves the old file or the new one, whole.
+pub(crate) fn replace_durably(
+    storage: &dyn Storage,
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+) -> Result<()> {
+    let path = dir.join(name);
+    let tmp = dir.join(format!("{name}.tmp"));
+    let _ = storage.remove(&tmp);
+    let file = storage
+        .open(&tmp, OpenMode::CreateNew)
+        .map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
+    file.write_all_at(bytes, 0)
+        .and_then(|()| file.sync_data())
+        .and_then(|()| storage.rename(&tmp, &path))
+        .and_then(|()| storage.sync_dir(dir))
+        .map_err(|e| Error::io(format!("writing {}", path.display()), e))
+}
+
+/// A small text file's body followed by `check <CRC-32C of the body>`: a file cut
+/// short or with a flipped bit is refused instead of read as other content.
+pub(crate) fn with_check_line(body: &str) -> String {
+    format!("{body}check {:08x}\n", crc32c::crc32c(body.as_bytes()))
+}
+
+/// The body of a text written by [`with_check_line`], when its check line matches
+/// (compared as written: a flipped case bit of the hexadecimal is damage too).
+pub(crate) fn checked_body(text: &str) -> Option<&str> {
+    let at = text.strip_suffix('\n')?.rfind('\n')? + 1;
+    let (body, check) = text.split_at(at);
+    (check == format!("check {:08x}\n", crc32c::crc32c(body.as_bytes()))).then_some(body)
+}
+
 /// Parses `0000000012.seg` into 12.
 pub(crate) fn parse_name(name: &str, extension: &str) -> Option<u64> {
     let stem = name.strip_suffix(extension)?.strip_suffix('.')?;
