@@ -78,10 +78,10 @@ pub(crate) fn pool_error(context: &str, error: deadpool_postgres::PoolError) -> 
 
 /// A connection that was lost while its commit was in flight: the transaction may or
 /// may not have committed.
-pub(crate) fn commit_unknown(error: tokio_postgres::Error) -> Error {
+pub(crate) fn commit_unknown(error: &tokio_postgres::Error) -> Error {
     Error::io(
         "committing an append on PostgreSQL (the connection was lost: the append may or may not have been written; re-send it with the same event ids)",
-        io::Error::new(io::ErrorKind::ConnectionAborted, error_chain(&error)),
+        io::Error::new(io::ErrorKind::ConnectionAborted, error_chain(error)),
     )
 }
 

@@ -179,6 +179,8 @@ pub(crate) struct Sql {
     pub ids: String,
     pub events_at: String,
     pub insert: String,
+    /// One append to one stream as a single statement (see the writer's fast path).
+    pub append_one: String,
     pub copy: String,
     pub stream_forward: String,
     pub stream_backward: String,
@@ -245,6 +247,49 @@ impl Sql {
                  FROM unnest($1::bigint[], $2::bigint[], $3::uuid[], $5::int4[], $6::text[],
                              $7::text[], $8::text[], $9::text[], $10::bytea[], $11::bytea[])
                      AS x(p, r, i, v, n, t, c, k, d, m)"
+            ),
+            // One append to one stream, whole: the stream's last event, the guard
+            // (not deleted, the expectation `$2`/`$3` holds), the head moved on (the
+            // row lock every writer takes; its new value is read after the lock, so
+            // positions stay gap-free in commit order), the rows, the notification.
+            // `$2` is 0 any, 1 no stream, 2 stream exists, 3 exact. The last event is
+            // read in the statement's snapshot, which may predate the lock: anything
+            // committed since takes the revision this statement would write, so the
+            // `(stream, revision)` index refuses it and the writer decides again on
+            // the slow path. No row back: the guard failed, nothing was written.
+            append_one: format!(
+                "WITH last AS (
+                     SELECT revision, event_type = '{TOMBSTONE_EVENT_TYPE}' AS tombstone
+                     FROM {s}.events WHERE stream = $1::text ORDER BY revision DESC LIMIT 1
+                 ), found AS (
+                     SELECT (SELECT revision FROM last) AS revision,
+                            coalesce((SELECT tombstone FROM last), false) AS tombstone
+                 ), allowed AS (
+                     SELECT revision FROM found
+                     WHERE NOT tombstone AND CASE $2::int4
+                         WHEN 0 THEN true
+                         WHEN 1 THEN revision IS NULL
+                         WHEN 2 THEN revision IS NOT NULL
+                         ELSE revision = $3::int8 END
+                 ), moved AS (
+                     UPDATE {s}.head SET next_position = next_position + $4::int8
+                     FROM allowed
+                     RETURNING next_position - $4::int8 AS first, allowed.revision AS last,
+                               clock_timestamp() AS at
+                 ), written AS (
+                     INSERT INTO {s}.events
+                         (position, revision, id, recorded_at, version, stream, event_type,
+                          category, correlation, data, metadata)
+                     SELECT moved.first + x.o - 1, coalesce(moved.last, -1) + x.o, x.i, moved.at,
+                            x.v, $1::text, x.t, $5::text, x.k, x.d, x.m
+                     FROM moved, unnest($6::uuid[], $7::int4[], $8::text[], $9::text[],
+                                        $10::bytea[], $11::bytea[])
+                         WITH ORDINALITY AS x(i, v, t, k, d, m, o)
+                     RETURNING 1
+                 )
+                 SELECT moved.first, moved.last, (SELECT count(*) FROM written),
+                        pg_notify($12::text, (moved.first + $4::int8)::text)
+                 FROM moved"
             ),
             copy: format!(
                 "COPY {s}.events

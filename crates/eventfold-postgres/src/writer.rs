@@ -17,6 +17,12 @@
 //! 4. One multi-row `INSERT` (arrays, binary) or, for large batches, a binary `COPY`;
 //!    the new head; `pg_notify`; `COMMIT` — pipelined.
 //!
+//! A batch of one append to one stream (a lone writer) takes a fast path instead: one
+//! statement that reads the stream's last event, checks the expectation, moves the
+//! head, inserts and notifies, pipelined between `BEGIN` and `COMMIT` (one round trip).
+//! Anything it cannot decide alone (a re-send, a reused id, a wrong expected version,
+//! a race with another node) rolls back or writes nothing and goes the way above.
+//!
 //! Every append of the batch is answered after the commit returned. When the server
 //! refuses the transaction itself (an SQL error: nothing was written), each append is
 //! tried again alone, so that one bad append cannot fail its neighbours. When the
@@ -37,7 +43,8 @@ use eventfold_core::plan::{
 };
 use eventfold_core::resend::Appended;
 use eventfold_core::{
-    AppendResult, CORRELATION_ID_KEY, Error, Position, Result, Revision, category_of,
+    AppendResult, CORRELATION_ID_KEY, Error, ExpectedVersion, Position, Result, Revision,
+    category_of,
 };
 use futures_util::{pin_mut, try_join};
 use tokio::sync::{mpsc, oneshot};
@@ -106,6 +113,7 @@ struct Statements {
     ids: Statement,
     events_at: Statement,
     insert: Statement,
+    append_one: Statement,
     set_head: Statement,
     notify: Statement,
 }
@@ -156,7 +164,15 @@ impl Writer {
         }
     }
 
-    async fn commit(&mut self, batch: Vec<Request>) {
+    async fn commit(&mut self, mut batch: Vec<Request>) {
+        if let [request] = batch.as_slice()
+            && let Some(outcome) = self.append_alone(&request.writes).await
+        {
+            if let Some(request) = batch.pop() {
+                let _ = request.reply.send(outcome);
+            }
+            return;
+        }
         let (writes, replies): (Vec<_>, Vec<_>) =
             batch.into_iter().map(|r| (r.writes, r.reply)).unzip();
         match self.transaction(&writes).await {
@@ -183,6 +199,97 @@ impl Writer {
         }
     }
 
+    /// The fast path of a lone append to one stream (what a single writer sends): one
+    /// statement between `BEGIN` and `COMMIT`, all three pipelined, so one round trip
+    /// where a batch takes two. It writes only when the stream's last event, read in the statement,
+    /// lets the append through as it is; a re-send, a reused id, a wrong expected
+    /// version or a race with another node's commit come back as "decide on the slow
+    /// path" (`None`), which holds every rule of [`plan_append`].
+    async fn append_alone(&mut self, writes: &CheckedWrites) -> Option<Result<Appended>> {
+        let [write] = &writes[..] else { return None };
+        if write.is_check()
+            || write.recorded_at().is_some()
+            || write.events.len() >= COPY_EVENTS_MIN
+            || write
+                .events
+                .iter()
+                .any(|e| e.event_type == TOMBSTONE_EVENT_TYPE)
+        {
+            return None;
+        }
+        let (kind, exact): (i32, i64) = match write.expected {
+            ExpectedVersion::Any => (0, 0),
+            ExpectedVersion::NoStream => (1, 0),
+            ExpectedVersion::StreamExists => (2, 0),
+            ExpectedVersion::Exact(revision) => (3, i64::try_from(revision.get()).ok()?),
+        };
+        let count = write.events.len() as i64;
+        let events = &write.events;
+        let ids: Vec<Uuid> = events
+            .iter()
+            .map(|e| e.id.unwrap_or_else(Uuid::now_v7))
+            .collect();
+        // Stored bit for bit, as on the slow path.
+        let versions: Vec<i32> = events.iter().map(|e| e.version as i32).collect();
+        let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+        let correlations: Vec<Option<String>> =
+            events.iter().map(|e| correlation_of(&e.metadata)).collect();
+        let data: Vec<&[u8]> = events.iter().map(|e| &e.data[..]).collect();
+        let metadata: Vec<&[u8]> = events.iter().map(|e| &e.metadata[..]).collect();
+        let category = category_of(&write.stream);
+        let shared = self.shared.clone();
+        let connection = match self.connection().await {
+            Ok(connection) => connection,
+            Err(error) => return Some(Err(error)),
+        };
+        let client = &connection.client;
+        let st = &connection.statements;
+        let params: [&(dyn ToSql + Sync); 12] = [
+            &write.stream,
+            &kind,
+            &exact,
+            &count,
+            &category,
+            &ids,
+            &versions,
+            &types,
+            &correlations,
+            &data,
+            &metadata,
+            &shared.channel,
+        ];
+        // Pipelined, so one round trip. A refused statement aborts the transaction and
+        // the COMMIT then rolls back.
+        let (begin, rows, commit) = futures_util::join!(
+            client.execute(&st.begin, &[]),
+            client.query(&st.append_one, &params),
+            client.execute(&st.commit, &[]),
+        );
+        let lost = [
+            begin.as_ref().err(),
+            rows.as_ref().err(),
+            commit.as_ref().err(),
+        ]
+        .into_iter()
+        .flatten()
+        .find(|error| !is_refusal(error));
+        if let Some(error) = lost {
+            // Lost while the commit may have been on its way.
+            let error = commit_unknown(error);
+            self.connection = None;
+            return Some(Err(error));
+        }
+        let row = match (rows, commit) {
+            (Ok(rows), Ok(_)) => rows.into_iter().next()?,
+            (Err(error), _) | (_, Err(error)) => {
+                // Nothing was written: the transaction rolled back.
+                tracing::debug!(%error, stream = %write.stream, "a lone append takes the slow path");
+                return None;
+            }
+        };
+        Some(alone_written(&shared, &row, count))
+    }
+
     /// The writer's connection, opened (and its statements prepared) if needed.
     async fn connection(&mut self) -> Result<&Connection> {
         if self
@@ -197,6 +304,15 @@ impl Writer {
                 .shared
                 .connect("writer", "opening the writer connection")
                 .await?;
+            // The writer's statements are prepared once and run thousands of times a
+            // second: by default PostgreSQL plans each of the first executions anew
+            // and keeps doing so when the generic plan looks dearer, which cost a
+            // lone append about 0.2 ms of its 0.6 ms. Their generic plans are index
+            // probes and are what the custom ones come to.
+            client
+                .batch_execute("SET plan_cache_mode = force_generic_plan")
+                .await
+                .map_err(|e| pg_error("setting up the writer connection", e))?;
             let statements = prepare(&client, &self.shared)
                 .await
                 .map_err(|e| pg_error("preparing the writer's statements", e))?;
@@ -228,6 +344,33 @@ impl Writer {
         }
         outcome
     }
+}
+
+/// What the fast path's statement answered when it wrote: the first position, the
+/// stream's last revision before (`NULL` for a new stream), the rows written.
+fn alone_written(shared: &Shared, row: &tokio_postgres::Row, count: i64) -> Result<Appended> {
+    let context = "reading what a lone append wrote";
+    let first: i64 = row.try_get(0).map_err(|e| pg_error(context, e))?;
+    let last: Option<i64> = row.try_get(1).map_err(|e| pg_error(context, e))?;
+    let written: i64 = row.try_get(2).map_err(|e| pg_error(context, e))?;
+    if written != count {
+        return Err(corrupted(
+            "events",
+            format!("a lone append of {count} events wrote {written} rows"),
+        ));
+    }
+    let first = stored_u64(first, "position")?;
+    let first_revision = match last {
+        None => Revision(0),
+        Some(last) => Revision(stored_u64(last, "revision")?).next(),
+    };
+    let count = count as u64;
+    shared.publish_head(first + count);
+    Ok(Appended::Written(vec![AppendResult {
+        first_revision,
+        last_revision: Revision(first_revision.get() + count - 1),
+        position: Position(first + count - 1),
+    }]))
 }
 
 /// Ends a failed transaction; false when the connection is no longer usable.
@@ -271,6 +414,7 @@ async fn prepare(
         ids: client.prepare(&sql.ids).await?,
         events_at: client.prepare(&sql.events_at).await?,
         insert: client.prepare(&sql.insert).await?,
+        append_one: client.prepare(&sql.append_one).await?,
         set_head: client.prepare(&sql.set_head).await?,
         notify: client.prepare("SELECT pg_notify($1, $2)").await?,
     })
@@ -417,7 +561,7 @@ async fn decide_and_commit(
             return Err(if is_refusal(&error) {
                 Failure::Refused(pg_error(what, error))
             } else {
-                Failure::Lost(commit_unknown(error))
+                Failure::Lost(commit_unknown(&error))
             });
         }
     }

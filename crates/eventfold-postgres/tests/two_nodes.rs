@@ -1,6 +1,8 @@
 //! Two `PostgresStore`s on one schema (two nodes on one database) racing writers on
 //! one stream with expected versions: exactly one append wins each revision, and both
-//! nodes read the same gap-free `$all`. Needs `EVENTFOLD_TEST_POSTGRES_URL`.
+//! nodes read the same gap-free `$all`. Writers that expect any version all win, each
+//! event once at the revision its answer names, and a re-send writes nothing. Needs
+//! `EVENTFOLD_TEST_POSTGRES_URL`.
 
 mod common;
 
@@ -95,6 +97,87 @@ fn two_nodes_racing_on_one_stream_write_each_revision_exactly_once() {
             (0..total as u64).collect::<Vec<_>>(),
             "positions have gaps"
         );
+    });
+}
+
+/// A lone append reads the stream's last event before it waits for the head's lock; a
+/// commit of the other node in between must not let two events share a revision, nor
+/// lose one: each append takes the slow path when its statement's view was stale.
+#[test]
+fn two_nodes_appending_with_any_expectation_write_every_event_once() {
+    let Some(url) = database_url() else { return };
+    runtime().block_on(async {
+        let schema = TestSchema::new(&url);
+        let nodes = [
+            Arc::new(schema.store().await),
+            Arc::new(schema.store().await),
+        ];
+        let writers: Vec<_> = (0..2 * WRITERS_PER_NODE)
+            .map(|w| {
+                let store = nodes[w % 2].clone();
+                tokio::spawn(async move {
+                    let mut written = Vec::new();
+                    for _ in 0..WINS_PER_WRITER {
+                        let event = EventData::json("Any", &serde_json::json!({ "writer": w }))
+                            .expect("event")
+                            .with_id(Uuid::new_v4());
+                        let result = store
+                            .append("race-any", ExpectedVersion::Any, vec![event.clone()])
+                            .await
+                            .unwrap_or_else(|e| panic!("writer {w}: {e}"));
+                        written.push((event, result));
+                    }
+                    written
+                })
+            })
+            .collect();
+        let mut written = Vec::new();
+        for writer in writers {
+            written.extend(
+                within("a writer to finish", writer)
+                    .await
+                    .expect("writer task"),
+            );
+        }
+
+        let total = 2 * WRITERS_PER_NODE * WINS_PER_WRITER;
+        let stored = nodes[0]
+            .read_stream("race-any", eventfold_core::ReadStream::forward())
+            .await
+            .expect("read the stream");
+        assert_eq!(stored.len(), total, "every append wrote one event");
+        for (i, event) in stored.iter().enumerate() {
+            assert_eq!(event.revision, Revision(i as u64), "revisions are dense");
+        }
+        let by_id: BTreeMap<Uuid, (Revision, Position)> = stored
+            .iter()
+            .map(|e| (e.id, (e.revision, e.position)))
+            .collect();
+        assert_eq!(by_id.len(), total, "an event was written twice");
+        for (event, result) in &written {
+            let id = event.id.expect("an id");
+            assert_eq!(
+                by_id.get(&id),
+                Some(&(result.first_revision, result.position)),
+                "the answer to {id} names where it is"
+            );
+        }
+        let logs = read_logs(&nodes).await;
+        assert_eq!(logs[0], logs[1], "the two nodes read different logs");
+        assert_eq!(
+            logs[0].iter().map(|(p, _)| *p).collect::<Vec<_>>(),
+            (0..total as u64).collect::<Vec<_>>(),
+            "positions have gaps"
+        );
+
+        // A re-send through the other node is answered with the first answer.
+        let (event, result) = &written[0];
+        let again = nodes[1]
+            .append("race-any", ExpectedVersion::Any, vec![event.clone()])
+            .await
+            .expect("re-send");
+        assert_eq!(&again, result);
+        assert_eq!(read_logs(&nodes).await[0].len(), total, "a re-send wrote");
     });
 }
 
