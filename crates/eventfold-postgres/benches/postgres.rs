@@ -40,24 +40,25 @@ fn event(n: u64) -> EventData {
     EventData::from_json_bytes("Measured", data).expect("valid JSON")
 }
 
-/// Runs `writers` tasks appending for `seconds`, each append made by `append(writer,
+/// Runs one task per context for `seconds`, each call made by `call(context, writer,
 /// i)` and returning how many events it wrote; returns events per second.
-async fn timed<S, F, Fut>(store: &Arc<S>, writers: usize, seconds: Duration, append: F) -> f64
+async fn run_writers<C, F, Fut>(contexts: Vec<C>, seconds: Duration, call: F) -> f64
 where
-    S: EventStore + 'static,
-    F: Fn(Arc<S>, usize, u64) -> Fut + Send + Sync + Clone + 'static,
+    C: Clone + Send + 'static,
+    F: Fn(C, usize, u64) -> Fut + Send + Sync + Clone + 'static,
     Fut: std::future::Future<Output = u64> + Send,
 {
     let start = Instant::now();
-    let tasks: Vec<_> = (0..writers)
-        .map(|w| {
-            let store = store.clone();
-            let append = append.clone();
+    let tasks: Vec<_> = contexts
+        .into_iter()
+        .enumerate()
+        .map(|(w, context)| {
+            let call = call.clone();
             tokio::spawn(async move {
                 let mut events = 0;
                 let mut i = 0;
                 while start.elapsed() < seconds {
-                    events += append(store.clone(), w, i).await;
+                    events += call(context.clone(), w, i).await;
                     i += 1;
                 }
                 events
@@ -69,6 +70,38 @@ where
         events += task.await.expect("writer task");
     }
     events as f64 / start.elapsed().as_secs_f64()
+}
+
+/// `writers` tasks appending to `store` for `seconds`; events per second.
+async fn timed<S, F, Fut>(store: &Arc<S>, writers: usize, seconds: Duration, append: F) -> f64
+where
+    S: EventStore + 'static,
+    F: Fn(Arc<S>, usize, u64) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = u64> + Send,
+{
+    run_writers(vec![store.clone(); writers], seconds, append).await
+}
+
+/// What a figure's writers send.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// 1,000 events per call, each call to a new stream.
+    Batch,
+    /// One event per call, each writer to its own stream.
+    Single,
+}
+
+/// `writers` tasks appending `kind` to `store` for `seconds`; events per second.
+async fn appends<S: EventStore + 'static>(
+    store: &Arc<S>,
+    kind: Kind,
+    writers: usize,
+    seconds: Duration,
+) -> f64 {
+    match kind {
+        Kind::Batch => batch(store, writers, seconds).await,
+        Kind::Single => single(store, writers, seconds).await,
+    }
 }
 
 /// Appends of 1,000 events, each to a new stream, from `writers` tasks.
@@ -103,13 +136,13 @@ mod message_db {
     use std::path::Path;
     use std::process::Command;
     use std::sync::Arc;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     use tokio_postgres::config::Host;
     use tokio_postgres::{Client, Config, NoTls, Statement};
     use uuid::Uuid;
 
-    use super::{BATCH_EVENTS, event};
+    use super::{BATCH_EVENTS, Kind, event};
 
     /// The database it is installed into, dropped at the end of the run.
     pub const DATABASE: &str = "eventfold_bench_message_db";
@@ -221,36 +254,26 @@ mod message_db {
             let statement = client.prepare(sql).await.expect("prepare for Message DB");
             clients.push((Arc::new(client), statement));
         }
-        let start = Instant::now();
-        let tasks: Vec<_> = clients
-            .into_iter()
-            .enumerate()
-            .map(|(w, (client, statement))| {
-                let write = write.clone();
-                tokio::spawn(async move {
-                    let mut messages = 0;
-                    let mut i = 0;
-                    while start.elapsed() < seconds {
-                        messages += write(client.clone(), statement.clone(), w, i).await;
-                        i += 1;
-                    }
-                    messages
-                })
-            })
-            .collect();
-        let mut messages = 0;
-        for task in tasks {
-            messages += task.await.expect("Message DB writer");
-        }
-        messages as f64 / start.elapsed().as_secs_f64()
+        super::run_writers(clients, seconds, move |(client, statement), w, i| {
+            write(client, statement, w, i)
+        })
+        .await
     }
 
     fn data_of(n: u64) -> String {
         String::from_utf8(event(n).data.to_vec()).expect("JSON text")
     }
 
+    /// `writers` connections writing `kind` for `seconds`; messages per second.
+    pub async fn appends(config: &Config, kind: Kind, writers: usize, seconds: Duration) -> f64 {
+        match kind {
+            Kind::Batch => batch(config, writers, seconds).await,
+            Kind::Single => single(config, writers, seconds).await,
+        }
+    }
+
     /// 1,000 messages per call to a new stream, in one transaction.
-    pub async fn batch(config: &Config, writers: usize, seconds: Duration) -> f64 {
+    async fn batch(config: &Config, writers: usize, seconds: Duration) -> f64 {
         let sql = "SELECT message_store.write_message(x.id, $2, 'Measured', x.data::jsonb)
                    FROM unnest($1::text[], $3::text[]) AS x(id, data)";
         timed(
@@ -274,7 +297,7 @@ mod message_db {
     }
 
     /// One message per call, each writer to its own stream.
-    pub async fn single(config: &Config, writers: usize, seconds: Duration) -> f64 {
+    async fn single(config: &Config, writers: usize, seconds: Duration) -> f64 {
         let sql = "SELECT message_store.write_message($1, $2, 'Measured', $3::text::jsonb)";
         timed(
             config,
@@ -377,24 +400,21 @@ fn main() {
         // Figure by figure, the embedded engine, then PostgreSQL, then Message DB, so
         // all meet the machine in the same state.
         let mut rows: Vec<Row> = Vec::new();
-        for writers in [1, BATCH_WRITERS] {
-            let name = format!("batch append, 1,000 events per call, {writers} writer(s)");
-            eprintln!("{name}");
-            let embedded = batch(&log, writers, seconds).await;
-            let postgres = batch(&pg, writers, seconds).await;
-            let message_db = match &message_db {
-                Some(config) => Some(message_db::batch(config, writers, seconds).await),
-                None => None,
+        for (kind, writers) in [
+            (Kind::Batch, 1),
+            (Kind::Batch, BATCH_WRITERS),
+            (Kind::Single, 1),
+            (Kind::Single, CONCURRENT_WRITERS),
+        ] {
+            let name = match kind {
+                Kind::Batch => format!("batch append, 1,000 events per call, {writers} writer(s)"),
+                Kind::Single => format!("single appends, {writers} concurrent writer(s)"),
             };
-            rows.push(Row { name, embedded, postgres, message_db });
-        }
-        for writers in [1, CONCURRENT_WRITERS] {
-            let name = format!("single appends, {writers} concurrent writer(s)");
             eprintln!("{name}");
-            let embedded = single(&log, writers, seconds).await;
-            let postgres = single(&pg, writers, seconds).await;
+            let embedded = appends(&log, kind, writers, seconds).await;
+            let postgres = appends(&pg, kind, writers, seconds).await;
             let message_db = match &message_db {
-                Some(config) => Some(message_db::single(config, writers, seconds).await),
+                Some(config) => Some(message_db::appends(config, kind, writers, seconds).await),
                 None => None,
             };
             rows.push(Row { name, embedded, postgres, message_db });
