@@ -201,10 +201,10 @@ impl Writer {
 
     /// The fast path of a lone append to one stream (what a single writer sends): one
     /// statement between `BEGIN` and `COMMIT`, all three pipelined, so one round trip
-    /// where a batch takes two. It writes only when the stream's last event, read in the statement,
-    /// lets the append through as it is; a re-send, a reused id, a wrong expected
-    /// version or a race with another node's commit come back as "decide on the slow
-    /// path" (`None`), which holds every rule of [`plan_append`].
+    /// where a batch takes two. It writes only when the stream's last event, read in
+    /// the statement, lets the append through as it is; a re-send, a reused id, a
+    /// wrong expected version or a race with another node's commit come back as
+    /// "decide on the slow path" (`None`), which holds every rule of [`plan_append`].
     async fn append_alone(&mut self, writes: &CheckedWrites) -> Option<Result<Appended>> {
         let [write] = &writes[..] else { return None };
         if write.is_check()

@@ -7,9 +7,12 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::Arc;
 
 use eventfold_core::{Error, EventData, EventStore, ExpectedVersion, Position, ReadAll, Revision};
+use eventfold_postgres::PostgresStore;
+use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use common::{TestSchema, database_url, runtime, within};
@@ -27,33 +30,27 @@ fn two_nodes_racing_on_one_stream_write_each_revision_exactly_once() {
             Arc::new(schema.store().await),
         ];
 
-        let writers: Vec<_> = (0..2 * WRITERS_PER_NODE)
-            .map(|w| {
-                let store = nodes[w % 2].clone();
-                tokio::spawn(async move {
-                    let mut wins = Vec::new();
-                    let mut conflicts = 0u64;
-                    while wins.len() < WINS_PER_WRITER {
-                        let current = store.stream_revision("race-1").await.expect("revision");
-                        let expected =
-                            current.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
-                        let id = Uuid::new_v4();
-                        let event = EventData::json("Raced", &serde_json::json!({ "writer": w }))
-                            .expect("event")
-                            .with_id(id);
-                        match store.append("race-1", expected, vec![event]).await {
-                            Ok(written) => wins.push((written.first_revision, id)),
-                            Err(Error::WrongExpectedVersion { actual, .. }) => {
-                                assert_ne!(actual, current, "a refusal reports a changed stream");
-                                conflicts += 1;
-                            }
-                            Err(e) => panic!("writer {w}: unexpected error {e}"),
-                        }
+        let writers = spawn_writers(&nodes, |store, w| async move {
+            let mut wins = Vec::new();
+            let mut conflicts = 0u64;
+            while wins.len() < WINS_PER_WRITER {
+                let current = store.stream_revision("race-1").await.expect("revision");
+                let expected = current.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
+                let id = Uuid::new_v4();
+                let event = EventData::json("Raced", &serde_json::json!({ "writer": w }))
+                    .expect("event")
+                    .with_id(id);
+                match store.append("race-1", expected, vec![event]).await {
+                    Ok(written) => wins.push((written.first_revision, id)),
+                    Err(Error::WrongExpectedVersion { actual, .. }) => {
+                        assert_ne!(actual, current, "a refusal reports a changed stream");
+                        conflicts += 1;
                     }
-                    (wins, conflicts)
-                })
-            })
-            .collect();
+                    Err(e) => panic!("writer {w}: unexpected error {e}"),
+                }
+            }
+            (wins, conflicts)
+        });
 
         let mut winner_of: BTreeMap<Revision, Uuid> = BTreeMap::new();
         let mut conflicts = 0;
@@ -112,25 +109,20 @@ fn two_nodes_appending_with_any_expectation_write_every_event_once() {
             Arc::new(schema.store().await),
             Arc::new(schema.store().await),
         ];
-        let writers: Vec<_> = (0..2 * WRITERS_PER_NODE)
-            .map(|w| {
-                let store = nodes[w % 2].clone();
-                tokio::spawn(async move {
-                    let mut written = Vec::new();
-                    for _ in 0..WINS_PER_WRITER {
-                        let event = EventData::json("Any", &serde_json::json!({ "writer": w }))
-                            .expect("event")
-                            .with_id(Uuid::new_v4());
-                        let result = store
-                            .append("race-any", ExpectedVersion::Any, vec![event.clone()])
-                            .await
-                            .unwrap_or_else(|e| panic!("writer {w}: {e}"));
-                        written.push((event, result));
-                    }
-                    written
-                })
-            })
-            .collect();
+        let writers = spawn_writers(&nodes, |store, w| async move {
+            let mut written = Vec::new();
+            for _ in 0..WINS_PER_WRITER {
+                let event = EventData::json("Any", &serde_json::json!({ "writer": w }))
+                    .expect("event")
+                    .with_id(Uuid::new_v4());
+                let result = store
+                    .append("race-any", ExpectedVersion::Any, vec![event.clone()])
+                    .await
+                    .unwrap_or_else(|e| panic!("writer {w}: {e}"));
+                written.push((event, result));
+            }
+            written
+        });
         let mut written = Vec::new();
         for writer in writers {
             written.extend(
@@ -181,8 +173,21 @@ fn two_nodes_appending_with_any_expectation_write_every_event_once() {
     });
 }
 
+/// `WRITERS_PER_NODE` tasks on each node, writer `w` on node `w % 2`, each running
+/// `write(node, w)`.
+fn spawn_writers<F, Fut>(nodes: &[Arc<PostgresStore>; 2], write: F) -> Vec<JoinHandle<Fut::Output>>
+where
+    F: Fn(Arc<PostgresStore>, usize) -> Fut,
+    Fut: Future + Send + 'static,
+    Fut::Output: Send + 'static,
+{
+    (0..2 * WRITERS_PER_NODE)
+        .map(|w| tokio::spawn(write(nodes[w % 2].clone(), w)))
+        .collect()
+}
+
 /// `$all` as read through each node, in pages of 7.
-async fn read_logs(nodes: &[Arc<eventfold_postgres::PostgresStore>]) -> Vec<Vec<(u64, Uuid)>> {
+async fn read_logs(nodes: &[Arc<PostgresStore>]) -> Vec<Vec<(u64, Uuid)>> {
     let mut logs = Vec::new();
     for node in nodes {
         let mut log = Vec::new();
