@@ -331,6 +331,7 @@ fn bench_runs_at_a_small_scale_and_reports_every_figure() {
         "load one",
         "full replay",
         "reopen",
+        "resident memory of a server",
     ] {
         assert!(
             names.iter().any(|n| n.contains(expected)),
@@ -339,7 +340,13 @@ fn bench_runs_at_a_small_scale_and_reports_every_figure() {
     }
     for figure in report["figures"].as_array().unwrap() {
         assert!(figure["value"].as_f64().unwrap() > 0.0, "{figure}");
-        assert!(figure["ratio"].as_f64().unwrap() > 0.0, "{figure}");
+        // The memory figure's ratio (bytes per event between two sizes of the store)
+        // may be 0 at this scale: the store is not filled further.
+        let memory = figure["name"].as_str().unwrap().contains("memory");
+        assert!(
+            figure["ratio"].as_f64().unwrap() > 0.0 || memory,
+            "{figure}"
+        );
     }
     assert!(
         !dir.path().join("bench-store").exists(),
@@ -572,6 +579,15 @@ fn bench_http_measures_appends_over_a_server_it_starts() {
     assert!(report["appends"].as_u64().unwrap() > 0, "{report}");
     assert_eq!(report["connections"], 4);
     assert_eq!(report["target_appends_per_second"], 30000.0);
+    // The baseline of the same run: the same writers in process, before and after.
+    for baseline in [
+        "in_process_before",
+        "in_process_after",
+        "ratio_to_in_process",
+    ] {
+        assert!(report[baseline].as_f64().unwrap() > 0.0, "{report}");
+    }
+    assert_eq!(report["target_ratio_to_in_process"], 0.5);
     // Every acknowledged append is in the store the benchmark wrote.
     let read = eventfold(&[
         "read",

@@ -10,6 +10,7 @@ use eventfold_core::{Error, RecordedEvent, Result};
 use uuid::Uuid;
 
 use crate::io::StorageFile;
+use crate::positions::Positions;
 use crate::record::decode_header;
 use crate::segment::{NO_OFFSET, NO_STREAM, SegmentIndex, read_bytes};
 
@@ -48,7 +49,7 @@ pub(crate) struct Location {
 pub(crate) struct Index {
     pub segments: Vec<SegmentState>,
     /// Positions of each stream's events, by revision.
-    pub streams: FastMap<Arc<str>, Vec<u64>>,
+    pub streams: FastMap<Arc<str>, Positions>,
     /// Recent event ids (the id window) and their positions.
     pub ids: FastMap<Uuid, u64>,
     /// Ids in the window, by segment, oldest first, for eviction.
@@ -122,6 +123,15 @@ impl UnknownPositions {
 }
 
 impl Index {
+    /// Gives back the room the streams' lists kept for growth while the segments
+    /// were loaded (a quarter of the index on average, since a list doubles when full).
+    pub(crate) fn shrink_to_fit(&mut self) {
+        for positions in self.streams.values_mut() {
+            positions.shrink_to_fit();
+        }
+        self.streams.shrink_to_fit();
+    }
+
     /// Adds a sealed or recovered segment's events. Checks that positions continue
     /// and that each stream's revisions count up from 0.
     pub(crate) fn add_segment(
@@ -144,13 +154,13 @@ impl Index {
         }
         // Take each stream's positions out of the map once per segment, not once per
         // event; they go back below, also when the segment turns out to be damaged.
-        let mut positions: Vec<(Arc<str>, Vec<u64>)> = segment
+        let mut positions: Vec<(Arc<str>, Positions)> = segment
             .streams
             .iter()
             .map(|name| {
                 self.streams
                     .remove_entry(name.as_ref())
-                    .unwrap_or_else(|| (name.clone(), Vec::new()))
+                    .unwrap_or_else(|| (name.clone(), Positions::default()))
             })
             .collect();
         let mut offsets = Vec::with_capacity(segment.entries.len());
@@ -170,10 +180,7 @@ impl Index {
             if entry.revision > list.len() as u64 {
                 // Revisions whose events were unreadable when a repair gave them up.
                 let missing = entry.revision - list.len() as u64;
-                if let Some(claimed) = self
-                    .unclaimed
-                    .claim(missing, list.last().copied(), position)
-                {
+                if let Some(claimed) = self.unclaimed.claim(missing, list.last(), position) {
                     list.extend(claimed);
                 }
             }

@@ -19,6 +19,7 @@ mod index;
 pub mod io;
 mod mark;
 mod options;
+mod positions;
 mod record;
 mod recovery;
 mod repair;

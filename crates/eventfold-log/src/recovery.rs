@@ -398,6 +398,7 @@ pub(crate) fn recover(
     }
     index.add_segment(last, name, file.clone(), &scan.index, true)?;
     index.trim_id_window(options.id_window_segments + 1);
+    index.shrink_to_fit();
     let mark = if writable {
         // What recovery read may still be only in the page cache (a process that died
         // without a power loss leaves it there): make it durable before anyone reads

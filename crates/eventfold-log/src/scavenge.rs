@@ -213,7 +213,7 @@ fn candidates(shared: &Shared, keep_from: &dyn Fn(&str) -> u64) -> (Vec<u64>, Op
         if cut == 0 {
             continue;
         }
-        let (first, last) = (positions[0], positions[cut - 1]);
+        let (first, last) = (positions.at(0), positions.at(cut - 1));
         spans[segment_of(first)] += 1;
         spans[segment_of(last) + 1] -= 1;
         latest = latest.max(Some(last));

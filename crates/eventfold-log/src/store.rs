@@ -17,6 +17,7 @@ use crate::cold::ColdShared;
 use crate::index::{Location, read_events};
 use crate::io::{LockGuard, OsStorage, Storage};
 use crate::options::LogOptions;
+use crate::positions::Positions;
 use crate::record::{RECORD_BYTES_MAX, encoded_len};
 use crate::recovery::{Access, TailDamage, recover};
 use crate::scavenge::{ScavengeOptions, ScavengeProgress, ScavengeReport};
@@ -528,7 +529,7 @@ fn read_stream(shared: &Shared, stream: &str, options: ReadStream) -> Result<Vec
             let stop = len.min(at.saturating_add(WALK_REVISIONS_PER_LOCK));
             let mut revision = at;
             while revision < stop && locations.len() < limit {
-                locations.extend(index.locate(positions[revision]));
+                locations.extend(index.locate(positions.at(revision)));
                 revision += 1;
             }
             next = Some(revision);
@@ -540,7 +541,7 @@ fn read_stream(shared: &Shared, stream: &str, options: ReadStream) -> Result<Vec
             let mut end = at;
             while end > stop && locations.len() < limit {
                 end -= 1;
-                locations.extend(index.locate(positions[end]));
+                locations.extend(index.locate(positions.at(end)));
             }
             next = Some(end);
             if end == 0 || locations.len() >= limit {
@@ -570,7 +571,7 @@ fn read_category(
     use std::collections::BinaryHeap;
     let locations: Vec<Location> = {
         let index = shared.index();
-        let lists: Vec<&Vec<u64>> = index
+        let lists: Vec<&Positions> = index
             .streams
             .iter()
             .filter(|(stream, _)| eventfold_core::category_of(stream) == category)
@@ -590,8 +591,8 @@ fn read_category(
                     .iter()
                     .enumerate()
                     .filter_map(|(l, list)| {
-                        let i = list.partition_point(|&p| p < from);
-                        list.get(i).map(|&p| Reverse((p, l, i)))
+                        let i = list.partition_point(|p| p < from);
+                        list.get(i).map(|p| Reverse((p, l, i)))
                     })
                     .collect();
                 while positions.len() < limit {
@@ -600,7 +601,7 @@ fn read_category(
                     };
                     // Positions whose events a scavenge removed hold nothing to read.
                     positions.extend(index.locate(p));
-                    if let Some(&next) = lists[l].get(i + 1) {
+                    if let Some(next) = lists[l].get(i + 1) {
                         heap.push(Reverse((next, l, i + 1)));
                     }
                 }
@@ -611,15 +612,15 @@ fn read_category(
                     .iter()
                     .enumerate()
                     .filter_map(|(l, list)| {
-                        let end = list.partition_point(|&p| p <= until);
-                        end.checked_sub(1).map(|i| (list[i], l, i))
+                        let end = list.partition_point(|p| p <= until);
+                        end.checked_sub(1).map(|i| (list.at(i), l, i))
                     })
                     .collect();
                 while positions.len() < limit {
                     let Some((p, l, i)) = heap.pop() else { break };
                     positions.extend(index.locate(p));
                     if let Some(before) = i.checked_sub(1) {
-                        heap.push((lists[l][before], l, before));
+                        heap.push((lists[l].at(before), l, before));
                     }
                 }
                 positions.reverse();

@@ -31,6 +31,7 @@ use crate::index::{FastMap, Index, SegmentState, read_events};
 use crate::io::{OpenMode, Storage, StorageFile};
 use crate::mark::{AckMark, MarkWriter};
 use crate::options::LogOptions;
+use crate::positions::Positions;
 use crate::record::{RecordParts, encode};
 use crate::segment::{ActiveSegment, create_segment, write_index};
 use crate::segment::{IndexEntry, SEGMENT_HEADER_BYTES, index_path, segment_path};
@@ -205,7 +206,7 @@ impl AppendView for View<'_> {
         let Some((key, positions)) = self.index.streams.get_key_value(stream) else {
             return Ok(false);
         };
-        let Some(&position) = positions.get(last.get() as usize) else {
+        let Some(position) = positions.get(last.get() as usize) else {
             return Ok(false);
         };
         let tombstoned = self
@@ -229,7 +230,7 @@ impl AppendView for View<'_> {
                 .and_then(|p| p.get(i))
                 .map(|&(id, pos, _)| (id, Position(pos))));
         }
-        let position = self.index.streams[stream][revision.get() as usize];
+        let position = self.index.streams[stream].at(revision.get() as usize);
         Ok(self.read_committed(position)?.map(|e| (e.id, e.position)))
     }
 }
@@ -920,7 +921,7 @@ impl Durability {
                 None => {
                     index
                         .streams
-                        .insert(event.stream.clone(), vec![event.position]);
+                        .insert(event.stream.clone(), Positions::one(event.position));
                 }
             }
             index.ids.insert(event.id, event.position);

@@ -304,8 +304,19 @@ pub fn run(args: Args, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Exit
         ),
     );
 
-    // Fill up to `reopen_events`, spread over 10,000 streams, then time `open`.
+    // A server's memory over the store as it is now: the first of two sizes, so that
+    // what each event costs is told apart from what any store costs (the runtime, the
+    // window of recent ids, which stops growing after a few segments).
     let have = store.event_count();
+    drop(Arc::into_inner(store).context("store still shared")?);
+    progress(
+        &args,
+        "starting a server over the store to measure its memory…",
+    );
+    let smaller = server_resident_bytes(&store_dir)?;
+    let store = Arc::new(LogStore::open(&store_dir, LogOptions::default())?);
+
+    // Fill up to `reopen_events`, spread over 10,000 streams, then time `open`.
     if args.reopen_events > have {
         progress(
             &args,
@@ -337,6 +348,31 @@ pub fn run(args: Args, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Exit
         target: "< 2 s for 10,000,000 events".into(),
         met: (total >= 10_000_000).then(|| reopen < Duration::from_secs(2)),
     });
+    let full = server_resident_bytes(&store_dir)?;
+    // The cost of each event between the two sizes, and a store of 100 million events
+    // at that cost (an upper bound while the smaller store's id window is not full).
+    let added = total.saturating_sub(have).max(1) as f64;
+    let per_event = full.saturating_sub(smaller) as f64 / added;
+    let projected = full as f64 + per_event * (100e6 - total as f64).max(0.0);
+    figures.push(Figure {
+        name: format!("resident memory of a server over {total} events"),
+        value: full as f64 / mb,
+        unit: "MB",
+        ratio: per_event,
+        ratio_of: "bytes per event, from the server's memory at two sizes of the store",
+        target: "< 1.5 GB for 100M events".into(),
+        met: (total >= have + 1_000_000).then_some(projected < 1.5e9),
+    });
+    progress(
+        &args,
+        &format!(
+            "server memory: {:.0} MB over {have} events, {:.0} MB over {total} ({per_event:.1} bytes \
+             per event between the two; {:.2} GB for 100M events at that rate)",
+            smaller as f64 / mb,
+            full as f64 / mb,
+            projected / 1e9
+        ),
+    );
     if !args.keep {
         std::fs::remove_dir_all(&store_dir)
             .with_context(|| format!("removing {}", store_dir.display()))?;
@@ -413,14 +449,70 @@ async fn catch_up_then_live(store: &Arc<LogStore>, live_events: u64) -> anyhow::
 
 /// The process's resident memory, from `/proc/self/status` (Linux).
 fn resident_bytes() -> anyhow::Result<u64> {
-    let status =
-        std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+    resident_bytes_of("self")
+}
+
+/// A process's resident memory (`pid` or `self`), from `/proc/PID/status` (Linux).
+fn resident_bytes_of(pid: &str) -> anyhow::Result<u64> {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
     let kib: u64 = status
         .lines()
         .find_map(|line| line.strip_prefix("VmRSS:"))
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("/proc/self/status has no VmRSS line")?;
+        .with_context(|| format!("{path} has no VmRSS line"))?;
     Ok(kib * 1024)
+}
+
+/// Starts `eventfold serve` (this executable) over `dir` on a free loopback port, waits
+/// until it says it listens (by then the store is open and its index loaded), reads
+/// its resident memory, and stops it with SIGTERM.
+fn server_resident_bytes(dir: &Path) -> anyhow::Result<u64> {
+    use std::io::{BufRead, Read};
+    use std::process::{Command, Stdio};
+
+    let exe = std::env::current_exe().context("finding the eventfold executable")?;
+    let mut child = Command::new(exe)
+        .args(["serve", "--insecure", "--listen", "127.0.0.1:0", "--data"])
+        .arg(dir)
+        .env_remove("EVENTFOLD_AUTH")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting eventfold serve")?;
+    let mut line = String::new();
+    let stdout = child.stdout.take().context("the server's stdout")?;
+    let mut stdout = std::io::BufReader::new(stdout);
+    stdout.read_line(&mut line)?;
+    let resident = if line.starts_with("eventfold listening on") {
+        resident_bytes_of(&child.id().to_string())
+    } else {
+        let mut stderr = String::new();
+        if let Some(mut pipe) = child.stderr.take() {
+            let _ = pipe.read_to_string(&mut stderr);
+        }
+        Err(anyhow::anyhow!(
+            "eventfold serve over {} did not start: {}{}",
+            dir.display(),
+            line.trim(),
+            stderr.trim()
+        ))
+    };
+    if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    }
+    // Drain what it prints while stopping, so it never blocks on a full pipe.
+    let _ = std::io::copy(&mut stdout, &mut std::io::sink());
+    let status = child
+        .wait()
+        .context("waiting for eventfold serve to stop")?;
+    let resident = resident?;
+    anyhow::ensure!(
+        status.success(),
+        "eventfold serve over {} stopped with {status}",
+        dir.display()
+    );
+    Ok(resident)
 }
 
 fn progress(args: &Args, message: &str) {

@@ -2,6 +2,10 @@
 //! per request on each of N keep-alive connections (64 by default, as in our
 //! target), against a server it starts on a data directory or one given by URL. The
 //! load generator runs in this process and shares the machine's cores with the server.
+//!
+//! With a data directory, the run also measures its baseline: the same number of
+//! writers appending the same events to the same store in this process, without HTTP,
+//! just before and just after the HTTP load; the HTTP rate is printed as a ratio to it.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -10,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
+use eventfold_core::{EventStore, ExpectedVersion};
+use eventfold_log::LogStore;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
@@ -17,6 +23,8 @@ use serde::Serialize;
 
 /// Our target for the server over loopback with 64 connections.
 const TARGET_APPENDS_PER_SECOND: f64 = 30_000.0;
+/// Our target for HTTP beside the same writers in process, in the same run.
+const TARGET_RATIO_TO_IN_PROCESS: f64 = 0.5;
 
 /// Measure appends per second over HTTP with many connections.
 #[derive(Debug, clap::Args)]
@@ -59,9 +67,20 @@ struct Report {
     target_appends_per_second: f64,
     ratio_to_target: f64,
     met: bool,
+    /// The baseline, with `--data` only: appends/s of as many writers in this process,
+    /// just before and just after the HTTP load.
+    in_process_before: Option<f64>,
+    in_process_after: Option<f64>,
+    /// HTTP appends/s ÷ the mean of the two in-process figures.
+    ratio_to_in_process: Option<f64>,
+    target_ratio_to_in_process: f64,
+    met_ratio_to_in_process: Option<bool>,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let warm_up = Duration::from_secs(1);
+    let measured = Duration::from_secs_f64(args.seconds);
+    let mut baseline = None;
     let (address, server) = match (&args.server, &args.data) {
         (Some(server), _) => {
             let address = server_address(server)?;
@@ -79,6 +98,14 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             let dir = dir.join("bench-http");
             let _ = std::fs::remove_dir_all(&dir);
             let store = Arc::new(super::open_store(&dir)?);
+            if !args.json {
+                eprintln!(
+                    "… in process first: {} writers appending one 200-byte event each to the same store for {} s",
+                    args.connections, args.seconds
+                );
+            }
+            let before = in_process_rate(&store, args.connections, warm_up, measured).await?;
+            baseline = Some((store.clone(), before));
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
             let address = listener.local_addr()?;
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -96,8 +123,6 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             args.connections, args.seconds
         );
     }
-    let warm_up = Duration::from_secs(1);
-    let measured = Duration::from_secs_f64(args.seconds);
     let start = Instant::now() + warm_up;
     let end = start + measured;
     let token = args.token.clone().map(Arc::<str>::from);
@@ -112,6 +137,13 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         let _ = stop.send(());
         task.await??;
     }
+    let in_process = match baseline {
+        Some((store, before)) => {
+            let after = in_process_rate(&store, args.connections, warm_up, measured).await?;
+            Some((before, after))
+        }
+        None => None,
+    };
     latencies.sort_unstable();
     let percentile = |p: f64| {
         latencies
@@ -129,6 +161,12 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         target_appends_per_second: TARGET_APPENDS_PER_SECOND,
         ratio_to_target: rate / TARGET_APPENDS_PER_SECOND,
         met: rate >= TARGET_APPENDS_PER_SECOND,
+        in_process_before: in_process.map(|(before, _)| before),
+        in_process_after: in_process.map(|(_, after)| after),
+        ratio_to_in_process: in_process.map(|(before, after)| rate / ((before + after) / 2.0)),
+        target_ratio_to_in_process: TARGET_RATIO_TO_IN_PROCESS,
+        met_ratio_to_in_process: in_process
+            .map(|(before, after)| rate / ((before + after) / 2.0) >= TARGET_RATIO_TO_IN_PROCESS),
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -143,8 +181,62 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             report.ratio_to_target,
             if report.met { "met" } else { "missed" }
         );
+        if let (Some(before), Some(after), Some(ratio), Some(met)) = (
+            report.in_process_before,
+            report.in_process_after,
+            report.ratio_to_in_process,
+            report.met_ratio_to_in_process,
+        ) {
+            println!(
+                "in process, {} writers on the same store: {before:.0} appends/s before, {after:.0} after; \
+                 HTTP ÷ their mean: {ratio:.2} (target ≥ {TARGET_RATIO_TO_IN_PROCESS}), {}",
+                report.connections,
+                if met { "met" } else { "missed" }
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The baseline of the same run: `writers` tasks in this process appending one event
+/// each (the body the HTTP connections send) to their own stream of `store`, counted
+/// for `measured` after `warm_up`, as the connections are.
+async fn in_process_rate(
+    store: &Arc<LogStore>,
+    writers: usize,
+    warm_up: Duration,
+    measured: Duration,
+) -> anyhow::Result<f64> {
+    let start = Instant::now() + warm_up;
+    let end = start + measured;
+    let event = super::bench::bench_event();
+    let tasks: Vec<_> = (0..writers)
+        .map(|n| {
+            let store = store.clone();
+            let event = event.clone();
+            tokio::spawn(async move {
+                let stream = format!("bench-in-process-{n}");
+                let mut counted = 0u64;
+                loop {
+                    let sent = Instant::now();
+                    if sent >= end {
+                        return anyhow::Ok(counted);
+                    }
+                    store
+                        .append(&stream, ExpectedVersion::Any, vec![event.clone()])
+                        .await?;
+                    if sent >= start {
+                        counted += 1;
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for task in tasks {
+        total += task.await??;
+    }
+    Ok(total as f64 / measured.as_secs_f64())
 }
 
 /// The socket address of a `--server` URL; the load generator speaks plain HTTP only.
