@@ -23,13 +23,6 @@ pub(crate) struct Positions {
 }
 
 impl Positions {
-    /// A stream with one event, at `position`.
-    pub(crate) fn one(position: u64) -> Self {
-        let mut positions = Self::default();
-        positions.push(position);
-        positions
-    }
-
     pub(crate) fn len(&self) -> usize {
         self.low.len()
     }
@@ -185,8 +178,8 @@ mod tests {
 
     #[test]
     fn a_log_below_four_billion_positions_costs_four_bytes_per_event() {
-        let mut positions = Positions::one(7);
-        positions.extend(8..100_007);
+        let mut positions = Positions::default();
+        positions.extend(7..100_007);
         positions.shrink_to_fit();
         assert_eq!(positions.len(), 100_000);
         assert_eq!(positions.heap_bytes(), 100_000 * 4);

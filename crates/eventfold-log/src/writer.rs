@@ -31,7 +31,6 @@ use crate::index::{FastMap, Index, SegmentState, read_events};
 use crate::io::{OpenMode, Storage, StorageFile};
 use crate::mark::{AckMark, MarkWriter};
 use crate::options::LogOptions;
-use crate::positions::Positions;
 use crate::record::{RecordParts, encode};
 use crate::segment::{ActiveSegment, create_segment, write_index};
 use crate::segment::{IndexEntry, SEGMENT_HEADER_BYTES, index_path, segment_path};
@@ -68,6 +67,9 @@ struct Pending {
     position: u64,
     offset: u32,
     id: Uuid,
+    /// Whether the appender gave the id (else the store made it, and no other append
+    /// can name it before it is published).
+    given_id: bool,
     /// Whether it is a hard delete's tombstone.
     tombstone: bool,
 }
@@ -79,21 +81,30 @@ struct Unsynced {
     events: VecDeque<Pending>,
     /// Id, position and tombstone flag of each stream's unsynced events.
     streams: FastMap<Arc<str>, VecDeque<(Uuid, u64, bool)>>,
-    /// Stream, revision and position of each unsynced event id.
+    /// Stream, revision and position of each unsynced event id that its appender
+    /// gave: an id the store made is known to nobody until it is published, so no
+    /// append can repeat it while it is unsynced (and a batch of 1,000 such events
+    /// costs no hash insert and removal each here).
     ids: FastMap<Uuid, (Arc<str>, u64, u64)>,
 }
 
 impl Unsynced {
-    fn push(&mut self, event: &Pending) {
-        self.streams
-            .entry(event.stream.clone())
-            .or_default()
-            .push_back((event.id, event.position, event.tombstone));
-        self.ids.insert(
-            event.id,
-            (event.stream.clone(), event.revision, event.position),
-        );
-        self.events.push_back(event.clone());
+    /// Adds the events of one append, the stream's list looked up once per run of
+    /// events to the same stream.
+    fn push(&mut self, events: &[Pending]) {
+        for run in events.chunk_by(|a, b| Arc::ptr_eq(&a.stream, &b.stream)) {
+            let list = self.streams.entry(run[0].stream.clone()).or_default();
+            list.extend(run.iter().map(|e| (e.id, e.position, e.tombstone)));
+        }
+        for event in events {
+            if event.given_id {
+                self.ids.insert(
+                    event.id,
+                    (event.stream.clone(), event.revision, event.position),
+                );
+            }
+            self.events.push_back(event.clone());
+        }
     }
 
     /// Forgets events the index has published (positions below `committed`).
@@ -125,7 +136,9 @@ impl Unsynced {
                 self.streams.remove(&event.stream);
             }
         }
-        self.ids.remove(&event.id);
+        if event.given_id {
+            self.ids.remove(&event.id);
+        }
     }
 }
 
@@ -450,9 +463,7 @@ impl Writer {
                 Ok(AppendPlan::Write(planned)) => {
                     let first = events.len();
                     let results = self.encode_writes(&index, planned, &mut events, recorded_at);
-                    for event in &events[first..] {
-                        self.unsynced.push(event);
-                    }
+                    self.unsynced.push(&events[first..]);
                     replies.push((request.reply, Ok(Appended::Written(results))));
                 }
             }
@@ -509,6 +520,7 @@ impl Writer {
                     position,
                     offset: offset as u32,
                     id: event.id,
+                    given_id: event.event.id.is_some(),
                     tombstone: event.event.event_type == TOMBSTONE_EVENT_TYPE,
                 });
             }
@@ -914,34 +926,33 @@ impl Durability {
         let Some(segment) = index.segments.last_mut() else {
             unreachable!("the index always holds the active segment");
         };
-        for event in events {
-            segment.offsets.push(event.offset);
-            match index.streams.get_mut(&event.stream) {
-                Some(positions) => positions.push(event.position),
-                None => {
-                    index
-                        .streams
-                        .insert(event.stream.clone(), Positions::one(event.position));
-                }
-            }
-            index.ids.insert(event.id, event.position);
-            if let Some((_, ids)) = index.id_segments.back_mut() {
-                ids.push(event.id);
-            }
+        // Each stream is looked up once per run of its events (an append of 1,000
+        // events is one run), not once per event, while readers wait for the lock.
+        for run in events.chunk_by(|a, b| Arc::ptr_eq(&a.stream, &b.stream)) {
+            let name = &run[0].stream;
+            let positions = index.streams.entry(name.clone()).or_default();
+            positions.extend(run.iter().map(|e| e.position));
             let next = active.stream_numbers.len() as u32;
             let stream = *active
                 .stream_numbers
-                .entry(event.stream.clone())
+                .entry(name.clone())
                 .or_insert_with_key(|name| {
                     active.index.streams.push(name.clone());
                     next
                 });
-            active.index.entries.push(IndexEntry {
-                offset: event.offset,
-                stream,
-                revision: event.revision,
-                id: event.id,
-            });
+            for event in run {
+                segment.offsets.push(event.offset);
+                index.ids.insert(event.id, event.position);
+                active.index.entries.push(IndexEntry {
+                    offset: event.offset,
+                    stream,
+                    revision: event.revision,
+                    id: event.id,
+                });
+            }
+            if let Some((_, ids)) = index.id_segments.back_mut() {
+                ids.extend(run.iter().map(|e| e.id));
+            }
         }
         segment.len = end.max(segment.len);
         index.next_position += events.len() as u64;
