@@ -140,6 +140,9 @@ enum Command {
     /// Remove from the disk the events that deletion and retention hide (--dry-run
     /// first to see what would be reclaimed).
     Scavenge(commands::scavenge::Args),
+    /// Stream surgery: copy-replace, split or join streams (--dry-run first), with an
+    /// audit record in $surgery; `migrate log` lists the records.
+    Migrate(commands::migrate::Args),
     /// Register event schema versions and their converters, or list them.
     Schema(commands::schema::Args),
     /// Measure the disk, then the store, and print each figure beside the disk's.
@@ -214,6 +217,7 @@ fn main() -> ExitCode {
         Command::Repair(args) => runtime.block_on(commands::repair::run(args)),
         Command::Scavenge(args) => runtime.block_on(commands::scavenge::run(args)),
         Command::Schema(args) => runtime.block_on(commands::schema::run(args)),
+        Command::Migrate(args) => runtime.block_on(commands::migrate::run(args)),
         Command::Bench(args) => commands::bench::run(args, &runtime),
         Command::Demo(args) => runtime.block_on(commands::demo::run(args)),
         Command::Forget(args) => runtime.block_on(commands::forget::run(args)),

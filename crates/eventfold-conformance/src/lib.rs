@@ -158,9 +158,23 @@ pub mod __private {
 /// ```
 #[macro_export]
 macro_rules! conformance_tests {
+    // A store that forwards to a server (`HttpStore`): every case but those that
+    // write system events themselves, which only a store in this process takes.
+    (remote: $factory:expr $(,)?) => {
+        $crate::conformance_tests! {
+            @remote $factory;
+        }
+    };
     ($factory:expr $(,)?) => {
         $crate::conformance_tests! {
+            @remote $factory;
+            moved_streams_refuse_client_appends
+        }
+    };
+    (@remote $factory:expr; $($local:ident),*) => {
+        $crate::conformance_tests! {
             @cases $factory;
+            $($local,)*
             empty_store_has_no_head_and_no_streams,
             expected_any_appends_to_new_and_existing_streams,
             expected_no_stream_creates_a_stream_once,
@@ -253,6 +267,7 @@ mod tests {
             include_str!("cases/gaps.rs"),
             include_str!("cases/idempotency.rs"),
             include_str!("cases/index_streams.rs"),
+            include_str!("cases/moved.rs"),
             include_str!("cases/multi_stream.rs"),
             include_str!("cases/read_all.rs"),
             include_str!("cases/read_stream.rs"),

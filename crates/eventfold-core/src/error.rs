@@ -33,6 +33,17 @@ pub enum Error {
         /// The stream asked for.
         stream: String,
     },
+    /// A stream surgery moved the stream's events to another stream and closed it:
+    /// nothing was written, and appends belong to `moved_to` now.
+    #[error(
+        "stream '{stream}' was moved to '{moved_to}' by a stream surgery; append to '{moved_to}' instead"
+    )]
+    StreamMoved {
+        /// The stream written to.
+        stream: String,
+        /// Where its events went.
+        moved_to: String,
+    },
     /// The stream name cannot be used.
     #[error("invalid stream name '{name}': it {reason}")]
     InvalidStreamName {

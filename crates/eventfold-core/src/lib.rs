@@ -50,7 +50,7 @@ pub use store::{
     StoreMetric, StreamSummary, StreamWrite, append_system, select_streams,
 };
 pub use stream::{
-    ExpectedVersion, Position, Revision, STREAM_NAME_BYTES_MAX, SUBJECT_FORGOTTEN_EVENT_TYPE,
-    SUBJECTS_STREAM, SYSTEM_STREAM_PREFIXES, TOMBSTONE_EVENT_TYPE, category_of,
-    validate_stored_stream_name, validate_stream_name,
+    ExpectedVersion, MIGRATED_FROM_KEY, Position, Revision, STREAM_MOVED_EVENT_TYPE,
+    STREAM_NAME_BYTES_MAX, SUBJECT_FORGOTTEN_EVENT_TYPE, SUBJECTS_STREAM, SYSTEM_STREAM_PREFIXES,
+    TOMBSTONE_EVENT_TYPE, category_of, validate_stored_stream_name, validate_stream_name,
 };

@@ -10,12 +10,12 @@ use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::event::RecordedEvent;
-use crate::plan::{AppendPlan, AppendView, EventLocation, check_writes, plan_append};
+use crate::plan::{AppendPlan, AppendView, EventLocation, StreamEnd, check_writes, plan_append};
 use crate::resend::{Appended, ResendCheck};
 use crate::store::{
     AllSlice, AppendResult, Direction, EventStore, ReadAll, ReadStream, StreamWrite,
 };
-use crate::stream::{Position, Revision, TOMBSTONE_EVENT_TYPE};
+use crate::stream::{Position, Revision};
 
 /// An event store held in memory, with the same semantics as the durable backends.
 #[derive(Debug)]
@@ -68,12 +68,14 @@ impl AppendView for State {
             .map(|&i| (self.log[i].id, self.log[i].position)))
     }
 
-    fn is_tombstoned(&self, stream: &str, last: Revision) -> Result<bool> {
+    fn stream_end(&self, stream: &str, last: Revision) -> Result<StreamEnd> {
         Ok(self
             .streams
             .get(stream)
             .and_then(|events| events.get(last.0 as usize))
-            .is_some_and(|&i| self.log[i].event_type == TOMBSTONE_EVENT_TYPE))
+            .map_or(StreamEnd::Open, |&i| {
+                StreamEnd::of(&self.log[i].event_type, &self.log[i].data)
+            }))
     }
 }
 

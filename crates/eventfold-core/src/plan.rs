@@ -15,7 +15,8 @@ use crate::error::{Error, Result};
 use crate::event::EventData;
 use crate::store::{AppendResult, StreamWrite};
 use crate::stream::{
-    ExpectedVersion, Position, Revision, validate_stored_stream_name, validate_stream_name,
+    ExpectedVersion, Position, Revision, STREAM_MOVED_EVENT_TYPE, TOMBSTONE_EVENT_TYPE,
+    validate_stored_stream_name, validate_stream_name,
 };
 
 /// Where an event was written.
@@ -42,11 +43,75 @@ pub trait AppendView {
     /// The id and position of the event at `revision` of `stream`, if it exists.
     fn event_at(&self, stream: &str, revision: Revision) -> Result<Option<(Uuid, Position)>>;
 
-    /// Whether the stream's last event, at `last`, is the tombstone of a hard delete:
-    /// an event of type [`TOMBSTONE_EVENT_TYPE`](crate::TOMBSTONE_EVENT_TYPE),
-    /// which only a system write can carry. A backend whose answer costs a read may
-    /// answer from a cache.
-    fn is_tombstoned(&self, stream: &str, last: Revision) -> Result<bool>;
+    /// Whether the stream's last event, at `last`, closes it ([`StreamEnd::of`]: the
+    /// tombstone of a hard delete, or a surgery's move marker; only a system write can
+    /// carry either). A backend whose answer costs a read may answer from a cache.
+    fn stream_end(&self, stream: &str, last: Revision) -> Result<StreamEnd>;
+}
+
+/// What a stream's last event says about appends to it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum StreamEnd {
+    /// An ordinary event: appends are decided by their expected versions.
+    #[default]
+    Open,
+    /// A hard delete's tombstone ([`TOMBSTONE_EVENT_TYPE`]): every append is refused.
+    Deleted,
+    /// A surgery's move marker ([`STREAM_MOVED_EVENT_TYPE`]): client appends are
+    /// refused, naming the stream the events went to; system writes (a hard delete of
+    /// the old stream) still pass.
+    Moved(String),
+}
+
+impl StreamEnd {
+    /// Whether an event of `event_type` may close a stream: the types whose event
+    /// [`StreamEnd::of`] reads (a backend keeps its data only for these).
+    pub fn closes(event_type: &str) -> bool {
+        event_type == TOMBSTONE_EVENT_TYPE || event_type == STREAM_MOVED_EVENT_TYPE
+    }
+
+    /// What a stream whose last event has `event_type` and `data` says. A move
+    /// marker whose data names no stream (written by hand into a restored log) still
+    /// closes the stream, naming no target.
+    ///
+    /// ```
+    /// use eventfold_core::plan::StreamEnd;
+    /// assert_eq!(StreamEnd::of("$stream-moved-to", br#"{"stream":"order-2"}"#), StreamEnd::Moved("order-2".into()));
+    /// assert_eq!(StreamEnd::of("$stream-deleted", b"{}"), StreamEnd::Deleted);
+    /// assert_eq!(StreamEnd::of("OrderPlaced", b"{}"), StreamEnd::Open);
+    /// ```
+    pub fn of(event_type: &str, data: &[u8]) -> StreamEnd {
+        if event_type == TOMBSTONE_EVENT_TYPE {
+            return StreamEnd::Deleted;
+        }
+        if event_type != STREAM_MOVED_EVENT_TYPE {
+            return StreamEnd::Open;
+        }
+        #[derive(serde::Deserialize)]
+        struct Marker {
+            stream: String,
+        }
+        StreamEnd::Moved(
+            serde_json::from_slice::<Marker>(data)
+                .map(|m| m.stream)
+                .unwrap_or_default(),
+        )
+    }
+
+    /// The refusal of `write` to a stream ending so; `None` when it may be written.
+    fn refuses(&self, write: &StreamWrite) -> Option<Error> {
+        match self {
+            StreamEnd::Open => None,
+            StreamEnd::Deleted => Some(Error::StreamDeleted {
+                stream: write.stream.clone(),
+            }),
+            StreamEnd::Moved(_) if write.is_system() => None,
+            StreamEnd::Moved(to) => Some(Error::StreamMoved {
+                stream: write.stream.clone(),
+                moved_to: to.clone(),
+            }),
+        }
+    }
 }
 
 /// An append that passed [`check_writes`]: the only input [`plan_append`] takes, so
@@ -209,15 +274,14 @@ enum One {
     Replay(AppendResult),
 }
 
-/// A check: the stream is as expected and not deleted, or the append is refused.
+/// A check: the stream is as expected and not deleted or moved, or the append is
+/// refused.
 fn check_one(view: &impl AppendView, check: StreamWrite) -> Result<()> {
     let actual = view.last_revision(&check.stream)?;
     if let Some(last) = actual
-        && view.is_tombstoned(&check.stream, last)?
+        && let Some(refusal) = view.stream_end(&check.stream, last)?.refuses(&check)
     {
-        return Err(Error::StreamDeleted {
-            stream: check.stream,
-        });
+        return Err(refusal);
     }
     if !check.expected.is_satisfied_by(actual) {
         return Err(Error::WrongExpectedVersion {
@@ -232,11 +296,9 @@ fn check_one(view: &impl AppendView, check: StreamWrite) -> Result<()> {
 fn plan_one(view: &impl AppendView, write: StreamWrite) -> Result<One> {
     let actual = view.last_revision(&write.stream)?;
     if let Some(last) = actual
-        && view.is_tombstoned(&write.stream, last)?
+        && let Some(refusal) = view.stream_end(&write.stream, last)?.refuses(&write)
     {
-        return Err(Error::StreamDeleted {
-            stream: write.stream,
-        });
+        return Err(refusal);
     }
     let times = write.recorded_at().map(<[_]>::to_vec);
     let StreamWrite {

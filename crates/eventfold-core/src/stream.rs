@@ -174,6 +174,8 @@ pub const SYSTEM_STREAM_PREFIXES: &[&str] = &[
     // Notifications about subjects of personal data: `$subject-forgotten`
     // (eventfold-privacy).
     "$subjects",
+    // The audit trail of stream surgery (eventfold-surgery).
+    "$surgery",
 ];
 
 /// The type of the event a hard delete writes at the end of a stream (the metadata
@@ -181,6 +183,17 @@ pub const SYSTEM_STREAM_PREFIXES: &[&str] = &[
 /// refuses every append to a stream whose last event has this type, so backends know
 /// it; a client write cannot carry it (its type starts with `$`).
 pub const TOMBSTONE_EVENT_TYPE: &str = "$stream-deleted";
+
+/// The type of the event a stream surgery writes at the end of a stream whose events
+/// it moved elsewhere: data `{"stream": "<where they went>"}`. The shared append
+/// decision (`plan.rs`) refuses every client append to a stream whose last event has
+/// this type with [`Error::StreamMoved`](crate::Error::StreamMoved), naming the new
+/// stream, so writers follow it; reads of the old stream still see its history.
+pub const STREAM_MOVED_EVENT_TYPE: &str = "$stream-moved-to";
+
+/// The metadata key a surgery's copy of an event carries: `"<revision>@<stream>"` of
+/// the event it was copied from.
+pub const MIGRATED_FROM_KEY: &str = "$migrated_from";
 
 /// The system stream of notifications about subjects of personal data.
 pub const SUBJECTS_STREAM: &str = "$subjects";

@@ -18,9 +18,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use chrono::Utc;
-use eventfold_core::TOMBSTONE_EVENT_TYPE;
 use eventfold_core::plan::{
-    AppendPlan, AppendView, CheckedWrites, EventLocation, PlannedWrite, plan_append,
+    AppendPlan, AppendView, CheckedWrites, EventLocation, PlannedWrite, StreamEnd, plan_append,
 };
 use eventfold_core::resend::Appended;
 use eventfold_core::{AppendResult, Error, Position, Result, Revision};
@@ -70,8 +69,9 @@ struct Pending {
     /// Whether the appender gave the id (else the store made it, and no other append
     /// can name it before it is published).
     given_id: bool,
-    /// Whether it is a hard delete's tombstone.
-    tombstone: bool,
+    /// Whether it may close its stream ([`StreamEnd::closes`]: a hard delete's
+    /// tombstone or a surgery's move marker; what it says is in the [`EndCache`]).
+    closes: bool,
 }
 
 /// Events written but not yet synced and published, oldest first. Together with the
@@ -79,7 +79,7 @@ struct Pending {
 #[derive(Default)]
 struct Unsynced {
     events: VecDeque<Pending>,
-    /// Id, position and tombstone flag of each stream's unsynced events.
+    /// Id, position and closing flag of each stream's unsynced events.
     streams: FastMap<Arc<str>, VecDeque<(Uuid, u64, bool)>>,
     /// Stream, revision and position of each unsynced event id that its appender
     /// gave: an id the store made is known to nobody until it is published, so no
@@ -94,7 +94,7 @@ impl Unsynced {
     fn push(&mut self, events: &[Pending]) {
         for run in events.chunk_by(|a, b| Arc::ptr_eq(&a.stream, &b.stream)) {
             let list = self.streams.entry(run[0].stream.clone()).or_default();
-            list.extend(run.iter().map(|e| (e.id, e.position, e.tombstone)));
+            list.extend(run.iter().map(|e| (e.id, e.position, e.closes)));
         }
         for event in events {
             if event.given_id {
@@ -146,14 +146,15 @@ impl Unsynced {
 struct View<'a> {
     index: &'a Index,
     unsynced: &'a Unsynced,
-    tombstones: &'a TombstoneCache,
+    ends: &'a EndCache,
 }
 
 /// For each stream the writer appended to: its committed last revision when it was
-/// checked, and whether the event there is a hard delete's tombstone. Without it,
+/// checked, and what the event there says about appends ([`StreamEnd`]); also each
+/// unsynced closing event's, put here when it is encoded. Without it,
 /// every append to an existing stream would read its last record from disk.
 #[derive(Default)]
-struct TombstoneCache(std::cell::RefCell<HashMap<Arc<str>, (u64, bool)>>);
+struct EndCache(std::cell::RefCell<HashMap<Arc<str>, (u64, StreamEnd)>>);
 
 impl View<'_> {
     fn committed_len(&self, stream: &str) -> u64 {
@@ -198,38 +199,50 @@ impl AppendView for View<'_> {
         }))
     }
 
-    fn is_tombstoned(&self, stream: &str, last: Revision) -> Result<bool> {
-        // An unsynced last event's kind is in memory; a committed one's type is on
-        // disk, so its answer is cached until the stream's committed end moves.
+    fn stream_end(&self, stream: &str, last: Revision) -> Result<StreamEnd> {
+        // An unsynced last event's flag is in memory (and a closing one's answer in
+        // the cache since it was encoded); a committed one's type is on disk, so its
+        // answer is cached until the stream's committed end moves.
         let committed_len = self.committed_len(stream);
+        let cached = || {
+            self.ends
+                .0
+                .borrow()
+                .get(stream)
+                .filter(|(revision, _)| *revision == last.get())
+                .map(|(_, end)| end.clone())
+        };
         if last.get() >= committed_len {
             let i = (last.get() - committed_len) as usize;
-            return Ok(self
+            let closes = self
                 .unsynced
                 .streams
                 .get(stream)
                 .and_then(|p| p.get(i))
-                .is_some_and(|&(_, _, tombstone)| tombstone));
+                .is_some_and(|&(_, _, closes)| closes);
+            return Ok(if closes {
+                cached().unwrap_or(StreamEnd::Deleted)
+            } else {
+                StreamEnd::Open
+            });
         }
-        if let Some(&(revision, tombstoned)) = self.tombstones.0.borrow().get(stream)
-            && revision == last.get()
-        {
-            return Ok(tombstoned);
+        if let Some(end) = cached() {
+            return Ok(end);
         }
         let Some((key, positions)) = self.index.streams.get_key_value(stream) else {
-            return Ok(false);
+            return Ok(StreamEnd::Open);
         };
         let Some(position) = positions.get(last.get() as usize) else {
-            return Ok(false);
+            return Ok(StreamEnd::Open);
         };
-        let tombstoned = self
+        let end = self
             .read_committed(position)?
-            .is_some_and(|e| e.event_type == TOMBSTONE_EVENT_TYPE);
-        self.tombstones
+            .map_or(StreamEnd::Open, |e| StreamEnd::of(&e.event_type, &e.data));
+        self.ends
             .0
             .borrow_mut()
-            .insert(key.clone(), (last.get(), tombstoned));
-        Ok(tombstoned)
+            .insert(key.clone(), (last.get(), end.clone()));
+        Ok(end)
     }
 
     fn event_at(&self, stream: &str, revision: Revision) -> Result<Option<(Uuid, Position)>> {
@@ -267,7 +280,7 @@ pub(crate) struct Writer {
     written: u64,
     next_position: u64,
     unsynced: Unsynced,
-    tombstones: TombstoneCache,
+    ends: EndCache,
     buffer: Vec<u8>,
 }
 
@@ -335,7 +348,7 @@ impl Writer {
             written,
             next_position,
             unsynced: Unsynced::default(),
-            tombstones: TombstoneCache::default(),
+            ends: EndCache::default(),
             buffer: Vec::new(),
         })
     }
@@ -397,6 +410,11 @@ impl Writer {
                 self.unsynced
                     .truncate(self.unsynced.events.len() - events.len());
                 self.next_position -= events.len() as u64;
+                // Closing events of the batch were put in the cache when encoded; their
+                // revisions will be written by other events now.
+                if events.iter().any(|e| e.closes) {
+                    self.ends.0.borrow_mut().clear();
+                }
                 for (reply, _) in replies {
                     let _ = reply.send(Err(error.clone()));
                 }
@@ -451,7 +469,7 @@ impl Writer {
             let view = View {
                 index: &index,
                 unsynced: &self.unsynced,
-                tombstones: &self.tombstones,
+                ends: &self.ends,
             };
             match plan_append(&view, request.writes) {
                 Err(error) => {
@@ -514,6 +532,16 @@ impl Writer {
                     },
                     &mut self.buffer,
                 );
+                let closes = StreamEnd::closes(&event.event.event_type);
+                if closes {
+                    self.ends.0.borrow_mut().insert(
+                        stream.clone(),
+                        (
+                            revision,
+                            StreamEnd::of(&event.event.event_type, &event.event.data),
+                        ),
+                    );
+                }
                 events.push(Pending {
                     stream: stream.clone(),
                     revision,
@@ -521,7 +549,7 @@ impl Writer {
                     offset: offset as u32,
                     id: event.id,
                     given_id: event.event.id.is_some(),
-                    tombstone: event.event.event_type == TOMBSTONE_EVENT_TYPE,
+                    closes,
                 });
             }
             results.push(AppendResult {

@@ -23,8 +23,8 @@
 
 use tokio_postgres::Client;
 
-use eventfold_core::TOMBSTONE_EVENT_TYPE;
 use eventfold_core::{Error, Result};
+use eventfold_core::{STREAM_MOVED_EVENT_TYPE, TOMBSTONE_EVENT_TYPE};
 
 use crate::error::pg_error;
 
@@ -219,13 +219,17 @@ impl Sql {
             read_head: format!("SELECT next_position FROM {s}.head"),
             set_head: format!("UPDATE {s}.head SET next_position = $1"),
             // The last event of each stream: its revision (the stream's length), its
-            // id and position, and whether it is a tombstone (which ends a
-            // hard-deleted stream; the type is a constant of ours, no user input).
+            // id and position, and, when it may close the stream (a hard delete's
+            // tombstone, a surgery's move marker: types that are constants of ours,
+            // no user input), its type and data.
             stream_lasts: format!(
-                "SELECT n.stream, e.revision, e.id, e.position, e.event_type = '{TOMBSTONE_EVENT_TYPE}'
+                "SELECT n.stream, e.revision, e.id, e.position,
+                        CASE WHEN e.event_type IN ('{TOMBSTONE_EVENT_TYPE}', '{STREAM_MOVED_EVENT_TYPE}')
+                             THEN e.event_type END,
+                        CASE WHEN e.event_type = '{STREAM_MOVED_EVENT_TYPE}' THEN e.data END
                  FROM unnest($1::text[]) AS n(stream)
                  LEFT JOIN LATERAL (
-                     SELECT revision, id, position, event_type FROM {s}.events
+                     SELECT revision, id, position, event_type, data FROM {s}.events
                      WHERE stream = n.stream ORDER BY revision DESC LIMIT 1
                  ) e ON true"
             ),
@@ -249,7 +253,8 @@ impl Sql {
                      AS x(p, r, i, v, n, t, c, k, d, m)"
             ),
             // One append to one stream, whole: the stream's last event, the guard
-            // (not deleted, the expectation `$2`/`$3` holds), the head moved on (the
+            // (not deleted or moved: the slow path tells which, and lets a system
+            // write to a moved stream pass; the expectation `$2`/`$3` holds), the head moved on (the
             // row lock every writer takes; its new value is read after the lock, so
             // positions stay gap-free in commit order), the rows, the notification.
             // `$2` is 0 any, 1 no stream, 2 stream exists, 3 exact. The last event is
@@ -259,7 +264,8 @@ impl Sql {
             // the slow path. No row back: the guard failed, nothing was written.
             append_one: format!(
                 "WITH last AS (
-                     SELECT revision, event_type = '{TOMBSTONE_EVENT_TYPE}' AS tombstone
+                     SELECT revision,
+                            event_type IN ('{TOMBSTONE_EVENT_TYPE}', '{STREAM_MOVED_EVENT_TYPE}') AS tombstone
                      FROM {s}.events WHERE stream = $1::text ORDER BY revision DESC LIMIT 1
                  ), found AS (
                      SELECT (SELECT revision FROM last) AS revision,

@@ -37,9 +37,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use eventfold_core::TOMBSTONE_EVENT_TYPE;
 use eventfold_core::plan::{
-    AppendPlan, AppendView, CheckedWrites, EventLocation, PlannedWrite, plan_append,
+    AppendPlan, AppendView, CheckedWrites, EventLocation, PlannedWrite, StreamEnd, plan_append,
 };
 use eventfold_core::resend::Appended;
 use eventfold_core::{
@@ -213,7 +212,7 @@ impl Writer {
             || write
                 .events
                 .iter()
-                .any(|e| e.event_type == TOMBSTONE_EVENT_TYPE)
+                .any(|e| StreamEnd::closes(&e.event_type))
         {
             return None;
         }
@@ -582,14 +581,14 @@ fn accept(
         let count = write.events.len() as u64;
         let stream: Arc<str> = Arc::from(write.stream.as_str());
         let category: Arc<str> = Arc::from(category_of(&write.stream));
-        if write
-            .events
-            .last()
-            .is_some_and(|e| e.event.event_type == TOMBSTONE_EVENT_TYPE)
-        {
-            accepted.tombstoned.insert(write.stream.clone());
-        } else {
-            accepted.tombstoned.remove(&write.stream);
+        match write.events.last() {
+            Some(e) if StreamEnd::closes(&e.event.event_type) => {
+                let end = StreamEnd::of(&e.event.event_type, &e.event.data);
+                accepted.ends.insert(write.stream.clone(), end);
+            }
+            _ => {
+                accepted.ends.remove(&write.stream);
+            }
         }
         let added = accepted.streams.entry(write.stream).or_default();
         for (i, event) in write.events.into_iter().enumerate() {
@@ -658,8 +657,8 @@ fn correlation_of(metadata: &[u8]) -> Option<String> {
 struct Committed {
     /// Each stream's last revision.
     lasts: HashMap<String, Option<Revision>>,
-    /// The streams of `lasts` whose last event is a tombstone.
-    tombstoned: HashSet<String>,
+    /// The streams of `lasts` whose last event closes them ([`StreamEnd`]).
+    ends: HashMap<String, StreamEnd>,
     /// Events by (stream, revision).
     at: HashMap<(String, u64), Option<(Uuid, Position)>>,
     ids: HashMap<Uuid, Option<EventLocation>>,
@@ -676,9 +675,11 @@ impl Committed {
                 Some(revision) => {
                     let id: Uuid = row.try_get(2).map_err(decode)?;
                     let position: i64 = row.try_get(3).map_err(decode)?;
-                    let tombstone: bool = row.try_get(4).map_err(decode)?;
-                    if tombstone {
-                        self.tombstoned.insert(stream.clone());
+                    let closing: Option<String> = row.try_get(4).map_err(decode)?;
+                    if let Some(event_type) = closing {
+                        let data: Option<Vec<u8>> = row.try_get(5).map_err(decode)?;
+                        let end = StreamEnd::of(&event_type, data.as_deref().unwrap_or_default());
+                        self.ends.insert(stream.clone(), end);
                     }
                     let revision = stored_u64(revision, "revision")?;
                     self.at.insert(
@@ -810,8 +811,8 @@ fn stored_u64(value: i64, what: &str) -> Result<u64> {
 struct Accepted {
     /// New events per stream, following the stream's committed events.
     streams: HashMap<String, Vec<(Uuid, Position)>>,
-    /// The streams of `streams` whose newest event is a tombstone.
-    tombstoned: HashSet<String>,
+    /// The streams of `streams` whose newest event closes them ([`StreamEnd`]).
+    ends: HashMap<String, StreamEnd>,
     ids: HashMap<Uuid, EventLocation>,
 }
 
@@ -901,15 +902,16 @@ impl AppendView for View<'_> {
         }
     }
 
-    fn is_tombstoned(&self, stream: &str, last: Revision) -> Result<bool> {
+    fn stream_end(&self, stream: &str, last: Revision) -> Result<StreamEnd> {
         // `last` is the stream's last revision: its newest accepted event when the
         // batch added some, else its committed last event.
         let committed_len = self.committed_last(stream)?.map_or(0, |r| r.get() + 1);
-        Ok(if last.get() >= committed_len {
-            self.accepted.tombstoned.contains(stream)
+        let ends = if last.get() >= committed_len {
+            &self.accepted.ends
         } else {
-            self.committed.tombstoned.contains(stream)
-        })
+            &self.committed.ends
+        };
+        Ok(ends.get(stream).cloned().unwrap_or_default())
     }
 }
 

@@ -49,22 +49,27 @@ async fn competing_consumers_share_the_events_each_delivered_once() {
     };
     let delivered = Arc::new(std::sync::Mutex::new(BTreeMap::<u64, Vec<usize>>::new()));
     let all_delivered = Arc::new(tokio::sync::Notify::new());
+    // Acks counted apart from deliveries: the checkpoint is checked once every
+    // delivered event was acked, whichever consumer acks last.
+    let acked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut consumers = Vec::new();
     for consumer in 0..3usize {
         let group = group.clone();
         let delivered = delivered.clone();
         let all_delivered = all_delivered.clone();
+        let acked = acked.clone();
         consumers.push(tokio::spawn(async move {
             loop {
                 let next = group.next().await.unwrap();
                 let position = next.event.position.get();
-                let count = {
-                    let mut delivered = delivered.lock().unwrap();
-                    delivered.entry(position).or_default().push(consumer);
-                    delivered.len()
-                };
+                delivered
+                    .lock()
+                    .unwrap()
+                    .entry(position)
+                    .or_default()
+                    .push(consumer);
                 group.ack(position).await.unwrap();
-                if count == total {
+                if acked.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == total {
                     all_delivered.notify_one();
                 }
             }

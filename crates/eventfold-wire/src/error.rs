@@ -53,6 +53,8 @@ error_codes! {
     StreamNotFound = "stream_not_found" => NOT_FOUND,
     /// The stream was hard-deleted.
     StreamDeleted = "stream_deleted" => NOT_FOUND,
+    /// A stream surgery moved the stream's events elsewhere (`moved_to`): append there.
+    StreamMoved = "stream_moved" => CONFLICT,
     /// The stream name cannot be used.
     InvalidStreamName = "invalid_stream_name" => BAD_REQUEST,
     /// No expected version: not `any`, `no_stream`, `stream_exists` or a number.
@@ -164,6 +166,7 @@ impl ErrorCode {
             Error::WrongExpectedVersion { .. } => ErrorCode::WrongExpectedVersion,
             Error::StreamNotFound { .. } => ErrorCode::StreamNotFound,
             Error::StreamDeleted { .. } => ErrorCode::StreamDeleted,
+            Error::StreamMoved { .. } => ErrorCode::StreamMoved,
             Error::InvalidStreamName { .. } => ErrorCode::InvalidStreamName,
             Error::InvalidExpectedVersion { .. } => ErrorCode::InvalidExpectedVersion,
             Error::InvalidEvent { .. } => ErrorCode::InvalidEvent,
@@ -283,6 +286,9 @@ pub struct ErrorBody {
     pub limit: Option<String>,
     /// What is wrong, for people.
     pub message: String,
+    /// `stream_moved`: the stream the events were moved to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moved_to: Option<String>,
     /// `corrupted`: the byte offset of the damage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offset: Option<u64>,
@@ -344,6 +350,7 @@ impl ErrorBody {
             file: None,
             limit: None,
             message: message.into(),
+            moved_to: None,
             offset: None,
             path: None,
             reason: None,
@@ -372,6 +379,10 @@ impl ErrorBody {
             }
             Error::StreamNotFound { stream } | Error::StreamDeleted { stream } => {
                 body.stream = Some(stream.clone());
+            }
+            Error::StreamMoved { stream, moved_to } => {
+                body.stream = Some(stream.clone());
+                body.moved_to = Some(moved_to.clone());
             }
             Error::InvalidStreamName { name, reason } => {
                 body.stream = Some(name.clone());
@@ -441,6 +452,10 @@ impl ErrorBody {
             },
             ErrorCode::StreamNotFound => Error::StreamNotFound { stream },
             ErrorCode::StreamDeleted => Error::StreamDeleted { stream },
+            ErrorCode::StreamMoved => Error::StreamMoved {
+                stream,
+                moved_to: self.moved_to.unwrap_or_default(),
+            },
             ErrorCode::InvalidStreamName => Error::InvalidStreamName {
                 name: stream,
                 reason: "was refused by the server",
@@ -510,6 +525,10 @@ pub fn examples() -> Vec<Error> {
         },
         Error::StreamDeleted {
             stream: "order-3".into(),
+        },
+        Error::StreamMoved {
+            stream: "order-3".into(),
+            moved_to: "order-3-fixed".into(),
         },
         Error::InvalidStreamName {
             name: "$nope".into(),

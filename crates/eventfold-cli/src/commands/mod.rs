@@ -10,6 +10,7 @@ pub mod bench_scavenge;
 pub mod demo;
 pub mod export;
 pub mod forget;
+pub mod migrate;
 pub mod projection;
 pub mod read;
 pub mod repair;

@@ -1,0 +1,165 @@
+//! `eventfold migrate` through the real binary: a dry run changes nothing, a
+//! copy-replace moves the stream (appends to it are refused naming the new one), the
+//! copies carry `$migrated_from`, `migrate log` lists the audit record, and bad input
+//! fails before any write.
+
+use std::path::Path;
+use std::process::Output;
+
+use eventfold_testsupport::cli::{Cli, text};
+use eventfold_testsupport::dirs::{path_arg, temp_dir};
+use serde_json::Value;
+
+fn eventfold(args: &[&str]) -> Output {
+    Cli::new(env!("CARGO_BIN_EXE_eventfold")).run(args)
+}
+
+fn ok(args: &[&str]) -> String {
+    let output = eventfold(args);
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        text(&output.stderr)
+    );
+    text(&output.stdout)
+}
+
+fn lines(out: &str) -> Vec<Value> {
+    out.lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}
+
+fn append(dir: &Path, stream: &str, json: &str) -> Output {
+    let args = [
+        "append",
+        "--data",
+        path_arg(dir),
+        stream,
+        "--type",
+        "PricedItem",
+        "--json",
+        json,
+    ];
+    eventfold(&args)
+}
+
+#[test]
+fn copy_replace_with_a_dry_run_first_then_the_audit_log() {
+    let dir = temp_dir();
+    let data = path_arg(dir.path());
+    for price in ["10", "1000", "12"] {
+        assert!(
+            append(dir.path(), "cart-1", &format!(r#"{{"price":{price}}}"#))
+                .status
+                .success()
+        );
+    }
+    let migrate = |extra: &[&str]| {
+        let mut args = vec![
+            "migrate",
+            "copy-replace",
+            "cart-1",
+            "--to",
+            "cart-1-fixed",
+            "--skip",
+            "1",
+            "--data",
+            data,
+            "--reason",
+            "a price typed with two zeros too many",
+            "--who",
+            "ops",
+        ];
+        args.extend_from_slice(extra);
+        eventfold(&args)
+    };
+
+    let dry = migrate(&["--dry-run"]);
+    assert!(dry.status.success(), "{}", text(&dry.stderr));
+    assert!(
+        text(&dry.stderr).contains("would copy 2 events to 'cart-1-fixed'"),
+        "{}",
+        text(&dry.stderr)
+    );
+    let read_fixed = eventfold(&["read", "--data", data, "cart-1-fixed"]);
+    assert!(!read_fixed.status.success(), "a dry run writes nothing");
+
+    let outcome = lines(&text(&migrate(&[]).stdout));
+    assert_eq!(outcome[0]["targets"]["cart-1-fixed"], 2);
+    let copies = lines(&ok(&["read", "--data", data, "cart-1-fixed"]));
+    let prices: Vec<&Value> = copies.iter().map(|e| &e["data"]["price"]).collect();
+    assert_eq!(prices, [10, 12]);
+    assert_eq!(copies[1]["metadata"]["$migrated_from"], "2@cart-1");
+
+    let refused = append(dir.path(), "cart-1", r#"{"price":5}"#);
+    assert!(!refused.status.success());
+    let message = text(&refused.stderr);
+    assert!(message.contains("moved to 'cart-1-fixed'"), "{message}");
+
+    let log = lines(&ok(&["migrate", "log", "--data", data]));
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0]["operation"], "copy-replace");
+    assert_eq!(log[0]["reason"], "a price typed with two zeros too many");
+    assert_eq!(log[0]["who"], "ops");
+    assert_eq!(log[0]["arguments"]["to"], "cart-1-fixed");
+}
+
+#[test]
+fn bad_surgery_input_fails_before_any_write() {
+    let dir = temp_dir();
+    let data = path_arg(dir.path());
+    assert!(
+        append(dir.path(), "cart-1", r#"{"price":1}"#)
+            .status
+            .success()
+    );
+    assert!(
+        append(dir.path(), "cart-2", r#"{"price":2}"#)
+            .status
+            .success()
+    );
+    for (args, says) in [
+        (
+            vec!["copy-replace", "cart-9", "--to", "new-1"],
+            "'cart-9' not found",
+        ),
+        (
+            vec!["copy-replace", "cart-1", "--to", "cart-2"],
+            "target stream 'cart-2' exists",
+        ),
+        (
+            vec![
+                "copy-replace",
+                "cart-1",
+                "--to",
+                "new-1",
+                "--transform",
+                "{",
+            ],
+            "not a valid jq program",
+        ),
+        (
+            vec!["split", "cart-1", "--into", "a-1=true", "b-1=true"],
+            "all match",
+        ),
+        (
+            vec!["join", "cart-1", "cart-9", "--into", "new-1"],
+            "'cart-9' not found",
+        ),
+    ] {
+        let mut full = vec!["migrate"];
+        full.extend(args);
+        full.extend(["--data", data, "--reason", "test"]);
+        let output = eventfold(&full);
+        assert!(!output.status.success(), "{full:?} succeeded");
+        assert!(
+            text(&output.stderr).contains(says),
+            "{full:?}: {}",
+            text(&output.stderr)
+        );
+    }
+    let all = lines(&ok(&["read", "--data", data, "cart-1"]));
+    assert_eq!(all.len(), 1, "nothing was written to the source");
+    assert!(lines(&ok(&["migrate", "log", "--data", data])).is_empty());
+}
