@@ -163,3 +163,82 @@ fn bad_surgery_input_fails_before_any_write() {
     assert_eq!(all.len(), 1, "nothing was written to the source");
     assert!(lines(&ok(&["migrate", "log", "--data", data])).is_empty());
 }
+
+#[test]
+fn join_through_a_server_records_its_user_and_refuses_appends_to_the_sources() {
+    let dir = temp_dir();
+    let server = Cli::new(env!("CARGO_BIN_EXE_eventfold")).serve(&[
+        "--data",
+        path_arg(dir.path()),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let url = format!("http://{}", server.address());
+    let remote_append = |stream: &str, n: u64| {
+        eventfold(&[
+            "append",
+            "--server",
+            &url,
+            stream,
+            "--type",
+            "Seen",
+            "--json",
+            &format!(r#"{{"n":{n}}}"#),
+        ])
+    };
+    for n in 0..4 {
+        let stream = if n % 2 == 0 { "left-1" } else { "right-1" };
+        assert!(remote_append(stream, n).status.success());
+    }
+    let join = |extra: &[&str]| {
+        let mut args = vec![
+            "migrate",
+            "join",
+            "left-1",
+            "right-1",
+            "--into",
+            "both-1",
+            "--server",
+            &url,
+            "--reason",
+            "one aggregate after all",
+        ];
+        args.extend_from_slice(extra);
+        eventfold(&args)
+    };
+    let dry = lines(&text(&join(&["--dry-run"]).stdout));
+    assert_eq!(dry[0]["dry_run"], true);
+    assert_eq!(dry[0]["targets"]["both-1"], 4);
+    assert!(
+        !eventfold(&["read", "--server", &url, "both-1"])
+            .status
+            .success()
+    );
+
+    let done = join(&[]);
+    assert!(done.status.success(), "{}", text(&done.stderr));
+    let joined = lines(&ok(&["read", "--server", &url, "both-1"]));
+    let ns: Vec<&Value> = joined.iter().map(|e| &e["data"]["n"]).collect();
+    assert_eq!(ns, [0, 1, 2, 3], "in the order of $all");
+    let refused = remote_append("right-1", 9);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr).contains("moved to 'both-1'"),
+        "{}",
+        text(&refused.stderr)
+    );
+
+    let log = lines(&ok(&["migrate", "log", "--server", &url]));
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0]["operation"], "join");
+    assert_eq!(
+        log[0]["arguments"]["sources"],
+        serde_json::json!(["left-1", "right-1"])
+    );
+    assert!(
+        log[0]["who"].as_str().is_some_and(|w| !w.is_empty()),
+        "{}",
+        log[0]
+    );
+    server.stop();
+}

@@ -270,6 +270,26 @@ impl HttpStore {
         .await
     }
 
+    /// A stream surgery on the server's store (`POST /admin/surgery`, administrators
+    /// only): copy-replace, split or join, checked before any write, recorded in
+    /// `$surgery` under the authenticated user; with `dry_run` only checked.
+    pub async fn surgery(
+        &self,
+        request: &eventfold_wire::SurgeryRequest,
+    ) -> Result<eventfold_wire::SurgeryOutcome> {
+        let url = self.url(&["admin", "surgery"]);
+        let body = serde_json::to_vec(request)
+            .map_err(|e| eventfold_core::Error::Backend(format!("encoding the request: {e}")))?;
+        self.call(
+            self.client
+                .post(url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body),
+            "",
+        )
+        .await
+    }
+
     /// Forgets a subject of personal data (`DELETE /subjects/{subject}`,
     /// administrators only): the server destroys its key, so its values read as
     /// `{"$redacted": true}` from now on, and appends `$subject-forgotten` to

@@ -178,6 +178,10 @@ fn good_body(path: &str, method: &Method) -> Value {
         ("/subscriptions/{group}/ack" | "/subscriptions/{group}/nack", _) => {
             json!({"positions": []})
         }
+        ("/admin/surgery", _) => json!({
+            "operation": "copy-replace", "source": "order-1", "to": "order-1-fixed",
+            "reason": "a probe", "dry_run": true
+        }),
         _ => json!({}),
     }
 }

@@ -193,6 +193,46 @@ fn samples() -> Vec<(&'static str, Value)> {
             )),
         ),
         (
+            "SurgeryRequest",
+            wire(&eventfold_wire::SurgeryRequest {
+                operation: eventfold_wire::SurgeryOperation::Split {
+                    source: "account-1".into(),
+                    into: vec![eventfold_wire::SplitTarget {
+                        stream: "money-1".into(),
+                        filter: ".type == \"Deposited\"".into(),
+                    }],
+                },
+                reason: "two aggregates grew in one stream".into(),
+                dry_run: true,
+            }),
+        ),
+        (
+            "SurgeryRequest",
+            wire(&eventfold_wire::SurgeryRequest {
+                operation: eventfold_wire::SurgeryOperation::CopyReplace {
+                    source: "cart-1".into(),
+                    to: "cart-1-fixed".into(),
+                    skip: vec![3],
+                    transform: Some(".".into()),
+                },
+                reason: "a wrong price".into(),
+                dry_run: false,
+            }),
+        ),
+        (
+            "SurgeryOutcome",
+            wire(&eventfold_wire::SurgeryOutcome {
+                operation: "join".into(),
+                dry_run: false,
+                targets: [("both-1".to_string(), 6)].into(),
+                moved: [("left-1".to_string(), "both-1".to_string())].into(),
+                dropped: 0,
+                read: 6,
+                resumed: 0,
+                audit_position: Some(12),
+            }),
+        ),
+        (
             "SubjectForgotten",
             wire(&eventfold_wire::SubjectForgotten {
                 subject: "customer-7f3a".into(),

@@ -30,18 +30,18 @@
 //! nothing, and its [`Outcome`] says what would change.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-use std::collections::BTreeMap;
-
 use bytes::Bytes;
 use eventfold_core::{
     AppendResult, Error, EventData, EventStore, ExpectedVersion, MIGRATED_FROM_KEY, ReadStream,
     RecordedEvent, Result, Revision, STREAM_MOVED_EVENT_TYPE, StreamWrite,
 };
 use eventfold_schema::JqProgram;
-use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 pub use eventfold_core::plan::StreamEnd;
+pub use eventfold_wire::{
+    SplitTarget, SurgeryOperation as Operation, SurgeryOutcome as Outcome, SurgeryRequest,
+};
 
 /// The system stream of the audit trail: one record per surgery performed.
 pub const SURGERY_STREAM: &str = "$surgery";
@@ -52,85 +52,6 @@ pub const CHUNK_EVENTS: usize = 1_000;
 /// Times the last append is tried again after a live writer moved a source.
 const ATTEMPTS_MAX: usize = 20;
 
-/// One surgery.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Operation {
-    /// Copies `source` into the new stream `to`, without the revisions of `skip`,
-    /// each event through `transform` (a jq program) when given.
-    CopyReplace {
-        /// The stream to replace.
-        source: String,
-        /// The new stream.
-        to: String,
-        /// Revisions of `source` left out.
-        skip: Vec<u64>,
-        /// A jq program from an event (`{"stream", "revision", "type", "version",
-        /// "data", "metadata"}`) to the events it becomes (`{"type", "data",
-        /// "metadata"?, "version"?}` each; none: the event is dropped).
-        transform: Option<String>,
-    },
-    /// Splits `source` into new streams: each event goes to the one stream of `into`
-    /// whose jq filter (on the same event object as a transform) outputs `true`.
-    Split {
-        /// The stream to split.
-        source: String,
-        /// New stream and filter, in order.
-        into: Vec<(String, String)>,
-    },
-    /// Joins `sources` into the new stream `into`, in the order of `$all`.
-    Join {
-        /// The streams to join.
-        sources: Vec<String>,
-        /// The new stream.
-        into: String,
-    },
-}
-
-impl Operation {
-    /// The operation's name, as the CLI and the audit record spell it.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Operation::CopyReplace { .. } => "copy-replace",
-            Operation::Split { .. } => "split",
-            Operation::Join { .. } => "join",
-        }
-    }
-
-    /// The operation's arguments, as the audit record keeps them.
-    pub fn arguments(&self) -> Value {
-        match self {
-            Operation::CopyReplace {
-                source,
-                to,
-                skip,
-                transform,
-            } => json!({"source": source, "to": to, "skip": skip, "transform": transform}),
-            Operation::Split { source, into } => json!({
-                "source": source,
-                "into": into.iter().map(|(s, f)| json!({"stream": s, "filter": f})).collect::<Vec<_>>(),
-            }),
-            Operation::Join { sources, into } => json!({"sources": sources, "into": into}),
-        }
-    }
-
-    fn sources(&self) -> Vec<&str> {
-        match self {
-            Operation::CopyReplace { source, .. } | Operation::Split { source, .. } => {
-                vec![source.as_str()]
-            }
-            Operation::Join { sources, .. } => sources.iter().map(String::as_str).collect(),
-        }
-    }
-
-    fn targets(&self) -> Vec<&str> {
-        match self {
-            Operation::CopyReplace { to, .. } => vec![to.as_str()],
-            Operation::Split { into, .. } => into.iter().map(|(s, _)| s.as_str()).collect(),
-            Operation::Join { into, .. } => vec![into.as_str()],
-        }
-    }
-}
-
 /// Who performs a surgery, and why: what the audit record keeps.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Audit {
@@ -138,27 +59,6 @@ pub struct Audit {
     pub reason: String,
     /// Who (a user name, or the account the CLI runs as).
     pub who: String,
-}
-
-/// What a surgery changed (or, in a dry run, would change).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Outcome {
-    /// The operation's name.
-    pub operation: &'static str,
-    /// Whether nothing was written.
-    pub dry_run: bool,
-    /// Events per new stream (in a dry run: that would be written).
-    pub targets: BTreeMap<String, u64>,
-    /// Each source and the stream its marker names.
-    pub moved: BTreeMap<String, String>,
-    /// Events of the sources left out (skipped, or dropped by the transform).
-    pub dropped: u64,
-    /// Events of the sources read.
-    pub read: u64,
-    /// Copies found already written by an earlier run of the same surgery.
-    pub resumed: u64,
-    /// Where the audit record went (`None` in a dry run).
-    pub audit_position: Option<u64>,
 }
 
 /// A copy to write: its target and the event.
@@ -238,7 +138,7 @@ pub async fn perform<S: EventStore + ?Sized>(
     }
     let resumed: u64 = written.iter().sum();
     let outcome = |work: &Work, audit_position| Outcome {
-        operation: operation.name(),
+        operation: operation.name().to_string(),
         dry_run,
         targets: targets
             .iter()
@@ -382,9 +282,7 @@ impl Programs {
                     transform: None,
                     filters: into
                         .iter()
-                        .map(|(stream, filter)| {
-                            compile(&format!("the filter of '{stream}'"), filter)
-                        })
+                        .map(|t| compile(&format!("the filter of '{}'", t.stream), &t.filter))
                         .collect::<Result<_>>()?,
                 }
             }
@@ -484,7 +382,7 @@ async fn read_new<S: EventStore + ?Sized>(
                     }
                     _ => {
                         let names: Vec<&str> =
-                            matched.iter().map(|t| into[*t].0.as_str()).collect();
+                            matched.iter().map(|t| into[*t].stream.as_str()).collect();
                         return Err(invalid(&format!(
                             "the split filters of {} all match {at}: every event must go to exactly one stream",
                             names.join(", ")

@@ -11,7 +11,7 @@ use eventfold_core::{
 };
 use eventfold_log::{LogOptions, LogStore};
 use eventfold_metadata::MetadataLayer;
-use eventfold_surgery::{Audit, Operation, SURGERY_STREAM, perform};
+use eventfold_surgery::{Audit, Operation, SURGERY_STREAM, SplitTarget, perform};
 use serde_json::{Value, json};
 
 fn store(dir: &std::path::Path) -> impl EventStore + use<> {
@@ -169,7 +169,10 @@ async fn split_routes_each_event_to_the_one_filter_it_matches() {
         source: "account-1".into(),
         into: filters
             .iter()
-            .map(|(s, f)| (s.to_string(), f.to_string()))
+            .map(|(s, f)| SplitTarget {
+                stream: s.to_string(),
+                filter: f.to_string(),
+            })
             .collect(),
     };
 

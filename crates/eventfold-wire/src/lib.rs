@@ -17,6 +17,7 @@ pub mod event;
 pub mod group;
 pub mod page;
 pub mod subscription;
+pub mod surgery;
 
 pub use admin::{ArchiveAnswer, ArchiveRequest, ScavengeAnswer, SubjectForgotten};
 pub use append::{AppendResult, NewEvent, NewEvents, TransactionResults, TransactionWrite};
@@ -25,3 +26,4 @@ pub use event::{Event, Recorded, event_json_line};
 pub use group::{Deliveries, Delivery, NackBody, Positions, Replay};
 pub use page::{EventsPage, Health, StreamHead, StreamsPage};
 pub use subscription::SubscriptionMessage;
+pub use surgery::{SplitTarget, SurgeryOperation, SurgeryOutcome, SurgeryRequest};

@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use eventfold_surgery::{Audit, Operation, Outcome};
+use eventfold_surgery::{Audit, Operation, Outcome, SplitTarget};
 
 use crate::StoreArgs;
 
@@ -78,7 +78,8 @@ struct Common {
     /// Why: kept in the audit record (required).
     #[arg(long, value_name = "TEXT")]
     reason: String,
-    /// Who, for the audit record (default: the USER of the environment).
+    /// Who, for the audit record (default: the USER of the environment; through
+    /// --server, the server records its authenticated user instead).
     #[arg(long, value_name = "NAME")]
     who: Option<String>,
     /// Check everything and print what would change; write nothing.
@@ -123,18 +124,33 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             source,
             into,
             common,
-        } => (Operation::Split { source, into }, common),
+        } => {
+            let into = into
+                .into_iter()
+                .map(|(stream, filter)| SplitTarget { stream, filter })
+                .collect();
+            (Operation::Split { source, into }, common)
+        }
         MigrateCommand::Join {
             sources,
             into,
             common,
         } => (Operation::Join { sources, into }, common),
     };
-    anyhow::ensure!(
-        common.target.server.is_none(),
-        "migrate works on a data directory (--data DIR, the server stopped) in this version; \
-         --server is not available yet"
-    );
+    if common.target.server.is_some() {
+        // The server performs it, and records its authenticated user as who did it.
+        let request = eventfold_wire::SurgeryRequest {
+            operation,
+            reason: common.reason,
+            dry_run: common.dry_run,
+        };
+        let outcome = super::http_store(&common.target)?
+            .surgery(&request)
+            .await
+            .with_context(|| format!("migrate {}", request.operation.name()))?;
+        print_outcome(&outcome);
+        return Ok(ExitCode::SUCCESS);
+    }
     let store = super::open_target(&common.target)?;
     let audit = Audit {
         reason: common.reason,

@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use eventfold_wire::{
     ArchiveRequest, ErrorCode, ScavengeAnswer, StreamHead, StreamsPage, SubjectForgotten,
+    SurgeryRequest,
 };
 
 use super::request::{Shared, expected_version, invalid_json, json_kind, json_object, limit};
@@ -190,6 +191,40 @@ pub(super) async fn scavenge(
         "scavenge"
     );
     Ok(Json(ScavengeAnswer::from(summary)))
+}
+
+/// `POST /admin/surgery` with a [`SurgeryRequest`]: one stream surgery (copy-replace,
+/// split, join) on the server's store while it keeps serving, checked before any write;
+/// the audit record names the authenticated user. Administrators only.
+pub(super) async fn surgery(
+    State(state): Shared,
+    who: Principal,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    state.authorize(&who, Access::Admin).await?;
+    let request: SurgeryRequest = json_object(
+        &body?,
+        r#"a JSON object {"operation": "copy-replace" | "split" | "join", ..., "reason", "dry_run"?}"#,
+    )?;
+    let audit = eventfold_surgery::Audit {
+        reason: request.reason,
+        who: who.name.clone(),
+    };
+    let outcome = eventfold_surgery::perform(
+        state.store.as_ref(),
+        &request.operation,
+        &audit,
+        request.dry_run,
+        &mut |_, _| {},
+    )
+    .await?;
+    tracing::info!(
+        user = %who.name,
+        operation = outcome.operation,
+        dry_run = outcome.dry_run,
+        "surgery"
+    );
+    Ok(Json(outcome))
 }
 
 /// `POST /admin/archive` with `{"to": URL}` (or `{}`: the server's own `--archive`):

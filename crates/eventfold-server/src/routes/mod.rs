@@ -84,6 +84,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         )
         .route("/admin/scavenge", post(admin::scavenge))
         .route("/admin/archive", post(admin::archive))
+        .route("/admin/surgery", post(admin::surgery))
         .route("/subjects/{subject}", delete(admin::forget_subject))
         .route("/", get(console::root))
         .route("/console", get(console::index))
