@@ -242,3 +242,38 @@ fn join_through_a_server_records_its_user_and_refuses_appends_to_the_sources() {
     );
     server.stop();
 }
+
+#[test]
+fn copy_replace_in_place_keeps_the_name_and_hides_the_originals() {
+    let dir = temp_dir();
+    let data = path_arg(dir.path());
+    for price in ["10", "1000", "12"] {
+        assert!(
+            append(dir.path(), "cart-1", &format!(r#"{{"price":{price}}}"#))
+                .status
+                .success()
+        );
+    }
+    ok(&[
+        "migrate",
+        "copy-replace",
+        "cart-1",
+        "--in-place",
+        "--skip",
+        "1",
+        "--data",
+        data,
+        "--reason",
+        "a price typed with two zeros too many",
+    ]);
+    let read = lines(&ok(&["read", "--data", data, "cart-1"]));
+    let prices: Vec<&Value> = read.iter().map(|e| &e["data"]["price"]).collect();
+    assert_eq!(prices, [10, 12]);
+    assert_eq!(read[0]["revision"], 3, "the copies follow the originals");
+    assert!(
+        append(dir.path(), "cart-1", r#"{"price":5}"#)
+            .status
+            .success(),
+        "the stream stays open"
+    );
+}

@@ -214,6 +214,7 @@ fn samples() -> Vec<(&'static str, Value)> {
                     to: "cart-1-fixed".into(),
                     skip: vec![3],
                     transform: Some(".".into()),
+                    in_place: true,
                 },
                 reason: "a wrong price".into(),
                 dry_run: false,

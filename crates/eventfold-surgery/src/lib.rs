@@ -4,7 +4,8 @@
 //! streams, fixed on the way, and the old stream is closed:
 //!
 //! - [`Operation::CopyReplace`]: a stream's events into a new stream, some revisions
-//!   skipped, optionally through a jq transform (an event in, zero or more out);
+//!   skipped, optionally through a jq transform (an event in, zero or more out); or,
+//!   `in_place`, back into the same stream, its `truncate_before` hiding the originals;
 //! - [`Operation::Split`]: a stream's events into several new streams, each event to
 //!   the one whose jq filter it matches (exactly one must match);
 //! - [`Operation::Join`]: several streams into one new stream, in the order of `$all`.
@@ -30,11 +31,14 @@
 //! nothing, and its [`Outcome`] says what would change.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+use std::collections::BTreeMap;
+
 use bytes::Bytes;
 use eventfold_core::{
     AppendResult, Error, EventData, EventStore, ExpectedVersion, MIGRATED_FROM_KEY, ReadStream,
     RecordedEvent, Result, Revision, STREAM_MOVED_EVENT_TYPE, StreamWrite,
 };
+use eventfold_metadata::StreamAdmin;
 use eventfold_schema::JqProgram;
 use serde_json::{Map, Value, json};
 
@@ -94,7 +98,18 @@ pub async fn perform<S: EventStore + ?Sized>(
     let programs = Programs::compile(operation)?;
     let sources = operation.sources();
     let targets = operation.targets();
-    check_names(&sources, &targets)?;
+    let in_place = matches!(operation, Operation::CopyReplace { in_place: true, .. });
+    if in_place {
+        if sources != targets {
+            return Err(invalid(&format!(
+                "an in-place copy-replace writes back to its source: its target is '{}' itself, not '{}'",
+                sources[0], targets[0]
+            )));
+        }
+        check_names(&sources, &[])?;
+    } else {
+        check_names(&sources, &targets)?;
+    }
     for source in &sources {
         if let Some(last) = store.stream_revision(source).await? {
             let tail = store
@@ -129,6 +144,9 @@ pub async fn perform<S: EventStore + ?Sized>(
         return Err(invalid(&format!(
             "--skip {missing}: stream '{source}' has no revision {missing}"
         )));
+    }
+    if in_place {
+        return replace_in_place(store, operation, &programs, work, audit, dry_run, progress).await;
     }
     // Copies an earlier, interrupted run already wrote: each target must hold
     // nothing, or exactly the first of its copies.
@@ -211,18 +229,7 @@ pub async fn perform<S: EventStore + ?Sized>(
                 vec![marker(&targets)?],
             ));
         }
-        let record = json!({
-            "operation": operation.name(),
-            "reason": audit.reason,
-            "who": audit.who,
-            "arguments": operation.arguments(),
-            "at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-        });
-        writes.push(StreamWrite::system(
-            SURGERY_STREAM,
-            ExpectedVersion::Any,
-            vec![EventData::json(SURGERY_EVENT_TYPE, &record)?],
-        ));
+        writes.push(audit_record(operation, audit)?);
         match store.append_multi(writes).await {
             Ok(results) => {
                 progress(total, total);
@@ -235,6 +242,98 @@ pub async fn perform<S: EventStore + ?Sized>(
                 // A live writer appended to a source: copy its new events too.
                 attempts += 1;
                 read_new(store, operation, &programs, &mut work).await?;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// The write of the audit record of `operation` to [`SURGERY_STREAM`].
+fn audit_record(operation: &Operation, audit: &Audit) -> Result<StreamWrite> {
+    let record = json!({
+        "operation": operation.name(),
+        "reason": audit.reason,
+        "who": audit.who,
+        "arguments": operation.arguments(),
+        "at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+    });
+    Ok(StreamWrite::system(
+        SURGERY_STREAM,
+        ExpectedVersion::Any,
+        vec![EventData::json(SURGERY_EVENT_TYPE, &record)?],
+    ))
+}
+
+/// A copy-replace in place: the copies appended to the source itself, its metadata's
+/// `truncate_before` moved to the first copy (the originals are hidden, and a
+/// scavenge reclaims them), and the audit record, in one atomic append: readers see
+/// the old events or the new ones, never both. Not in chunks, for the same reason: a
+/// stream too large for one append is refused (`too_large`) with nothing written.
+async fn replace_in_place<S: EventStore + ?Sized>(
+    store: &S,
+    operation: &Operation,
+    programs: &Programs,
+    mut work: Work,
+    audit: &Audit,
+    dry_run: bool,
+    progress: &mut (dyn FnMut(u64, u64) + Send),
+) -> Result<Outcome> {
+    let source = operation.sources()[0];
+    let metadata_stream = eventfold_metadata::metadata_stream(source);
+    let mut attempts = 0;
+    loop {
+        let copies = work.copies.len() as u64;
+        let mut outcome = Outcome {
+            operation: operation.name().to_string(),
+            dry_run,
+            targets: [(source.to_string(), copies)].into(),
+            moved: BTreeMap::new(),
+            dropped: work.dropped,
+            read: work.read,
+            resumed: 0,
+            audit_position: None,
+        };
+        if dry_run {
+            return Ok(outcome);
+        }
+        let Some(last) = work.read_to[0] else {
+            return Err(Error::StreamNotFound {
+                stream: source.to_string(),
+            });
+        };
+        let record = store.stream_metadata(source).await?;
+        let mut metadata = record.metadata.clone();
+        metadata.truncate_before = Some(Revision(last.get() + 1));
+        let events: Vec<EventData> = work.copies.iter().map(|c| c.event.clone()).collect();
+        let writes = vec![
+            if events.is_empty() {
+                StreamWrite::check(source, ExpectedVersion::Exact(last))
+            } else {
+                StreamWrite::new(source, ExpectedVersion::Exact(last), events)
+            },
+            StreamWrite::system(
+                metadata_stream.as_str(),
+                record.expected(),
+                vec![EventData::json(
+                    eventfold_metadata::METADATA_EVENT_TYPE,
+                    &metadata,
+                )?],
+            ),
+            audit_record(operation, audit)?,
+        ];
+        match store.append_multi(writes).await {
+            Ok(results) => {
+                progress(copies, copies);
+                outcome.audit_position = results.last().map(|r| r.position.get());
+                return Ok(outcome);
+            }
+            Err(Error::WrongExpectedVersion { stream, .. })
+                if (stream == source || stream == metadata_stream) && attempts < ATTEMPTS_MAX =>
+            {
+                // A live writer appended to the stream, or its metadata changed: copy
+                // the new events too, and read the metadata again.
+                attempts += 1;
+                read_new(store, operation, programs, &mut work).await?;
             }
             Err(error) => return Err(error),
         }

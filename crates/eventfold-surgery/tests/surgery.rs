@@ -75,6 +75,7 @@ async fn copy_replace_skips_moves_and_leaves_an_audit_record() {
         to: "order-1-fixed".into(),
         skip: vec![1],
         transform: None,
+        in_place: false,
     };
 
     let before = head(&store).await;
@@ -145,6 +146,7 @@ async fn copy_replace_transforms_with_jq() {
         to: "cart-1-v2".into(),
         skip: vec![],
         transform: Some(transform.into()),
+        in_place: false,
     };
     let outcome = perform(&store, &operation, &audit(), false, &mut |_, _| {})
         .await
@@ -256,6 +258,7 @@ async fn bad_input_is_refused_before_any_write() {
             to: to.into(),
             skip,
             transform: transform.map(str::to_string),
+            in_place: false,
         };
     let before = head(&store).await;
     for (operation, reason, says) in [
@@ -333,6 +336,7 @@ async fn a_live_writer_during_the_surgery_loses_nothing() {
         to: "order-1-fixed".into(),
         skip: vec![],
         transform: None,
+        in_place: false,
     };
     perform(&store, &operation, &audit(), false, &mut |_, _| {})
         .await
@@ -380,6 +384,7 @@ async fn a_surgery_stopped_before_its_last_append_shows_nothing_moved_and_resume
         to: "big-1-fixed".into(),
         skip: vec![],
         transform: None,
+        in_place: false,
     };
     let mut seen = Vec::new();
     perform(&store, &operation, &audit(), false, &mut |done, total| {
@@ -419,4 +424,66 @@ async fn a_surgery_stopped_before_its_last_append_shows_nothing_moved_and_resume
     let copies = read(&store, "big-1-fixed").await;
     assert_eq!(ns(&copies), (0..=events).collect::<Vec<_>>());
     assert_eq!(eventfold_surgery::log(&store).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn copy_replace_in_place_hides_the_originals_in_one_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path()).layer(LiveWriter {
+        source: "order-1",
+        times: AtomicUsize::new(1),
+    });
+    fill(&store, "order-1", &["Placed", "PricedWrongly", "Paid"]).await;
+    let operation = Operation::CopyReplace {
+        source: "order-1".into(),
+        to: "order-1".into(),
+        skip: vec![1],
+        transform: None,
+        in_place: true,
+    };
+    let outcome = perform(&store, &operation, &audit(), false, &mut |_, _| {})
+        .await
+        .unwrap();
+    assert!(
+        outcome.moved.is_empty(),
+        "nothing moved: the stream keeps its name"
+    );
+    // The live writer's event (101, at revision 3) was copied too; the originals
+    // (revisions 0 to 3) are hidden by truncate_before, the copies follow them.
+    let visible = read(&store, "order-1").await;
+    assert_eq!(ns(&visible), [0, 2, 101]);
+    assert_eq!(visible[0].revision, Revision(4));
+    let from: Vec<Value> = visible
+        .iter()
+        .map(|e| json_of(&e.metadata)["$migrated_from"].clone())
+        .collect();
+    assert_eq!(
+        from,
+        [json!("0@order-1"), json!("2@order-1"), json!("3@order-1")]
+    );
+    // The stream is not closed: writers keep appending to it.
+    store
+        .append(
+            "order-1",
+            ExpectedVersion::Exact(Revision(6)),
+            vec![event("Shipped", 7)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(eventfold_surgery::log(&store).await.unwrap().len(), 1);
+
+    let wrong_target = Operation::CopyReplace {
+        source: "order-1".into(),
+        to: "order-2".into(),
+        skip: vec![],
+        transform: None,
+        in_place: true,
+    };
+    let error = perform(&store, &wrong_target, &audit(), false, &mut |_, _| {})
+        .await
+        .expect_err("an in-place copy names its source as target");
+    assert!(
+        error.to_string().contains("writes back to its source"),
+        "{error}"
+    );
 }

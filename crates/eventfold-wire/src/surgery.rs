@@ -36,6 +36,11 @@ pub enum SurgeryOperation {
         /// "metadata"?, "version"?}` each; none: the event is dropped).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         transform: Option<String>,
+        /// Rewrite `source` under its own name (`to` is `source`): the copies are
+        /// appended to it and its metadata's `truncate_before` hides the originals,
+        /// in one atomic append.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        in_place: bool,
     },
     /// Splits `source` into new streams: each event goes to the one of `into` whose jq
     /// filter (on the same event object as a transform) outputs `true`.
@@ -93,7 +98,7 @@ impl SurgeryOperation {
         }
     }
 
-    /// The new streams it writes.
+    /// The streams it writes (new ones, or the source itself in place).
     pub fn targets(&self) -> Vec<&str> {
         match self {
             SurgeryOperation::CopyReplace { to, .. } => vec![to.as_str()],
@@ -129,7 +134,7 @@ pub struct SurgeryOutcome {
     pub dry_run: bool,
     /// Events per new stream (in a dry run: that would be written).
     pub targets: BTreeMap<String, u64>,
-    /// Each source and the stream its move marker names.
+    /// Each source and the stream its move marker names (none in place).
     pub moved: BTreeMap<String, String>,
     /// Events of the sources left out (skipped, or dropped by the transform).
     pub dropped: u64,

@@ -23,9 +23,9 @@ enum MigrateCommand {
     CopyReplace {
         /// The stream to replace.
         source: String,
-        /// The new stream.
-        #[arg(long, value_name = "TARGET")]
-        to: String,
+        /// The new stream (left out with --in-place).
+        #[arg(long, value_name = "TARGET", required_unless_present = "in_place")]
+        to: Option<String>,
         /// Revisions of SOURCE to leave out (comma-separated).
         #[arg(long, value_name = "REV,...", value_delimiter = ',')]
         skip: Vec<u64>,
@@ -34,7 +34,8 @@ enum MigrateCommand {
         /// `empty` drops it).
         #[arg(long, value_name = "JQ")]
         transform: Option<String>,
-        /// Rewrite the stream in place (truncate-before) instead of into a new one.
+        /// Rewrite the stream under its own name: the copies are appended to it and
+        /// its truncate_before hides the originals, in one atomic append.
         #[arg(long)]
         in_place: bool,
         #[command(flatten)]
@@ -104,22 +105,16 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             transform,
             in_place,
             common,
-        } => {
-            anyhow::ensure!(
-                !in_place,
-                "--in-place is not available yet: copy into a new stream with --to, and \
-                 point readers at it"
-            );
-            (
-                Operation::CopyReplace {
-                    source,
-                    to,
-                    skip,
-                    transform,
-                },
-                common,
-            )
-        }
+        } => (
+            Operation::CopyReplace {
+                to: to.unwrap_or_else(|| source.clone()),
+                source,
+                skip,
+                transform,
+                in_place,
+            },
+            common,
+        ),
         MigrateCommand::Split {
             source,
             into,
