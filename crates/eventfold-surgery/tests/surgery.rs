@@ -1,24 +1,96 @@
-//! Stream surgery on the embedded engine under the metadata layer (as the CLI opens a
-//! data directory): copy-replace, split and join, their refusals before any write,
-//! a live writer during the surgery, and a surgery stopped before its last append.
+//! Stream surgery on the embedded engine and on PostgreSQL, under the metadata layer
+//! (as the CLI and the server open a store): copy-replace (also in place), split and
+//! join, their refusals before any write, a live writer during the surgery, and a
+//! surgery stopped before its last append.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use eventfold_core::{
-    AppendResult, Error, EventData, EventStore, ExpectedVersion, LayerExt, Position, ReadStream,
-    RecordedEvent, Result, Revision, STREAM_MOVED_EVENT_TYPE, StoreLayer, StreamWrite,
+    AppendResult, Error, EventData, EventStore, ExpectedVersion, LayerExt, Layered, Position,
+    ReadStream, RecordedEvent, Result, Revision, STREAM_MOVED_EVENT_TYPE, StoreLayer, StreamWrite,
 };
 use eventfold_log::{LogOptions, LogStore};
 use eventfold_metadata::MetadataLayer;
+use eventfold_postgres::{PostgresOptions, PostgresStore};
 use eventfold_surgery::{Audit, Operation, SURGERY_STREAM, SplitTarget, perform};
+use eventfold_testsupport::postgres::{TestSchema, database_url};
 use serde_json::{Value, json};
 
-fn store(dir: &std::path::Path) -> impl EventStore + use<> {
-    LogStore::open(dir, LogOptions::default())
-        .expect("open the store")
-        .layer(MetadataLayer)
+/// Where a case runs.
+#[derive(Debug, Clone, Copy)]
+enum Backend {
+    Log,
+    Postgres,
 }
+
+/// What keeps a store's storage alive for one case (its directory, or its PostgreSQL
+/// schema, dropped afterwards).
+enum Guard {
+    Dir(#[allow(dead_code, reason = "held for its Drop")] tempfile::TempDir),
+    Schema(#[allow(dead_code, reason = "held for its Drop")] TestSchema),
+}
+
+/// A fresh store on `backend` under the metadata layer (as the CLI and the server
+/// open one); `None` (after a loud skip) when PostgreSQL is asked for and no test
+/// database is named.
+async fn open(backend: Backend) -> Option<(Layered<MetadataLayer, Arc<dyn EventStore>>, Guard)> {
+    let (store, guard): (Arc<dyn EventStore>, Guard) = match backend {
+        Backend::Log => {
+            let dir = tempfile::tempdir().expect("temporary directory");
+            let store = LogStore::open(dir.path(), LogOptions::default()).expect("open the store");
+            (Arc::new(store), Guard::Dir(dir))
+        }
+        Backend::Postgres => {
+            let url = database_url()?;
+            let schema = TestSchema::new(&url, "ef_surgery");
+            let options = PostgresOptions {
+                schema: schema.name.clone(),
+                pool_connections_max: 4,
+                ..PostgresOptions::default()
+            };
+            let store = PostgresStore::connect(&url, options)
+                .await
+                .unwrap_or_else(|e| panic!("connecting to {url}: {e}"));
+            (Arc::new(store), Guard::Schema(schema))
+        }
+    };
+    Some((store.layer(MetadataLayer), guard))
+}
+
+/// Every case, on the embedded engine and on PostgreSQL.
+macro_rules! on_every_backend {
+    ($($case:ident),* $(,)?) => {
+        mod log_engine {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(super::Backend::Log).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(super::Backend::Postgres).await;
+                }
+            )*
+        }
+    };
+}
+
+on_every_backend!(
+    copy_replace_skips_moves_and_leaves_an_audit_record,
+    copy_replace_transforms_with_jq,
+    split_routes_each_event_to_the_one_filter_it_matches,
+    join_keeps_the_order_of_all_and_moves_every_source,
+    bad_input_is_refused_before_any_write,
+    a_live_writer_during_the_surgery_loses_nothing,
+    a_surgery_stopped_before_its_last_append_shows_nothing_moved_and_resumes,
+    copy_replace_in_place_hides_the_originals_in_one_append,
+);
 
 fn event(event_type: &str, n: u64) -> EventData {
     EventData::json(event_type, &json!({ "n": n })).expect("event")
@@ -65,10 +137,10 @@ async fn head(store: &impl EventStore) -> Option<Position> {
     store.head_position().await.expect("head")
 }
 
-#[tokio::test]
-async fn copy_replace_skips_moves_and_leaves_an_audit_record() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store(dir.path());
+async fn copy_replace_skips_moves_and_leaves_an_audit_record(backend: Backend) {
+    let Some((store, _guard)) = open(backend).await else {
+        return;
+    };
     fill(&store, "order-1", &["Placed", "PricedWrongly", "Paid"]).await;
     let operation = Operation::CopyReplace {
         source: "order-1".into(),
@@ -134,10 +206,10 @@ async fn copy_replace_skips_moves_and_leaves_an_audit_record() {
     ));
 }
 
-#[tokio::test]
-async fn copy_replace_transforms_with_jq() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store(dir.path());
+async fn copy_replace_transforms_with_jq(backend: Backend) {
+    let Some((store, _guard)) = open(backend).await else {
+        return;
+    };
     fill(&store, "cart-1", &["Added", "Added", "Removed"]).await;
     // Doubles every n, drops the removals, renames the adds.
     let transform = r#"if .type == "Removed" then empty else {type: "ItemAdded", data: {n: (.data.n * 10)}} end"#;
@@ -157,10 +229,10 @@ async fn copy_replace_transforms_with_jq() {
     assert!(copies.iter().all(|e| e.event_type == "ItemAdded"));
 }
 
-#[tokio::test]
-async fn split_routes_each_event_to_the_one_filter_it_matches() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store(dir.path());
+async fn split_routes_each_event_to_the_one_filter_it_matches(backend: Backend) {
+    let Some((store, _guard)) = open(backend).await else {
+        return;
+    };
     fill(
         &store,
         "account-1",
@@ -219,10 +291,10 @@ async fn split_routes_each_event_to_the_one_filter_it_matches() {
     );
 }
 
-#[tokio::test]
-async fn join_keeps_the_order_of_all_and_moves_every_source() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store(dir.path());
+async fn join_keeps_the_order_of_all_and_moves_every_source(backend: Backend) {
+    let Some((store, _guard)) = open(backend).await else {
+        return;
+    };
     for n in 0..6u64 {
         let stream = if n % 2 == 0 { "left-1" } else { "right-1" };
         store
@@ -246,10 +318,10 @@ async fn join_keeps_the_order_of_all_and_moves_every_source() {
     }
 }
 
-#[tokio::test]
-async fn bad_input_is_refused_before_any_write() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store(dir.path());
+async fn bad_input_is_refused_before_any_write(backend: Backend) {
+    let Some((store, _guard)) = open(backend).await else {
+        return;
+    };
     fill(&store, "order-1", &["Placed"]).await;
     fill(&store, "order-2", &["Placed"]).await;
     let copy =
@@ -323,10 +395,11 @@ impl StoreLayer for LiveWriter {
     }
 }
 
-#[tokio::test]
-async fn a_live_writer_during_the_surgery_loses_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store(dir.path()).layer(LiveWriter {
+async fn a_live_writer_during_the_surgery_loses_nothing(backend: Backend) {
+    let Some((store, _guard)) = open(backend).await else {
+        return;
+    };
+    let store = store.layer(LiveWriter {
         source: "order-1",
         times: AtomicUsize::new(3),
     });
@@ -369,10 +442,13 @@ impl StoreLayer for FailLastAppend {
     }
 }
 
-#[tokio::test]
-async fn a_surgery_stopped_before_its_last_append_shows_nothing_moved_and_resumes() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store(dir.path()).layer(FailLastAppend(AtomicBool::new(true)));
+async fn a_surgery_stopped_before_its_last_append_shows_nothing_moved_and_resumes(
+    backend: Backend,
+) {
+    let Some((store, _guard)) = open(backend).await else {
+        return;
+    };
+    let store = store.layer(FailLastAppend(AtomicBool::new(true)));
     let events = eventfold_surgery::CHUNK_EVENTS as u64 * 2 + 500;
     let batch: Vec<EventData> = (0..events).map(|n| event("Counted", n)).collect();
     store
@@ -426,10 +502,11 @@ async fn a_surgery_stopped_before_its_last_append_shows_nothing_moved_and_resume
     assert_eq!(eventfold_surgery::log(&store).await.unwrap().len(), 1);
 }
 
-#[tokio::test]
-async fn copy_replace_in_place_hides_the_originals_in_one_append() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store(dir.path()).layer(LiveWriter {
+async fn copy_replace_in_place_hides_the_originals_in_one_append(backend: Backend) {
+    let Some((store, _guard)) = open(backend).await else {
+        return;
+    };
+    let store = store.layer(LiveWriter {
         source: "order-1",
         times: AtomicUsize::new(1),
     });
