@@ -259,9 +259,11 @@ const pages = {
     } catch (error) {
       if (error.code !== "stream_not_found") throw error;
     }
+    // Newest first: the operation, why, who, when, and its arguments.
     show(el("h1", {}, "Surgery log"),
-      events.length ? table(["revision", "operation", "recorded at", "record"], events.map((e) => [
-        e.revision, e.type, e.recorded_at, el("pre", {}, json(e.data))]), "surgery")
+      events.length ? table(["revision", "operation", "reason", "who", "at", "arguments"], events.map((e) => [
+        e.revision, String(e.data.operation), String(e.data.reason), String(e.data.who), String(e.data.at),
+        el("pre", {}, json(e.data.arguments))]), "surgery")
         : el("p", { class: "muted", id: "no-surgery" }, "No stream surgery was done on this store."));
   },
 

@@ -148,6 +148,16 @@ async function main() {
       await shot(page, "health");
       await navigated(page, () => page.click('nav a[data-nav="surgery"]'));
       check((await page.locator("#no-surgery").count()) === 1, "no surgery on this store");
+      // A surgery through the API, then the log shows its record.
+      await call(OPEN, "POST", "/streams/cart-1", [{ type: "ItemAdded", data: { price: 1000 } }]);
+      await call(OPEN, "POST", "/admin/surgery",
+        { operation: "copy-replace", source: "cart-1", to: "cart-1-fixed", reason: "a price typed wrongly" });
+      await navigated(page, () => page.click('nav a[data-nav="health"]'));
+      await navigated(page, () => page.click('nav a[data-nav="surgery"]'));
+      const log = await page.textContent("#surgery");
+      check(log.includes("copy-replace") && log.includes("a price typed wrongly") && log.includes("cart-1-fixed"),
+        "the surgery log shows the record: " + log);
+      await shot(page, "surgery");
     });
     check(errors.length === 0, "no script error on the page: " + errors.join("; "));
 
