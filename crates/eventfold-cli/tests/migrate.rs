@@ -44,17 +44,19 @@ fn append(dir: &Path, stream: &str, json: &str) -> Output {
     eventfold(&args)
 }
 
+/// `cart-1` with three prices, the second one typed wrongly.
+fn fill_cart(dir: &Path) {
+    for price in ["10", "1000", "12"] {
+        let output = append(dir, "cart-1", &format!(r#"{{"price":{price}}}"#));
+        assert!(output.status.success(), "{}", text(&output.stderr));
+    }
+}
+
 #[test]
 fn copy_replace_with_a_dry_run_first_then_the_audit_log() {
     let dir = temp_dir();
     let data = path_arg(dir.path());
-    for price in ["10", "1000", "12"] {
-        assert!(
-            append(dir.path(), "cart-1", &format!(r#"{{"price":{price}}}"#))
-                .status
-                .success()
-        );
-    }
+    fill_cart(dir.path());
     let migrate = |extra: &[&str]| {
         let mut args = vec![
             "migrate",
@@ -247,13 +249,7 @@ fn join_through_a_server_records_its_user_and_refuses_appends_to_the_sources() {
 fn copy_replace_in_place_keeps_the_name_and_hides_the_originals() {
     let dir = temp_dir();
     let data = path_arg(dir.path());
-    for price in ["10", "1000", "12"] {
-        assert!(
-            append(dir.path(), "cart-1", &format!(r#"{{"price":{price}}}"#))
-                .status
-                .success()
-        );
-    }
+    fill_cart(dir.path());
     ok(&[
         "migrate",
         "copy-replace",

@@ -254,20 +254,10 @@ impl HttpStore {
     /// administrators only): to `to` (`s3://BUCKET/PREFIX`, with the server's
     /// credentials), or without it to the archive the server was started with.
     pub async fn archive(&self, to: Option<&str>) -> Result<eventfold_wire::ArchiveAnswer> {
-        let url = self.url(&["admin", "archive"]);
         let body = eventfold_wire::ArchiveRequest {
             to: to.map(str::to_string),
         };
-        let body = serde_json::to_vec(&body)
-            .map_err(|e| eventfold_core::Error::Backend(format!("encoding the request: {e}")))?;
-        self.call(
-            self.client
-                .post(url)
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body),
-            "",
-        )
-        .await
+        self.post_json(&["admin", "archive"], &body).await
     }
 
     /// A stream surgery on the server's store (`POST /admin/surgery`, administrators
@@ -277,12 +267,20 @@ impl HttpStore {
         &self,
         request: &eventfold_wire::SurgeryRequest,
     ) -> Result<eventfold_wire::SurgeryOutcome> {
-        let url = self.url(&["admin", "surgery"]);
-        let body = serde_json::to_vec(request)
+        self.post_json(&["admin", "surgery"], request).await
+    }
+
+    /// Posts `body` as JSON to the route of `segments` and decodes the answer.
+    async fn post_json<T: serde::de::DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        body: &impl serde::Serialize,
+    ) -> Result<T> {
+        let body = serde_json::to_vec(body)
             .map_err(|e| eventfold_core::Error::Backend(format!("encoding the request: {e}")))?;
         self.call(
             self.client
-                .post(url)
+                .post(self.url(segments))
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body),
             "",

@@ -612,7 +612,7 @@ mod tests {
         }
         // Every store code is covered above.
         let covered: std::collections::BTreeSet<_> = errors.iter().map(ErrorCode::of).collect();
-        assert_eq!(covered.len(), 18);
+        assert_eq!(covered.len(), 19);
     }
 
     #[test]
