@@ -110,25 +110,6 @@ pub async fn perform<S: EventStore + ?Sized>(
     } else {
         check_names(&sources, &targets)?;
     }
-    for source in &sources {
-        if let Some(last) = store.stream_revision(source).await? {
-            let tail = store
-                .read_stream(source, ReadStream::backward().from(last).limit(1))
-                .await?;
-            if let Some(end) = tail.first()
-                && let StreamEnd::Moved(to) = StreamEnd::of(&end.event_type, &end.data)
-            {
-                return Err(Error::StreamMoved {
-                    stream: (*source).to_string(),
-                    moved_to: to,
-                });
-            }
-        } else {
-            return Err(Error::StreamNotFound {
-                stream: (*source).to_string(),
-            });
-        }
-    }
     let mut work = Work {
         read_to: vec![None; sources.len()],
         copies: Vec::new(),
@@ -422,17 +403,27 @@ async fn read_new<S: EventStore + ?Sized>(
     let mut new: Vec<(usize, RecordedEvent)> = Vec::new();
     for (s, source) in operation.sources().iter().enumerate() {
         let from = work.read_to[s].map_or(Revision(0), |r| Revision(r.get() + 1));
-        let events = match store
+        // An unknown (or soft-deleted) source fails here, on its first read; later
+        // reads start past its end and find only what a live writer added.
+        let events = store
             .read_stream(source, ReadStream::forward().from(from))
-            .await
-        {
-            Err(Error::StreamNotFound { .. }) => Vec::new(),
-            other => other?,
-        };
+            .await?;
         if let Some(last) = events.last() {
             work.read_to[s] = Some(last.revision);
         }
         new.extend(events.into_iter().map(|e| (s, e)));
+    }
+    // A source that ends with a move marker was moved already: refused before any
+    // of its events is transformed or filtered.
+    if let Some((_, marker)) = new
+        .iter()
+        .find(|(_, e)| e.event_type == STREAM_MOVED_EVENT_TYPE)
+        && let StreamEnd::Moved(to) = StreamEnd::of(&marker.event_type, &marker.data)
+    {
+        return Err(Error::StreamMoved {
+            stream: marker.stream.clone(),
+            moved_to: to,
+        });
     }
     // A join keeps the order of `$all`.
     new.sort_by_key(|(_, e)| e.position);
