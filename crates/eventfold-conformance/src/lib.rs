@@ -168,7 +168,8 @@ macro_rules! conformance_tests {
     ($factory:expr $(,)?) => {
         $crate::conformance_tests! {
             @remote $factory;
-            moved_streams_refuse_client_appends
+            moved_streams_refuse_client_appends,
+            read_only_stores_refuse_appends_until_undone
         }
     };
     (@remote $factory:expr; $($local:ident),*) => {

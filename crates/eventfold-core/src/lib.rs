@@ -50,7 +50,8 @@ pub use store::{
     StoreMetric, StreamSummary, StreamWrite, append_system, select_streams,
 };
 pub use stream::{
-    ExpectedVersion, MIGRATED_FROM_KEY, Position, Revision, STREAM_MOVED_EVENT_TYPE,
+    ExpectedVersion, MIGRATED_FROM_KEY, Position, Revision, STORE_CAUGHT_UP_EVENT_TYPE,
+    STORE_READ_ONLY_EVENT_TYPE, STORE_STREAM, STORE_WRITABLE_EVENT_TYPE, STREAM_MOVED_EVENT_TYPE,
     STREAM_NAME_BYTES_MAX, SUBJECT_FORGOTTEN_EVENT_TYPE, SUBJECTS_STREAM, SYSTEM_STREAM_PREFIXES,
     TOMBSTONE_EVENT_TYPE, category_of, validate_stored_stream_name, validate_stream_name,
 };

@@ -15,8 +15,9 @@ use crate::error::{Error, Result};
 use crate::event::EventData;
 use crate::store::{AppendResult, StreamWrite};
 use crate::stream::{
-    ExpectedVersion, Position, Revision, STREAM_MOVED_EVENT_TYPE, TOMBSTONE_EVENT_TYPE,
-    validate_stored_stream_name, validate_stream_name,
+    ExpectedVersion, Position, Revision, STORE_READ_ONLY_EVENT_TYPE, STORE_STREAM,
+    STREAM_MOVED_EVENT_TYPE, TOMBSTONE_EVENT_TYPE, validate_stored_stream_name,
+    validate_stream_name,
 };
 
 /// Where an event was written.
@@ -47,6 +48,20 @@ pub trait AppendView {
     /// tombstone of a hard delete, or a surgery's move marker; only a system write can
     /// carry either). A backend whose answer costs a read may answer from a cache.
     fn stream_end(&self, stream: &str, last: Revision) -> Result<StreamEnd>;
+
+    /// Whether the whole store is read-only: the reason its last
+    /// [`STORE_READ_ONLY_EVENT_TYPE`] event gives, or `None` while it is writable. By
+    /// default, from the end of [`STORE_STREAM`]; a backend whose writers on other
+    /// nodes must see it atomically keeps it where every append looks anyway.
+    fn read_only(&self) -> Result<Option<String>> {
+        let Some(last) = self.last_revision(STORE_STREAM)? else {
+            return Ok(None);
+        };
+        Ok(match self.stream_end(STORE_STREAM, last)? {
+            StreamEnd::ReadOnly(reason) => Some(reason),
+            _ => None,
+        })
+    }
 }
 
 /// What a stream's last event says about appends to it.
@@ -61,13 +76,18 @@ pub enum StreamEnd {
     /// refused, naming the stream the events went to; system writes (a hard delete of
     /// the old stream) still pass.
     Moved(String),
+    /// The end of [`STORE_STREAM`] after a flip ([`STORE_READ_ONLY_EVENT_TYPE`]): the
+    /// whole store is read-only, for this reason ([`AppendView::read_only`]).
+    ReadOnly(String),
 }
 
 impl StreamEnd {
     /// Whether an event of `event_type` may close a stream: the types whose event
     /// [`StreamEnd::of`] reads (a backend keeps its data only for these).
     pub fn closes(event_type: &str) -> bool {
-        event_type == TOMBSTONE_EVENT_TYPE || event_type == STREAM_MOVED_EVENT_TYPE
+        event_type == TOMBSTONE_EVENT_TYPE
+            || event_type == STREAM_MOVED_EVENT_TYPE
+            || event_type == STORE_READ_ONLY_EVENT_TYPE
     }
 
     /// What a stream whose last event has `event_type` and `data` says. A move
@@ -81,27 +101,35 @@ impl StreamEnd {
     /// assert_eq!(StreamEnd::of("OrderPlaced", b"{}"), StreamEnd::Open);
     /// ```
     pub fn of(event_type: &str, data: &[u8]) -> StreamEnd {
-        if event_type == TOMBSTONE_EVENT_TYPE {
-            return StreamEnd::Deleted;
-        }
-        if event_type != STREAM_MOVED_EVENT_TYPE {
-            return StreamEnd::Open;
-        }
         #[derive(serde::Deserialize)]
         struct Marker {
             stream: String,
         }
-        StreamEnd::Moved(
-            serde_json::from_slice::<Marker>(data)
-                .map(|m| m.stream)
-                .unwrap_or_default(),
-        )
+        #[derive(serde::Deserialize)]
+        struct ReadOnly {
+            reason: String,
+        }
+        match event_type {
+            TOMBSTONE_EVENT_TYPE => StreamEnd::Deleted,
+            STREAM_MOVED_EVENT_TYPE => StreamEnd::Moved(
+                serde_json::from_slice::<Marker>(data)
+                    .map(|m| m.stream)
+                    .unwrap_or_default(),
+            ),
+            STORE_READ_ONLY_EVENT_TYPE => StreamEnd::ReadOnly(
+                serde_json::from_slice::<ReadOnly>(data)
+                    .map(|m| m.reason)
+                    .unwrap_or_else(|_| "the store was made read-only".into()),
+            ),
+            _ => StreamEnd::Open,
+        }
     }
 
     /// The refusal of `write` to a stream ending so; `None` when it may be written.
     fn refuses(&self, write: &StreamWrite) -> Option<Error> {
         match self {
-            StreamEnd::Open => None,
+            // The store's own stream: [`plan_append`] decides read-only stores.
+            StreamEnd::Open | StreamEnd::ReadOnly(_) => None,
             StreamEnd::Deleted => Some(Error::StreamDeleted {
                 stream: write.stream.clone(),
             }),
@@ -253,6 +281,15 @@ pub fn plan_append(view: &impl AppendView, writes: CheckedWrites) -> Result<Appe
             One::Write(w) => planned.push(w),
             One::Replay(r) => replayed.push(r),
         }
+    }
+    // A read-only store (flipped to another) refuses anything new; re-sends of what
+    // it wrote before are still answered. Only an append that writes the store's own
+    // stream (the undo of a flip: a system write, as no client may name it) passes.
+    if !planned.is_empty()
+        && let Some(reason) = view.read_only()?
+        && !planned.iter().any(|w| w.stream == STORE_STREAM)
+    {
+        return Err(Error::ReadOnly { reason });
     }
     match (planned.is_empty(), replayed.is_empty()) {
         (_, true) => {

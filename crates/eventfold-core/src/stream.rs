@@ -176,6 +176,9 @@ pub const SYSTEM_STREAM_PREFIXES: &[&str] = &[
     "$subjects",
     // The audit trail of stream surgery (eventfold-surgery).
     "$surgery",
+    // The store's own state: read-only after a flip, and the marker of a copy that
+    // caught up with its source (eventfold-surgery).
+    "$store",
 ];
 
 /// The type of the event a hard delete writes at the end of a stream (the metadata
@@ -190,6 +193,25 @@ pub const TOMBSTONE_EVENT_TYPE: &str = "$stream-deleted";
 /// this type with [`Error::StreamMoved`](crate::Error::StreamMoved), naming the new
 /// stream, so writers follow it; reads of the old stream still see its history.
 pub const STREAM_MOVED_EVENT_TYPE: &str = "$stream-moved-to";
+
+/// The system stream of the store's own state: [`STORE_READ_ONLY_EVENT_TYPE`] and
+/// [`STORE_WRITABLE_EVENT_TYPE`] (a flip and its undo), and, in a store copied from
+/// another, [`STORE_CAUGHT_UP_EVENT_TYPE`].
+pub const STORE_STREAM: &str = "$store";
+
+/// The type of the event that makes a whole store read-only (a flip to another
+/// store): data `{"reason": "..."}`. The shared append decision (`plan.rs`) refuses
+/// every append after it with [`Error::ReadOnly`](crate::Error::ReadOnly) and that
+/// reason, except an append that writes [`STORE_STREAM`] itself (the undo).
+pub const STORE_READ_ONLY_EVENT_TYPE: &str = "$store-read-only";
+
+/// The type of the event that makes a read-only store writable again.
+pub const STORE_WRITABLE_EVENT_TYPE: &str = "$store-writable";
+
+/// The type of the event a store copy writes into the new store once it has copied
+/// everything up to its source's read-only marker: the proof that the new store
+/// caught up and traffic may switch.
+pub const STORE_CAUGHT_UP_EVENT_TYPE: &str = "$store-caught-up";
 
 /// The metadata key a surgery's copy of an event carries: `"<revision>@<stream>"` of
 /// the event it was copied from.

@@ -18,13 +18,16 @@
 //!   than a language's collation.
 //! - `head`: one row, `next_position`, the position the next event gets. Every append
 //!   transaction locks it (`FOR UPDATE`) before it decides anything and updates it
-//!   before commit: see the crate documentation for why positions are gap-free.
+//!   before commit: see the crate documentation for why positions are gap-free. Also
+//!   `read_only` (version 3): the reason of the `$store-read-only` event that ends
+//!   `$store`, `NULL` while the store is writable; kept in the locked row so that the
+//!   one-statement append of every node sees a flip atomically.
 //! - `schema_migrations`: the versions applied, each with when.
 
 use tokio_postgres::Client;
 
 use eventfold_core::{Error, Result};
-use eventfold_core::{STREAM_MOVED_EVENT_TYPE, TOMBSTONE_EVENT_TYPE};
+use eventfold_core::{STORE_READ_ONLY_EVENT_TYPE, STREAM_MOVED_EVENT_TYPE, TOMBSTONE_EVENT_TYPE};
 
 use crate::error::pg_error;
 
@@ -72,6 +75,12 @@ CREATE TABLE {s}.subject_keys_check (
     one         boolean NOT NULL PRIMARY KEY DEFAULT true CHECK (one),
     check_value bytea   NOT NULL
 );
+"#,
+    ),
+    (
+        "read-only stores (a flip)",
+        r#"
+ALTER TABLE {s}.head ADD COLUMN read_only text;
 "#,
     ),
 ];
@@ -215,18 +224,20 @@ impl Sql {
             ]
         };
         Sql {
-            lock_head: format!("SELECT next_position FROM {s}.head FOR UPDATE"),
+            lock_head: format!("SELECT next_position, read_only FROM {s}.head FOR UPDATE"),
             read_head: format!("SELECT next_position FROM {s}.head"),
-            set_head: format!("UPDATE {s}.head SET next_position = $1"),
+            set_head: format!("UPDATE {s}.head SET next_position = $1, read_only = $2"),
             // The last event of each stream: its revision (the stream's length), its
             // id and position, and, when it may close the stream (a hard delete's
             // tombstone, a surgery's move marker: types that are constants of ours,
             // no user input), its type and data.
             stream_lasts: format!(
                 "SELECT n.stream, e.revision, e.id, e.position,
-                        CASE WHEN e.event_type IN ('{TOMBSTONE_EVENT_TYPE}', '{STREAM_MOVED_EVENT_TYPE}')
+                        CASE WHEN e.event_type IN ('{TOMBSTONE_EVENT_TYPE}', '{STREAM_MOVED_EVENT_TYPE}',
+                                                   '{STORE_READ_ONLY_EVENT_TYPE}')
                              THEN e.event_type END,
-                        CASE WHEN e.event_type = '{STREAM_MOVED_EVENT_TYPE}' THEN e.data END
+                        CASE WHEN e.event_type IN ('{STREAM_MOVED_EVENT_TYPE}', '{STORE_READ_ONLY_EVENT_TYPE}')
+                             THEN e.data END
                  FROM unnest($1::text[]) AS n(stream)
                  LEFT JOIN LATERAL (
                      SELECT revision, id, position, event_type, data FROM {s}.events
@@ -256,7 +267,9 @@ impl Sql {
             // (not deleted or moved: the slow path tells which, and lets a system
             // write to a moved stream pass; the expectation `$2`/`$3` holds), the head moved on (the
             // row lock every writer takes; its new value is read after the lock, so
-            // positions stay gap-free in commit order), the rows, the notification.
+            // positions stay gap-free in commit order, and so is `read_only`: a flip
+            // committed while this statement waited for the lock stops it), the rows,
+            // the notification.
             // `$2` is 0 any, 1 no stream, 2 stream exists, 3 exact. The last event is
             // read in the statement's snapshot, which may predate the lock: anything
             // committed since takes the revision this statement would write, so the
@@ -279,7 +292,7 @@ impl Sql {
                          ELSE revision = $3::int8 END
                  ), moved AS (
                      UPDATE {s}.head SET next_position = next_position + $4::int8
-                     FROM allowed
+                     FROM allowed WHERE {s}.head.read_only IS NULL
                      RETURNING next_position - $4::int8 AS first, allowed.revision AS last,
                                clock_timestamp() AS at
                  ), written AS (

@@ -43,7 +43,7 @@ use eventfold_core::plan::{
 use eventfold_core::resend::Appended;
 use eventfold_core::{
     AppendResult, CORRELATION_ID_KEY, Error, ExpectedVersion, Position, Result, Revision,
-    category_of,
+    STORE_STREAM, category_of,
 };
 use futures_util::{pin_mut, try_join};
 use tokio::sync::{mpsc, oneshot};
@@ -456,12 +456,16 @@ async fn decide_and_commit(
         },
     )
     .map_err(|e| before_commit(context, e))?;
+    let read_only: Option<String> = head.try_get(1).map_err(|e| before_commit(context, e))?;
     let head: i64 = head.try_get(0).map_err(|e| before_commit(context, e))?;
     let first_position = u64::try_from(head)
         .map_err(|_| Failure::Refused(corrupted("head", format!("next_position is {head}"))))?;
     let recorded_at: DateTime<Utc> = clock.try_get(0).map_err(|e| before_commit(context, e))?;
 
-    let mut committed = Committed::default();
+    let mut committed = Committed {
+        read_only,
+        ..Committed::default()
+    };
     committed
         .add_lasts(&lasts)
         .and_then(|()| committed.add_ids(&ids, &found))
@@ -530,7 +534,8 @@ async fn decide_and_commit(
         Failure::Refused(Error::Backend("the log is full (position overflow)".into()))
     })?;
     let payload = next.to_string();
-    let head_params: [&(dyn ToSql + Sync); 1] = [&next_sql];
+    let read_only = accepted.read_only(&committed);
+    let head_params: [&(dyn ToSql + Sync); 2] = [&next_sql, &read_only];
     let notify_params: [&(dyn ToSql + Sync); 2] = [&shared.channel, &payload];
     // Pipelined: the rows (unless copied), the head, the notification, the commit. A
     // refused statement aborts the transaction, and the COMMIT then rolls back.
@@ -662,6 +667,8 @@ struct Committed {
     /// Events by (stream, revision).
     at: HashMap<(String, u64), Option<(Uuid, Position)>>,
     ids: HashMap<Uuid, Option<EventLocation>>,
+    /// The head row's `read_only`: why the store is read-only, if it is.
+    read_only: Option<String>,
 }
 
 impl Committed {
@@ -816,6 +823,20 @@ struct Accepted {
     ids: HashMap<Uuid, EventLocation>,
 }
 
+impl Accepted {
+    /// Whether the store is read-only after this batch: as the head row says, unless
+    /// the batch wrote `$store` (a flip, or its undo).
+    fn read_only(&self, committed: &Committed) -> Option<String> {
+        if !self.streams.contains_key(STORE_STREAM) {
+            return committed.read_only.clone();
+        }
+        match self.ends.get(STORE_STREAM) {
+            Some(StreamEnd::ReadOnly(reason)) => Some(reason.clone()),
+            _ => None,
+        }
+    }
+}
+
 /// Rows a decision asked for and the transaction has not read yet.
 #[derive(Default)]
 struct Missing {
@@ -900,6 +921,11 @@ impl AppendView for View<'_> {
                 Err(lacking())
             }
         }
+    }
+
+    fn read_only(&self) -> Result<Option<String>> {
+        // From the locked head row (no read of `$store` needed), as the batch left it.
+        Ok(self.accepted.read_only(self.committed))
     }
 
     fn stream_end(&self, stream: &str, last: Revision) -> Result<StreamEnd> {
@@ -1087,11 +1113,19 @@ pub(crate) async fn write_recorded(
         .await
         .map_err(|e| pg_error(context, e))?;
     let outcome = async {
-        let head: i64 = client
+        let row = client
             .query_one(&shared.sql.lock_head, &[])
             .await
-            .and_then(|row| row.try_get(0))
             .map_err(|e| pg_error(context, e))?;
+        let head: i64 = row.try_get(0).map_err(|e| pg_error(context, e))?;
+        let mut read_only: Option<String> = row.try_get(1).map_err(|e| pg_error(context, e))?;
+        // The restored `$store` decides, as its last event does on every backend.
+        if let Some(last) = events.iter().rev().find(|e| e.stream == STORE_STREAM) {
+            read_only = match StreamEnd::of(&last.event_type, &last.data) {
+                StreamEnd::ReadOnly(reason) => Some(reason),
+                _ => None,
+            };
+        }
         let first = events.first().map_or(next_position, |e| e.position.get());
         if u64::try_from(head).unwrap_or(u64::MAX) > first {
             return Err(Error::Backend(format!(
@@ -1104,7 +1138,10 @@ pub(crate) async fn write_recorded(
             .await
             .map_err(|e| pg_error(context, e))?;
         client
-            .execute(&shared.sql.set_head, &[&to_i64(next_position, "position")?])
+            .execute(
+                &shared.sql.set_head,
+                &[&to_i64(next_position, "position")?, &read_only],
+            )
             .await
             .map_err(|e| pg_error(context, e))?;
         Ok(())
