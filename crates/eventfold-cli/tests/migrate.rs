@@ -273,3 +273,176 @@ fn copy_replace_in_place_keeps_the_name_and_hides_the_originals() {
         "the stream stays open"
     );
 }
+
+/// The Big Flip through the CLI: a transform follows a live server's store into a new
+/// data directory while clients keep writing; `migrate flip` makes the old store
+/// refuse appends; the transform then ends by itself, saying that traffic may switch,
+/// and the new store holds every event, transformed.
+#[test]
+fn transform_follows_a_server_until_the_flip_says_traffic_may_switch() {
+    let old = temp_dir();
+    let new = temp_dir();
+    let new_data = path_arg(new.path());
+    let server = Cli::new(env!("CARGO_BIN_EXE_eventfold")).serve(&[
+        "--data",
+        path_arg(old.path()),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let url = format!("http://{}", server.address());
+    let remote_append = |n: u64| {
+        eventfold(&[
+            "append",
+            "--server",
+            &url,
+            &format!("cart-{}", n % 3),
+            "--type",
+            "PricedItem",
+            "--json",
+            &format!(r#"{{"cents":{n}}}"#),
+        ])
+    };
+    for n in 0..6 {
+        assert!(remote_append(n).status.success());
+    }
+    let program = r#"{type: "ItemPriced", data: {price: (.data.cents / 100)}}"#;
+    let follower = Cli::new(env!("CARGO_BIN_EXE_eventfold"))
+        .command(&[
+            "migrate",
+            "transform",
+            "--server",
+            &url,
+            "--to",
+            new_data,
+            "--program",
+            program,
+            "--follow",
+            "--reason",
+            "prices in units, not cents",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the transform");
+    for n in 6..12 {
+        assert!(remote_append(n).status.success());
+    }
+    let flip = eventfold(&[
+        "migrate",
+        "flip",
+        "--server",
+        &url,
+        "--to",
+        "the new store",
+        "--reason",
+        "moving to the new store",
+    ]);
+    assert!(flip.status.success(), "{}", text(&flip.stderr));
+    let refused = remote_append(12);
+    assert!(!refused.status.success(), "the old store refuses appends");
+    assert!(
+        text(&refused.stderr).contains("read-only")
+            && text(&refused.stderr).contains("the new store"),
+        "{}",
+        text(&refused.stderr)
+    );
+
+    // The follower ends by itself once it has copied everything up to the flip.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut follower = follower;
+    loop {
+        if follower.try_wait().expect("poll the transform").is_some() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the transform did not end after the flip"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let done = follower.wait_with_output().expect("the transform's output");
+    assert!(done.status.success(), "{}", text(&done.stderr));
+    assert!(
+        text(&done.stderr).contains("traffic may switch"),
+        "{}",
+        text(&done.stderr)
+    );
+    let outcome = lines(&text(&done.stdout));
+    assert_eq!(
+        outcome[0]["copied"].as_u64(),
+        Some(12 + 1),
+        "12 events and the flip's audit record"
+    );
+    server.stop();
+
+    let copied = lines(&ok(&["read", "--data", new_data, "cart-1"]));
+    let prices: Vec<&Value> = copied.iter().map(|e| &e["data"]["price"]).collect();
+    assert_eq!(prices.len(), 4);
+    assert_eq!(copied[0]["type"], "ItemPriced");
+    assert_eq!(copied[1]["data"]["price"].as_f64(), Some(0.04));
+    assert!(
+        append(new.path(), "cart-1", r#"{"price":1}"#)
+            .status
+            .success(),
+        "the new store takes writes"
+    );
+    let log = lines(&ok(&["migrate", "log", "--data", new_data]));
+    let operations: Vec<&Value> = log.iter().map(|r| &r["operation"]).collect();
+    assert_eq!(
+        operations,
+        ["transform", "flip"],
+        "both audit records are in the new store"
+    );
+    let old_data = path_arg(old.path());
+    let undo = eventfold(&[
+        "migrate",
+        "flip",
+        "--undo",
+        "--data",
+        old_data,
+        "--reason",
+        "rolled back",
+    ]);
+    assert!(undo.status.success(), "{}", text(&undo.stderr));
+    assert!(
+        append(old.path(), "cart-1", r#"{"cents":1}"#)
+            .status
+            .success(),
+        "the old store takes writes again after the undo"
+    );
+}
+
+/// A transform into PostgreSQL, and a second run that finds nothing left to copy.
+#[test]
+fn transform_into_postgres_resumes_where_it_stopped() {
+    let Some(url) = eventfold_testsupport::postgres::database_url() else {
+        return;
+    };
+    let schema = eventfold_testsupport::postgres::TestSchema::new(&url, "ef_cli_tr");
+    let dir = temp_dir();
+    let data = path_arg(dir.path());
+    fill_cart(dir.path());
+    let transform = || {
+        lines(&ok(&[
+            "migrate",
+            "transform",
+            "--data",
+            data,
+            "--to",
+            &url,
+            "--to-postgres-schema",
+            &schema.name,
+            "--reason",
+            "moving to PostgreSQL",
+        ]))
+    };
+    let first = transform();
+    assert_eq!(first[0]["copied"], 3);
+    assert_eq!(first[0]["caught_up"], Value::Null);
+    let second = transform();
+    assert_eq!(
+        second[0]["copied"], 0,
+        "the second run resumes after the copies"
+    );
+    assert!(second[0]["started_at"].as_u64() > first[0]["started_at"].as_u64());
+}

@@ -44,10 +44,55 @@ fn nodes_starting_together_migrate_the_schema_once() {
             .iter()
             .map(|row| row.get(0))
             .collect();
-        assert_eq!(versions, vec![1, 2], "each migration is applied once");
+        assert_eq!(versions, vec![1, 2, 3], "each migration is applied once");
         for store in &stores {
             assert_eq!(store.head_position().await.expect("head"), None);
         }
+    });
+}
+
+/// A store written at schema version 2 (before read-only stores) is migrated on the
+/// next start: its events stay, and it takes appends, and flips, again.
+#[test]
+fn a_version_2_schema_is_migrated_to_read_only_stores() {
+    let Some(url) = database_url() else { return };
+    runtime().block_on(async {
+        use eventfold_core::{EventData, ExpectedVersion};
+        let schema = TestSchema::new(&url);
+        let store = schema.store().await;
+        let placed = EventData::json("Placed", &serde_json::json!({})).expect("event");
+        store
+            .append("order-1", ExpectedVersion::NoStream, vec![placed.clone()])
+            .await
+            .expect("append");
+        drop(store);
+        let client = schema.client().await;
+        client
+            .batch_execute(&format!(
+                "ALTER TABLE \"{s}\".head DROP COLUMN read_only;
+                 DELETE FROM \"{s}\".schema_migrations WHERE version = 3;",
+                s = schema.name
+            ))
+            .await
+            .expect("take the schema back to version 2");
+        let store = schema.store().await;
+        store
+            .append(
+                "order-1",
+                ExpectedVersion::Exact(eventfold_core::Revision(0)),
+                vec![placed],
+            )
+            .await
+            .expect("an append after the migration");
+        let read_only: Option<String> = client
+            .query_one(
+                &format!("SELECT read_only FROM \"{}\".head", schema.name),
+                &[],
+            )
+            .await
+            .expect("the new column")
+            .get(0);
+        assert_eq!(read_only, None, "a migrated store is writable");
     });
 }
 

@@ -221,6 +221,17 @@ fn samples() -> Vec<(&'static str, Value)> {
             }),
         ),
         (
+            "SurgeryRequest",
+            wire(&eventfold_wire::SurgeryRequest {
+                operation: eventfold_wire::SurgeryOperation::Flip {
+                    to: Some("the new cluster".into()),
+                    undo: true,
+                },
+                reason: "the new cluster is down".into(),
+                dry_run: false,
+            }),
+        ),
+        (
             "SurgeryOutcome",
             wire(&eventfold_wire::SurgeryOutcome {
                 operation: "join".into(),

@@ -8,7 +8,12 @@
 //!   `in_place`, back into the same stream, its `truncate_before` hiding the originals;
 //! - [`Operation::Split`]: a stream's events into several new streams, each event to
 //!   the one whose jq filter it matches (exactly one must match);
-//! - [`Operation::Join`]: several streams into one new stream, in the order of `$all`.
+//! - [`Operation::Join`]: several streams into one new stream, in the order of `$all`;
+//! - [`Operation::Flip`]: the whole store read-only, once a [`transform`] copied it
+//!   into a new store ([`flip`]).
+//!
+//! [`transform::copy_store`] copies a whole store into another, through a jq or Rust
+//! transform, following it live until its flip.
 //!
 //! Every copy carries `"$migrated_from": "<revision>@<stream>"` in its metadata. Each
 //! source ends with a `$stream-moved-to` event `{"stream": TARGET}` (a split names its
@@ -32,6 +37,9 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 use std::collections::BTreeMap;
+
+pub mod flip;
+pub mod transform;
 
 use bytes::Bytes;
 use eventfold_core::{
@@ -94,6 +102,9 @@ pub async fn perform<S: EventStore + ?Sized>(
         return Err(invalid(
             "a surgery needs a reason (--reason): the audit trail keeps it",
         ));
+    }
+    if let Operation::Flip { .. } = operation {
+        return flip::flip(store, operation, audit, dry_run).await;
     }
     let programs = Programs::compile(operation)?;
     let sources = operation.sources();
@@ -230,7 +241,7 @@ pub async fn perform<S: EventStore + ?Sized>(
 }
 
 /// The write of the audit record of `operation` to [`SURGERY_STREAM`].
-fn audit_record(operation: &Operation, audit: &Audit) -> Result<StreamWrite> {
+pub(crate) fn audit_record(operation: &Operation, audit: &Audit) -> Result<StreamWrite> {
     let record = json!({
         "operation": operation.name(),
         "reason": audit.reason,
@@ -366,6 +377,7 @@ impl Programs {
                         .collect::<Result<_>>()?,
                 }
             }
+            Operation::Flip { .. } => return Err(invalid("a flip copies no stream")),
             Operation::Join { sources, .. } => {
                 if sources.len() < 2 {
                     return Err(invalid("a join needs two source streams or more"));
@@ -488,13 +500,14 @@ async fn read_new<S: EventStore + ?Sized>(
                 target: 0,
                 event: copy_of(&event, None)?,
             }),
+            Operation::Flip { .. } => {}
         }
     }
     Ok(())
 }
 
 /// The event as jq programs see it.
-fn as_json(event: &RecordedEvent) -> Value {
+pub(crate) fn as_json(event: &RecordedEvent) -> Value {
     let parse = |bytes: &Bytes| serde_json::from_slice::<Value>(bytes).unwrap_or(Value::Null);
     json!({
         "stream": event.stream,
@@ -517,7 +530,7 @@ fn run(program: &JqProgram, event: &RecordedEvent, what: &str) -> Result<Vec<Val
 
 /// The copy of `event` (or, with `output`, the event a transform made of it), with
 /// `$migrated_from` in its metadata and a fresh id.
-fn copy_of(event: &RecordedEvent, output: Option<Value>) -> Result<EventData> {
+pub(crate) fn copy_of(event: &RecordedEvent, output: Option<Value>) -> Result<EventData> {
     let from = format!("{}@{}", event.revision.get(), event.stream);
     let (event_type, version, data, metadata) = match output {
         None => (
@@ -637,7 +650,7 @@ fn marker(targets: &[&str]) -> Result<EventData> {
 }
 
 /// The error of a surgery refused before any write: "invalid surgery: ...".
-fn invalid(reason: &str) -> Error {
+pub(crate) fn invalid(reason: &str) -> Error {
     Error::InvalidSetting {
         setting: "surgery".into(),
         reason: reason.to_string(),

@@ -3,83 +3,20 @@
 //! join, their refusals before any write, a live writer during the surgery, and a
 //! surgery stopped before its last append.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use eventfold_core::{
-    AppendResult, Error, EventData, EventStore, ExpectedVersion, LayerExt, Layered, Position,
-    ReadStream, RecordedEvent, Result, Revision, STREAM_MOVED_EVENT_TYPE, StoreLayer, StreamWrite,
+    AppendResult, Error, EventData, EventStore, ExpectedVersion, LayerExt, Result, Revision,
+    STREAM_MOVED_EVENT_TYPE, StoreLayer, StreamWrite,
 };
-use eventfold_log::{LogOptions, LogStore};
-use eventfold_metadata::MetadataLayer;
-use eventfold_postgres::{PostgresOptions, PostgresStore};
 use eventfold_surgery::{Audit, Operation, SURGERY_STREAM, SplitTarget, perform};
-use eventfold_testsupport::postgres::{TestSchema, database_url};
 use serde_json::{Value, json};
 
-/// Where a case runs.
-#[derive(Debug, Clone, Copy)]
-enum Backend {
-    Log,
-    Postgres,
-}
+#[macro_use]
+mod support;
 
-/// What keeps a store's storage alive for one case (its directory, or its PostgreSQL
-/// schema, dropped afterwards).
-enum Guard {
-    Dir(#[allow(dead_code, reason = "held for its Drop")] tempfile::TempDir),
-    Schema(#[allow(dead_code, reason = "held for its Drop")] TestSchema),
-}
-
-/// A fresh store on `backend` under the metadata layer (as the CLI and the server
-/// open one); `None` (after a loud skip) when PostgreSQL is asked for and no test
-/// database is named.
-async fn open(backend: Backend) -> Option<(Layered<MetadataLayer, Arc<dyn EventStore>>, Guard)> {
-    let (store, guard): (Arc<dyn EventStore>, Guard) = match backend {
-        Backend::Log => {
-            let dir = tempfile::tempdir().expect("temporary directory");
-            let store = LogStore::open(dir.path(), LogOptions::default()).expect("open the store");
-            (Arc::new(store), Guard::Dir(dir))
-        }
-        Backend::Postgres => {
-            let url = database_url()?;
-            let schema = TestSchema::new(&url, "ef_surgery");
-            let options = PostgresOptions {
-                schema: schema.name.clone(),
-                pool_connections_max: 4,
-                ..PostgresOptions::default()
-            };
-            let store = PostgresStore::connect(&url, options)
-                .await
-                .unwrap_or_else(|e| panic!("connecting to {url}: {e}"));
-            (Arc::new(store), Guard::Schema(schema))
-        }
-    };
-    Some((store.layer(MetadataLayer), guard))
-}
-
-/// Every case, on the embedded engine and on PostgreSQL.
-macro_rules! on_every_backend {
-    ($($case:ident),* $(,)?) => {
-        mod log_engine {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(super::Backend::Log).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(super::Backend::Postgres).await;
-                }
-            )*
-        }
-    };
-}
+use support::*;
 
 on_every_backend!(
     copy_replace_skips_moves_and_leaves_an_audit_record,
@@ -91,51 +28,6 @@ on_every_backend!(
     a_surgery_stopped_before_its_last_append_shows_nothing_moved_and_resumes,
     copy_replace_in_place_hides_the_originals_in_one_append,
 );
-
-fn event(event_type: &str, n: u64) -> EventData {
-    EventData::json(event_type, &json!({ "n": n })).expect("event")
-}
-
-fn audit() -> Audit {
-    Audit {
-        reason: "wrong prices in October".into(),
-        who: "ops".into(),
-    }
-}
-
-async fn read(store: &impl EventStore, stream: &str) -> Vec<RecordedEvent> {
-    store
-        .read_stream(stream, ReadStream::forward())
-        .await
-        .unwrap_or_else(|e| panic!("read {stream}: {e}"))
-}
-
-fn json_of(bytes: &[u8]) -> Value {
-    serde_json::from_slice(bytes).expect("JSON")
-}
-
-fn ns(events: &[RecordedEvent]) -> Vec<u64> {
-    events
-        .iter()
-        .map(|e| json_of(&e.data)["n"].as_u64().expect("n"))
-        .collect()
-}
-
-async fn fill(store: &impl EventStore, stream: &str, types: &[&str]) {
-    let events = types
-        .iter()
-        .enumerate()
-        .map(|(n, t)| event(t, n as u64))
-        .collect();
-    store
-        .append(stream, ExpectedVersion::NoStream, events)
-        .await
-        .expect("fill");
-}
-
-async fn head(store: &impl EventStore) -> Option<Position> {
-    store.head_position().await.expect("head")
-}
 
 async fn copy_replace_skips_moves_and_leaves_an_audit_record(backend: Backend) {
     let Some((store, _guard)) = open(backend).await else {

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// One surgery, tagged by `"operation"` (`copy-replace`, `split`, `join`).
+/// One surgery, tagged by `"operation"` (`copy-replace`, `split`, `join`, `flip`).
 ///
 /// ```
 /// use eventfold_wire::SurgeryOperation;
@@ -57,6 +57,19 @@ pub enum SurgeryOperation {
         /// The new stream.
         into: String,
     },
+    /// Makes the whole store read-only (the Big Flip of a store copied into `to`):
+    /// every append is refused with `read_only` from then on, and a transform that
+    /// follows this store copies up to the flip and writes the marker that proves the
+    /// new store caught up. With `undo`, makes a flipped store writable again.
+    Flip {
+        /// Where the traffic goes: the new store, as the refusal names it (a data
+        /// directory, a server, a database; no credentials).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<String>,
+        /// Makes a read-only store writable again.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        undo: bool,
+    },
 }
 
 /// One new stream of a split and the jq filter of the events it takes.
@@ -76,6 +89,7 @@ impl SurgeryOperation {
             SurgeryOperation::CopyReplace { .. } => "copy-replace",
             SurgeryOperation::Split { .. } => "split",
             SurgeryOperation::Join { .. } => "join",
+            SurgeryOperation::Flip { .. } => "flip",
         }
     }
 
@@ -95,6 +109,7 @@ impl SurgeryOperation {
             SurgeryOperation::CopyReplace { source, .. }
             | SurgeryOperation::Split { source, .. } => vec![source.as_str()],
             SurgeryOperation::Join { sources, .. } => sources.iter().map(String::as_str).collect(),
+            SurgeryOperation::Flip { .. } => Vec::new(),
         }
     }
 
@@ -106,6 +121,7 @@ impl SurgeryOperation {
                 into.iter().map(|t| t.stream.as_str()).collect()
             }
             SurgeryOperation::Join { into, .. } => vec![into.as_str()],
+            SurgeryOperation::Flip { .. } => Vec::new(),
         }
     }
 }

@@ -1,8 +1,11 @@
-//! `eventfold migrate`: stream surgery (copy-replace, split, join) on a data directory,
-//! with a dry run, a progress bar and an audit record in `$surgery`; `migrate log`
-//! lists the records.
+//! `eventfold migrate`: stream surgery (copy-replace, split, join) on a data directory
+//! or a server, with a dry run, a progress bar and an audit record in `$surgery`;
+//! `migrate transform` copies a whole store into a new one and `migrate flip` makes
+//! the old one read-only; `migrate log` lists the records.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use eventfold_surgery::{Audit, Operation, Outcome, SplitTarget};
@@ -64,6 +67,45 @@ enum MigrateCommand {
         #[command(flatten)]
         common: Common,
     },
+    /// Copy the whole store into a new one (a data directory, or a PostgreSQL
+    /// database), each user event through a jq program; with --follow, keep copying
+    /// live until the store is flipped, then say that traffic may switch. Run again,
+    /// it resumes after the last copy.
+    Transform {
+        /// The new store: a data directory, or a PostgreSQL URL (postgres://...).
+        #[arg(long, value_name = "DIR|URL")]
+        to: String,
+        /// With a PostgreSQL target: the schema of its tables.
+        #[arg(long, default_value = "eventfold", value_name = "NAME")]
+        to_postgres_schema: String,
+        /// The master key file of the new store's personal data (default: for a
+        /// directory, its own DIR/keys/master.key; for PostgreSQL, EVENTFOLD_MASTER_KEY,
+        /// else the source's master key).
+        #[arg(long, value_name = "FILE")]
+        to_master_key_file: Option<PathBuf>,
+        /// A jq program from each user event ({stream, revision, type, version, data,
+        /// metadata}) to the events it becomes ({type, data, metadata?, version?,
+        /// stream?}; `empty` drops it). System events are copied as they are.
+        #[arg(long, value_name = "JQ")]
+        program: Option<String>,
+        /// After the last event, wait for new ones, until the store is flipped.
+        #[arg(long)]
+        follow: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Make the whole store read-only, so that a transform following it catches up
+    /// and traffic can switch to the new store (--undo: writable again).
+    Flip {
+        /// Where traffic goes (named in every refusal; no credentials).
+        #[arg(long, value_name = "NEW STORE")]
+        to: Option<String>,
+        /// Make a flipped store writable again.
+        #[arg(long)]
+        undo: bool,
+        #[command(flatten)]
+        common: Common,
+    },
     /// List the audit records of every surgery ($surgery), oldest first, one JSON
     /// object per line.
     Log {
@@ -98,6 +140,22 @@ fn named_filter(text: &str) -> Result<(String, String), String> {
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (operation, common) = match args.operation {
         MigrateCommand::Log { target } => return log(&target).await,
+        MigrateCommand::Transform {
+            to,
+            to_postgres_schema,
+            to_master_key_file,
+            program,
+            follow,
+            common,
+        } => {
+            let target = Target {
+                to,
+                schema: to_postgres_schema,
+                master_key_file: to_master_key_file,
+            };
+            return transform(target, program, follow, common).await;
+        }
+        MigrateCommand::Flip { to, undo, common } => (Operation::Flip { to, undo }, common),
         MigrateCommand::CopyReplace {
             source,
             to,
@@ -147,20 +205,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let store = super::open_target(&common.target)?;
-    let audit = Audit {
-        reason: common.reason,
-        who: common
-            .who
-            .or_else(|| std::env::var("USER").ok())
-            .unwrap_or_else(|| "eventfold-cli".into()),
-    };
-    let bar = indicatif::ProgressBar::new(0).with_style(
-        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} events copied ({per_sec})")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    let audit = audit_of(&common);
+    let bar = progress_bar(
+        "{bar:40} {pos}/{len} events copied ({per_sec})",
+        common.dry_run,
     );
-    if common.dry_run {
-        bar.finish_and_clear();
-    }
     let outcome = eventfold_surgery::perform(
         store.as_ref(),
         &operation,
@@ -178,6 +227,170 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn audit_of(common: &Common) -> Audit {
+    Audit {
+        reason: common.reason.clone(),
+        who: common
+            .who
+            .clone()
+            .or_else(|| std::env::var("USER").ok())
+            .unwrap_or_else(|| "eventfold-cli".into()),
+    }
+}
+
+fn progress_bar(template: &str, hidden: bool) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(0).with_style(
+        indicatif::ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    if hidden {
+        bar.finish_and_clear();
+    }
+    bar
+}
+
+/// The new store of a transform.
+struct Target {
+    to: String,
+    schema: String,
+    master_key_file: Option<PathBuf>,
+}
+
+impl Target {
+    fn is_postgres(&self) -> bool {
+        self.to.starts_with("postgres://") || self.to.starts_with("postgresql://")
+    }
+
+    /// The target as the audit record and the messages name it: no credentials.
+    fn described(&self) -> String {
+        match self.to.split_once("://") {
+            Some((scheme, rest)) if self.is_postgres() => {
+                let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+                format!("{scheme}://{host} (schema {})", self.schema)
+            }
+            _ => self.to.clone(),
+        }
+    }
+
+    /// Opens the new store under the metadata and privacy layers, as a server would.
+    async fn open(
+        &self,
+        source: &crate::StoreArgs,
+    ) -> anyhow::Result<Arc<dyn eventfold_core::EventStore>> {
+        use eventfold_core::LayerExt;
+        if !self.is_postgres() {
+            let dir = Path::new(&self.to);
+            let store = super::open_store(dir)?;
+            let privacy = super::privacy_layer(dir, self.master_key_file.as_deref(), true)?;
+            return Ok(Arc::new(
+                store
+                    .layer(privacy)
+                    .layer(eventfold_metadata::MetadataLayer),
+            ));
+        }
+        let options = eventfold_postgres::PostgresOptions {
+            schema: self.schema.clone(),
+            ..Default::default()
+        };
+        let store = eventfold_postgres::PostgresStore::connect(&self.to, options)
+            .await
+            .with_context(|| format!("cannot open the PostgreSQL store {}", self.described()))?;
+        // Personal values are sealed again with keys of the new store, under a master
+        // key: given, or the source's (a server's source has none here to lend).
+        use eventfold_privacy::MasterKeySource;
+        let key_source = match (&self.master_key_file, &source.data) {
+            (Some(file), _) => MasterKeySource::File(file.clone()),
+            (None, Some(dir)) => MasterKeySource::resolve(source.master_key_file.as_deref(), dir),
+            (None, None) => match MasterKeySource::resolve(None, Path::new("")) {
+                hex @ MasterKeySource::Hex(_) => hex,
+                _ => anyhow::bail!(
+                    "a PostgreSQL target needs a master key for personal data: \
+                     --to-master-key-file FILE or EVENTFOLD_MASTER_KEY"
+                ),
+            },
+        };
+        let master = key_source
+            .load(true)?
+            .with_context(|| format!("no master key in {key_source}"))?;
+        let keys = Arc::new(eventfold_postgres::PostgresKeyStore::open(&store, master).await?);
+        let privacy = eventfold_privacy::PrivacyLayer::new(keys);
+        Ok(Arc::new(
+            store
+                .layer(privacy)
+                .layer(eventfold_metadata::MetadataLayer),
+        ))
+    }
+}
+
+/// `migrate transform`: the whole store into a new one, following it with --follow.
+async fn transform(
+    target: Target,
+    program: Option<String>,
+    follow: bool,
+    common: Common,
+) -> anyhow::Result<ExitCode> {
+    use eventfold_surgery::transform::{CopyOptions, Transform, copy_store};
+    let transform = Transform::jq(program.as_deref()).context("migrate transform")?;
+    let source = super::open_target(&common.target)?;
+    let new_store = target.open(&common.target).await?;
+    let audit = audit_of(&common);
+    let options = CopyOptions {
+        follow,
+        dry_run: common.dry_run,
+        arguments: serde_json::json!({
+            "source": common.target.data.as_ref().map(|d| d.display().to_string())
+                .or_else(|| common.target.server.clone()),
+            "to": target.described(),
+            "program": program,
+            "follow": follow,
+        }),
+    };
+    let bar = progress_bar(
+        "{bar:40} {pos}/{len} positions of the source copied",
+        common.dry_run,
+    );
+    let outcome = copy_store(
+        source.as_ref(),
+        new_store.as_ref(),
+        &transform,
+        &options,
+        &audit,
+        &mut |done, head| {
+            bar.set_length(head);
+            bar.set_position(done);
+        },
+    )
+    .await
+    .context("migrate transform")?;
+    bar.finish_and_clear();
+    let verb = if outcome.dry_run {
+        "would copy"
+    } else {
+        "copied"
+    };
+    eprintln!(
+        "{verb} {} events to {} ({} dropped by the program, {} left out: consumer-group state)",
+        outcome.copied,
+        target.described(),
+        outcome.dropped,
+        outcome.left_out
+    );
+    match outcome.caught_up {
+        Some(position) => eprintln!(
+            "caught up: the old store is read-only and {} holds everything up to its position {position}; traffic may switch to it now",
+            target.described()
+        ),
+        None if !outcome.dry_run => eprintln!(
+            "the old store is still writable: run `eventfold migrate flip`, then this transform again (or keep one running with --follow) to catch up"
+        ),
+        None => eprintln!("dry run: nothing was written"),
+    }
+    if let Ok(json) = serde_json::to_string(&outcome) {
+        println!("{json}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn print_outcome(outcome: &Outcome) {
     let verb = if outcome.dry_run {
         "would copy"
@@ -186,6 +399,11 @@ fn print_outcome(outcome: &Outcome) {
     };
     for (stream, events) in &outcome.targets {
         eprintln!("{verb} {events} events to '{stream}'");
+    }
+    if outcome.operation == "flip" && !outcome.dry_run {
+        eprintln!(
+            "flipped: the store refuses appends now (undo with `migrate flip --undo`); a transform following it catches up and says when traffic may switch"
+        );
     }
     for (source, to) in &outcome.moved {
         let verb = if outcome.dry_run {
