@@ -446,3 +446,64 @@ fn transform_into_postgres_resumes_where_it_stopped() {
     );
     assert!(second[0]["started_at"].as_u64() > first[0]["started_at"].as_u64());
 }
+
+/// `migrate bankruptcy` through the binary: a fold registered with `projection
+/// register`, the old store closed (appends refused, naming the label), the new one
+/// starting each cart from its total, the order copied as it is.
+#[test]
+fn bankruptcy_closes_the_period_and_starts_carts_from_their_state() {
+    let old = temp_dir();
+    let new = temp_dir();
+    let (old_data, new_data) = (path_arg(old.path()), path_arg(new.path()));
+    fill_cart(old.path());
+    assert!(
+        append(old.path(), "order-1", r#"{"price":1}"#)
+            .status
+            .success()
+    );
+    ok(&[
+        "projection",
+        "register",
+        "--data",
+        old_data,
+        "cart-total",
+        "--init",
+        r#"{"total": 0}"#,
+        "--handler",
+        "PricedItem={total: (.state.total + .event.data.price)}",
+    ]);
+    let outcome = lines(&ok(&[
+        "migrate",
+        "bankruptcy",
+        "--data",
+        old_data,
+        "--to",
+        new_data,
+        "--fold",
+        "cart=cart-total",
+        "--label",
+        "2019-2026",
+        "--reason",
+        "seven versions of PricedItem",
+    ]));
+    assert_eq!(outcome[0]["initialized"]["cart"], 1);
+    assert_eq!(outcome[0]["copied"], 1);
+    let cart = lines(&ok(&["read", "--data", new_data, "cart-1"]));
+    assert_eq!(cart.len(), 1);
+    assert_eq!(cart[0]["type"], "Initialized");
+    assert_eq!(cart[0]["data"]["total"], 1022);
+    assert_eq!(
+        lines(&ok(&["read", "--data", new_data, "order-1"])).len(),
+        1,
+        "a stream without a fold is copied"
+    );
+    let refused = append(old.path(), "cart-1", r#"{"price":5}"#);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr).contains("2019-2026"),
+        "{}",
+        text(&refused.stderr)
+    );
+    let log = lines(&ok(&["migrate", "log", "--data", new_data]));
+    assert_eq!(log.last().expect("a record")["operation"], "bankruptcy");
+}

@@ -13,7 +13,8 @@
 //!   into a new store ([`flip`]).
 //!
 //! [`transform::copy_store`] copies a whole store into another, through a jq or Rust
-//! transform, following it live until its flip.
+//! transform, following it live until its flip; [`bankruptcy::declare`] closes a
+//! store as a read-only archive and starts a new one from the states of its streams.
 //!
 //! Every copy carries `"$migrated_from": "<revision>@<stream>"` in its metadata. Each
 //! source ends with a `$stream-moved-to` event `{"stream": TARGET}` (a split names its
@@ -38,6 +39,7 @@
 
 use std::collections::BTreeMap;
 
+pub mod bankruptcy;
 pub mod flip;
 pub mod transform;
 

@@ -106,6 +106,31 @@ enum MigrateCommand {
         #[command(flatten)]
         common: Common,
     },
+    /// Close the store as a read-only archive labelled with its period and start a
+    /// new store (a data directory, or a PostgreSQL database) whose streams begin
+    /// from their state: one Initialized event per stream of a category with a fold
+    /// (registered in this store); other streams are copied, deleted and moved ones
+    /// end with the period.
+    Bankruptcy {
+        /// The new store: a data directory, or a PostgreSQL URL (postgres://...).
+        #[arg(long, value_name = "DIR|URL")]
+        to: String,
+        /// With a PostgreSQL target: the schema of its tables.
+        #[arg(long, default_value = "eventfold", value_name = "NAME")]
+        to_postgres_schema: String,
+        /// The master key file of the new store's personal data (as for transform).
+        #[arg(long, value_name = "FILE")]
+        to_master_key_file: Option<PathBuf>,
+        /// The period's label (e.g. 2019-2026), kept in the archive and in every
+        /// Initialized event.
+        #[arg(long, value_name = "TEXT")]
+        label: String,
+        /// A category and the registered fold its streams start from (repeat).
+        #[arg(long, value_name = "CATEGORY=FOLD", required = true, value_parser = named_filter)]
+        fold: Vec<(String, String)>,
+        #[command(flatten)]
+        common: Common,
+    },
     /// List the audit records of every surgery ($surgery), oldest first, one JSON
     /// object per line.
     Log {
@@ -154,6 +179,21 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 master_key_file: to_master_key_file,
             };
             return transform(target, program, follow, common).await;
+        }
+        MigrateCommand::Bankruptcy {
+            to,
+            to_postgres_schema,
+            to_master_key_file,
+            label,
+            fold,
+            common,
+        } => {
+            let target = Target {
+                to,
+                schema: to_postgres_schema,
+                master_key_file: to_master_key_file,
+            };
+            return bankruptcy(target, label, fold, common).await;
         }
         MigrateCommand::Flip { to, undo, common } => (Operation::Flip { to, undo }, common),
         MigrateCommand::CopyReplace {
@@ -384,6 +424,56 @@ async fn transform(
             "the old store is still writable: run `eventfold migrate flip`, then this transform again (or keep one running with --follow) to catch up"
         ),
         None => eprintln!("dry run: nothing was written"),
+    }
+    if let Ok(json) = serde_json::to_string(&outcome) {
+        println!("{json}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `migrate bankruptcy`: the old store closed, the new one started from states.
+async fn bankruptcy(
+    target: Target,
+    label: String,
+    folds: Vec<(String, String)>,
+    common: Common,
+) -> anyhow::Result<ExitCode> {
+    use eventfold_surgery::bankruptcy::{Bankruptcy, declare};
+    let source = super::open_target(&common.target)?;
+    let new_store = target.open(&common.target).await?;
+    let audit = audit_of(&common);
+    let period = Bankruptcy {
+        label,
+        folds: folds.into_iter().collect(),
+        to: target.described(),
+    };
+    let bar = progress_bar("{spinner} {pos} streams done ({per_sec})", common.dry_run);
+    let outcome = declare(
+        source,
+        new_store.as_ref(),
+        &period,
+        &audit,
+        common.dry_run,
+        &mut |done| bar.set_position(done),
+    )
+    .await
+    .context("migrate bankruptcy")?;
+    bar.finish_and_clear();
+    let started: u64 = outcome.initialized.values().sum();
+    if outcome.dry_run {
+        eprintln!(
+            "would start {started} streams from their state and copy {} ({} end with the period); dry run: nothing was written",
+            outcome.copied, outcome.ended
+        );
+    } else {
+        eprintln!(
+            "period '{}' closed: the old store is a read-only archive; {} starts {started} streams from their state and holds {} copied ({} ended with the period, {} there already)",
+            period.label,
+            target.described(),
+            outcome.copied,
+            outcome.ended,
+            outcome.resumed
+        );
     }
     if let Ok(json) = serde_json::to_string(&outcome) {
         println!("{json}");
