@@ -2,11 +2,12 @@
 //! the embedded engine, into PostgreSQL, and from PostgreSQL; resumed runs, a copy
 //! that follows its source live until the flip, and refusals.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use eventfold_core::{
-    Error, EventData, EventStore, ExpectedVersion, MIGRATED_FROM_KEY, ReadStream, Revision,
-    STORE_CAUGHT_UP_EVENT_TYPE, STORE_STREAM, StreamWrite,
+    AppendResult, Error, EventData, EventStore, ExpectedVersion, LayerExt, MIGRATED_FROM_KEY,
+    ReadStream, Revision, STORE_CAUGHT_UP_EVENT_TYPE, STORE_STREAM, StoreLayer, StreamWrite,
 };
 use eventfold_metadata::{StreamAdmin, StreamMetadata};
 use eventfold_surgery::transform::{
@@ -217,7 +218,101 @@ async fn postgres_to_log_copies_resumes_and_catches_up_after_the_flip() {
     copy_then_flip(Backend::Postgres, Backend::Log).await;
 }
 
-on_every_backend!(a_copy_following_its_source_ends_at_the_flip_with_nothing_lost);
+on_every_backend!(
+    a_copy_following_its_source_ends_at_the_flip_with_nothing_lost,
+    a_copy_stopped_mid_way_resumes_without_writing_twice,
+);
+
+/// Fails the target's `n`th append (counting from 1) once, as a crash would stop a
+/// copy there.
+struct CrashAt {
+    appends: AtomicUsize,
+    at: usize,
+}
+
+#[async_trait::async_trait]
+impl StoreLayer for CrashAt {
+    async fn append_multi<S: EventStore + ?Sized>(
+        &self,
+        inner: &S,
+        writes: Vec<StreamWrite>,
+    ) -> eventfold_core::Result<Vec<AppendResult>> {
+        if self.appends.fetch_add(1, Ordering::SeqCst) + 1 == self.at {
+            return Err(Error::io("a copy", std::io::Error::other("crash")));
+        }
+        inner.append_multi(writes).await
+    }
+}
+
+/// A copy that stops half-way (its fifth append fails) leaves whole appends only;
+/// run again, it starts after them, and the target ends up holding every event
+/// once, ids kept.
+async fn a_copy_stopped_mid_way_resumes_without_writing_twice(backend: Backend) {
+    let Some((source, _s)) = open(Backend::Log).await else {
+        return;
+    };
+    let Some((target, _t)) = open(backend).await else {
+        return;
+    };
+    let target = target.layer(CrashAt {
+        appends: AtomicUsize::new(0),
+        at: 5,
+    });
+    let mut n = 0;
+    for _round in 0..10 {
+        for cart in 0..3 {
+            let events = (0..50).map(|i| event("ItemAdded", n + i)).collect();
+            n += 50;
+            source
+                .append(&format!("cart-{cart}"), ExpectedVersion::Any, events)
+                .await
+                .expect("fill");
+        }
+    }
+    let stopped = copy(&source, &target, false, false).await;
+    assert!(
+        matches!(&stopped, Err(e) if e.to_string().contains("crash")),
+        "the copy stopped at the crash: {stopped:?}"
+    );
+    let partial: usize = {
+        let mut total = 0;
+        for cart in 0..3 {
+            total += match target
+                .read_stream(&format!("cart-{cart}"), ReadStream::forward())
+                .await
+            {
+                Ok(events) => events.len(),
+                Err(Error::StreamNotFound { .. }) => 0,
+                Err(e) => panic!("read: {e}"),
+            };
+        }
+        total
+    };
+    assert!(
+        partial > 0 && partial < 1500,
+        "the crash came mid-way ({partial} copied)"
+    );
+    let resumed = copy(&source, &target, false, false).await.expect("resume");
+    assert_eq!(
+        resumed.copied as usize,
+        1500 - partial,
+        "the second run copies only what the first did not"
+    );
+    for cart in 0..3 {
+        let name = format!("cart-{cart}");
+        let originals = read(&source, &name).await;
+        let copies = read(&target, &name).await;
+        assert_eq!(
+            ns(&copies),
+            ns(&originals),
+            "{name}: every event once, in order"
+        );
+        let ids = |events: &[eventfold_core::RecordedEvent]| {
+            events.iter().map(|e| e.id).collect::<Vec<_>>()
+        };
+        assert_eq!(ids(&copies), ids(&originals), "{name}: ids kept");
+    }
+}
 
 /// A copy that follows its source while writers keep appending ends by itself at the
 /// flip, and holds every event the source acknowledged.
