@@ -166,6 +166,8 @@ pub struct Loaded<A> {
     snapshot_at: Option<chrono::DateTime<chrono::Utc>>,
     /// An event of one of the policy's `after_types` came after that snapshot.
     snapshot_marked: bool,
+    /// The streams a surgery moved, followed on the way (old name, new name).
+    moved: Vec<(String, String)>,
 }
 
 impl<A> Loaded<A> {
@@ -185,12 +187,33 @@ impl<A> Loaded<A> {
         self.cursors.first().and_then(|c| c.revision)
     }
 
-    /// The revision of `stream`, one of the streams it was loaded from.
+    /// The revision of `stream`, one of the streams it was loaded from (by its old
+    /// name too, when a surgery moved it).
     pub fn revision_of(&self, stream: &str) -> Option<Revision> {
+        let stream = self.current_name(stream);
         self.cursors
             .iter()
             .find(|c| c.stream == stream)
             .and_then(|c| c.revision)
+    }
+
+    /// The aggregate's own stream as loaded: the stream asked for, or, when a stream
+    /// surgery moved it (its last event is `$stream-moved-to`), the stream its events
+    /// went to, which the repository read and writes instead.
+    pub fn stream(&self) -> &str {
+        self.cursors.first().map_or("", |c| c.stream.as_str())
+    }
+
+    /// `stream` after the moves followed while loading.
+    fn current_name<'s>(&'s self, mut stream: &'s str) -> &'s str {
+        while let Some((_, to)) = self.moved.iter().find(|(from, _)| from == stream) {
+            stream = to;
+        }
+        stream
+    }
+
+    fn stream_names(&self) -> Vec<String> {
+        self.cursors.iter().map(|c| c.stream.clone()).collect()
     }
 
     /// Whether the load started from a snapshot.
@@ -268,9 +291,15 @@ impl<A: Aggregate> Repository<A> {
     /// The first stream is the aggregate's own. With snapshots on, writes a snapshot
     /// when none of this version is among the last few, or when `every` events passed
     /// since this version's last one.
+    ///
+    /// A stream that a surgery moved (it ends with `$stream-moved-to`) is followed:
+    /// the aggregate is loaded from the stream its events went to, and
+    /// [`Loaded::stream`] names it; commands write there too.
     pub async fn load_streams(&self, streams: &[&str]) -> Result<Loaded<A>> {
         let mut loaded = self.load_inner(streams).await?;
-        self.maybe_snapshot(&mut loaded, streams).await;
+        let names = loaded.stream_names();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        self.maybe_snapshot(&mut loaded, &names).await;
         Ok(loaded)
     }
 
@@ -354,7 +383,9 @@ impl<A: Aggregate> Repository<A> {
                     loaded.since_snapshot += appended;
                     loaded.snapshot_due += appended;
                     loaded.snapshot_marked |= marks_snapshot;
-                    self.maybe_snapshot(&mut loaded, streams).await;
+                    let names = loaded.stream_names();
+                    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                    self.maybe_snapshot(&mut loaded, &names).await;
                     return Ok(Accepted {
                         command_id: command.command_id(),
                         revision: planned.home_revision,
@@ -369,13 +400,21 @@ impl<A: Aggregate> Repository<A> {
             if let Some(settled) = log.after_failed_append(&error).await? {
                 return answer(&command, settled);
             }
-            let eventfold_core::Error::WrongExpectedVersion { stream, .. } = error else {
-                return Err(error.into());
+            let stream = match error {
+                eventfold_core::Error::WrongExpectedVersion { stream, .. }
+                | eventfold_core::Error::StreamMoved { stream, .. } => stream,
+                error => return Err(error.into()),
             };
             if attempts >= self.attempts_max {
                 return Err(Error::Conflict { stream, attempts }.into());
             }
-            self.catch_up(&mut loaded).await?;
+            // New events, or a surgery moved a stream since the load: read on, and
+            // follow the move (loading again from where the events went).
+            if self.catch_up(&mut loaded).await?.is_some() {
+                let moved = std::mem::take(&mut loaded.moved);
+                let names: Vec<String> = streams.iter().map(|s| s.to_string()).collect();
+                loaded = self.load_following(names, moved).await?;
+            }
         }
     }
 
@@ -385,9 +424,55 @@ impl<A: Aggregate> Repository<A> {
         count(loaded, event, after_types);
     }
 
-    /// Loads without writing a snapshot.
+    /// Loads without writing a snapshot, following streams that a surgery moved.
     async fn load_inner(&self, streams: &[&str]) -> Result<Loaded<A>> {
         check_streams(streams)?;
+        let names = streams.iter().map(|s| s.to_string()).collect();
+        self.load_following(names, Vec::new()).await
+    }
+
+    /// Loads from `names`, each renamed by `moved` first; a move marker met while
+    /// reading renames its stream and starts the load again.
+    async fn load_following(
+        &self,
+        names: Vec<String>,
+        mut moved: Vec<(String, String)>,
+    ) -> Result<Loaded<A>> {
+        for _ in 0..=MOVES_MAX {
+            let mut current = names.clone();
+            for name in &mut current {
+                while let Some((_, to)) = moved.iter().find(|(from, _)| from == name) {
+                    *name = to.clone();
+                }
+            }
+            let refs: Vec<&str> = current.iter().map(String::as_str).collect();
+            check_streams(&refs)?;
+            let mut loaded = self.load_once(&refs).await?;
+            match self.catch_up(&mut loaded).await? {
+                None => {
+                    loaded.moved = moved;
+                    return Ok(loaded);
+                }
+                Some(step) => {
+                    if moved.iter().any(|(from, _)| *from == step.1) || step.1.is_empty() {
+                        return Err(Error::InvalidStreams {
+                            reason: format!(
+                                "stream '{}' was moved to '{}', which was moved back: a cycle of moves",
+                                step.0, step.1
+                            ),
+                        });
+                    }
+                    moved.push(step);
+                }
+            }
+        }
+        Err(Error::InvalidStreams {
+            reason: format!("more than {MOVES_MAX} moves to follow from {names:?}"),
+        })
+    }
+
+    /// Loads from `streams` as they are (the snapshot, if any), not caught up yet.
+    async fn load_once(&self, streams: &[&str]) -> Result<Loaded<A>> {
         let mut loaded = Loaded {
             state: A::default(),
             cursors: streams
@@ -404,6 +489,7 @@ impl<A: Aggregate> Repository<A> {
             from_snapshot: false,
             snapshot_at: None,
             snapshot_marked: false,
+            moved: Vec::new(),
         };
         if let Some(policy) = &self.snapshots {
             match self.read_snapshot(policy, streams).await? {
@@ -427,12 +513,13 @@ impl<A: Aggregate> Repository<A> {
                 SnapshotFound::None => {}
             }
         }
-        self.catch_up(&mut loaded).await?;
         Ok(loaded)
     }
 
     /// Reads and folds the events after each stream's cursor, merged in global order.
-    async fn catch_up(&self, loaded: &mut Loaded<A>) -> Result<()> {
+    /// Stops at a move marker (`$stream-moved-to`), answering its stream and where
+    /// the events went; the caller loads again from there.
+    async fn catch_up(&self, loaded: &mut Loaded<A>) -> Result<Option<(String, String)>> {
         if loaded.cursors.len() == 1 {
             // One stream: fold page by page, holding one page in memory.
             loop {
@@ -445,12 +532,15 @@ impl<A: Aggregate> Repository<A> {
                     cursor.revision = Some(last.revision);
                 }
                 for event in page {
+                    if let Some(to) = moved_to(&event) {
+                        return Ok(Some((event.stream, to)));
+                    }
                     self.count(loaded, &event);
                     let state = &mut loaded.state;
                     upcast_decode(self.upcaster.as_ref(), event, |e| state.evolve(&e))?;
                 }
                 if !full {
-                    return Ok(());
+                    return Ok(None);
                 }
             }
         }
@@ -459,7 +549,7 @@ impl<A: Aggregate> Repository<A> {
         // after the later stream's events next time. Reading only up to the head
         // taken first makes the merge a consistent cut of the log.
         let Some(head) = self.store.head_position().await? else {
-            return Ok(());
+            return Ok(None);
         };
         let mut merged = Vec::new();
         for cursor in &mut loaded.cursors {
@@ -474,12 +564,16 @@ impl<A: Aggregate> Repository<A> {
             merged.extend(events);
         }
         merged.sort_by_key(|e| e.position);
+        if let Some(marker) = merged.iter().find(|e| moved_to(e).is_some()) {
+            let to = moved_to(marker).unwrap_or_default();
+            return Ok(Some((marker.stream.clone(), to)));
+        }
         for event in merged {
             self.count(loaded, &event);
             let state = &mut loaded.state;
             upcast_decode(self.upcaster.as_ref(), event, |e| state.evolve(&e))?;
         }
-        Ok(())
+        Ok(None)
     }
 
     /// The newest usable snapshot (own version, readable, same streams), looking back
@@ -742,7 +836,7 @@ fn plan<A: Aggregate>(
             Some(stream) => loaded
                 .cursors
                 .iter()
-                .position(|c| c.stream == *stream)
+                .position(|c| c.stream == loaded.current_name(stream))
                 .ok_or_else(|| Error::TargetNotLoaded {
                     stream: stream.clone(),
                 })?,
@@ -811,6 +905,20 @@ fn answer<C, R>(command: &Envelope<C>, settled: Settled) -> Result<Accepted, Com
             command_id: command.command_id(),
             reason,
         })),
+    }
+}
+
+/// Moves followed in one load, at most (a longer chain is surely a mistake).
+const MOVES_MAX: usize = 16;
+
+/// Where a surgery's move marker says the stream's events went.
+fn moved_to(event: &RecordedEvent) -> Option<String> {
+    if event.event_type != eventfold_core::STREAM_MOVED_EVENT_TYPE {
+        return None;
+    }
+    match eventfold_core::plan::StreamEnd::of(&event.event_type, &event.data) {
+        eventfold_core::plan::StreamEnd::Moved(to) => Some(to),
+        _ => None,
     }
 }
 

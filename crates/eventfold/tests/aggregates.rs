@@ -973,3 +973,102 @@ async fn the_schema_registry_kept_in_the_store_is_the_upcaster() {
 
     assert_eq!(loaded.state().readings, vec![210, 215, 190, 180]);
 }
+
+// ---- streams moved by a surgery ----
+
+async fn move_stream<S: EventStore + ?Sized>(store: &S, from: &str, to: &str) {
+    eventfold_surgery::perform(
+        store,
+        &eventfold_surgery::Operation::CopyReplace {
+            source: from.into(),
+            to: to.into(),
+            skip: Vec::new(),
+            transform: None,
+            in_place: false,
+        },
+        &eventfold_surgery::Audit {
+            reason: "a test".into(),
+            who: "tests".into(),
+        },
+        false,
+        &mut |_, _| {},
+    )
+    .await
+    .expect("move the stream");
+}
+
+#[tokio::test]
+async fn a_moved_stream_is_followed_on_load_and_commands_write_where_it_went() {
+    let store = Arc::new(InMemoryStore::new());
+    let repository = opened_account(store.clone(), "account-1", 100).await;
+    move_stream(store.as_ref(), "account-1", "account-1b").await;
+
+    let loaded = repository.load("account-1").await.expect("load");
+    assert_eq!(loaded.stream(), "account-1b", "the load followed the move");
+    assert_eq!(loaded.state().balance, 100);
+    assert_eq!(loaded.revision_of("account-1"), Some(Revision(1)));
+
+    let accepted = repository
+        .handle("account-1", Envelope::new(deposit("account-1", 5)))
+        .await
+        .expect("a command on the old name");
+    assert_eq!(accepted.written[0].stream, "account-1b");
+    assert_eq!(events(store.as_ref(), "account-1b").await.len(), 3);
+    assert_eq!(
+        events(store.as_ref(), "account-1").await.len(),
+        3,
+        "the old stream keeps its history and its marker, nothing more"
+    );
+    assert_eq!(
+        repository.load("account-1").await.unwrap().state().balance,
+        105
+    );
+}
+
+/// Moves the stream right before the first append that writes it: a command that
+/// loaded the old stream finds it moved when it writes.
+struct MoveBeforeAppend {
+    armed: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl eventfold_core::StoreLayer for MoveBeforeAppend {
+    async fn before_append<S: EventStore + ?Sized>(
+        &self,
+        inner: &S,
+        writes: Vec<eventfold_core::StreamWrite>,
+    ) -> eventfold_core::Result<Vec<eventfold_core::StreamWrite>> {
+        if writes.iter().any(|w| w.stream == "account-2")
+            && self.armed.swap(false, Ordering::SeqCst)
+        {
+            move_stream(inner, "account-2", "account-2b").await;
+        }
+        Ok(writes)
+    }
+}
+
+#[tokio::test]
+async fn a_command_racing_a_surgery_follows_the_move_and_loses_nothing() {
+    use eventfold_core::LayerExt;
+    let inner = Arc::new(InMemoryStore::new());
+    opened_account(inner.clone(), "account-2", 50).await;
+    let store = Arc::new(inner.clone().layer(MoveBeforeAppend {
+        armed: std::sync::atomic::AtomicBool::new(true),
+    }));
+    let repository = Repository::<Account>::new(store);
+    let accepted = repository
+        .handle("account-2", Envelope::new(withdraw("account-2", 20)))
+        .await
+        .expect("the command is decided again on the new stream");
+    assert_eq!(accepted.written[0].stream, "account-2b");
+    assert_eq!(
+        repository.load("account-2").await.unwrap().state().balance,
+        30
+    );
+    let moved = events(inner.as_ref(), "account-2").await;
+    assert_eq!(
+        moved.last().map(|e| e.event_type.as_str()),
+        Some(eventfold_core::STREAM_MOVED_EVENT_TYPE),
+        "nothing was written to the old stream after its marker"
+    );
+}
