@@ -140,8 +140,9 @@ enum Command {
     /// Remove from the disk the events that deletion and retention hide (--dry-run
     /// first to see what would be reclaimed).
     Scavenge(commands::scavenge::Args),
-    /// Stream surgery: copy-replace, split or join streams (--dry-run first), with an
-    /// audit record in $surgery; `migrate log` lists the records.
+    /// Stream surgery: copy-replace, split or join streams, copy a whole store into a
+    /// new one (transform), flip it read-only, or close a period (bankruptcy);
+    /// --dry-run first, an audit record in $surgery; `migrate log` lists the records.
     Migrate(commands::migrate::Args),
     /// Register event schema versions and their converters, or list them.
     Schema(commands::schema::Args),

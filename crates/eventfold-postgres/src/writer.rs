@@ -109,7 +109,12 @@ struct Statements {
     lock_head: Statement,
     clock: Statement,
     stream_lasts: Statement,
-    ids: Statement,
+    /// Not prepared: the rows of given ids are looked up with a plan made for the
+    /// ids at hand. A prepared statement turns to a generic plan after a few runs,
+    /// and one made while the table was small scans the whole table for ever after
+    /// (an import or a store copy, whose events all carry ids, slowed down by the
+    /// size of the table at every batch).
+    ids: String,
     events_at: Statement,
     insert: Statement,
     append_one: Statement,
@@ -410,7 +415,7 @@ async fn prepare(
         lock_head: client.prepare(&sql.lock_head).await?,
         clock: client.prepare("SELECT statement_timestamp()").await?,
         stream_lasts: client.prepare(&sql.stream_lasts).await?,
-        ids: client.prepare(&sql.ids).await?,
+        ids: sql.ids.clone(),
         events_at: client.prepare(&sql.events_at).await?,
         insert: client.prepare(&sql.insert).await?,
         append_one: client.prepare(&sql.append_one).await?,
@@ -451,7 +456,7 @@ async fn decide_and_commit(
             if ids.is_empty() {
                 Ok(Vec::new())
             } else {
-                client.query(&st.ids, &[&ids]).await
+                client.query(st.ids.as_str(), &[&ids]).await
             }
         },
     )
@@ -788,7 +793,7 @@ impl Committed {
                 if missing.ids.is_empty() {
                     Ok(Vec::new())
                 } else {
-                    client.query(&st.ids, &[&missing.ids]).await
+                    client.query(st.ids.as_str(), &[&missing.ids]).await
                 }
             },
             async {
