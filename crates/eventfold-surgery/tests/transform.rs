@@ -10,10 +10,10 @@ use eventfold_core::{
     ReadStream, Revision, STORE_CAUGHT_UP_EVENT_TYPE, STORE_STREAM, StoreLayer, StreamWrite,
 };
 use eventfold_metadata::{StreamAdmin, StreamMetadata};
+use eventfold_surgery::SURGERY_STREAM;
 use eventfold_surgery::transform::{
     CopyOptions, CopyOutcome, SOURCE_POSITION_KEY, Transform, copy_store,
 };
-use eventfold_surgery::{Operation, SURGERY_STREAM, perform};
 use serde_json::json;
 
 #[macro_use]
@@ -154,18 +154,7 @@ async fn copy_then_flip(source_backend: Backend, target_backend: Backend) {
     );
 
     // The flip: the old store refuses writes; the next run catches up and says so.
-    perform(
-        &source,
-        &Operation::Flip {
-            to: Some("the new cluster".into()),
-            undo: false,
-        },
-        &audit(),
-        false,
-        &mut |_, _| {},
-    )
-    .await
-    .expect("flip");
+    flip(&source, Some("the new cluster")).await;
     match source
         .append("order-1", ExpectedVersion::Any, vec![event("Late", 4)])
         .await
@@ -341,18 +330,7 @@ async fn a_copy_following_its_source_ends_at_the_flip_with_nothing_lost(backend:
             tokio::task::yield_now().await;
         }
     }
-    perform(
-        source.as_ref(),
-        &Operation::Flip {
-            to: None,
-            undo: false,
-        },
-        &audit(),
-        false,
-        &mut |_, _| {},
-    )
-    .await
-    .expect("flip");
+    flip(source.as_ref(), None).await;
     let outcome = tokio::time::timeout(Duration::from_secs(60), follower)
         .await
         .expect("the follower ends at the flip")

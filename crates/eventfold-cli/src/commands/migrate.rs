@@ -72,17 +72,8 @@ enum MigrateCommand {
     /// live until the store is flipped, then say that traffic may switch. Run again,
     /// it resumes after the last copy.
     Transform {
-        /// The new store: a data directory, or a PostgreSQL URL (postgres://...).
-        #[arg(long, value_name = "DIR|URL")]
-        to: String,
-        /// With a PostgreSQL target: the schema of its tables.
-        #[arg(long, default_value = "eventfold", value_name = "NAME")]
-        to_postgres_schema: String,
-        /// The master key file of the new store's personal data (default: for a
-        /// directory, its own DIR/keys/master.key; for PostgreSQL, EVENTFOLD_MASTER_KEY,
-        /// else the source's master key).
-        #[arg(long, value_name = "FILE")]
-        to_master_key_file: Option<PathBuf>,
+        #[command(flatten)]
+        target: Target,
         /// A jq program from each user event ({stream, revision, type, version, data,
         /// metadata}) to the events it becomes ({type, data, metadata?, version?,
         /// stream?}; `empty` drops it). System events are copied as they are.
@@ -112,15 +103,8 @@ enum MigrateCommand {
     /// (registered in this store); other streams are copied, deleted and moved ones
     /// end with the period.
     Bankruptcy {
-        /// The new store: a data directory, or a PostgreSQL URL (postgres://...).
-        #[arg(long, value_name = "DIR|URL")]
-        to: String,
-        /// With a PostgreSQL target: the schema of its tables.
-        #[arg(long, default_value = "eventfold", value_name = "NAME")]
-        to_postgres_schema: String,
-        /// The master key file of the new store's personal data (as for transform).
-        #[arg(long, value_name = "FILE")]
-        to_master_key_file: Option<PathBuf>,
+        #[command(flatten)]
+        target: Target,
         /// The period's label (e.g. 2019-2026), kept in the archive and in every
         /// Initialized event.
         #[arg(long, value_name = "TEXT")]
@@ -166,35 +150,17 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (operation, common) = match args.operation {
         MigrateCommand::Log { target } => return log(&target).await,
         MigrateCommand::Transform {
-            to,
-            to_postgres_schema,
-            to_master_key_file,
+            target,
             program,
             follow,
             common,
-        } => {
-            let target = Target {
-                to,
-                schema: to_postgres_schema,
-                master_key_file: to_master_key_file,
-            };
-            return transform(target, program, follow, common).await;
-        }
+        } => return transform(target, program, follow, common).await,
         MigrateCommand::Bankruptcy {
-            to,
-            to_postgres_schema,
-            to_master_key_file,
+            target,
             label,
             fold,
             common,
-        } => {
-            let target = Target {
-                to,
-                schema: to_postgres_schema,
-                master_key_file: to_master_key_file,
-            };
-            return bankruptcy(target, label, fold, common).await;
-        }
+        } => return bankruptcy(target, label, fold, common).await,
         MigrateCommand::Flip { to, undo, common } => (Operation::Flip { to, undo }, common),
         MigrateCommand::CopyReplace {
             source,
@@ -289,11 +255,20 @@ fn progress_bar(template: &str, hidden: bool) -> indicatif::ProgressBar {
     bar
 }
 
-/// The new store of a transform.
+/// The new store of a transform or a bankruptcy.
+#[derive(Debug, clap::Args)]
 struct Target {
+    /// The new store: a data directory, or a PostgreSQL URL (postgres://...).
+    #[arg(long, value_name = "DIR|URL")]
     to: String,
-    schema: String,
-    master_key_file: Option<PathBuf>,
+    /// With a PostgreSQL target: the schema of its tables.
+    #[arg(long, default_value = "eventfold", value_name = "NAME")]
+    to_postgres_schema: String,
+    /// The master key file of the new store's personal data (default: for a
+    /// directory, its own DIR/keys/master.key; for PostgreSQL, EVENTFOLD_MASTER_KEY,
+    /// else the source's master key).
+    #[arg(long, value_name = "FILE")]
+    to_master_key_file: Option<PathBuf>,
 }
 
 impl Target {
@@ -306,7 +281,7 @@ impl Target {
         match self.to.split_once("://") {
             Some((scheme, rest)) if self.is_postgres() => {
                 let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
-                format!("{scheme}://{host} (schema {})", self.schema)
+                format!("{scheme}://{host} (schema {})", self.to_postgres_schema)
             }
             _ => self.to.clone(),
         }
@@ -321,7 +296,7 @@ impl Target {
         if !self.is_postgres() {
             let dir = Path::new(&self.to);
             let store = super::open_store(dir)?;
-            let privacy = super::privacy_layer(dir, self.master_key_file.as_deref(), true)?;
+            let privacy = super::privacy_layer(dir, self.to_master_key_file.as_deref(), true)?;
             return Ok(Arc::new(
                 store
                     .layer(privacy)
@@ -329,7 +304,7 @@ impl Target {
             ));
         }
         let options = eventfold_postgres::PostgresOptions {
-            schema: self.schema.clone(),
+            schema: self.to_postgres_schema.clone(),
             ..Default::default()
         };
         let store = eventfold_postgres::PostgresStore::connect(&self.to, options)
@@ -338,7 +313,7 @@ impl Target {
         // Personal values are sealed again with keys of the new store, under a master
         // key: given, or the source's (a server's source has none here to lend).
         use eventfold_privacy::MasterKeySource;
-        let key_source = match (&self.master_key_file, &source.data) {
+        let key_source = match (&self.to_master_key_file, &source.data) {
             (Some(file), _) => MasterKeySource::File(file.clone()),
             (None, Some(dir)) => MasterKeySource::resolve(source.master_key_file.as_deref(), dir),
             (None, None) => match MasterKeySource::resolve(None, Path::new("")) {

@@ -124,3 +124,19 @@ pub async fn fill(store: &impl EventStore, stream: &str, types: &[&str]) {
 pub async fn head(store: &impl EventStore) -> Option<Position> {
     store.head_position().await.expect("head")
 }
+
+/// Flips `store` read-only, naming `to`.
+pub async fn flip(store: &(impl EventStore + ?Sized), to: Option<&str>) {
+    eventfold_surgery::perform(
+        store,
+        &eventfold_surgery::Operation::Flip {
+            to: to.map(str::to_string),
+            undo: false,
+        },
+        &audit(),
+        false,
+        &mut |_, _| {},
+    )
+    .await
+    .expect("flip");
+}
