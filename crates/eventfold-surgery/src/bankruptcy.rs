@@ -30,7 +30,7 @@ use eventfold_schema::{SchemaError, SchemaStore};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::{Audit, SURGERY_EVENT_TYPE, SURGERY_STREAM, copy_of, flip, invalid};
+use crate::{Audit, SURGERY_STREAM, audit_write, copy_of, flip, invalid};
 
 /// The type of the event each folded stream starts with in the new store.
 pub const INITIALIZED_EVENT_TYPE: &str = "Initialized";
@@ -256,28 +256,12 @@ async fn write<T: EventStore + ?Sized>(
 }
 
 fn record(bankruptcy: &Bankruptcy, audit: &Audit) -> Result<StreamWrite> {
-    Ok(StreamWrite::system(
-        SURGERY_STREAM,
-        ExpectedVersion::Any,
-        vec![record_event(bankruptcy, audit)?],
-    ))
-}
-
-fn record_event(bankruptcy: &Bankruptcy, audit: &Audit) -> Result<EventData> {
-    EventData::json(
-        SURGERY_EVENT_TYPE,
-        &json!({
-            "operation": "bankruptcy",
-            "reason": audit.reason,
-            "who": audit.who,
-            "arguments": {
-                "label": bankruptcy.label,
-                "folds": bankruptcy.folds,
-                "to": bankruptcy.to,
-            },
-            "at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-        }),
-    )
+    let arguments = json!({
+        "label": bankruptcy.label,
+        "folds": bankruptcy.folds,
+        "to": bankruptcy.to,
+    });
+    audit_write("bankruptcy", arguments, audit)
 }
 
 fn schema_error(error: SchemaError) -> Error {

@@ -10,8 +10,8 @@
 //! and says that traffic may switch. `undo` writes `$store-writable` instead.
 
 use eventfold_core::{
-    Error, EventData, EventStore, ExpectedVersion, ReadStream, Result, STORE_READ_ONLY_EVENT_TYPE,
-    STORE_STREAM, STORE_WRITABLE_EVENT_TYPE, StreamWrite,
+    Error, EventData, EventStore, ExpectedVersion, ReadStream, RecordedEvent, Result,
+    STORE_READ_ONLY_EVENT_TYPE, STORE_STREAM, STORE_WRITABLE_EVENT_TYPE, StreamWrite,
 };
 use serde_json::json;
 
@@ -26,12 +26,15 @@ pub async fn read_only_reason<S: EventStore + ?Sized>(store: &S) -> Result<Optio
         Err(Error::StreamNotFound { .. }) => return Ok(None),
         other => other?,
     };
-    Ok(last.first().and_then(|e| {
-        match eventfold_core::plan::StreamEnd::of(&e.event_type, &e.data) {
-            eventfold_core::plan::StreamEnd::ReadOnly(reason) => Some(reason),
-            _ => None,
-        }
-    }))
+    Ok(last.first().and_then(flip_reason))
+}
+
+/// The reason of a `$store` event when it is a flip; `None` for its undo.
+pub(crate) fn flip_reason(event: &RecordedEvent) -> Option<String> {
+    match eventfold_core::plan::StreamEnd::of(&event.event_type, &event.data) {
+        eventfold_core::plan::StreamEnd::ReadOnly(reason) => Some(reason),
+        _ => None,
+    }
 }
 
 /// Performs [`Operation::Flip`] on `store`.

@@ -244,11 +244,17 @@ pub async fn perform<S: EventStore + ?Sized>(
 
 /// The write of the audit record of `operation` to [`SURGERY_STREAM`].
 pub(crate) fn audit_record(operation: &Operation, audit: &Audit) -> Result<StreamWrite> {
+    audit_write(operation.name(), operation.arguments(), audit)
+}
+
+/// The write of one audit record `{"operation", "reason", "who", "arguments", "at"}`
+/// to [`SURGERY_STREAM`]: the shape every operation's record has.
+pub(crate) fn audit_write(name: &str, arguments: Value, audit: &Audit) -> Result<StreamWrite> {
     let record = json!({
-        "operation": operation.name(),
+        "operation": name,
         "reason": audit.reason,
         "who": audit.who,
-        "arguments": operation.arguments(),
+        "arguments": arguments,
         "at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
     });
     Ok(StreamWrite::system(

@@ -43,7 +43,8 @@ use eventfold_schema::JqProgram;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use crate::{Audit, SURGERY_EVENT_TYPE, SURGERY_STREAM, as_json, copy_of, invalid};
+use crate::flip::flip_reason;
+use crate::{Audit, SURGERY_STREAM, as_json, audit_write, copy_of, invalid};
 
 /// The metadata key of every copy a store copy writes: the position of the event it
 /// was copied from in the source's `$all` (where a resumed copy starts again).
@@ -213,19 +214,12 @@ where
         dry_run: options.dry_run,
     };
     if !options.dry_run {
-        let record = json!({
-            "operation": "transform",
-            "reason": audit.reason,
-            "who": audit.who,
-            "arguments": options.arguments,
-            "at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-        });
         let written = copier
-            .append(vec![StreamWrite::system(
-                SURGERY_STREAM,
-                ExpectedVersion::Any,
-                vec![EventData::json(SURGERY_EVENT_TYPE, &record)?],
-            )])
+            .append(vec![audit_write(
+                "transform",
+                options.arguments.clone(),
+                audit,
+            )?])
             .await?;
         copier.advanced(SURGERY_STREAM, written.last().map(|r| r.last_revision));
     }
@@ -360,14 +354,6 @@ pub async fn resume_point<T: EventStore + ?Sized>(target: &T) -> Result<Option<u
         end = from;
     }
     Ok(None)
-}
-
-/// The reason of a source's `$store` event when it is a flip; `None` for its undo.
-fn flip_reason(event: &RecordedEvent) -> Option<String> {
-    match eventfold_core::plan::StreamEnd::of(&event.event_type, &event.data) {
-        eventfold_core::plan::StreamEnd::ReadOnly(reason) => Some(reason),
-        _ => None,
-    }
 }
 
 /// The source position of the flip the target last caught up with, if its `$store`
