@@ -395,6 +395,9 @@ impl EventStore for HttpStore {
                 url.query_pairs_mut()
                     .append_pair("from", &from.get().to_string());
             }
+            if !options.resolve_links {
+                url.query_pairs_mut().append_pair("resolve_links", "false");
+            }
             let page: EventsPage = self.call(self.client.get(url), stream).await?;
             let next = page.next;
             let got = page.events.len() as u64;

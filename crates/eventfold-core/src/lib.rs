@@ -30,6 +30,7 @@ mod index_stream;
 pub mod layer;
 mod memory;
 pub mod plan;
+mod reference;
 mod remote;
 pub mod resend;
 mod scavenge;
@@ -43,6 +44,11 @@ pub use event::{
 pub use index_stream::{IndexStream, read_index_stream};
 pub use layer::{LayerExt, Layered, StoreLayer};
 pub use memory::{InMemoryStore, wait_for_head};
+pub use reference::{
+    CANCELLED_EVENT_TYPE, CLIENT_SYSTEM_EVENT_TYPES, CORRECTED_EVENT_TYPE, EventRef,
+    INVALIDATED_EVENT_TYPE, INVALIDATIONS_STREAM, LINK_EVENT_TYPE, LINKED_EVENT_KEY, merge_patch,
+    referenced_event,
+};
 pub use remote::{RemoteAdmin, RemoteDeleted, RemoteMetadata};
 pub use scavenge::{KeepFrom, ScavengeSummary, Scavenger};
 pub use store::{

@@ -207,7 +207,14 @@ pub fn check_writes(writes: Vec<StreamWrite>) -> Result<CheckedWrites> {
             });
         }
         for event in &write.events {
-            if !write.is_system() && event.event_type.starts_with('$') {
+            // Compensations and links are the `$` types a client may write; their
+            // data must point at an event (whether it exists is the metadata layer's
+            // check, which can read the store).
+            crate::reference::referenced_event(&event.event_type, &event.data)?;
+            if !write.is_system()
+                && event.event_type.starts_with('$')
+                && !crate::reference::CLIENT_SYSTEM_EVENT_TYPES.contains(&event.event_type.as_str())
+            {
                 return Err(Error::InvalidEvent {
                     reason: format!(
                         "event type '{}' starts with '$', which is reserved for eventfold's own events",

@@ -174,6 +174,10 @@ pub struct ReadStream {
     pub direction: Direction,
     /// At most this many events.
     pub limit: u64,
+    /// Return the event a link (`$link`) points at in its place (the default), or the
+    /// link itself. The metadata layer resolves links; a backend read alone returns
+    /// them as written.
+    pub resolve_links: bool,
 }
 
 impl ReadStream {
@@ -183,6 +187,7 @@ impl ReadStream {
             from: None,
             direction: Direction::Forward,
             limit: u64::MAX,
+            resolve_links: true,
         }
     }
 
@@ -203,6 +208,13 @@ impl ReadStream {
     /// Returns at most `limit` events.
     pub fn limit(mut self, limit: u64) -> Self {
         self.limit = limit;
+        self
+    }
+
+    /// Returns links (`$link` events) as they were written instead of the events they
+    /// point at: what a copy of the stream or an audit wants.
+    pub fn links_as_written(mut self) -> Self {
+        self.resolve_links = false;
         self
     }
 

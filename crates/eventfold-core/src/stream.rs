@@ -179,6 +179,8 @@ pub const SYSTEM_STREAM_PREFIXES: &[&str] = &[
     // The store's own state: read-only after a flip, and the marker of a copy that
     // caught up with its source (eventfold-surgery).
     "$store",
+    // Notices of surgeries to projections: `$invalidated` (eventfold-surgery).
+    "$invalidations",
 ];
 
 /// The type of the event a hard delete writes at the end of a stream (the metadata

@@ -3,13 +3,15 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use eventfold_core::{
-    Direction, EventStore, ReadStream, RecordedEvent, Result, Revision, StoreLayer, category_of,
+    Direction, EventStore, LINK_EVENT_TYPE, ReadStream, RecordedEvent, Result, Revision,
+    StoreLayer, StreamWrite, category_of,
 };
 
 use crate::admin::{deleted, not_found, read_metadata};
+use crate::links::{check_references, resolve_links};
 use crate::types::{StreamMetadata, metadata_stream};
 
-/// Applies each stream's metadata to reads of it: events before the first visible
+/// Applies each stream's metadata to reads of it, and resolves links: events before the first visible
 /// revision (`truncate_before`, `max_count`, `max_age`; for a stream with no metadata of
 /// its own, its category's default retention) are hidden, a stream with no
 /// visible event reads as not found, and a hard-deleted one as deleted. System streams
@@ -31,7 +33,22 @@ impl StoreLayer for MetadataLayer {
         if inner.remote_admin().is_some() {
             return inner.read_stream(stream, options).await;
         }
-        read_visible(inner, stream, options).await
+        let events = read_visible(inner, stream, options).await?;
+        if !options.resolve_links || !events.iter().any(|e| e.event_type == LINK_EVENT_TYPE) {
+            return Ok(events);
+        }
+        resolve_links(inner, events).await
+    }
+
+    async fn before_append<S: EventStore + ?Sized>(
+        &self,
+        inner: &S,
+        writes: Vec<StreamWrite>,
+    ) -> Result<Vec<StreamWrite>> {
+        if inner.remote_admin().is_none() {
+            check_references(inner, &writes).await?;
+        }
+        Ok(writes)
     }
 }
 
@@ -40,7 +57,7 @@ impl StoreLayer for MetadataLayer {
 /// Index streams and system streams are read as stored. A stream whose last event is
 /// a tombstone fails with [`eventfold_core::Error::StreamDeleted`]; one with no visible event fails
 /// with [`eventfold_core::Error::StreamNotFound`].
-async fn read_visible<S: EventStore + ?Sized>(
+pub(crate) async fn read_visible<S: EventStore + ?Sized>(
     store: &S,
     stream: &str,
     options: ReadStream,

@@ -37,6 +37,7 @@
 
 mod admin;
 mod layer;
+mod links;
 mod retention;
 mod types;
 

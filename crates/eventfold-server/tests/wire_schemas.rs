@@ -201,6 +201,7 @@ fn samples() -> Vec<(&'static str, Value)> {
                         stream: "money-1".into(),
                         filter: ".type == \"Deposited\"".into(),
                     }],
+                    link: false,
                 },
                 reason: "two aggregates grew in one stream".into(),
                 dry_run: true,

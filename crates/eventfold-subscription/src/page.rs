@@ -154,6 +154,7 @@ pub async fn read_stream_page<S: EventStore + ?Sized>(
             from,
             direction: options.direction,
             limit: asked,
+            resolve_links: options.resolve_links,
         };
         let chunk = match store.read_stream(stream, read).await {
             Ok(chunk) => chunk,
@@ -293,6 +294,7 @@ mod tests {
                 from,
                 direction,
                 limit,
+                resolve_links: true,
             };
             let page = read_stream_page(store, "s", read, bytes_max).await.unwrap();
             let revisions: Vec<u64> = page.events.iter().map(|e| e.revision.get()).collect();

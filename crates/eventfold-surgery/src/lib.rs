@@ -223,6 +223,16 @@ pub async fn perform<S: EventStore + ?Sized>(
                 vec![marker(&targets)?],
             ));
         }
+        // Copies repeat the sources' events in `$all`; links do not (the originals
+        // stay the only events), so only copies invalidate.
+        if !operation.links() {
+            let replaced: Vec<(&str, u64)> = sources
+                .iter()
+                .zip(&work.read_to)
+                .map(|(source, read_to)| (*source, read_to.map_or(0, |r| r.get() + 1)))
+                .collect();
+            writes.push(invalidations(&replaced, operation)?);
+        }
         writes.push(audit_record(operation, audit)?);
         match store.append_multi(writes).await {
             Ok(results) => {
@@ -319,6 +329,7 @@ async fn replace_in_place<S: EventStore + ?Sized>(
                     &metadata,
                 )?],
             ),
+            invalidations(&[(source, last.get() + 1)], operation)?,
             audit_record(operation, audit)?,
         ];
         match store.append_multi(writes).await {
@@ -426,7 +437,7 @@ async fn read_new<S: EventStore + ?Sized>(
         // An unknown (or soft-deleted) source fails here, on its first read; later
         // reads start past its end and find only what a live writer added.
         let events = store
-            .read_stream(source, ReadStream::forward().from(from))
+            .read_stream(source, ReadStream::forward().from(from).links_as_written())
             .await?;
         if let Some(last) = events.last() {
             work.read_to[s] = Some(last.revision);
@@ -447,14 +458,10 @@ async fn read_new<S: EventStore + ?Sized>(
     }
     // A join keeps the order of `$all`.
     new.sort_by_key(|(_, e)| e.position);
+    let sources = operation.sources();
     for (_, event) in new {
         work.read += 1;
-        if event.event_type.starts_with('$') {
-            return Err(invalid(&format!(
-                "{}@{} is a system event ({}): surgery moves only user events",
-                event.revision, event.stream, event.event_type
-            )));
-        }
+        check_movable(&event, &sources)?;
         match operation {
             Operation::CopyReplace { skip, .. } => {
                 if skip.contains(&event.revision.get()) {
@@ -501,17 +508,79 @@ async fn read_new<S: EventStore + ?Sized>(
                 };
                 work.copies.push(Copy {
                     target,
-                    event: copy_of(&event, None)?,
+                    event: copy_or_link(&event, operation.links())?,
                 });
             }
             Operation::Join { .. } => work.copies.push(Copy {
                 target: 0,
-                event: copy_of(&event, None)?,
+                event: copy_or_link(&event, operation.links())?,
             }),
             Operation::Flip { .. } => {}
         }
     }
     Ok(())
+}
+
+/// Refuses to move a system event, and a compensation or link that points into one
+/// of the operation's sources: its `<revision>@<stream>` would name the old place of
+/// an event the surgery moves (fold the compensation into the copies with
+/// `copy-replace --skip` or a transform instead). One that points elsewhere is
+/// moved like any event.
+fn check_movable(event: &RecordedEvent, sources: &[&str]) -> Result<()> {
+    let at = format!("{}@{}", event.revision, event.stream);
+    if !eventfold_core::CLIENT_SYSTEM_EVENT_TYPES.contains(&event.event_type.as_str()) {
+        if event.event_type.starts_with('$') {
+            return Err(invalid(&format!(
+                "{at} is a system event ({}): surgery moves only user events",
+                event.event_type
+            )));
+        }
+        return Ok(());
+    }
+    if let Ok(Some(target)) = eventfold_core::referenced_event(&event.event_type, &event.data)
+        && sources.contains(&target.stream.as_str())
+    {
+        return Err(invalid(&format!(
+            "{at} is a {} of {target}, in a stream this surgery moves: its reference \
+             would point at the old place; leave the compensated event out (--skip) or \
+             correct it with --transform, and skip the compensation too",
+            event.event_type
+        )));
+    }
+    Ok(())
+}
+
+/// The copy of `event`, or with `link`, a link to it (carrying `$migrated_from`
+/// like a copy, so an interrupted run resumes after it).
+fn copy_or_link(event: &RecordedEvent, link: bool) -> Result<EventData> {
+    if !link {
+        return copy_of(event, None);
+    }
+    let at = format!("{}@{}", event.revision.get(), event.stream);
+    EventData::json(eventfold_core::LINK_EVENT_TYPE, &json!({ "event": at }))?
+        .with_metadata(&json!({ MIGRATED_FROM_KEY: at }))
+}
+
+/// The notices to projections that the events of each `(stream, before)` below
+/// revision `before` were replaced by `operation`.
+fn invalidations(replaced: &[(&str, u64)], operation: &Operation) -> Result<StreamWrite> {
+    let notices = replaced
+        .iter()
+        .map(|(stream, before)| {
+            let notice = json!({
+                "stream": stream,
+                "before": before,
+                "surgery": operation.name(),
+                "replaced_by": operation.targets(),
+            });
+            EventData::json(eventfold_core::INVALIDATED_EVENT_TYPE, &notice)
+        })
+        .collect::<Result<_>>()?;
+    Ok(StreamWrite::system(
+        eventfold_core::INVALIDATIONS_STREAM,
+        ExpectedVersion::Any,
+        notices,
+    ))
 }
 
 /// The event as jq programs see it.
@@ -611,7 +680,10 @@ async fn already_written<S: EventStore + ?Sized>(
     copies: &[Copy],
     t: usize,
 ) -> Result<u64> {
-    let existing = match store.read_stream(target, ReadStream::forward()).await {
+    let existing = match store
+        .read_stream(target, ReadStream::forward().links_as_written())
+        .await
+    {
         Err(Error::StreamNotFound { .. }) => return Ok(0),
         other => other?,
     };

@@ -140,6 +140,7 @@ async fn split_routes_each_event_to_the_one_filter_it_matches(backend: Backend) 
                 filter: f.to_string(),
             })
             .collect(),
+        link: false,
     };
 
     let before = head(&store).await;
@@ -197,6 +198,7 @@ async fn join_keeps_the_order_of_all_and_moves_every_source(backend: Backend) {
     let operation = Operation::Join {
         sources: vec!["right-1".into(), "left-1".into()],
         into: "both-1".into(),
+        link: false,
     };
     perform(&store, &operation, &audit(), false, &mut |_, _| {})
         .await

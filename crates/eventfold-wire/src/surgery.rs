@@ -49,6 +49,10 @@ pub enum SurgeryOperation {
         source: String,
         /// The new streams and their filters, in order.
         into: Vec<SplitTarget>,
+        /// Write links (`$link` events) to the source's events instead of copies:
+        /// the events stay where they are, and reads of the new streams return them.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        link: bool,
     },
     /// Joins `sources` into the new stream `into`, in the order of `$all`.
     Join {
@@ -56,6 +60,9 @@ pub enum SurgeryOperation {
         sources: Vec<String>,
         /// The new stream.
         into: String,
+        /// Write links (`$link` events) to the sources' events instead of copies.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        link: bool,
     },
     /// Makes the whole store read-only (the Big Flip of a store copied into `to`):
     /// every append is refused with `read_only` from then on, and a transform that
@@ -111,6 +118,14 @@ impl SurgeryOperation {
             SurgeryOperation::Join { sources, .. } => sources.iter().map(String::as_str).collect(),
             SurgeryOperation::Flip { .. } => Vec::new(),
         }
+    }
+
+    /// Whether it writes links to the sources' events instead of copies.
+    pub fn links(&self) -> bool {
+        matches!(
+            self,
+            SurgeryOperation::Split { link: true, .. } | SurgeryOperation::Join { link: true, .. }
+        )
     }
 
     /// The streams it writes (new ones, or the source itself in place).

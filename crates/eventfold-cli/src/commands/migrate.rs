@@ -53,6 +53,10 @@ enum MigrateCommand {
         /// A new stream and its filter, NAME=<jq filter> (repeat: two or more).
         #[arg(long, value_name = "NAME=JQ", required = true, num_args = 1.., value_parser = named_filter)]
         into: Vec<(String, String)>,
+        /// Write links to the source's events instead of copies (reads of the new
+        /// streams return the originals).
+        #[arg(long)]
+        link: bool,
         #[command(flatten)]
         common: Common,
     },
@@ -64,6 +68,9 @@ enum MigrateCommand {
         /// The new stream.
         #[arg(long, value_name = "TARGET")]
         into: String,
+        /// Write links to the sources' events instead of copies.
+        #[arg(long)]
+        link: bool,
         #[command(flatten)]
         common: Common,
     },
@@ -182,19 +189,28 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         MigrateCommand::Split {
             source,
             into,
+            link,
             common,
         } => {
             let into = into
                 .into_iter()
                 .map(|(stream, filter)| SplitTarget { stream, filter })
                 .collect();
-            (Operation::Split { source, into }, common)
+            (Operation::Split { source, into, link }, common)
         }
         MigrateCommand::Join {
             sources,
             into,
+            link,
             common,
-        } => (Operation::Join { sources, into }, common),
+        } => (
+            Operation::Join {
+                sources,
+                into,
+                link,
+            },
+            common,
+        ),
     };
     if common.target.server.is_some() {
         // The server performs it, and records its authenticated user as who did it.

@@ -145,6 +145,8 @@ pub(super) struct StreamQuery {
     direction: Option<String>,
     /// The versions the reader understands (`Type:N,...`, `newest`, `stored`).
     versions: Option<String>,
+    /// `false`: links as written instead of the events they point at.
+    resolve_links: Option<bool>,
 }
 
 /// `GET /streams/{stream}`: a page of events (see [`EventsPage`]).
@@ -170,6 +172,9 @@ pub(super) async fn read_stream(
     options = options.limit(limit(&state.config, query.limit));
     if let Some(from) = query.from {
         options = options.from(Revision(from));
+    }
+    if query.resolve_links == Some(false) {
+        options = options.links_as_written();
     }
     let target = target(query.versions.as_deref())?;
     let page = eventfold_subscription::page::read_stream_page(
