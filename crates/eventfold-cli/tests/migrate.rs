@@ -274,6 +274,46 @@ fn copy_replace_in_place_keeps_the_name_and_hides_the_originals() {
     );
 }
 
+/// `split --link` writes links: `read` prints the originals in their place, and
+/// `--links-as-written` the links themselves.
+#[test]
+fn split_by_links_reads_as_the_originals_and_as_written_on_request() {
+    let dir = temp_dir();
+    let data = path_arg(dir.path());
+    fill_cart(dir.path());
+    ok(&[
+        "migrate",
+        "split",
+        "cart-1",
+        "--into",
+        "cheap-1=.data.price < 100",
+        "dear-1=.data.price >= 100",
+        "--link",
+        "--data",
+        data,
+        "--reason",
+        "two kinds of item",
+    ]);
+    let originals = lines(&ok(&["read", "--data", data, "cart-1"]));
+    let cheap = lines(&ok(&["read", "--data", data, "cheap-1"]));
+    assert_eq!(cheap.len(), 2);
+    assert_eq!(
+        cheap[1]["id"], originals[2]["id"],
+        "the original, by its id"
+    );
+    assert_eq!(cheap[1]["data"]["price"], 12);
+    assert_eq!(cheap[1]["metadata"]["$linked_event"], "2@cart-1");
+    let links = lines(&ok(&[
+        "read",
+        "--data",
+        data,
+        "dear-1",
+        "--links-as-written",
+    ]));
+    assert_eq!(links[0]["type"], "$link");
+    assert_eq!(links[0]["data"]["event"], "1@cart-1");
+}
+
 /// The Big Flip through the CLI: a transform follows a live server's store into a new
 /// data directory while clients keep writing; `migrate flip` makes the old store
 /// refuse appends; the transform then ends by itself, saying that traffic may switch,

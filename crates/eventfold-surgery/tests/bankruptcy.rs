@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use eventfold_core::{Error, EventData, EventStore, ExpectedVersion, MIGRATED_FROM_KEY};
+use eventfold_core::{Error, EventData, EventStore, ExpectedVersion, LayerExt, MIGRATED_FROM_KEY};
 use eventfold_schema::{FoldDefinition, SchemaStore};
 use eventfold_surgery::bankruptcy::{
     BANKRUPTCY_KEY, Bankruptcy, BankruptcyOutcome, INITIALIZED_EVENT_TYPE, declare,
@@ -19,7 +19,10 @@ mod support;
 
 use support::*;
 
-on_every_backend!(a_bankrupt_store_closes_and_its_streams_start_from_their_state);
+on_every_backend!(
+    a_bankrupt_store_closes_and_its_streams_start_from_their_state,
+    a_bankruptcy_stopped_mid_way_resumes_without_writing_twice,
+);
 
 fn item(price: u64) -> EventData {
     EventData::json("ItemAdded", &json!({ "price": price })).expect("event")
@@ -207,4 +210,104 @@ async fn a_bankrupt_store_closes_and_its_streams_start_from_their_state(backend:
         "nothing is written twice"
     );
     assert_eq!(read(new_schemas.store().as_ref(), "cart-1").await.len(), 1);
+}
+
+/// A bankruptcy whose new store fails its second append (as a crash would stop it:
+/// the first page of streams is written, 500 a page) leaves the old store closed and
+/// whole appends in the new one; run again, it resumes after the streams written and
+/// starts every stream once.
+async fn a_bankruptcy_stopped_mid_way_resumes_without_writing_twice(backend: Backend) {
+    let Some((source, _s)) = open(Backend::Log).await else {
+        return;
+    };
+    let Some((target, _t)) = open(backend).await else {
+        return;
+    };
+    let source = Arc::new(source);
+    const CARTS: u64 = 1_100;
+    for first in (1..=CARTS).step_by(100) {
+        let writes = (first..first + 100)
+            .map(|cart| {
+                eventfold_core::StreamWrite::new(
+                    format!("cart-{cart}"),
+                    ExpectedVersion::NoStream,
+                    vec![item(cart), item(10)],
+                )
+            })
+            .collect();
+        source.append_multi(writes).await.expect("fill the carts");
+    }
+    let schemas = SchemaStore::open(source.clone()).await.expect("schemas");
+    let definition: FoldDefinition = serde_json::from_value(json!({
+        "init": {"total": 0},
+        "handlers": {"ItemAdded": "{total: (.state.total + .event.data.price)}"}
+    }))
+    .expect("a fold definition");
+    schemas
+        .register_fold("cart-total", &definition)
+        .await
+        .expect("register the fold");
+
+    let crashing = target.layer(CrashAt::new(2));
+    let stopped = declare(
+        source.clone(),
+        &crashing,
+        &period(&[("cart", "cart-total")]),
+        &audit(),
+        false,
+        &mut |_| {},
+    )
+    .await;
+    assert!(
+        matches!(&stopped, Err(e) if e.to_string().contains("crash")),
+        "stopped at the crash: {stopped:?}"
+    );
+    assert!(
+        matches!(
+            source
+                .append("cart-1", ExpectedVersion::Any, vec![item(1)])
+                .await,
+            Err(Error::ReadOnly { .. })
+        ),
+        "the old store was closed before anything was written"
+    );
+    let mut started = 0;
+    for cart in 1..=CARTS {
+        if crashing
+            .stream_exists(&format!("cart-{cart}"))
+            .await
+            .expect("exists")
+        {
+            started += 1;
+        }
+    }
+    assert!(
+        started > 0 && started < CARTS,
+        "the crash came mid-way ({started} started)"
+    );
+
+    let resumed = declare(
+        source.clone(),
+        &crashing,
+        &period(&[("cart", "cart-total")]),
+        &audit(),
+        false,
+        &mut |_| {},
+    )
+    .await
+    .expect("the second run");
+    assert!(
+        resumed.resumed >= started,
+        "streams written before are left alone: {resumed:?}"
+    );
+    assert_eq!(
+        resumed.initialized,
+        [("cart".to_string(), CARTS - started)].into(),
+        "the rest start now"
+    );
+    for cart in 1..=CARTS {
+        let events = read(&crashing, &format!("cart-{cart}")).await;
+        assert_eq!(events.len(), 1, "cart-{cart} starts once");
+        assert_eq!(json_of(&events[0].data), json!({"total": cart + 10}));
+    }
 }

@@ -2,12 +2,11 @@
 //! the embedded engine, into PostgreSQL, and from PostgreSQL; resumed runs, a copy
 //! that follows its source live until the flip, and refusals.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use eventfold_core::{
-    AppendResult, Error, EventData, EventStore, ExpectedVersion, LayerExt, MIGRATED_FROM_KEY,
-    ReadStream, Revision, STORE_CAUGHT_UP_EVENT_TYPE, STORE_STREAM, StoreLayer, StreamWrite,
+    Error, EventData, EventStore, ExpectedVersion, LayerExt, MIGRATED_FROM_KEY, ReadStream,
+    Revision, STORE_CAUGHT_UP_EVENT_TYPE, STORE_STREAM, StreamWrite,
 };
 use eventfold_metadata::{StreamAdmin, StreamMetadata};
 use eventfold_surgery::SURGERY_STREAM;
@@ -212,27 +211,6 @@ on_every_backend!(
     a_copy_stopped_mid_way_resumes_without_writing_twice,
 );
 
-/// Fails the target's `n`th append (counting from 1) once, as a crash would stop a
-/// copy there.
-struct CrashAt {
-    appends: AtomicUsize,
-    at: usize,
-}
-
-#[async_trait::async_trait]
-impl StoreLayer for CrashAt {
-    async fn append_multi<S: EventStore + ?Sized>(
-        &self,
-        inner: &S,
-        writes: Vec<StreamWrite>,
-    ) -> eventfold_core::Result<Vec<AppendResult>> {
-        if self.appends.fetch_add(1, Ordering::SeqCst) + 1 == self.at {
-            return Err(Error::io("a copy", std::io::Error::other("crash")));
-        }
-        inner.append_multi(writes).await
-    }
-}
-
 /// A copy that stops half-way (its fifth append fails) leaves whole appends only;
 /// run again, it starts after them, and the target ends up holding every event
 /// once, ids kept.
@@ -243,10 +221,7 @@ async fn a_copy_stopped_mid_way_resumes_without_writing_twice(backend: Backend) 
     let Some((target, _t)) = open(backend).await else {
         return;
     };
-    let target = target.layer(CrashAt {
-        appends: AtomicUsize::new(0),
-        at: 5,
-    });
+    let target = target.layer(CrashAt::new(5));
     let mut n = 0;
     for _round in 0..10 {
         for cart in 0..3 {

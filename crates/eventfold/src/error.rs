@@ -85,6 +85,17 @@ pub enum Error {
         /// The recorded reason.
         reason: String,
     },
+    /// A compensation ([`Repository::cancel`](crate::Repository::cancel),
+    /// [`Repository::correct`](crate::Repository::correct)) was refused: the event does
+    /// not exist, is one of eventfold's own (`$`) events, is already cancelled, or
+    /// would not decode once corrected. Nothing was written.
+    #[error("event {event} cannot be compensated: {reason}")]
+    Compensation {
+        /// The event, as `<revision>@<stream>`.
+        event: eventfold_core::EventRef,
+        /// Why.
+        reason: String,
+    },
     /// A record the framework keeps in the store (command outcome, process instance,
     /// timeout) cannot be read.
     #[error("record at revision {revision} of '{stream}' is unreadable: {reason}")]

@@ -27,6 +27,7 @@
 mod aggregate;
 mod command;
 mod command_log;
+pub mod compensation;
 mod error;
 mod event;
 pub mod personal;

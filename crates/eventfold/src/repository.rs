@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use eventfold_core::{
-    EventData, EventStore, ExpectedVersion, Position, ReadStream, RecordedEvent, Revision,
-    StreamWrite,
+    AppendResult, EventData, EventRef, EventStore, ExpectedVersion, Position, ReadStream,
+    RecordedEvent, Revision, StreamWrite,
 };
 use eventfold_metadata::{StreamAdmin, StreamMetadata};
 use serde::de::DeserializeOwned;
@@ -15,6 +15,7 @@ use serde_json::value::RawValue;
 use crate::aggregate::Aggregate;
 use crate::command::{Accepted, CommandError, CommandIds, CommandOutcome, Envelope, Written};
 use crate::command_log::{self, CommandLog, CommandWindow, Settled};
+use crate::compensation::{Compensation, Corrections};
 use crate::error::{Error, Result};
 use crate::event::{DomainEvent, Upcaster, identity, upcast_decode};
 use crate::{PAGE_EVENTS, streams};
@@ -30,7 +31,9 @@ const SNAPSHOT_TYPE: &str = "Snapshot";
 /// 1. if the command id has an outcome recorded, answers with it (nothing is written);
 /// 2. loads the state: the newest snapshot of the aggregate's snapshot version (if
 ///    snapshots are on), then the events after it, each passed through the
-///    [`Upcaster`] and decoded (types the aggregate does not know are skipped);
+///    [`Upcaster`] and decoded (types the aggregate does not know are skipped), as
+///    corrected by the compensations in the streams (see
+///    [`cancel`](Repository::cancel) and [`correct`](Repository::correct));
 /// 3. decides, and appends the events atomically with one expected version per
 ///    stream, together with the command's outcome (so a command id is handled once)
 ///    and a check of every stream it was loaded from but does not write (so the
@@ -168,6 +171,10 @@ pub struct Loaded<A> {
     snapshot_marked: bool,
     /// The streams a surgery moved, followed on the way (old name, new name).
     moved: Vec<(String, String)>,
+    /// The compensations ([`Compensation`]) of events of the loaded streams that this
+    /// load knows: those it read, or all of them when it folded from scratch because
+    /// of one (a snapshot covers the ones before it).
+    corrections: Corrections,
 }
 
 impl<A> Loaded<A> {
@@ -409,11 +416,224 @@ impl<A: Aggregate> Repository<A> {
                 return Err(Error::Conflict { stream, attempts }.into());
             }
             // New events, or a surgery moved a stream since the load: read on, and
-            // follow the move (loading again from where the events went).
-            if self.catch_up(&mut loaded).await?.is_some() {
-                let moved = std::mem::take(&mut loaded.moved);
-                let names: Vec<String> = streams.iter().map(|s| s.to_string()).collect();
-                loaded = self.load_following(names, moved).await?;
+            // follow the move (loading again from where the events went). A new
+            // compensation of an event folded already: fold again from scratch.
+            let compensated = match self.catch_up(&mut loaded).await? {
+                CaughtUp::Done => continue,
+                CaughtUp::Moved(..) => false,
+                CaughtUp::Compensated => true,
+            };
+            let moved = std::mem::take(&mut loaded.moved);
+            let names: Vec<String> = streams.iter().map(|s| s.to_string()).collect();
+            loaded = self.load_following(names, moved, compensated).await?;
+        }
+    }
+
+    /// Cancels the event at `revision` of the aggregate's `stream` (a full reversal):
+    /// appends a `$cancelled` event pointing at it, and from then on loads leave it
+    /// out of the fold. The event itself stays in the stream.
+    ///
+    /// Refused ([`Error::Compensation`], nothing written) when the event does not
+    /// exist, is one of eventfold's own (`$`) events, or is cancelled already. The
+    /// compensation is appended at the stream's revision as loaded: when the stream
+    /// changes in between, it is checked and tried again, at most
+    /// [`with_attempts`](Repository::with_attempts) times ([`Error::Conflict`]). A
+    /// stream a surgery moved is followed: `revision` is then one of the stream its
+    /// events went to.
+    ///
+    /// ```
+    /// # use eventfold::{Aggregate, Decision, DomainEvent, EventType};
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    /// # #[serde(tag = "type", content = "data")]
+    /// # enum CounterEvent { Incremented { by: u32 } }
+    /// # impl DomainEvent for CounterEvent {
+    /// #     const TYPES: &'static [EventType] = &[EventType::new("Incremented", 1)];
+    /// # }
+    /// # #[derive(Debug, Default, Serialize, Deserialize)]
+    /// # struct Counter { value: u32 }
+    /// # impl Aggregate for Counter {
+    /// #     const NAME: &'static str = "counter";
+    /// #     type Command = u32;
+    /// #     type Event = CounterEvent;
+    /// #     type Rejection = String;
+    /// #     fn decide(&self, by: &u32) -> Result<Decision<CounterEvent>, String> {
+    /// #         Ok(Decision::event(CounterEvent::Incremented { by: *by }))
+    /// #     }
+    /// #     fn evolve(&mut self, CounterEvent::Incremented { by }: &CounterEvent) { self.value += by }
+    /// # }
+    /// use std::sync::Arc;
+    /// use eventfold::{Envelope, InMemoryStore, LayerExt, Repository, Revision};
+    /// use eventfold_metadata::MetadataLayer;
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let store = Arc::new(InMemoryStore::new().layer(MetadataLayer));
+    /// let repository = Repository::<Counter>::new(store);
+    /// repository.handle("counter-1", Envelope::new(5)).await.unwrap();
+    /// repository.handle("counter-1", Envelope::new(5)).await.unwrap(); // sent twice
+    ///
+    /// repository.cancel("counter-1", Revision(1), "sent twice").await.unwrap();
+    /// assert_eq!(repository.load("counter-1").await.unwrap().state().value, 5);
+    /// // Once is enough.
+    /// assert!(repository.cancel("counter-1", Revision(1), "again").await.is_err());
+    /// # });
+    /// ```
+    pub async fn cancel(
+        &self,
+        stream: &str,
+        revision: Revision,
+        reason: &str,
+    ) -> Result<AppendResult> {
+        self.compensate(stream, revision, |at| Compensation::cancel(at, reason))
+            .await
+    }
+
+    /// Corrects the event at `revision` of the aggregate's `stream` (a partial
+    /// reversal): appends a `$corrected` event holding `patch`, a JSON merge patch
+    /// (RFC 7386) of the event's data as stored, and from then on loads fold the event
+    /// with the patch merged in (after the corrections written before it). The event
+    /// itself stays in the stream.
+    ///
+    /// Refused ([`Error::Compensation`], nothing written) when the event does not
+    /// exist, is one of eventfold's own (`$`) events, or is cancelled, and when the
+    /// corrected event would no longer decode as an event of the aggregate (through the
+    /// repository's [`Upcaster`]): a correction never makes the stream unreadable.
+    /// Conflicts and moved streams as in [`cancel`](Repository::cancel).
+    ///
+    /// ```
+    /// # use eventfold::{Aggregate, Decision, DomainEvent, EventType};
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    /// # #[serde(tag = "type", content = "data")]
+    /// # enum CounterEvent { Incremented { by: u32 } }
+    /// # impl DomainEvent for CounterEvent {
+    /// #     const TYPES: &'static [EventType] = &[EventType::new("Incremented", 1)];
+    /// # }
+    /// # #[derive(Debug, Default, Serialize, Deserialize)]
+    /// # struct Counter { value: u32 }
+    /// # impl Aggregate for Counter {
+    /// #     const NAME: &'static str = "counter";
+    /// #     type Command = u32;
+    /// #     type Event = CounterEvent;
+    /// #     type Rejection = String;
+    /// #     fn decide(&self, by: &u32) -> Result<Decision<CounterEvent>, String> {
+    /// #         Ok(Decision::event(CounterEvent::Incremented { by: *by }))
+    /// #     }
+    /// #     fn evolve(&mut self, CounterEvent::Incremented { by }: &CounterEvent) { self.value += by }
+    /// # }
+    /// use std::sync::Arc;
+    /// use eventfold::{Envelope, InMemoryStore, LayerExt, Repository, Revision};
+    /// use eventfold_metadata::MetadataLayer;
+    /// use serde_json::json;
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let store = Arc::new(InMemoryStore::new().layer(MetadataLayer));
+    /// let repository = Repository::<Counter>::new(store);
+    /// repository.handle("counter-1", Envelope::new(50)).await.unwrap(); // meant 5
+    ///
+    /// repository.correct("counter-1", Revision(0), json!({"by": 5}), "typo").await.unwrap();
+    /// assert_eq!(repository.load("counter-1").await.unwrap().state().value, 5);
+    /// // `by` is a number: a patch that makes it text would break the stream.
+    /// let refused = repository.correct("counter-1", Revision(0), json!({"by": "five"}), "?").await;
+    /// assert!(refused.is_err());
+    /// # });
+    /// ```
+    pub async fn correct(
+        &self,
+        stream: &str,
+        revision: Revision,
+        patch: serde_json::Value,
+        reason: &str,
+    ) -> Result<AppendResult> {
+        self.compensate(stream, revision, |at| {
+            Compensation::correct(at, patch.clone(), reason)
+        })
+        .await
+    }
+
+    /// Appends the compensation `fix` makes of the event at `revision` of the
+    /// aggregate's `stream` (as loaded: following moves), once it is checked.
+    async fn compensate(
+        &self,
+        stream: &str,
+        revision: Revision,
+        fix: impl Fn(EventRef) -> Compensation,
+    ) -> Result<AppendResult> {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let loaded = self.load_inner(&[stream]).await?;
+            let stream = loaded.stream().to_string();
+            let at = EventRef::new(stream.clone(), revision);
+            let refused = |reason: String| Error::Compensation {
+                event: at.clone(),
+                reason,
+            };
+            let read = ReadStream::forward()
+                .from(revision)
+                .limit(1)
+                .links_as_written();
+            let target = match self.store.read_stream(&stream, read).await {
+                Ok(events) => events.into_iter().find(|e| e.revision == revision),
+                Err(eventfold_core::Error::StreamNotFound { .. }) => None,
+                Err(error) => return Err(error.into()),
+            };
+            let Some(target) = target else {
+                return Err(refused("it does not exist".into()));
+            };
+            if target.event_type.starts_with('$') {
+                return Err(refused(format!(
+                    "it is a {} event: only an application's own events are cancelled or corrected",
+                    target.event_type
+                )));
+            }
+            // Every compensation of the stream: the load knows only those after its
+            // snapshot.
+            let mut corrections = self.compensations_of(&[&stream]).await?;
+            let not_json =
+                |error: eventfold_core::Error| refused(format!("its data is not JSON: {error}"));
+            if corrections
+                .apply(target.clone())
+                .map_err(not_json)?
+                .is_none()
+            {
+                return Err(refused("it is cancelled already".into()));
+            }
+            let compensation = fix(at.clone());
+            if let Compensation::Corrected { .. } = compensation {
+                corrections.insert(compensation.clone());
+                // `apply` keeps it: it is not cancelled.
+                if let Some(corrected) = corrections.apply(target.clone()).map_err(not_json)? {
+                    upcast_decode::<A::Event>(self.upcaster.as_ref(), corrected, |_| {}).map_err(
+                        |error| match error {
+                            Error::Decode { .. }
+                            | Error::UnsupportedVersion { .. }
+                            | Error::Store(eventfold_core::Error::InvalidEvent { .. }) => {
+                                refused(format!(
+                                    "corrected, it would not decode as an event of '{}': {error}",
+                                    A::NAME
+                                ))
+                            }
+                            error => error,
+                        },
+                    )?;
+                }
+            }
+            let expected = loaded
+                .revision()
+                .map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
+            let event = personal_like(compensation.to_event()?, &target)?;
+            match self.store.append(&stream, expected, vec![event]).await {
+                Ok(result) => return Ok(result),
+                Err(
+                    eventfold_core::Error::WrongExpectedVersion { stream, .. }
+                    | eventfold_core::Error::StreamMoved { stream, .. },
+                ) => {
+                    if attempts >= self.attempts_max {
+                        return Err(Error::Conflict { stream, attempts });
+                    }
+                }
+                Err(error) => return Err(error.into()),
             }
         }
     }
@@ -428,17 +648,22 @@ impl<A: Aggregate> Repository<A> {
     async fn load_inner(&self, streams: &[&str]) -> Result<Loaded<A>> {
         check_streams(streams)?;
         let names = streams.iter().map(|s| s.to_string()).collect();
-        self.load_following(names, Vec::new()).await
+        self.load_following(names, Vec::new(), false).await
     }
 
     /// Loads from `names`, each renamed by `moved` first; a move marker met while
-    /// reading renames its stream and starts the load again.
+    /// reading renames its stream and starts the load again. A compensation met while
+    /// reading, of an event already folded (the snapshot's, or one read before it),
+    /// starts the load again too: from scratch, with every compensation of the
+    /// streams known before the first event is folded. So does `compensated`.
     async fn load_following(
         &self,
         names: Vec<String>,
         mut moved: Vec<(String, String)>,
+        mut compensated: bool,
     ) -> Result<Loaded<A>> {
-        for _ in 0..=MOVES_MAX {
+        let mut refolds = 0;
+        loop {
             let mut current = names.clone();
             for name in &mut current {
                 while let Some((_, to)) = moved.iter().find(|(from, _)| from == name) {
@@ -447,32 +672,91 @@ impl<A: Aggregate> Repository<A> {
             }
             let refs: Vec<&str> = current.iter().map(String::as_str).collect();
             check_streams(&refs)?;
-            let mut loaded = self.load_once(&refs).await?;
+            let corrections = if compensated {
+                Some(self.compensations_of(&refs).await?)
+            } else {
+                None
+            };
+            let mut loaded = self.load_once(&refs, corrections).await?;
             match self.catch_up(&mut loaded).await? {
-                None => {
+                CaughtUp::Done => {
                     loaded.moved = moved;
                     return Ok(loaded);
                 }
-                Some(step) => {
-                    if moved.iter().any(|(from, _)| *from == step.1) || step.1.is_empty() {
+                CaughtUp::Moved(from, to) => {
+                    if moved.iter().any(|(old, _)| *old == to) || to.is_empty() {
                         return Err(Error::InvalidStreams {
                             reason: format!(
-                                "stream '{}' was moved to '{}', which was moved back: a cycle of moves",
-                                step.0, step.1
+                                "stream '{from}' was moved to '{to}', which was moved back: a cycle of moves"
                             ),
                         });
                     }
-                    moved.push(step);
+                    if moved.len() >= MOVES_MAX {
+                        return Err(Error::InvalidStreams {
+                            reason: format!("more than {MOVES_MAX} moves to follow from {names:?}"),
+                        });
+                    }
+                    moved.push((from, to));
+                    // The compensations of the streams moved to are read when met.
+                    compensated = false;
+                }
+                CaughtUp::Compensated => {
+                    // Each time, a compensation was written between the collection
+                    // and the fold.
+                    refolds += 1;
+                    if refolds > REFOLDS_MAX {
+                        return Err(Error::Conflict {
+                            stream: current[0].clone(),
+                            attempts: refolds,
+                        });
+                    }
+                    compensated = true;
                 }
             }
         }
-        Err(Error::InvalidStreams {
-            reason: format!("more than {MOVES_MAX} moves to follow from {names:?}"),
-        })
+    }
+
+    /// Every compensation in `streams` of an event of `streams`: each stream is read
+    /// whole (links as written: a link is no compensation).
+    async fn compensations_of(&self, streams: &[&str]) -> Result<Corrections> {
+        let mut corrections = Corrections::new();
+        for stream in streams {
+            let mut from = Revision(0);
+            loop {
+                let read = ReadStream::forward()
+                    .from(from)
+                    .limit(PAGE_EVENTS)
+                    .links_as_written();
+                let page = match self.store.read_stream(stream, read).await {
+                    Ok(page) => page,
+                    Err(eventfold_core::Error::StreamNotFound { .. }) => Vec::new(),
+                    Err(error) => return Err(error.into()),
+                };
+                for event in &page {
+                    if let Some(compensation) = Compensation::of(event)?
+                        && streams.contains(&compensation.target().stream.as_str())
+                    {
+                        corrections.insert(compensation);
+                    }
+                }
+                match page.last() {
+                    Some(last) if page.len() as u64 == PAGE_EVENTS => from = last.revision.next(),
+                    _ => break,
+                }
+            }
+        }
+        Ok(corrections)
     }
 
     /// Loads from `streams` as they are (the snapshot, if any), not caught up yet.
-    async fn load_once(&self, streams: &[&str]) -> Result<Loaded<A>> {
+    /// With `corrections` (every compensation of the streams), from scratch instead:
+    /// a snapshot's state was folded without some of them, so none is read, and the
+    /// one written next (the snapshot is stale) is folded with them.
+    async fn load_once(
+        &self,
+        streams: &[&str],
+        corrections: Option<Corrections>,
+    ) -> Result<Loaded<A>> {
         let mut loaded = Loaded {
             state: A::default(),
             cursors: streams
@@ -490,7 +774,13 @@ impl<A: Aggregate> Repository<A> {
             snapshot_at: None,
             snapshot_marked: false,
             moved: Vec::new(),
+            corrections: Corrections::new(),
         };
+        if let Some(corrections) = corrections {
+            loaded.corrections = corrections;
+            loaded.snapshot_stale = self.snapshots.is_some();
+            return Ok(loaded);
+        }
         if let Some(policy) = &self.snapshots {
             match self.read_snapshot(policy, streams).await? {
                 SnapshotFound::Usable(state, cursors, at) => {
@@ -518,8 +808,10 @@ impl<A: Aggregate> Repository<A> {
 
     /// Reads and folds the events after each stream's cursor, merged in global order.
     /// Stops at a move marker (`$stream-moved-to`), answering its stream and where
-    /// the events went; the caller loads again from there.
-    async fn catch_up(&self, loaded: &mut Loaded<A>) -> Result<Option<(String, String)>> {
+    /// the events went; the caller loads again from there. Stops at a compensation
+    /// new to the load too (its event was folded as it was): the caller folds again
+    /// from scratch.
+    async fn catch_up(&self, loaded: &mut Loaded<A>) -> Result<CaughtUp> {
         if loaded.cursors.len() == 1 {
             // One stream: fold page by page, holding one page in memory.
             loop {
@@ -533,14 +825,14 @@ impl<A: Aggregate> Repository<A> {
                 }
                 for event in page {
                     if let Some(to) = moved_to(&event) {
-                        return Ok(Some((event.stream, to)));
+                        return Ok(CaughtUp::Moved(event.stream, to));
                     }
-                    self.count(loaded, &event);
-                    let state = &mut loaded.state;
-                    upcast_decode(self.upcaster.as_ref(), event, |e| state.evolve(&e))?;
+                    if self.fold(loaded, event)? {
+                        return Ok(CaughtUp::Compensated);
+                    }
                 }
                 if !full {
-                    return Ok(None);
+                    return Ok(CaughtUp::Done);
                 }
             }
         }
@@ -549,7 +841,7 @@ impl<A: Aggregate> Repository<A> {
         // after the later stream's events next time. Reading only up to the head
         // taken first makes the merge a consistent cut of the log.
         let Some(head) = self.store.head_position().await? else {
-            return Ok(None);
+            return Ok(CaughtUp::Done);
         };
         let mut merged = Vec::new();
         for cursor in &mut loaded.cursors {
@@ -566,14 +858,38 @@ impl<A: Aggregate> Repository<A> {
         merged.sort_by_key(|e| e.position);
         if let Some(marker) = merged.iter().find(|e| moved_to(e).is_some()) {
             let to = moved_to(marker).unwrap_or_default();
-            return Ok(Some((marker.stream.clone(), to)));
+            return Ok(CaughtUp::Moved(marker.stream.clone(), to));
         }
         for event in merged {
-            self.count(loaded, &event);
-            let state = &mut loaded.state;
-            upcast_decode(self.upcaster.as_ref(), event, |e| state.evolve(&e))?;
+            if self.fold(loaded, event)? {
+                return Ok(CaughtUp::Compensated);
+            }
         }
-        Ok(None)
+        Ok(CaughtUp::Done)
+    }
+
+    /// Folds one event a load read, as corrected by the compensations it knows: a
+    /// cancelled event is left out, a corrected one is folded with its corrected data,
+    /// a compensation is never folded. `true` when the event is a compensation, new to
+    /// the load, of an event of one of its streams: the load must fold again.
+    fn fold(&self, loaded: &mut Loaded<A>, event: RecordedEvent) -> Result<bool> {
+        self.count(loaded, &event);
+        if let Some(compensation) = Compensation::of(&event)? {
+            let target = &compensation.target().stream;
+            let ours = loaded.cursors.iter().any(|c| c.stream == *target);
+            return Ok(ours && loaded.corrections.insert(compensation));
+        }
+        let event = if loaded.corrections.is_empty() {
+            event
+        } else {
+            match loaded.corrections.apply(event)? {
+                Some(event) => event,
+                None => return Ok(false),
+            }
+        };
+        let state = &mut loaded.state;
+        upcast_decode(self.upcaster.as_ref(), event, |e| state.evolve(&e))?;
+        Ok(false)
     }
 
     /// The newest usable snapshot (own version, readable, same streams), looking back
@@ -908,8 +1224,48 @@ fn answer<C, R>(command: &Envelope<C>, settled: Settled) -> Result<Accepted, Com
     }
 }
 
+/// `correction` marked personal where `original` is: a corrected value of a personal
+/// field is as personal as the value it replaces, so the privacy layer seals it too.
+/// The original's pointers are into its data; the correction holds the patch under
+/// `/data` (a pointer the patch does not have is skipped when sealing).
+fn personal_like(correction: EventData, original: &RecordedEvent) -> Result<EventData> {
+    if correction.event_type != eventfold_core::CORRECTED_EVENT_TYPE {
+        return Ok(correction);
+    }
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&original.metadata).unwrap_or_default();
+    let Some(personal) = metadata.get(eventfold_core::PERSONAL_KEY) else {
+        return Ok(correction);
+    };
+    let fields: Vec<String> = match personal.get("fields").and_then(|f| f.as_array()) {
+        Some(fields) => fields
+            .iter()
+            .filter_map(|f| f.as_str())
+            .map(|f| format!("/data{f}"))
+            .collect(),
+        None => vec!["/data".to_string()],
+    };
+    let marking = serde_json::json!({ eventfold_core::PERSONAL_KEY: {
+        "subject": personal.get("subject").cloned().unwrap_or_default(),
+        "fields": fields,
+    }});
+    Ok(correction.with_metadata(&marking)?)
+}
+
 /// Moves followed in one load, at most (a longer chain is surely a mistake).
 const MOVES_MAX: usize = 16;
+/// Folds from scratch in one load because compensations kept arriving, at most.
+const REFOLDS_MAX: u32 = 8;
+
+/// How a catch-up ended.
+enum CaughtUp {
+    /// Every event read was folded.
+    Done,
+    /// A surgery moved a stream (its old name, the new one): load again from there.
+    Moved(String, String),
+    /// A compensation of an event folded already: fold again from scratch.
+    Compensated,
+}
 
 /// Where a surgery's move marker says the stream's events went.
 fn moved_to(event: &RecordedEvent) -> Option<String> {

@@ -40,28 +40,146 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use eventfold_core::{EventData, Position, RecordedEvent, Revision};
+use eventfold_core::{EventData, EventRef, Position, RecordedEvent, Revision};
 use uuid::Uuid;
 
 use crate::aggregate::{Aggregate, Decision};
+use crate::compensation::{Compensation, Corrections};
 use crate::event::DomainEvent;
 use crate::process::{Context, Next, ProcessManager, Publisher};
 
-/// An aggregate scenario: given past events.
+/// An aggregate scenario: given past events, and the compensations written after
+/// them.
 #[derive(Debug)]
 pub struct Scenario<A: Aggregate> {
     state: A,
+    /// The given events as stored, at revisions 0, 1, ... of [`SCENARIO_STREAM`].
+    given: Vec<RecordedEvent>,
+    corrections: Corrections,
 }
+
+/// The stream a scenario's given events are in (what its compensations point at).
+pub const SCENARIO_STREAM: &str = "scenario";
 
 impl<A: Aggregate> Scenario<A> {
     /// The aggregate after `events` (each through its stored form).
     #[track_caller]
     pub fn given(events: impl IntoIterator<Item = A::Event>) -> Self {
-        let mut state = A::default();
-        for event in events {
-            state.evolve(&stored_form(&event));
+        let given = events
+            .into_iter()
+            .enumerate()
+            .map(|(n, event)| {
+                let data = match event.encode() {
+                    Ok(data) => data,
+                    Err(error) => panic!("event does not encode: {error}"),
+                };
+                let n = n as u64;
+                recorded(SCENARIO_STREAM, Revision(n), Position(n), data, Utc::now())
+            })
+            .collect();
+        let mut scenario = Scenario {
+            state: A::default(),
+            given,
+            corrections: Corrections::new(),
+        };
+        scenario.fold();
+        scenario
+    }
+
+    /// And then a `$cancelled` of the given event at `revision` (from 0): the
+    /// aggregate is folded without it, as the repository folds a stream.
+    ///
+    /// ```
+    /// # use eventfold::{Aggregate, Decision, DomainEvent, EventType};
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    /// # #[serde(tag = "type", content = "data")]
+    /// # enum AccountEvent { Deposited { amount: u64 }, Withdrawn { amount: u64 } }
+    /// # impl DomainEvent for AccountEvent {
+    /// #     const TYPES: &'static [EventType] = &[EventType::new("Deposited", 1), EventType::new("Withdrawn", 1)];
+    /// # }
+    /// # #[derive(Debug, Default)] struct Account { balance: u64 }
+    /// # impl Aggregate for Account {
+    /// #     const NAME: &'static str = "account";
+    /// #     type Command = u64;
+    /// #     type Event = AccountEvent;
+    /// #     type Rejection = String;
+    /// #     fn decide(&self, amount: &u64) -> Result<Decision<AccountEvent>, String> {
+    /// #         if *amount > self.balance { return Err(format!("only {} left", self.balance)) }
+    /// #         Ok(Decision::event(AccountEvent::Withdrawn { amount: *amount }))
+    /// #     }
+    /// #     fn evolve(&mut self, e: &AccountEvent) {
+    /// #         match e { AccountEvent::Deposited { amount } => self.balance += amount,
+    /// #                   AccountEvent::Withdrawn { amount } => self.balance -= amount }
+    /// #     }
+    /// # }
+    /// use eventfold::testkit::Scenario;
+    /// use AccountEvent::*;
+    ///
+    /// // A deposit booked twice, cancelled: 100 left, not 200.
+    /// Scenario::<Account>::given([Deposited { amount: 100 }, Deposited { amount: 100 }])
+    ///     .cancelled(1)
+    ///     .when(150)
+    ///     .then_rejected("only 100 left".to_string());
+    /// // A deposit of 1000 that was 10, corrected.
+    /// Scenario::<Account>::given([Deposited { amount: 1000 }])
+    ///     .corrected(0, serde_json::json!({"amount": 10}))
+    ///     .when(10)
+    ///     .then([Withdrawn { amount: 10 }]);
+    /// ```
+    #[track_caller]
+    pub fn cancelled(self, revision: u64) -> Self {
+        let at = self.given_at(revision);
+        self.compensated(Compensation::cancel(at, "scenario"))
+    }
+
+    /// And then a `$corrected` of the given event at `revision` by the JSON merge
+    /// patch `patch` of its data: the aggregate folds its corrected form.
+    #[track_caller]
+    pub fn corrected(self, revision: u64, patch: serde_json::Value) -> Self {
+        let at = self.given_at(revision);
+        self.compensated(Compensation::correct(at, patch, "scenario"))
+    }
+
+    #[track_caller]
+    fn given_at(&self, revision: u64) -> EventRef {
+        assert!(
+            revision < self.given.len() as u64,
+            "no given event at revision {revision} (there are {})",
+            self.given.len()
+        );
+        EventRef::new(SCENARIO_STREAM, Revision(revision))
+    }
+
+    #[track_caller]
+    fn compensated(mut self, compensation: Compensation) -> Self {
+        self.corrections.insert(compensation);
+        self.fold();
+        self
+    }
+
+    /// Folds the given events as corrected into a fresh state.
+    #[track_caller]
+    fn fold(&mut self) {
+        self.state = A::default();
+        for event in &self.given {
+            let corrected = match self.corrections.apply(event.clone()) {
+                Ok(Some(corrected)) => corrected,
+                Ok(None) => continue,
+                Err(error) => panic!("event {} does not correct: {error}", event.revision),
+            };
+            match A::Event::decode(&corrected) {
+                Ok(Some(decoded)) => self.state.evolve(&decoded),
+                Ok(None) => panic!(
+                    "event type '{}' is not listed in TYPES",
+                    corrected.event_type
+                ),
+                Err(error) => panic!(
+                    "event {} does not decode from its stored (corrected) form: {error}",
+                    corrected.revision
+                ),
+            }
         }
-        Scenario { state }
     }
 
     /// When `command` is decided.

@@ -25,6 +25,9 @@ pub struct Args {
     /// `--limit 10 --backward` shows the latest ten events of the store.
     #[arg(long)]
     backward: bool,
+    /// Print links (`$link` events) as written instead of the events they point at.
+    #[arg(long)]
+    links_as_written: bool,
     #[command(flatten)]
     versions: super::versions::VersionsArg,
 }
@@ -79,6 +82,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             ReadStream::forward()
         };
         options = options.limit(limit);
+        if args.links_as_written {
+            options = options.links_as_written();
+        }
         if let Some(from) = args.from {
             options = options.from(Revision(from));
         }

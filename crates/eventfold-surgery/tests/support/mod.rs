@@ -140,3 +140,40 @@ pub async fn flip(store: &(impl EventStore + ?Sized), to: Option<&str>) {
     .await
     .expect("flip");
 }
+
+/// Fails a store's `n`th append (counting from 1) once, as a crash would stop a
+/// copy there.
+pub struct CrashAt {
+    appends: std::sync::atomic::AtomicUsize,
+    at: usize,
+}
+
+impl CrashAt {
+    pub fn new(at: usize) -> Self {
+        CrashAt {
+            appends: std::sync::atomic::AtomicUsize::new(0),
+            at,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl eventfold_core::StoreLayer for CrashAt {
+    async fn append_multi<S: EventStore + ?Sized>(
+        &self,
+        inner: &S,
+        writes: Vec<eventfold_core::StreamWrite>,
+    ) -> eventfold_core::Result<Vec<eventfold_core::AppendResult>> {
+        let n = self
+            .appends
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
+        if n == self.at {
+            return Err(eventfold_core::Error::io(
+                "a copy",
+                std::io::Error::other("crash"),
+            ));
+        }
+        inner.append_multi(writes).await
+    }
+}

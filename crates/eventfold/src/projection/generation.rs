@@ -2,15 +2,16 @@
 //! model: opening a group, creating a generation, applying a batch (projections,
 //! outbox, checkpoint) and the swap of a rebuilt generation.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use eventfold_core::{Position, RecordedEvent};
 
+use super::history::Notice;
 use super::outbox::{Effect, EffectState};
 use super::read_model::ReadModel;
 use super::read_model::rows::{GenerationRow, GenerationState};
-use super::{Context, EffectRequest, Mode, Projection, ProjectionError, Tables};
+use super::{Context, EffectRequest, Mode, Projection, ProjectionError, Reaction, Tables};
 use crate::streams;
 
 /// The projections of one group, as this process's code has them.
@@ -80,6 +81,13 @@ impl TrackStart {
     }
 }
 
+/// One page of `$all` as a track applies it: the events as corrected, and the
+/// notices for the projections' hooks, by the position of the event carrying each.
+pub(crate) struct Batch {
+    pub(crate) events: Vec<RecordedEvent>,
+    pub(crate) notices: HashMap<Position, Notice>,
+}
+
 /// What a batch did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum BatchOutcome {
@@ -91,6 +99,9 @@ pub(crate) enum BatchOutcome {
         live: bool,
         /// The batch made the generation live, retiring this one (if any).
         swapped_out: Option<Option<u64>>,
+        /// A projection asked for a rebuild (a compensation or a surgery's notice it
+        /// could not handle in place).
+        rebuild: bool,
     },
     /// The generation was retired by a swap: the track ends.
     Retired,
@@ -251,7 +262,7 @@ pub(crate) fn apply_batch<M: ReadModel>(
     code: &GroupCode<M>,
     generation: u64,
     expected: Option<Position>,
-    events: &[RecordedEvent],
+    batch: &Batch,
     through: Position,
     ledger_started: bool,
 ) -> Result<BatchOutcome, ProjectionError> {
@@ -277,7 +288,9 @@ pub(crate) fn apply_batch<M: ReadModel>(
 
     let tables = Tables::new(generation);
     let mut requests: Vec<EffectRequest> = Vec::new();
-    for event in events
+    let mut rebuild = false;
+    for event in batch
+        .events
         .iter()
         .filter(|e| !streams::is_effect_ledger(&e.stream))
     {
@@ -292,11 +305,18 @@ pub(crate) fn apply_batch<M: ReadModel>(
                 position: event.position,
                 source,
             })?;
+        let notice = batch.notices.get(&event.position);
         for projection in &code.projections {
             let mut ctx = Context::new(mode, tables, &code.name, event, &mut requests);
-            let handled = match &forgotten {
-                Some(subject) => projection.forget(tx, subject, &mut ctx),
-                None => projection.apply(tx, event, &mut ctx),
+            let handled = match (&forgotten, notice) {
+                (Some(subject), _) => projection.forget(tx, subject, &mut ctx),
+                (None, Some(Notice::Compensated(compensated))) => projection
+                    .compensate(tx, compensated, &mut ctx)
+                    .map(|reaction| rebuild |= reaction == Reaction::Rebuild),
+                (None, Some(Notice::Invalidated(invalidation))) => projection
+                    .invalidated(tx, invalidation, &mut ctx)
+                    .map(|reaction| rebuild |= reaction == Reaction::Rebuild),
+                (None, None) => projection.apply(tx, event, &mut ctx),
             };
             handled.map_err(|source| ProjectionError::Handler {
                 projection: projection.name().to_string(),
@@ -375,6 +395,7 @@ pub(crate) fn apply_batch<M: ReadModel>(
         recorded,
         live: me.state == GenerationState::Live,
         swapped_out,
+        rebuild,
     })
 }
 

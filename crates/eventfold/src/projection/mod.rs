@@ -35,6 +35,7 @@
 //! The guide is the "Projections" section of `docs/framework.md`.
 
 mod generation;
+mod history;
 mod ledger;
 mod memory;
 mod outbox;
@@ -48,6 +49,7 @@ mod sqlite;
 use eventfold_core::{Position, RecordedEvent};
 use uuid::Uuid;
 
+pub use history::{Compensated, Invalidation};
 pub use memory::{MemoryReadModel, MemoryTx};
 pub use outbox::{DispatchReport, Effect, EffectExecutor, EffectState, OutboxDispatcher};
 #[cfg(feature = "postgres")]
@@ -150,6 +152,59 @@ pub trait Projection<M: ReadModel>: Send + Sync + 'static {
         let _ = (tx, subject, ctx);
         Ok(())
     }
+
+    /// A compensation (`$cancelled`, `$corrected`) of an event this generation
+    /// applied before the compensation was written: called in its place in the log,
+    /// inside the batch's transaction, instead of [`apply`](Projection::apply).
+    /// `compensated.original` is the event as it was applied;
+    /// [`Compensated::corrected`] what it should have been (`None`: it should not
+    /// have been). A projection that can undo or redo its effect on the read model
+    /// does so and answers [`Reaction::Handled`].
+    ///
+    /// The default answers [`Reaction::Rebuild`]: the runner builds a new generation
+    /// beside the live one, folding the history as corrected (cancelled events left
+    /// out, corrected ones with their corrected data), and swaps it in.
+    /// Compensations written before a generation's build started never reach this
+    /// hook: the build applies them as it goes.
+    fn compensate(
+        &self,
+        tx: &mut M::Tx<'_>,
+        compensated: &Compensated,
+        ctx: &mut Context<'_>,
+    ) -> Result<Reaction, HandlerError> {
+        let _ = (tx, compensated, ctx);
+        Ok(Reaction::Rebuild)
+    }
+
+    /// A stream surgery's notice that events of `invalidation.stream` below
+    /// `invalidation.before` were replaced (their copies are in
+    /// `invalidation.replaced_by`, and were applied already): called in its place in
+    /// the log, like [`compensate`](Projection::compensate). A projection that can
+    /// drop what it derived from those events does so and answers
+    /// [`Reaction::Handled`]; one that never reads the stream answers the same.
+    ///
+    /// The default answers [`Reaction::Rebuild`]: a new generation is built without
+    /// the replaced events and swapped in.
+    fn invalidated(
+        &self,
+        tx: &mut M::Tx<'_>,
+        invalidation: &Invalidation,
+        ctx: &mut Context<'_>,
+    ) -> Result<Reaction, HandlerError> {
+        let _ = (tx, invalidation, ctx);
+        Ok(Reaction::Rebuild)
+    }
+}
+
+/// What a projection did about a compensation or a surgery's notice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reaction {
+    /// The read model is right as it is (the projection fixed it, or never used the
+    /// events concerned).
+    Handled,
+    /// The read model cannot be fixed in place: rebuild the group from position 0
+    /// beside the live generation, and swap it in when it has caught up.
+    Rebuild,
 }
 
 /// The subject a `$subject-forgotten` notification names, when `event` is one.

@@ -11,7 +11,8 @@ use eventfold_core::{AllFilter, EventStore, Position, ReadAll};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::generation::{self, BatchOutcome, GroupCode, TrackStart};
+use super::generation::{self, Batch, BatchOutcome, GroupCode, TrackStart};
+use super::history::{History, Seen};
 use super::ledger;
 use super::read_model::{ReadModel, ReadModelDb};
 use super::{Projection, ProjectionError};
@@ -301,6 +302,7 @@ impl<M: ReadModel> ProjectionRunner<M> {
             stopping: watch::channel(false).0,
             tracks: Mutex::new(HashMap::new()),
             ledger_started: AtomicBool::new(ledger_started),
+            rebuild_pending: AtomicBool::new(false),
         });
         for track in tracks {
             spawn_track(&shared, track);
@@ -384,20 +386,7 @@ impl<M: ReadModel> RunningProjections<M> {
     /// live one, which keeps running; when the new generation has caught up with it,
     /// it is swapped in and the old one dropped. Returns the new generation.
     pub async fn rebuild(&self) -> Result<u64, ProjectionError> {
-        let code = self.shared.code.clone();
-        let track = self
-            .shared
-            .db
-            .transaction(move |tx| generation::start_rebuild(tx, &code))
-            .await?;
-        let head = self.shared.store.head_position().await?;
-        let generation = track.generation;
-        let status = TrackStatus::new(&track, head);
-        self.shared
-            .status
-            .send_modify(|s| s.building = Some(status));
-        spawn_track(&self.shared, track);
-        Ok(generation)
+        start_rebuild(&self.shared).await
     }
 }
 
@@ -443,6 +432,9 @@ struct Shared<M: ReadModel> {
     /// Whether the group's effect ledger exists (it is started before the first
     /// effect is recorded).
     ledger_started: AtomicBool,
+    /// A projection asked for a rebuild while one was under way: start another when
+    /// it is swapped in (its build started before what asked).
+    rebuild_pending: AtomicBool,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -450,6 +442,36 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Starts building a new generation of the group beside the live one.
+async fn start_rebuild<M: ReadModel>(shared: &Arc<Shared<M>>) -> Result<u64, ProjectionError> {
+    let code = shared.code.clone();
+    let track = shared
+        .db
+        .transaction(move |tx| generation::start_rebuild(tx, &code))
+        .await?;
+    let head = shared.store.head_position().await?;
+    let generation = track.generation;
+    let status = TrackStatus::new(&track, head);
+    shared.status.send_modify(|s| s.building = Some(status));
+    spawn_track(shared, track);
+    Ok(generation)
+}
+
+/// A rebuild a projection asked for: started now, or after the one under way.
+async fn rebuild_asked<M: ReadModel>(shared: &Arc<Shared<M>>) -> Result<(), ProjectionError> {
+    match start_rebuild(shared).await {
+        Ok(generation) => {
+            tracing::info!(group = %shared.code.name, generation, "rebuilding after a compensation or a surgery");
+            Ok(())
+        }
+        Err(ProjectionError::RebuildInProgress { .. }) => {
+            shared.rebuild_pending.store(true, Ordering::Release);
+            Ok(())
+        }
+        Err(error) => Err(error),
+    }
 }
 
 fn spawn_track<M: ReadModel>(shared: &Arc<Shared<M>>, start: TrackStart) {
@@ -473,6 +495,8 @@ enum Step {
 /// Follows the log for one generation until it is retired, faulted, or aborted.
 async fn run_track<M: ReadModel>(shared: Arc<Shared<M>>, start: TrackStart) {
     let generation = start.generation;
+    let horizon = start.replay_until;
+    let mut history: Option<Arc<History>> = None;
     let mut checkpoint = start.checkpoint;
     // Whether readers see this generation (a building one becomes live by a swap).
     let mut live = start.live;
@@ -488,7 +512,7 @@ async fn run_track<M: ReadModel>(shared: Arc<Shared<M>>, start: TrackStart) {
             return;
         }
         let next = checkpoint.map_or(Position::START, Position::next);
-        let step = match step(&shared, generation, checkpoint, next).await {
+        let step = match step(&shared, generation, horizon, &mut history, checkpoint, next).await {
             Ok(step) => step,
             Err(error) => {
                 failures += 1;
@@ -571,6 +595,7 @@ async fn run_track<M: ReadModel>(shared: Arc<Shared<M>>, start: TrackStart) {
                     recorded,
                     live: now_live,
                     swapped_out,
+                    rebuild,
                 } => {
                     failures = 0;
                     live = now_live;
@@ -580,6 +605,17 @@ async fn run_track<M: ReadModel>(shared: Arc<Shared<M>>, start: TrackStart) {
                     }
                     if let Some(retired) = swapped_out {
                         swap_in(&shared, generation, retired);
+                    }
+                    // Asked for by this batch, or by one applied while this
+                    // generation was being built.
+                    let pending = swapped_out.is_some()
+                        && shared.rebuild_pending.swap(false, Ordering::AcqRel);
+                    if (rebuild || pending)
+                        && let Err(error) = rebuild_asked(&shared).await
+                    {
+                        // The batch is committed; a rebuild that could not start
+                        // is asked for again by `rebuild`, or by the next notice.
+                        tracing::error!(group = %shared.code.name, generation, %error, "could not start the rebuild a projection asked for");
                     }
                     let head = shared.store.head_position().await.ok().flatten();
                     update(&shared, generation, |track| {
@@ -629,6 +665,8 @@ async fn pause(stopping: &mut watch::Receiver<bool>, delay: Duration) {
 async fn step<M: ReadModel>(
     shared: &Arc<Shared<M>>,
     generation: u64,
+    horizon: Option<Position>,
+    history: &mut Option<Arc<History>>,
     checkpoint: Option<Position>,
     next: Position,
 ) -> Result<Step, ProjectionError> {
@@ -637,16 +675,34 @@ async fn step<M: ReadModel>(
     if page.next <= next {
         return Ok(Step::Idle);
     }
+    let history = match history {
+        Some(history) => history.clone(),
+        None => history
+            .insert(Arc::new(
+                History::load(shared.store.as_ref(), horizon).await?,
+            ))
+            .clone(),
+    };
     // The last position read; past the last event when the filter skipped some.
     let through = Position(page.next.get() - 1);
-    let mut events = Vec::with_capacity(page.events.len());
+    let mut batch = Batch {
+        events: Vec::with_capacity(page.events.len()),
+        notices: HashMap::new(),
+    };
     for event in page.events {
-        events.extend(shared.upcaster.upcast(event)?);
+        match history.see(shared.store.as_ref(), event).await? {
+            Seen::Skip => {}
+            Seen::Notice(notice, event) => {
+                batch.notices.insert(event.position, *notice);
+                batch.events.push(event);
+            }
+            Seen::Event(event) => batch.events.extend(shared.upcaster.upcast(event)?),
+        }
     }
-    let events = Arc::new(events);
+    let batch = Arc::new(batch);
     let outcome = loop {
         let code = shared.code.clone();
-        let batch = events.clone();
+        let batch = batch.clone();
         let started = shared.ledger_started.load(Ordering::Acquire);
         let applied = shared
             .db
