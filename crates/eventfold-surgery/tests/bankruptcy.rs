@@ -39,6 +39,20 @@ fn period(folds: &[(&str, &str)]) -> Bankruptcy {
     }
 }
 
+/// Registers in `source` the fold `cart-total`: a cart's total price.
+async fn register_cart_total(source: &Arc<impl EventStore + 'static>) {
+    let schemas = SchemaStore::open(source.clone()).await.expect("schemas");
+    let definition: FoldDefinition = serde_json::from_value(json!({
+        "init": {"total": 0},
+        "handlers": {"ItemAdded": "{total: (.state.total + .event.data.price)}"}
+    }))
+    .expect("a fold definition");
+    schemas
+        .register_fold("cart-total", &definition)
+        .await
+        .expect("register the fold");
+}
+
 async fn a_bankrupt_store_closes_and_its_streams_start_from_their_state(backend: Backend) {
     let Some((source, _s)) = open(backend).await else {
         return;
@@ -77,16 +91,7 @@ async fn a_bankrupt_store_closes_and_its_streams_start_from_their_state(backend:
     )
     .await
     .expect("move cart-3");
-    let schemas = SchemaStore::open(source.clone()).await.expect("schemas");
-    let definition: FoldDefinition = serde_json::from_value(json!({
-        "init": {"total": 0},
-        "handlers": {"ItemAdded": "{total: (.state.total + .event.data.price)}"}
-    }))
-    .expect("a fold definition");
-    schemas
-        .register_fold("cart-total", &definition)
-        .await
-        .expect("register the fold");
+    register_cart_total(&source).await;
 
     let error = declare(
         source.clone(),
@@ -237,16 +242,7 @@ async fn a_bankruptcy_stopped_mid_way_resumes_without_writing_twice(backend: Bac
             .collect();
         source.append_multi(writes).await.expect("fill the carts");
     }
-    let schemas = SchemaStore::open(source.clone()).await.expect("schemas");
-    let definition: FoldDefinition = serde_json::from_value(json!({
-        "init": {"total": 0},
-        "handlers": {"ItemAdded": "{total: (.state.total + .event.data.price)}"}
-    }))
-    .expect("a fold definition");
-    schemas
-        .register_fold("cart-total", &definition)
-        .await
-        .expect("register the fold");
+    register_cart_total(&source).await;
 
     let crashing = target.layer(CrashAt::new(2));
     let stopped = declare(

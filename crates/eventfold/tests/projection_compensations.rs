@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use eventfold::projection::{
     Compensated, Context, HandlerError, MemoryReadModel, MemoryTx, Projection, ProjectionRunner,
-    Reaction, ReadModelDb,
+    Reaction, ReadModelDb, RunningProjections,
 };
 use eventfold::{EventData, EventStore, ExpectedVersion, InMemoryStore, RecordedEvent};
 use eventfold_core::{EventRef, LayerExt, Revision};
@@ -83,6 +83,43 @@ async fn total(db: &ReadModelDb<MemoryReadModel>, group: &str) -> Value {
     .unwrap()
 }
 
+/// A runner of `Takings` over `store`, caught up with its head.
+async fn caught_up(
+    store: &Arc<dyn EventStore>,
+    in_place: bool,
+) -> (
+    ReadModelDb<MemoryReadModel>,
+    RunningProjections<MemoryReadModel>,
+) {
+    let db = MemoryReadModel::open().await.unwrap();
+    let running = ProjectionRunner::new(store.clone(), db.clone(), "shop")
+        .with_projection(Takings { in_place })
+        .start()
+        .await
+        .unwrap();
+    let head = store.head_position().await.unwrap().unwrap();
+    within("catch up", running.wait_until_live_at(head))
+        .await
+        .unwrap();
+    (db, running)
+}
+
+/// Waits until `generation` is live at `position` or later, with no build under way.
+async fn live_at(
+    running: &RunningProjections<MemoryReadModel>,
+    generation: u64,
+    position: eventfold_core::Position,
+) {
+    let mut watch = running.watch();
+    wait_status(&mut watch, &format!("generation {generation} live"), |s| {
+        s.building.is_none()
+            && s.live
+                .as_ref()
+                .is_some_and(|l| l.generation == generation && l.position >= Some(position))
+    })
+    .await;
+}
+
 fn paid(amount: i64) -> EventData {
     EventData::json("Paid", &json!({ "amount": amount })).unwrap()
 }
@@ -97,16 +134,7 @@ async fn run(in_place: bool) {
         .append("order-2", ExpectedVersion::Any, vec![paid(5)])
         .await
         .unwrap();
-    let db = MemoryReadModel::open().await.unwrap();
-    let running = ProjectionRunner::new(store.clone(), db.clone(), "shop")
-        .with_projection(Takings { in_place })
-        .start()
-        .await
-        .unwrap();
-    let head = store.head_position().await.unwrap().unwrap();
-    within("catch up", running.wait_until_live_at(head))
-        .await
-        .unwrap();
+    let (db, running) = caught_up(&store, in_place).await;
     assert_eq!(total(&db, "shop").await, 1012);
 
     let fixes = [
@@ -129,14 +157,7 @@ async fn run(in_place: bool) {
         .await
         .unwrap();
     let generation = if in_place { 1 } else { 2 };
-    let mut watch = running.watch();
-    wait_status(&mut watch, "the corrected read model", |s| {
-        s.building.is_none()
-            && s.live
-                .as_ref()
-                .is_some_and(|l| l.generation >= generation && l.position >= Some(written.position))
-    })
-    .await;
+    live_at(&running, generation, written.position).await;
     assert_eq!(
         total(&db, "shop").await,
         15,
@@ -166,16 +187,7 @@ async fn a_surgery_notice_rebuilds_without_the_replaced_events() {
         .append("till-1", ExpectedVersion::Any, vec![paid(3), paid(4)])
         .await
         .unwrap();
-    let db = MemoryReadModel::open().await.unwrap();
-    let running = ProjectionRunner::new(store.clone(), db.clone(), "shop")
-        .with_projection(Takings { in_place: false })
-        .start()
-        .await
-        .unwrap();
-    let head = store.head_position().await.unwrap().unwrap();
-    within("catch up", running.wait_until_live_at(head))
-        .await
-        .unwrap();
+    let (db, running) = caught_up(&store, false).await;
     assert_eq!(total(&db, "shop").await, 7);
 
     // The copies repeat the events in `$all`: counted twice until the notice.
@@ -194,13 +206,6 @@ async fn a_surgery_notice_rebuilds_without_the_replaced_events() {
         .await
         .unwrap();
     let end = eventfold_core::Position(outcome.audit_position.unwrap());
-    let mut watch = running.watch();
-    wait_status(&mut watch, "the rebuilt read model", |s| {
-        s.building.is_none()
-            && s.live
-                .as_ref()
-                .is_some_and(|l| l.generation == 2 && l.position >= Some(end))
-    })
-    .await;
+    live_at(&running, 2, end).await;
     assert_eq!(total(&db, "shop").await, 7, "the copies only");
 }
