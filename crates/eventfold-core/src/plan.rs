@@ -57,10 +57,7 @@ pub trait AppendView {
         let Some(last) = self.last_revision(STORE_STREAM)? else {
             return Ok(None);
         };
-        Ok(match self.stream_end(STORE_STREAM, last)? {
-            StreamEnd::ReadOnly(reason) => Some(reason),
-            _ => None,
-        })
+        Ok(self.stream_end(STORE_STREAM, last)?.into_read_only())
     }
 }
 
@@ -122,6 +119,22 @@ impl StreamEnd {
                     .unwrap_or_else(|_| "the store was made read-only".into()),
             ),
             _ => StreamEnd::Open,
+        }
+    }
+
+    /// The reason the store is read-only, when this is the end of its `$store`
+    /// stream after a flip; `None` for any other end (an undo among them).
+    ///
+    /// ```
+    /// use eventfold_core::plan::StreamEnd;
+    /// let flipped = StreamEnd::of("$store-read-only", br#"{"reason":"moved"}"#);
+    /// assert_eq!(flipped.into_read_only().as_deref(), Some("moved"));
+    /// assert_eq!(StreamEnd::of("$store-writable", b"{}").into_read_only(), None);
+    /// ```
+    pub fn into_read_only(self) -> Option<String> {
+        match self {
+            StreamEnd::ReadOnly(reason) => Some(reason),
+            _ => None,
         }
     }
 

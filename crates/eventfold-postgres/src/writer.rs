@@ -835,10 +835,10 @@ impl Accepted {
         if !self.streams.contains_key(STORE_STREAM) {
             return committed.read_only.clone();
         }
-        match self.ends.get(STORE_STREAM) {
-            Some(StreamEnd::ReadOnly(reason)) => Some(reason.clone()),
-            _ => None,
-        }
+        self.ends
+            .get(STORE_STREAM)
+            .cloned()
+            .and_then(StreamEnd::into_read_only)
     }
 }
 
@@ -1126,10 +1126,7 @@ pub(crate) async fn write_recorded(
         let mut read_only: Option<String> = row.try_get(1).map_err(|e| pg_error(context, e))?;
         // The restored `$store` decides, as its last event does on every backend.
         if let Some(last) = events.iter().rev().find(|e| e.stream == STORE_STREAM) {
-            read_only = match StreamEnd::of(&last.event_type, &last.data) {
-                StreamEnd::ReadOnly(reason) => Some(reason),
-                _ => None,
-            };
+            read_only = StreamEnd::of(&last.event_type, &last.data).into_read_only();
         }
         let first = events.first().map_or(next_position, |e| e.position.get());
         if u64::try_from(head).unwrap_or(u64::MAX) > first {

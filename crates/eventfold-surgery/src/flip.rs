@@ -31,10 +31,7 @@ pub async fn read_only_reason<S: EventStore + ?Sized>(store: &S) -> Result<Optio
 
 /// The reason of a `$store` event when it is a flip; `None` for its undo.
 pub(crate) fn flip_reason(event: &RecordedEvent) -> Option<String> {
-    match eventfold_core::plan::StreamEnd::of(&event.event_type, &event.data) {
-        eventfold_core::plan::StreamEnd::ReadOnly(reason) => Some(reason),
-        _ => None,
-    }
+    eventfold_core::plan::StreamEnd::of(&event.event_type, &event.data).into_read_only()
 }
 
 /// Performs [`Operation::Flip`] on `store`.
