@@ -34,7 +34,11 @@ impl StoreLayer for MetadataLayer {
             return inner.read_stream(stream, options).await;
         }
         let events = read_visible(inner, stream, options).await?;
-        if !options.resolve_links || !events.iter().any(|e| e.event_type == LINK_EVENT_TYPE) {
+        // Index streams hold the links and their originals both: shown as stored.
+        if !options.resolve_links
+            || stream.starts_with('$')
+            || !events.iter().any(|e| e.event_type == LINK_EVENT_TYPE)
+        {
             return Ok(events);
         }
         resolve_links(inner, events).await

@@ -409,3 +409,67 @@ async fn an_idempotency_conflict_names_no_stream_the_caller_may_not_read() {
         "{body}"
     );
 }
+
+/// A link reaches into the stream it points at, a compensation into the stream of the
+/// event it fixes: neither gets round that stream's ACL, at write or at read.
+#[tokio::test]
+async fn links_and_compensations_need_the_rights_on_the_stream_they_point_into() {
+    let api = api().await;
+    assert_eq!(
+        api.status(Method::POST, "/streams/salary-1", WRITER, one_event())
+            .await,
+        201
+    );
+    let link = Some(json!([{"type": "$link", "data": {"event": "0@salary-1"}}]));
+    // Readable by everyone for now: the writer may link to it.
+    assert_eq!(
+        api.status(Method::POST, "/streams/picked-1", WRITER, link.clone())
+            .await,
+        201
+    );
+    let acl =
+        json!({"acl": {"read": ["auditors"], "write": ["auditors"], "metadata": ["auditors"]}});
+    assert_eq!(
+        api.status(Method::PUT, "/streams/salary-1/metadata", ADMIN, Some(acl))
+            .await,
+        200
+    );
+    // The link written before does not show the original to a reader without rights.
+    assert_eq!(
+        api.status(Method::GET, "/streams/picked-1", READER, None)
+            .await,
+        403
+    );
+    let (status, page) = api
+        .call(
+            Method::GET,
+            "/streams/picked-1?resolve_links=false",
+            Some(READER),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "the link itself stays readable");
+    assert_eq!(page["events"][0]["type"], "$link");
+    assert_eq!(
+        api.status(Method::GET, "/streams/picked-1", AUDITOR, None)
+            .await,
+        200
+    );
+    // A new link, or a compensation, into it is refused to the writer.
+    assert_eq!(
+        api.status(Method::POST, "/streams/picked-2", WRITER, link)
+            .await,
+        403
+    );
+    let cancel = Some(json!([{"type": "$cancelled", "data": {"event": "0@salary-1"}}]));
+    assert_eq!(
+        api.status(Method::POST, "/streams/order-1", WRITER, cancel.clone())
+            .await,
+        403
+    );
+    assert_eq!(
+        api.status(Method::POST, "/streams/salary-1", AUDITOR, cancel)
+            .await,
+        201
+    );
+}

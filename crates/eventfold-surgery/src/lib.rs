@@ -557,6 +557,13 @@ fn copy_or_link(event: &RecordedEvent, link: bool) -> Result<EventData> {
         return copy_of(event, None);
     }
     let at = format!("{}@{}", event.revision.get(), event.stream);
+    if event.event_type.starts_with('$') {
+        return Err(invalid(&format!(
+            "{at} is a {} event: a link points only at an application's event; \
+             move these streams by copy (without --link)",
+            event.event_type
+        )));
+    }
     EventData::json(eventfold_core::LINK_EVENT_TYPE, &json!({ "event": at }))?
         .with_metadata(&json!({ MIGRATED_FROM_KEY: at }))
 }

@@ -149,6 +149,21 @@ async fn split_by_links_leaves_the_events_in_place_and_reads_them_through_the_li
         notices(&store).await.is_empty(),
         "links repeat no event in $all: nothing to invalidate"
     );
+    // A link to a link is refused before anything is written.
+    let join = Operation::Join {
+        sources: vec!["money-1".into(), "orders-1".into()],
+        into: "all-1".into(),
+        link: true,
+    };
+    let err = perform(&store, &join, &audit(), false, &mut |_, _| {})
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("is a $link event") && err.contains("by copy"),
+        "{err}"
+    );
+    assert!(!store.stream_exists("all-1").await.expect("exists"));
 }
 
 async fn a_compensation_into_a_moved_stream_is_refused_one_pointing_elsewhere_is_copied(

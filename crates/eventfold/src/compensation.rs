@@ -125,6 +125,8 @@ impl Compensation {
 /// What the compensations known so far do to the events they point at.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Corrections {
+    /// The ids of the compensation events recorded.
+    seen: std::collections::HashSet<uuid::Uuid>,
     cancelled: std::collections::HashSet<EventRef>,
     corrected: HashMap<EventRef, Vec<Value>>,
 }
@@ -135,19 +137,22 @@ impl Corrections {
         Self::default()
     }
 
-    /// Records `compensation`; `false` when it was known already.
-    pub fn insert(&mut self, compensation: Compensation) -> bool {
+    /// Records `compensation`, the event with id `id`; `false` when that event was
+    /// known already. Two corrections with the same patch are two corrections (a
+    /// value corrected, corrected again, then back).
+    pub fn insert(&mut self, id: uuid::Uuid, compensation: Compensation) -> bool {
+        if !self.seen.insert(id) {
+            return false;
+        }
         match compensation {
-            Compensation::Cancelled { event, .. } => self.cancelled.insert(event),
+            Compensation::Cancelled { event, .. } => {
+                self.cancelled.insert(event);
+            }
             Compensation::Corrected { event, patch, .. } => {
-                let patches = self.corrected.entry(event).or_default();
-                if patches.contains(&patch) {
-                    return false;
-                }
-                patches.push(patch);
-                true
+                self.corrected.entry(event).or_default().push(patch);
             }
         }
+        true
     }
 
     /// Whether no compensation is known.
@@ -215,24 +220,23 @@ mod tests {
         let paid =
             EventData::json("Paid", &json!({"amount": 1000, "currency": "EUR"})).expect("event");
         let mut corrections = Corrections::new();
-        assert!(corrections.insert(Compensation::correct(
-            EventRef::new("order-1", Revision(1)),
-            json!({"amount": 100}),
-            "one zero too many",
-        )));
-        assert!(corrections.insert(Compensation::correct(
-            EventRef::new("order-1", Revision(1)),
-            json!({"amount": 10}),
-            "and another",
-        )));
-        assert!(corrections.insert(Compensation::cancel(
-            EventRef::new("order-1", Revision(2)),
-            "sent twice",
-        )));
-        assert!(!corrections.insert(Compensation::cancel(
-            EventRef::new("order-1", Revision(2)),
-            "again",
-        )));
+        let id = |n: u128| uuid::Uuid::from_u128(n);
+        let to = |amount: i64| {
+            Compensation::correct(
+                EventRef::new("order-1", Revision(1)),
+                json!({ "amount": amount }),
+                "typo",
+            )
+        };
+        // 1000 → 10, then 10 → 100, then back to 10: the last one counts.
+        assert!(corrections.insert(id(1), to(10)));
+        assert!(corrections.insert(id(2), to(100)));
+        assert!(corrections.insert(id(3), to(10)));
+        assert!(!corrections.insert(id(3), to(10)), "the same event twice");
+        assert!(corrections.insert(
+            id(4),
+            Compensation::cancel(EventRef::new("order-1", Revision(2)), "sent twice"),
+        ));
         let fixed = corrections
             .apply(recorded("order-1", 1, &paid))
             .expect("apply")

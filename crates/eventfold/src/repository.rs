@@ -601,7 +601,7 @@ impl<A: Aggregate> Repository<A> {
             }
             let compensation = fix(at.clone());
             if let Compensation::Corrected { .. } = compensation {
-                corrections.insert(compensation.clone());
+                corrections.insert(uuid::Uuid::nil(), compensation.clone());
                 // `apply` keeps it: it is not cancelled.
                 if let Some(corrected) = corrections.apply(target.clone()).map_err(not_json)? {
                     upcast_decode::<A::Event>(self.upcaster.as_ref(), corrected, |_| {}).map_err(
@@ -736,7 +736,7 @@ impl<A: Aggregate> Repository<A> {
                     if let Some(compensation) = Compensation::of(event)?
                         && streams.contains(&compensation.target().stream.as_str())
                     {
-                        corrections.insert(compensation);
+                        corrections.insert(event.id, compensation);
                     }
                 }
                 match page.last() {
@@ -877,7 +877,7 @@ impl<A: Aggregate> Repository<A> {
         if let Some(compensation) = Compensation::of(&event)? {
             let target = &compensation.target().stream;
             let ours = loaded.cursors.iter().any(|c| c.stream == *target);
-            return Ok(ours && loaded.corrections.insert(compensation));
+            return Ok(ours && loaded.corrections.insert(event.id, compensation));
         }
         let event = if loaded.corrections.is_empty() {
             event

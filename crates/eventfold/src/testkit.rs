@@ -153,7 +153,7 @@ impl<A: Aggregate> Scenario<A> {
 
     #[track_caller]
     fn compensated(mut self, compensation: Compensation) -> Self {
-        self.corrections.insert(compensation);
+        self.corrections.insert(Uuid::new_v4(), compensation);
         self.fold();
         self
     }

@@ -72,6 +72,19 @@ async fn store_writes(
             ),
         ));
     }
+    // An event that points at another (a link, a compensation) reaches into the
+    // stream it names: a link needs the right to read it, a compensation the right
+    // to write it, as if the writer read or wrote it there.
+    for event in writes.iter().flat_map(|w| &w.events) {
+        if let Some(at) = eventfold_core::referenced_event(&event.event_type, &event.data)? {
+            let access = if event.event_type == eventfold_core::LINK_EVENT_TYPE {
+                Access::Read(&at.stream)
+            } else {
+                Access::Write(&at.stream)
+            };
+            state.authorize(who, access).await?;
+        }
+    }
     let registry = state.schemas.registry();
     let mut writes = writes;
     for event in writes.iter_mut().flat_map(|w| &mut w.events) {
@@ -184,6 +197,13 @@ pub(super) async fn read_stream(
         state.config.read_bytes_max,
     )
     .await?;
+    // A link stands for its original: the reader must be allowed to read its stream
+    // too (the rights may have changed since the link was written).
+    for event in &page.events {
+        if let Some(original) = linked_stream(event) {
+            state.authorize(&who, Access::Read(&original)).await?;
+        }
+    }
     state.metrics.reads.fetch_add(1, Ordering::Relaxed);
     // Paging follows the stored events, whatever conversion drops or splits; index
     // streams page by global position.
@@ -202,6 +222,21 @@ pub(super) async fn read_stream(
         end_of_stream: Some(page.end_of_stream),
         end_of_log: None,
     }))
+}
+
+/// The stream of the original a read returned in place of a link, if `event` is one.
+fn linked_stream(event: &RecordedEvent) -> Option<String> {
+    let key = eventfold_core::LINKED_EVENT_KEY.as_bytes();
+    if !event.metadata.windows(key.len()).any(|w| w == key) {
+        return None;
+    }
+    let metadata: serde_json::Value = serde_json::from_slice(&event.metadata).ok()?;
+    let at: eventfold_core::EventRef = metadata
+        .get(eventfold_core::LINKED_EVENT_KEY)?
+        .as_str()?
+        .parse()
+        .ok()?;
+    Some(at.stream)
 }
 
 /// A representation of an event a reader accepts: as stored, or converted to one

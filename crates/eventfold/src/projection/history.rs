@@ -24,7 +24,9 @@ use crate::compensation::{Compensation, Corrections};
 pub struct Compensated {
     /// The compensation.
     pub compensation: Compensation,
-    /// The compensated event as stored (`None` when it is no longer readable).
+    /// The compensated event as the generation applied it: as stored, with the
+    /// compensations known when its build started (`None` when it was not applied:
+    /// cancelled before, or no longer readable).
     pub original: Option<RecordedEvent>,
 }
 
@@ -33,7 +35,7 @@ impl Compensated {
     /// the patch merged in when corrected.
     pub fn corrected(&self) -> Option<RecordedEvent> {
         let mut corrections = Corrections::new();
-        corrections.insert(self.compensation.clone());
+        corrections.insert(uuid::Uuid::nil(), self.compensation.clone());
         corrections.apply(self.original.clone()?).ok().flatten()
     }
 }
@@ -97,7 +99,7 @@ impl History {
             let index = format!("$et-{event_type}");
             for event in read_up_to(store, &index, horizon).await? {
                 if let Some(compensation) = Compensation::of(&event)? {
-                    history.corrections.insert(compensation);
+                    history.corrections.insert(event.id, compensation);
                 }
             }
         }
@@ -129,10 +131,15 @@ impl History {
                 .from(at.revision)
                 .limit(1)
                 .links_as_written();
-            let original = match store.read_stream(&at.stream, read).await {
+            let stored = match store.read_stream(&at.stream, read).await {
                 Ok(events) => events.into_iter().find(|e| e.revision == at.revision),
                 Err(eventfold_core::Error::StreamNotFound { .. }) => None,
                 Err(e) => return Err(e),
+            };
+            // As this generation applied it: with the compensations it knew.
+            let original = match stored {
+                Some(stored) => self.corrections.apply(stored)?,
+                None => None,
             };
             let notice = Notice::Compensated(Compensated {
                 compensation,

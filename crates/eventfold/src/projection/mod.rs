@@ -156,7 +156,8 @@ pub trait Projection<M: ReadModel>: Send + Sync + 'static {
     /// A compensation (`$cancelled`, `$corrected`) of an event this generation
     /// applied before the compensation was written: called in its place in the log,
     /// inside the batch's transaction, instead of [`apply`](Projection::apply).
-    /// `compensated.original` is the event as it was applied;
+    /// `compensated.original` is the event as it was applied (as stored, before any
+    /// upcast, with the compensations this generation's build knew);
     /// [`Compensated::corrected`] what it should have been (`None`: it should not
     /// have been). A projection that can undo or redo its effect on the read model
     /// does so and answers [`Reaction::Handled`].
@@ -164,8 +165,10 @@ pub trait Projection<M: ReadModel>: Send + Sync + 'static {
     /// The default answers [`Reaction::Rebuild`]: the runner builds a new generation
     /// beside the live one, folding the history as corrected (cancelled events left
     /// out, corrected ones with their corrected data), and swaps it in.
-    /// Compensations written before a generation's build started never reach this
-    /// hook: the build applies them as it goes.
+    /// Compensations up to a generation's horizon (for a rebuild, the live
+    /// generation's checkpoint when it started) never reach this hook: the build
+    /// applies them as it goes. A hook that fixes in place should expect the same
+    /// event compensated more than once (a second `$cancelled` of it, say).
     fn compensate(
         &self,
         tx: &mut M::Tx<'_>,
