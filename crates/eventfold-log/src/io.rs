@@ -38,6 +38,14 @@ pub trait StorageFile: Send + Sync {
     fn set_len(&self, len: u64) -> io::Result<()>;
     /// The file's current length.
     fn len(&self) -> io::Result<u64>;
+    /// Reserves the blocks for the file to grow to `len` bytes and sets its size there
+    /// (the new bytes read as zeros), so that later writes below `len` change neither
+    /// the file's size nor its block map: an `fdatasync` after them has no size to
+    /// journal. Never shrinks the file. Files that are only read do not support it.
+    fn allocate(&self, len: u64) -> io::Result<()> {
+        let _ = len;
+        Err(io::ErrorKind::Unsupported.into())
+    }
 
     /// Reads exactly `buf.len()` bytes from `offset`.
     fn read_exact_at(&self, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
@@ -149,6 +157,13 @@ impl StorageFile for OsFile {
     }
     fn len(&self) -> io::Result<u64> {
         Ok(self.0.metadata()?.len())
+    }
+    #[cfg(target_os = "linux")]
+    fn allocate(&self, len: u64) -> io::Result<()> {
+        // No flags: allocate and extend the size (`FALLOC_FL_KEEP_SIZE` would leave
+        // the size to every later fdatasync to journal, which is what this avoids).
+        rustix::fs::fallocate(&self.0, rustix::fs::FallocateFlags::empty(), 0, len)
+            .map_err(io::Error::from)
     }
 }
 

@@ -14,6 +14,12 @@ use crate::segment::SEGMENT_HEADER_BYTES;
 pub struct LogOptions {
     /// A segment is sealed before it would grow past this size.
     pub segment_bytes_max: u64,
+    /// The active segment's file is extended this many bytes at a time ahead of the
+    /// writes (`fallocate`), so that an `fdatasync` after an append journals no change
+    /// of the file's size (0: the file grows with every write). The zeros past the
+    /// last record are not a torn tail: an open keeps them, and sealing a segment cuts
+    /// them off.
+    pub preallocate_bytes: u64,
     /// The largest append (all its records) accepted.
     pub append_bytes_max: u64,
     /// The most bytes one group commit writes before its fsync.
@@ -46,6 +52,7 @@ impl Default for LogOptions {
     fn default() -> Self {
         LogOptions {
             segment_bytes_max: 128 * 1024 * 1024,
+            preallocate_bytes: 32 * 1024 * 1024,
             append_bytes_max: 16 * 1024 * 1024,
             batch_bytes_max: 8 * 1024 * 1024,
             queue_appends_max: 4096,

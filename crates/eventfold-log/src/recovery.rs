@@ -155,7 +155,7 @@ pub(crate) fn classify_tail(
     }
     let reason = if stop.offset >= scan.file_len {
         format!(
-            "the segment ends at byte {}, before the end of what was acknowledged",
+            "the segment's records end at byte {}, before the end of what was acknowledged",
             scan.file_len
         )
     } else {

@@ -483,6 +483,12 @@ fn salvage(
                     out.pieces.push(Piece::Keep(start..end));
                 }
             }
+            Err(_) if end_position.is_none() && bytes[offset..].iter().all(|&b| b == 0) => {
+                // Zeros to the end of the active segment: room allocated ahead of the
+                // writes, not records.
+                bytes.truncate(offset);
+                break;
+            }
             Err(reason) => {
                 // What the damaged record held, if the index file or its own header
                 // can tell.
@@ -547,9 +553,12 @@ fn salvage(
                             None => {
                                 // The active segment: nothing says how many events the
                                 // damaged bytes held; no more than fit in them.
+                                // Zeros after the last written byte are allocated room.
+                                let written =
+                                    bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
                                 let damaged_bytes = acknowledged_len
                                     .unwrap_or(0)
-                                    .max(bytes.len() as u64)
+                                    .max(written as u64)
                                     .saturating_sub(offset as u64);
                                 position + damaged_bytes / RECORD_BYTES_MIN as u64 + 1
                             }

@@ -317,7 +317,10 @@ impl SegmentIndex {
 pub(crate) struct Scan {
     /// Index of every event up to the last intact `COMMIT` record.
     pub index: SegmentIndex,
-    /// The file's length.
+    /// Where the file's bytes end, not counting zeros that follow the last record
+    /// readable to the file's end: room allocated ahead of the writes (see
+    /// [`LogOptions::preallocate_bytes`](crate::LogOptions::preallocate_bytes)), never
+    /// a torn write.
     pub file_len: u64,
     /// Why scanning stopped before the end of the file, if it did, and the position the
     /// record there should have held.
@@ -472,11 +475,36 @@ pub(crate) fn scan_segment(
             index.len = offset;
         }
     }
+    let mut file_len = file_len;
+    if let Some(at) = stop.as_ref().map(|s| s.offset)
+        && only_zeros(file, at, file_len, file_name)?
+    {
+        file_len = at;
+        stop = None;
+    }
     Ok(Scan {
         file_len,
         stop,
         index,
     })
+}
+
+/// Whether every byte of the file from `from` to `to` is zero.
+fn only_zeros(file: &dyn StorageFile, from: u64, to: u64, file_name: &str) -> Result<bool> {
+    let mut chunk = vec![0u8; SCAN_CHUNK_BYTES.min(to.saturating_sub(from) as usize)];
+    let mut at = from;
+    while at < to {
+        let n = chunk.len().min((to - at) as usize);
+        let read = read_up_to(file, &mut chunk[..n], at, file_name)?;
+        if read == 0 {
+            break;
+        }
+        if chunk[..read].iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+        at += read as u64;
+    }
+    Ok(true)
 }
 
 /// Adds a gap's positions to a segment index: an entry per lost event, and runs for

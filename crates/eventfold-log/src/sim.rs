@@ -125,16 +125,34 @@ impl SimStorage {
         let mut inodes = state.inodes.clone();
         for inode in &mut inodes {
             let mut after = inode.durable.clone();
+            // Unsynced writes forward: past the durable end, or into durable zeros
+            // (room allocated ahead of the writes). Rewrites of durable data are lost
+            // whole.
+            let durable = &inode.durable;
+            let from = inode
+                .visible
+                .iter()
+                .zip(durable)
+                .position(|(v, d)| v != d)
+                .unwrap_or(durable.len().min(inode.visible.len()));
             if let Unsynced::TornPrefix { percent, flip_last } = unsynced
-                && inode.visible.len() > inode.durable.len()
-                && inode.visible.starts_with(&inode.durable)
+                && inode.visible.len() > from
+                && durable[from..].iter().all(|&b| b == 0)
             {
-                let tail = &inode.visible[inode.durable.len()..];
+                // Up to the last byte written (zeros of unsynced allocated room are
+                // not a write).
+                let to = (from..inode.visible.len())
+                    .rev()
+                    .find(|&i| inode.visible[i] != durable.get(i).copied().unwrap_or(0))
+                    .map_or(from, |i| i + 1);
+                let tail = &inode.visible[from..to];
                 let keep = tail.len() * usize::from(percent.min(100)) / 100;
-                after.extend_from_slice(&tail[..keep]);
+                if after.len() < from + keep {
+                    after.resize(from + keep, 0);
+                }
+                after[from..from + keep].copy_from_slice(&tail[..keep]);
                 if flip_last && keep > 0 {
-                    let last = after.len() - 1;
-                    after[last] ^= 0x5a;
+                    after[from + keep - 1] ^= 0x5a;
                 }
             }
             inode.visible = after.clone();
@@ -251,6 +269,27 @@ impl StorageFile for SimFile {
 
     fn len(&self) -> io::Result<u64> {
         Ok(self.storage.state().inodes[self.inode].visible.len() as u64)
+    }
+
+    /// Extends the file with zeros, as `fallocate` does; the new size is durable only
+    /// after a sync, like a write's.
+    fn allocate(&self, len: u64) -> io::Result<()> {
+        let mut state = self.storage.state();
+        let op = state.step()?;
+        if state.faults.fail_write_at_op == Some(op) {
+            return Err(io::Error::other("simulated fallocate failure (EIO)"));
+        }
+        let current = state.inodes[self.inode].visible.len() as u64;
+        if len <= current {
+            return Ok(());
+        }
+        if let Some(max) = state.faults.disk_bytes_max
+            && state.used_bytes() + (len - current) > max
+        {
+            return Err(io::Error::from(io::ErrorKind::StorageFull));
+        }
+        state.inodes[self.inode].visible.resize(len as usize, 0);
+        Ok(())
     }
 }
 

@@ -278,6 +278,9 @@ pub(crate) struct Writer {
     segment: u64,
     /// End of everything written to the active segment, synced or not.
     written: u64,
+    /// The active segment's file is allocated up to here (see
+    /// [`LogOptions::preallocate_bytes`]).
+    allocated: u64,
     next_position: u64,
     unsynced: Unsynced,
     ends: EndCache,
@@ -296,6 +299,8 @@ impl Writer {
         let file = active.file.clone();
         let segment = active.number;
         let written = active.index.len;
+        // An open keeps the zeros an earlier run allocated past the last record.
+        let allocated = active.file.len().unwrap_or(written);
         let next_position = shared.index().next_position;
         let sync_files = open_sync_files(&shared, active.number, options.fsyncs_in_flight_max + 1)?;
         let durability = Arc::new(Durability {
@@ -346,6 +351,7 @@ impl Writer {
             file,
             segment,
             written,
+            allocated,
             next_position,
             unsynced: Unsynced::default(),
             ends: EndCache::default(),
@@ -569,6 +575,10 @@ impl Writer {
         if let Some(reason) = self.shared.poisoned() {
             return Err(Error::Poisoned { reason });
         }
+        let end = self.written + self.buffer.len() as u64;
+        if end > self.allocated {
+            self.preallocate(end);
+        }
         match self.file.write_all_at(&self.buffer, self.written) {
             Ok(()) => {
                 self.written += self.buffer.len() as u64;
@@ -582,6 +592,7 @@ impl Writer {
                     .file
                     .set_len(self.written)
                     .and_then(|()| self.file.sync_data());
+                self.allocated = self.written;
                 if let Err(undo) = undone {
                     self.shared
                         .poison(format!("could not undo a write on a full disk: {undo}"));
@@ -594,6 +605,30 @@ impl Writer {
                 let reason = format!("write to segment {} failed: {e}", self.segment);
                 self.shared.poison(reason.clone());
                 Err(Error::Poisoned { reason })
+            }
+        }
+    }
+
+    /// Extends the active segment's file past `end` by whole steps of
+    /// [`LogOptions::preallocate_bytes`] (up to the segment's largest size). A failure
+    /// only costs speed: the write that follows grows the file itself, and reports a
+    /// full disk as it always does.
+    fn preallocate(&mut self, end: u64) {
+        let step = self.options.preallocate_bytes;
+        if step == 0 {
+            return;
+        }
+        let target = end
+            .div_ceil(step)
+            .saturating_mul(step)
+            .min(self.options.segment_bytes_max)
+            .max(end);
+        match self.file.allocate(target) {
+            Ok(()) => self.allocated = target,
+            Err(e) => {
+                tracing::debug!(segment = self.segment, error = %e, "segment not preallocated; it grows with each write");
+                // Not asked again for this segment.
+                self.allocated = self.options.segment_bytes_max;
             }
         }
     }
@@ -629,6 +664,7 @@ impl Writer {
         self.file = file;
         self.segment = number;
         self.written = SEGMENT_HEADER_BYTES;
+        self.allocated = SEGMENT_HEADER_BYTES;
         Ok(())
     }
 }
@@ -1007,7 +1043,15 @@ impl Durability {
         let active = &state.active;
         let number = active.number;
         let first_position = active.index.end_position();
-        let result = write_index(storage, dir, number, &active.index)
+        // A sealed segment ends with its last record: the zeros allocated ahead of
+        // the writes are cut off (and the cut made durable) before its index file
+        // says it is sealed.
+        let result = active
+            .file
+            .set_len(active.index.len)
+            .and_then(|()| active.file.sync_data())
+            .map_err(|e| Error::io(format!("truncating segment {number} to its records"), e))
+            .and_then(|()| write_index(storage, dir, number, &active.index))
             .and_then(|()| create_segment(storage, dir, number + 1, first_position))
             .and_then(|next| {
                 let count = self.options.fsyncs_in_flight_max + 1;

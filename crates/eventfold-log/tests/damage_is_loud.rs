@@ -19,12 +19,23 @@ use eventfold_log::{GivenUp, LogOptions, LogStore, RepairOptions};
 const ROOT: &str = "/data";
 const SEGMENT: &str = "/data/segments/0000000000.seg";
 
-/// One segment for everything, and no timed mark updates: every run is the same.
+/// One segment for everything, and no timed mark updates: every run is the same. The
+/// segment is allocated 4 KiB at a time, so zeros follow its records.
 fn one_segment() -> LogOptions {
     LogOptions {
         ack_mark_interval_ms: 0,
+        preallocate_bytes: 4096,
         ..LogOptions::default()
     }
+}
+
+/// Where the 12 records of [`written_store`] end in its segment; zeros of allocated
+/// room follow.
+fn records_end(segment: &[u8]) -> usize {
+    let end = record_offset(segment, 12);
+    assert_eq!(segment.len(), 4096, "the segment is allocated ahead");
+    assert!(segment[end..].iter().all(|&b| b == 0));
+    end
 }
 
 /// Every file of the disk with its contents.
@@ -81,7 +92,7 @@ async fn a_flip_at_any_byte_of_the_active_segment_is_refused_and_changes_nothing
     let originals = written_store(&storage).await;
     let original = storage.read_file(Path::new(SEGMENT)).unwrap();
     let before = snapshot(&storage);
-    for byte in 0..original.len() {
+    for byte in 0..records_end(&original) {
         let mut damaged = original.clone();
         damaged[byte] ^= 0x40;
         storage.write_file(Path::new(SEGMENT), damaged);
@@ -187,6 +198,42 @@ async fn a_real_torn_tail_is_reported_by_verify_and_cut_silently_by_open() {
         quarantined.len(),
         1,
         "the torn bytes are kept for inspection"
+    );
+}
+
+#[tokio::test]
+async fn zeros_after_the_records_are_room_an_open_keeps_and_a_flip_there_is_a_torn_tail() {
+    let storage = SimStorage::new();
+    let originals = written_store(&storage).await;
+    let original = storage.read_file(Path::new(SEGMENT)).unwrap();
+    let end = records_end(&original);
+
+    // A clean reopen keeps the room, quarantines nothing, and writes into the room.
+    let before = snapshot(&storage);
+    let store = open_sim(&storage, one_segment()).unwrap();
+    assert_eq!(all_events(&store).await, originals);
+    assert!(storage.list(Path::new("/data/quarantine")).is_err());
+    let segment = storage.read_file(Path::new(SEGMENT)).unwrap();
+    assert_eq!(segment, before[SEGMENT], "the open changed the segment");
+    append_one(&store, "d", 0).await.unwrap();
+    drop(store);
+    let grown = storage.read_file(Path::new(SEGMENT)).unwrap();
+    assert_eq!(grown.len(), 4096, "the append went into the room");
+    assert_ne!(grown[end], 0);
+
+    // A flipped byte in the room, after everything acknowledged: never an acknowledged
+    // event, so it is cut like a torn write and nothing is lost.
+    for (path, bytes) in &before {
+        storage.write_file(Path::new(path), bytes.clone());
+    }
+    let mut damaged = original.clone();
+    damaged[end + 100] = 0x17;
+    storage.write_file(Path::new(SEGMENT), damaged);
+    let store = open_sim(&storage, one_segment()).unwrap();
+    assert_eq!(all_events(&store).await, originals);
+    assert_eq!(
+        storage.list(Path::new("/data/quarantine")).unwrap().len(),
+        1
     );
 }
 
@@ -320,7 +367,7 @@ async fn damage_at_the_end_of_the_active_segment_is_refused_because_it_was_ackno
     // The last byte of the last record: no record follows, but the mark says it was
     // acknowledged.
     let mut damaged = original.clone();
-    let last = damaged.len() - 1;
+    let last = records_end(&original) - 1;
     damaged[last] ^= 0x01;
     damaged[last - 1] ^= 0x01;
     storage.write_file(Path::new(SEGMENT), damaged);
@@ -503,7 +550,9 @@ async fn repair_undoes_a_single_flipped_bit_and_gives_up_nothing() {
             segment.gaps.is_empty() && segment.given_up.is_empty(),
             "{segment:?}"
         );
-        assert_eq!(storage.read_file(Path::new(SEGMENT)).unwrap(), original);
+        // The records as written; a repair's rewrite has no allocated room.
+        let repaired = storage.read_file(Path::new(SEGMENT)).unwrap();
+        assert!(repaired[..] == original[..records_end(&original)]);
         let store = open_sim(&storage, one_segment()).unwrap();
         assert_eq!(all_events(&store).await, originals);
     }

@@ -166,3 +166,67 @@ async fn imported_events_keep_their_recorded_times_across_a_reopen() {
         [then, later]
     );
 }
+
+/// On the real file system: the active segment is allocated ahead of the writes with
+/// `fallocate`, sealed segments end with their last record, and a reopen keeps the
+/// room without taking it for a torn tail.
+#[tokio::test]
+async fn segments_are_allocated_ahead_and_sealed_to_their_records_on_a_real_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = eventfold_log::LogOptions {
+        segment_bytes_max: 64 * 1024,
+        append_bytes_max: 4096,
+        preallocate_bytes: 16 * 1024,
+        ..eventfold_log::LogOptions::default()
+    };
+    let written = {
+        let store = eventfold_log::LogStore::open(dir.path(), options.clone()).unwrap();
+        for n in 0..2500u64 {
+            append_one(&store, &format!("s-{}", n % 5), n)
+                .await
+                .unwrap();
+        }
+        all_events(&store).await
+    };
+    let segments = dir.path().join("segments");
+    let mut names: Vec<_> = std::fs::read_dir(&segments)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".seg"))
+        .collect();
+    names.sort();
+    assert!(names.len() > 2, "{names:?}");
+    let (active, sealed) = names.split_last().unwrap();
+    for name in sealed {
+        let bytes = std::fs::read(segments.join(name)).unwrap();
+        assert_eq!(
+            bytes.last(),
+            Some(&b'}'),
+            "{name} ends with its last record"
+        );
+        assert!(bytes.len() < 64 * 1024, "{name}: {}", bytes.len());
+    }
+    let active_len = std::fs::metadata(segments.join(active)).unwrap().len();
+    assert_eq!(
+        active_len % (16 * 1024),
+        0,
+        "the active segment is allocated in steps"
+    );
+    let active_bytes = std::fs::read(segments.join(active)).unwrap();
+    assert_eq!(active_bytes.last(), Some(&0), "room follows the records");
+
+    let store = eventfold_log::LogStore::open(dir.path(), options).unwrap();
+    assert_eq!(all_events(&store).await, written);
+    assert!(
+        !dir.path().join("quarantine").exists(),
+        "the room was taken for a torn tail"
+    );
+    assert_eq!(
+        std::fs::metadata(segments.join(active)).unwrap().len(),
+        active_len,
+        "the open kept the room"
+    );
+    append_one(&store, "s-0", 5000).await.unwrap();
+    drop(store);
+    assert!(eventfold_log::verify(dir.path()).unwrap().is_intact());
+}

@@ -46,6 +46,10 @@ pub struct Args {
     /// Appends made by each of the 64 concurrent writers.
     #[arg(long, default_value_t = 2_000)]
     concurrent_appends: u64,
+    /// Bytes the store's active segment is allocated ahead of its writes (0: none;
+    /// default: the store's default), to measure the store with and without.
+    #[arg(long, value_name = "BYTES")]
+    preallocate_bytes: Option<u64>,
     /// Print the figures as JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -63,6 +67,15 @@ pub enum Target {
     Scavenge(super::bench_scavenge::Args),
     /// Appends and reads of events with one personal field beside the same without.
     Personal(super::bench_personal::Args),
+}
+
+/// The store's options, as the arguments ask.
+fn log_options(args: &Args) -> LogOptions {
+    let defaults = LogOptions::default();
+    LogOptions {
+        preallocate_bytes: args.preallocate_bytes.unwrap_or(defaults.preallocate_bytes),
+        ..defaults
+    }
 }
 
 /// Bytes of each event's data, as in the targets of docs/performance.md.
@@ -116,7 +129,7 @@ pub fn run(args: Args, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Exit
     let store_dir = root.join("bench-store");
     let _ = std::fs::remove_dir_all(&store_dir);
     let mut figures = Vec::new();
-    let store = Arc::new(LogStore::open(&store_dir, LogOptions::default())?);
+    let store = Arc::new(LogStore::open(&store_dir, log_options(&args))?);
     let event = bench_event();
     let record_bytes = EVENT_DATA_BYTES as f64;
     // What the log writes for one such event (its record, framing included): the
@@ -314,7 +327,7 @@ pub fn run(args: Args, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Exit
         "starting a server over the store to measure its memory…",
     );
     let smaller = server_resident_bytes(&store_dir)?;
-    let store = Arc::new(LogStore::open(&store_dir, LogOptions::default())?);
+    let store = Arc::new(LogStore::open(&store_dir, log_options(&args))?);
 
     // Fill up to `reopen_events`, spread over 10,000 streams, then time `open`.
     if args.reopen_events > have {
@@ -328,7 +341,7 @@ pub fn run(args: Args, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Exit
     drop(Arc::into_inner(store).context("store still shared")?);
     let store_bytes = dir_bytes(&store_dir)?;
     let started = Instant::now();
-    let store = LogStore::open(&store_dir, LogOptions::default())?;
+    let store = LogStore::open(&store_dir, log_options(&args))?;
     let reopen = started.elapsed();
     anyhow::ensure!(
         store.event_count() == total,
