@@ -489,6 +489,16 @@ pub(crate) fn scan_segment(
     })
 }
 
+/// Whether every byte is zero, 64 at a time (a byte-by-byte test took a reopen about
+/// 5 instructions per byte of allocated room).
+fn all_zero(bytes: &[u8]) -> bool {
+    let mut blocks = bytes.chunks_exact(64);
+    blocks
+        .by_ref()
+        .all(|block| block.iter().fold(0u8, |any, &b| any | b) == 0)
+        && blocks.remainder().iter().all(|&b| b == 0)
+}
+
 /// Whether every byte of the file from `from` to `to` is zero.
 fn only_zeros(file: &dyn StorageFile, from: u64, to: u64, file_name: &str) -> Result<bool> {
     let mut chunk = vec![0u8; SCAN_CHUNK_BYTES.min(to.saturating_sub(from) as usize)];
@@ -499,7 +509,7 @@ fn only_zeros(file: &dyn StorageFile, from: u64, to: u64, file_name: &str) -> Re
         if read == 0 {
             break;
         }
-        if chunk[..read].iter().any(|&b| b != 0) {
+        if !all_zero(&chunk[..read]) {
             return Ok(false);
         }
         at += read as u64;

@@ -284,6 +284,21 @@ async fn beyond_the_connection_limit_new_connections_wait_while_served_ones_answ
 }
 
 #[tokio::test]
+async fn a_head_of_a_hundred_header_lines_is_taken() {
+    let server = Server::start(ServerConfig::default(), None).await;
+    let mut io = server.connect().await;
+    let request = format!(
+        "GET /health HTTP/1.1\r\nHost: test\r\n{}\r\n",
+        (0..99).map(|i| format!("x-{i}: 1\r\n")).collect::<String>()
+    );
+    io.write_all(request.as_bytes()).await.unwrap();
+    let (got, body) = tokio::time::timeout(GUARD, read_answer(&mut io))
+        .await
+        .expect("an answer");
+    assert_eq!(got, 200, "{body}");
+}
+
+#[tokio::test]
 async fn a_request_line_or_head_too_large_gets_a_json_error() {
     let server = Server::start(ServerConfig::default(), None).await;
     let cases = [
