@@ -483,7 +483,7 @@ fn salvage(
                     out.pieces.push(Piece::Keep(start..end));
                 }
             }
-            Err(_) if end_position.is_none() && bytes[offset..].iter().all(|&b| b == 0) => {
+            Err(_) if end_position.is_none() && crate::segment::all_zero(&bytes[offset..]) => {
                 // Zeros to the end of the active segment: room allocated ahead of the
                 // writes, not records.
                 bytes.truncate(offset);

@@ -491,7 +491,7 @@ pub(crate) fn scan_segment(
 
 /// Whether every byte is zero, 64 at a time (a byte-by-byte test took a reopen about
 /// 5 instructions per byte of allocated room).
-fn all_zero(bytes: &[u8]) -> bool {
+pub(crate) fn all_zero(bytes: &[u8]) -> bool {
     let mut blocks = bytes.chunks_exact(64);
     blocks
         .by_ref()

@@ -137,7 +137,7 @@ impl SimStorage {
                 .unwrap_or(durable.len().min(inode.visible.len()));
             if let Unsynced::TornPrefix { percent, flip_last } = unsynced
                 && inode.visible.len() > from
-                && durable[from..].iter().all(|&b| b == 0)
+                && crate::segment::all_zero(&durable[from..])
             {
                 // Up to the last byte written (zeros of unsynced allocated room are
                 // not a write).

@@ -559,8 +559,7 @@ impl HeadScan {
             if self.done {
                 return None;
             }
-            if !self.in_headers && self.line == 0 && (first == b'\r' || first == b'\n') {
-                // Empty lines before a request line are allowed (and skipped by hyper).
+            if self.skips(first) {
                 rest = &rest[1..];
                 continue;
             }
@@ -584,17 +583,33 @@ impl HeadScan {
             }
             self.bytes += len;
             self.line = line;
-            if ends_line {
-                if !self.in_headers {
-                    self.in_headers = true;
-                } else if line == 0 {
-                    self.done = true;
-                } else {
-                    self.headers += 1;
-                }
-                self.line = 0;
+            if ends_line && let Some(refused) = self.end_line() {
+                return Some(refused);
             }
         }
+        None
+    }
+
+    /// Whether `byte` is skipped: empty lines before a request line are allowed (and
+    /// skipped by hyper).
+    fn skips(&self, byte: u8) -> bool {
+        !self.in_headers && self.line == 0 && (byte == b'\r' || byte == b'\n')
+    }
+
+    /// A line break: the request line or a header line ended, or the empty line that
+    /// ends the head.
+    fn end_line(&mut self) -> Option<Refused> {
+        if !self.in_headers {
+            self.in_headers = true;
+        } else if self.line == 0 {
+            self.done = true;
+        } else {
+            self.headers += 1;
+            if self.headers > HEADERS_MAX {
+                return Some(Refused::TooManyHeaders);
+            }
+        }
+        self.line = 0;
         None
     }
 
@@ -604,23 +619,14 @@ impl HeadScan {
             if self.done {
                 return None;
             }
-            // Empty lines before a request line are allowed (and skipped by hyper).
-            if !self.in_headers && self.line == 0 && (byte == b'\r' || byte == b'\n') {
+            if self.skips(byte) {
                 continue;
             }
             self.bytes += 1;
             if byte == b'\n' {
-                if !self.in_headers {
-                    self.in_headers = true;
-                } else if self.line == 0 {
-                    self.done = true;
-                } else {
-                    self.headers += 1;
-                    if self.headers > HEADERS_MAX {
-                        return Some(Refused::TooManyHeaders);
-                    }
+                if let Some(refused) = self.end_line() {
+                    return Some(refused);
                 }
-                self.line = 0;
             } else if byte != b'\r' {
                 self.line += 1;
                 if !self.in_headers && self.line > REQUEST_LINE_BYTES_MAX {
