@@ -189,7 +189,7 @@ impl AuthConfig {
         })
     }
 
-    fn user(&self, token: &str) -> Option<Arc<Principal>> {
+    pub(crate) fn user(&self, token: &str) -> Option<Arc<Principal>> {
         self.users.get(&token_hash(token)).cloned()
     }
 }
@@ -209,7 +209,7 @@ pub struct Principal {
 }
 
 impl Principal {
-    fn insecure() -> Self {
+    pub(crate) fn insecure() -> Self {
         Principal {
             name: "anonymous-admin".into(),
             roles: vec![ADMIN_ROLE.into()],

@@ -11,6 +11,7 @@ mod archiver;
 mod auth;
 mod connection;
 mod error;
+mod grpc;
 mod metrics;
 mod routes;
 mod state;
@@ -189,6 +190,20 @@ pub async fn serve_with(
     tls: Option<TlsConfig>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    serve_with_grpc(store, config, listener, None, tls, shutdown).await
+}
+
+/// [`serve_with`], answering KurrentDB's gRPC protocol on `grpc` as well (over TLS
+/// with `tls`, as the HTTP side; see `docs/grpc.md`), over the same store, users and
+/// limits. Both stop together.
+pub async fn serve_with_grpc(
+    store: Arc<dyn EventStore>,
+    config: ServerConfig,
+    listener: tokio::net::TcpListener,
+    grpc: Option<tokio::net::TcpListener>,
+    tls: Option<TlsConfig>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
     config.validate()?;
     let address = listener.local_addr()?;
     config.check_address(address)?;
@@ -211,8 +226,19 @@ pub async fn serve_with(
         shutdown.await;
         schemas.interrupt_conversions();
     };
+    let grpc = grpc.map(|grpc| {
+        let tls = tls.as_ref().map(TlsConfig::grpc_acceptor);
+        tokio::spawn(grpc::serve(state.clone(), grpc, tls))
+    });
     let tls = tls.map(|tls| tls.acceptor());
     connection::serve(listener, tls, app, state, limits, shutdown).await;
+    if let Some(grpc) = grpc {
+        match grpc.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => return Err(ServeError::Grpc(error.to_string())),
+            Err(error) => return Err(ServeError::Grpc(error.to_string())),
+        }
+    }
     Ok(())
 }
 
@@ -226,6 +252,9 @@ pub enum ServeError {
     /// Listening or serving failed.
     #[error("the server failed: {0}")]
     Io(#[from] std::io::Error),
+    /// Serving the gRPC protocol failed.
+    #[error("the gRPC endpoint failed: {0}")]
+    Grpc(String),
     /// A limit of the [`ServerConfig`] cannot be served.
     #[error("invalid server configuration: {0}")]
     InvalidConfig(String),

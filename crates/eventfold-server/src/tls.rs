@@ -58,4 +58,12 @@ impl TlsConfig {
     pub(crate) fn acceptor(&self) -> TlsAcceptor {
         TlsAcceptor::from(self.0.clone())
     }
+
+    /// The acceptor of the gRPC endpoint: the same certificate, offering HTTP/2 (gRPC
+    /// clients insist on `h2` being negotiated).
+    pub(crate) fn grpc_acceptor(&self) -> TlsAcceptor {
+        let mut config = (*self.0).clone();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        TlsAcceptor::from(Arc::new(config))
+    }
 }

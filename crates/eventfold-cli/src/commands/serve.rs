@@ -28,6 +28,11 @@ pub struct Args {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:2113", value_name = "ADDR")]
     listen: String,
+    /// Also answer KurrentDB's gRPC protocol on this address (port 0 picks a free
+    /// port), so applications written against its clients connect with
+    /// `kurrentdb://HOST:PORT` (`?tls=false` without --tls-cert; see docs/grpc.md).
+    #[arg(long, value_name = "ADDR")]
+    grpc_listen: Option<String>,
     /// Largest request body accepted, in bytes.
     #[arg(long, default_value_t = ServerConfig::default().body_bytes_max)]
     body_bytes_max: usize,
@@ -158,6 +163,17 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let address = listener.local_addr()?;
     // The server refuses this too; checked here before the store is opened.
     config.check_address(address)?;
+    let grpc = match &args.grpc_listen {
+        None => None,
+        Some(grpc) => {
+            let listener = tokio::net::TcpListener::bind(grpc)
+                .await
+                .with_context(|| format!("cannot listen for gRPC on {grpc}"))?;
+            config.check_address(listener.local_addr()?)?;
+            Some(listener)
+        }
+    };
+    let grpc_address = grpc.as_ref().map(|l| l.local_addr()).transpose()?;
     let mut archiving = None;
     let (store, holds): (Arc<dyn eventfold_core::EventStore>, String) = match &args.postgres {
         None => {
@@ -236,8 +252,12 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     // as a client sees the server stops it gracefully, never by the default action.
     let shutdown = shutdown_signal()?;
     println!("eventfold listening on {scheme}://{address} ({holds})");
+    if let Some(grpc) = grpc_address {
+        let tls = if scheme == "https" { "" } else { "?tls=false" };
+        println!("eventfold gRPC listening on {grpc} (KurrentDB clients: kurrentdb://{grpc}{tls})");
+    }
     std::io::stdout().flush()?;
-    eventfold_server::serve_with(store.clone(), config, listener, tls, shutdown).await?;
+    eventfold_server::serve_with_grpc(store.clone(), config, listener, grpc, tls, shutdown).await?;
     if let Some(task) = archiving {
         // The archive catches up at the next start (or `eventfold archive`).
         task.abort();

@@ -11,7 +11,7 @@ mod ops;
 mod projections;
 mod request;
 mod schemas;
-mod streams;
+pub(crate) mod streams;
 mod subscribe;
 
 use std::sync::Arc;

@@ -57,6 +57,31 @@ async fn store_writes(
     who: &Principal,
     writes: Vec<StreamWrite>,
 ) -> Result<Vec<AppendResult>, ApiError> {
+    let writes = check_writes(state, who, writes).await?;
+    match append_checked(state, writes).await {
+        Ok(results) => Ok(results),
+        // Writing to a hard-deleted stream: gone for good.
+        Err(error @ eventfold_core::Error::StreamDeleted { .. }) => {
+            Err(ApiError::from(error).with_status_code(StatusCode::GONE))
+        }
+        // The store's reason may name another stream holding one of the ids, and
+        // where: only an administrator (who may read every stream) sees it.
+        Err(eventfold_core::Error::IdempotencyConflict { stream, .. }) if !who.is_admin() => {
+            Err(ApiError::idempotency_conflict(&stream))
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// What the server checks of an append before the store sees it, whichever protocol
+/// brought it (HTTP here, gRPC in `crate::grpc`): client stream names, the event count
+/// limit, the rights an event pointing at another needs, the schemas; personal values
+/// a schema declares are marked for the privacy layer to seal.
+pub(crate) async fn check_writes(
+    state: &AppState,
+    who: &Principal,
+    mut writes: Vec<StreamWrite>,
+) -> Result<Vec<StreamWrite>, ApiError> {
     for write in &writes {
         // System streams (`$schemas`, ...) are written by eventfold itself, never by
         // a client.
@@ -86,36 +111,31 @@ async fn store_writes(
         }
     }
     let registry = state.schemas.registry();
-    let mut writes = writes;
     for event in writes.iter_mut().flat_map(|w| &mut w.events) {
         registry.validate(&event.event_type, event.version, &event.data)?;
         // Personal values a schema declares are marked here, for the store's privacy
         // layer to seal.
         registry.mark_personal(event)?;
     }
+    Ok(writes)
+}
+
+/// Appends writes that passed [`check_writes`], counting them in the metrics.
+pub(crate) async fn append_checked(
+    state: &AppState,
+    writes: Vec<StreamWrite>,
+) -> eventfold_core::Result<Vec<AppendResult>> {
+    let count: usize = writes.iter().map(|w| w.events.len()).sum();
     let started = Instant::now();
     let metrics = &state.metrics;
-    match state.store.append_multi(writes).await {
-        Ok(results) => {
-            metrics.appended(count as u64, started.elapsed());
-            Ok(results)
-        }
-        Err(error) => {
+    let appended = state.store.append_multi(writes).await;
+    match &appended {
+        Ok(_) => metrics.appended(count as u64, started.elapsed()),
+        Err(_) => {
             metrics.append_errors.fetch_add(1, Ordering::Relaxed);
-            match error {
-                // Writing to a hard-deleted stream: gone for good.
-                eventfold_core::Error::StreamDeleted { .. } => {
-                    Err(ApiError::from(error).with_status_code(StatusCode::GONE))
-                }
-                // The store's reason may name another stream holding one of the ids,
-                // and where: only an administrator (who may read every stream) sees it.
-                eventfold_core::Error::IdempotencyConflict { stream, .. } if !who.is_admin() => {
-                    Err(ApiError::idempotency_conflict(&stream))
-                }
-                error => Err(error.into()),
-            }
         }
     }
+    appended
 }
 
 /// Appends to several streams atomically, each with its own expected version.
@@ -225,7 +245,7 @@ pub(super) async fn read_stream(
 }
 
 /// The stream of the original a read returned in place of a link, if `event` is one.
-fn linked_stream(event: &RecordedEvent) -> Option<String> {
+pub(crate) fn linked_stream(event: &RecordedEvent) -> Option<String> {
     let key = eventfold_core::LINKED_EVENT_KEY.as_bytes();
     if !event.metadata.windows(key.len()).any(|w| w == key) {
         return None;
