@@ -15,6 +15,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "proto/streams.proto",
                 "proto/gossip.proto",
                 "proto/serverfeatures.proto",
+                "proto/persistent.proto",
             ],
             &["proto", include],
         )?;

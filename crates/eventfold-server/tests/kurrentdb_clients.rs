@@ -1,18 +1,21 @@
 //! KurrentDB's official Python client (`kurrentdbclient`, unmodified) against our
 //! gRPC endpoint, as a black box: the scripts in `tests/kurrentdb/` append, read,
 //! subscribe, delete and log in the way applications written for KurrentDB do, and
-//! raise on any answer that differs from what the client expects. The interpreter
+//! raise on any answer that differs from what the client expects (`harness.py`: a
+//! failure ends the script at once, with its traceback). The interpreter
 //! comes from `EVENTFOLD_TEST_KURRENTDB_PYTHON` (`.ci/run` installs the client in a
 //! virtual environment); without it the tests say loudly that they skipped.
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 
 use eventfold_core::{EventStore, ReadStream};
 use eventfold_log::{LogOptions, LogStore};
 use eventfold_server::{AuthConfig, ServerConfig, TlsConfig};
 use serde_json::Value;
+
+/// The longest a script may run.
+const SCRIPT_SECONDS_MAX: u64 = 120;
 
 /// A server with its gRPC endpoint, over a log store in a directory of its own.
 struct Server {
@@ -79,16 +82,27 @@ fn python(test: &str) -> Option<String> {
     python
 }
 
-/// Runs `tests/kurrentdb/{script}` with `args`, in a thread of its own (the server
-/// runs on this test's runtime), and returns the JSON of its last line.
+/// Runs `tests/kurrentdb/{script}` with `args` and returns the JSON of its last line.
+/// A script that has not finished within `SCRIPT_SECONDS_MAX` is killed and fails the
+/// test (a subscription that never delivers would otherwise hang it).
 async fn run(python: String, script: &str, args: Vec<String>) -> Value {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/kurrentdb")
         .join(script);
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(python).arg(path).args(args).output().unwrap()
-    })
+    let child = tokio::process::Command::new(python)
+        .arg(path)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let output = tokio::time::timeout(
+        std::time::Duration::from_secs(SCRIPT_SECONDS_MAX),
+        child.wait_with_output(),
+    )
     .await
+    .unwrap_or_else(|_| panic!("{script} did not finish within {SCRIPT_SECONDS_MAX} s"))
     .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -215,5 +229,27 @@ async fn the_python_client_logs_in_with_our_users_over_tls() {
             "reader_reads_all": "AccessDeniedError",
         })
     );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_client_shares_persistent_subscriptions() {
+    let Some(python) = python("the_python_client_shares_persistent_subscriptions") else {
+        return;
+    };
+    let server = Server::start(None, None).await;
+    let summary = run(python, "persistent.py", vec![server.uri()]).await;
+    assert_eq!(
+        summary["handled"],
+        serde_json::json!(["Line0", "Line1", "Line3"])
+    );
+    // The groups are eventfold's consumer groups: the one on $all is there, named
+    // after its source; the deleted one is gone.
+    let groups = eventfold_subscription::list_groups(server.store.as_ref())
+        .await
+        .unwrap();
+    assert!(groups.contains(&"audit@$all".to_string()), "{groups:?}");
+    let stream = summary["stream"].as_str().unwrap();
+    assert!(!groups.contains(&format!("billing@{stream}")), "{groups:?}");
     server.stop().await;
 }

@@ -14,7 +14,10 @@
 //! Streams: `$persistent-<group>` holds the group's settings, `$checkpoint-<group>`
 //! its checkpoints (every event at or before one was acked or parked), and
 //! `$parked-<group>` the events that failed `retries_max` times (or were parked by a
-//! consumer), with the reason: they can be read like any stream and replayed.
+//! consumer), with the reason: they can be read like any stream and replayed. A
+//! group's settings can be replaced ([`update_group`]); a deleted group
+//! ([`delete_group`]) closes all three, so one created again under its name starts
+//! afresh.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ops::{Deref, RangeInclusive};
@@ -28,6 +31,7 @@ use eventfold_core::{
     Result, Revision, append_system,
 };
 
+use crate::filter::{CompiledFilter, EventFilter};
 use crate::subscription::Subscription;
 
 /// The settings of a consumer group, stored in `$persistent-<group>`. In JSON every
@@ -44,9 +48,16 @@ pub struct GroupSettings {
     /// Only streams of this category.
     #[serde(default)]
     pub category: Option<String>,
+    /// Only this one stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<String>,
     /// Only these event types (all when empty).
     #[serde(default)]
     pub event_types: Vec<String>,
+    /// Only the events this filter lets through (by stream name or type, by prefixes
+    /// or a regular expression).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<EventFilter>,
     /// Deliveries of one event before it is parked.
     pub retries_max: u32,
     /// How long a consumer has to ack a delivery before it is delivered again, in ms.
@@ -64,7 +75,9 @@ impl Default for GroupSettings {
             start_after: None,
             stream_prefix: None,
             category: None,
+            stream: None,
             event_types: Vec::new(),
+            filter: None,
             retries_max: 5,
             ack_timeout_ms: 30_000,
             in_flight_max: 1_000,
@@ -119,12 +132,16 @@ impl GroupSettings {
             "ack_timeout_ms",
             self.ack_timeout_ms,
             Self::ACK_TIMEOUT_MS_RANGE,
-        )
+        )?;
+        self.filter.as_ref().map(EventFilter::compile).transpose()?;
+        Ok(())
     }
 
     fn filter(&self) -> AllFilter {
         AllFilter {
-            stream_prefix: self.stream_prefix.clone(),
+            // One stream is read as the streams starting with its name; the others
+            // are passed over (`PersistentGroup::next`).
+            stream_prefix: self.stream.clone().or_else(|| self.stream_prefix.clone()),
             category: self.category.clone(),
             event_types: self.event_types.clone(),
         }
@@ -223,6 +240,14 @@ impl State {
 
 /// Longest group name, in bytes.
 const GROUP_NAME_BYTES_MAX: usize = 200;
+/// The event type of a group's settings in `$persistent-<group>`.
+const SETTINGS: &str = "$group-settings";
+/// The event type that closes a deleted group's `$persistent-<group>`.
+const DELETED: &str = "$group-deleted";
+/// The event type after which `$parked-<group>` starts again (the group was deleted).
+const PARKED_CLEARED: &str = "$parked-cleared";
+/// Streams listed at a time when the groups are listed.
+const LIST_PAGE: usize = 500;
 
 /// A consumer group over `$all`: share it (it is `Sync`) between competing consumers.
 ///
@@ -247,6 +272,7 @@ pub struct PersistentGroup<S> {
     store: S,
     name: String,
     settings: GroupSettings,
+    filter: Option<CompiledFilter>,
     source: tokio::sync::Mutex<Subscription<S>>,
     state: Mutex<State>,
     /// Wakes consumers waiting for a retry or for room in flight.
@@ -267,31 +293,28 @@ where
         let settings_stream = format!("$persistent-{name}");
         let stored = last_event(&*store, &settings_stream).await?;
         let settings = match stored {
-            Some(event) => event.data_as::<GroupSettings>()?,
-            None => {
-                let event = EventData::json("$group-settings", &settings)?;
-                append_system(
-                    &*store,
-                    &settings_stream,
-                    ExpectedVersion::NoStream,
-                    vec![event],
-                )
-                .await?;
+            Some(event) if event.event_type != DELETED => event.data_as::<GroupSettings>()?,
+            stored => {
+                let expected = stored.map_or(ExpectedVersion::NoStream, |deleted| {
+                    ExpectedVersion::Exact(deleted.revision)
+                });
+                let event = EventData::json(SETTINGS, &settings)?;
+                append_system(&*store, &settings_stream, expected, vec![event]).await?;
                 settings
             }
         };
         Self::start(store, name, settings).await
     }
 
-    /// Opens an existing group with its stored settings.
+    /// Opens an existing group with its stored settings (`StreamNotFound` when there
+    /// is none, or it was deleted).
     pub async fn open(store: S, name: &str) -> Result<Self> {
-        validate_group_name(name)?;
-        let settings = last_event(&*store, &format!("$persistent-{name}"))
-            .await?
-            .ok_or_else(|| Error::StreamNotFound {
-                stream: format!("$persistent-{name}"),
-            })?
-            .data_as::<GroupSettings>()?;
+        let settings =
+            group_settings(&*store, name)
+                .await?
+                .ok_or_else(|| Error::StreamNotFound {
+                    stream: format!("$persistent-{name}"),
+                })?;
         Self::start(store, name, settings).await
     }
 
@@ -310,9 +333,15 @@ where
             stored_checkpoint.map(Position),
             settings.filter(),
         );
+        let filter = settings
+            .filter
+            .as_ref()
+            .map(EventFilter::compile)
+            .transpose()?;
         Ok(PersistentGroup {
             store,
             name: name.to_string(),
+            filter,
             settings,
             source: tokio::sync::Mutex::new(source),
             state: Mutex::new(State {
@@ -417,9 +446,20 @@ where
             let mut state = self.state();
             let position = event.position.get();
             state.read_upto = Some(position);
-            if event.stream.starts_with('$') {
+            if event.stream.starts_with('$')
+                || self
+                    .settings
+                    .stream
+                    .as_ref()
+                    .is_some_and(|stream| *stream != event.stream)
+                || self
+                    .filter
+                    .as_ref()
+                    .is_some_and(|f| !f.matches(&event.stream, &event.event_type))
+            {
                 // System events (registries, checkpoints, parked lists) are not for
-                // consumers.
+                // consumers, nor other streams than a one-stream group's, nor what
+                // the group's filter leaves out.
                 continue;
             }
             state.outstanding.insert(
@@ -563,9 +603,10 @@ where
         Ok(())
     }
 
-    /// The events parked so far, oldest first.
+    /// The events parked so far (since the group was created under its name), oldest
+    /// first.
     pub async fn parked(&self) -> Result<Vec<Parked>> {
-        let events = match self
+        let mut events = match self
             .store
             .read_stream(&format!("$parked-{}", self.name), ReadStream::forward())
             .await
@@ -574,6 +615,9 @@ where
             Err(Error::StreamNotFound { .. }) => return Ok(Vec::new()),
             Err(error) => return Err(error),
         };
+        if let Some(cleared) = events.iter().rposition(|e| e.event_type == PARKED_CLEARED) {
+            events.drain(..=cleared);
+        }
         events.iter().map(|e| e.data_as::<Parked>()).collect()
     }
 
@@ -625,6 +669,108 @@ where
             retrying: state.retry.len(),
             parked: state.parked,
         }
+    }
+}
+
+/// The settings of the group `name`, if it exists (and was not deleted).
+pub async fn group_settings<T: EventStore + ?Sized>(
+    store: &T,
+    name: &str,
+) -> Result<Option<GroupSettings>> {
+    validate_group_name(name)?;
+    match last_event(store, &format!("$persistent-{name}")).await? {
+        Some(event) if event.event_type != DELETED => Ok(Some(event.data_as()?)),
+        _ => Ok(None),
+    }
+}
+
+/// Replaces the settings of the existing group `name` (checked with
+/// [`GroupSettings::validate`]); the group keeps its checkpoint and parked
+/// events. Instances opened before serve the old settings: reopen them.
+pub async fn update_group<T: EventStore + ?Sized>(
+    store: &T,
+    name: &str,
+    settings: GroupSettings,
+) -> Result<()> {
+    settings.validate()?;
+    let settings_stream = format!("$persistent-{name}");
+    let current = match last_event(store, &settings_stream).await? {
+        Some(event) if event.event_type != DELETED => event,
+        _ => {
+            return Err(Error::StreamNotFound {
+                stream: settings_stream,
+            });
+        }
+    };
+    let event = EventData::json(SETTINGS, &settings)?;
+    append_system(
+        store,
+        &settings_stream,
+        ExpectedVersion::Exact(current.revision),
+        vec![event],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Deletes the group `name`: its settings, checkpoint and parked list are closed,
+/// so that a group created later under the name starts afresh. Instances opened
+/// before must be dropped: their next checkpoint is refused.
+pub async fn delete_group<T: EventStore + ?Sized>(store: &T, name: &str) -> Result<()> {
+    let settings_stream = format!("$persistent-{name}");
+    let current = match last_event(store, &settings_stream).await? {
+        Some(event) if event.event_type != DELETED => event,
+        _ => {
+            return Err(Error::StreamNotFound {
+                stream: settings_stream,
+            });
+        }
+    };
+    let checkpoint = EventData::json("$checkpoint", &CheckpointData { position: None })?;
+    append_system(
+        store,
+        &format!("$checkpoint-{name}"),
+        ExpectedVersion::Any,
+        vec![checkpoint],
+    )
+    .await?;
+    let cleared = EventData::from_json_bytes(PARKED_CLEARED, "{}")?;
+    append_system(
+        store,
+        &format!("$parked-{name}"),
+        ExpectedVersion::Any,
+        vec![cleared],
+    )
+    .await?;
+    let deleted = EventData::from_json_bytes(DELETED, "{}")?;
+    append_system(
+        store,
+        &settings_stream,
+        ExpectedVersion::Exact(current.revision),
+        vec![deleted],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The names of the groups that exist, in order.
+pub async fn list_groups<T: EventStore + ?Sized>(store: &T) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store
+            .list_streams("$persistent-", after.as_deref(), LIST_PAGE)
+            .await?;
+        for summary in &page {
+            let name = &summary.stream["$persistent-".len()..];
+            if group_settings(store, name).await.ok().flatten().is_some() {
+                names.push(name.to_string());
+            }
+        }
+        if page.len() < LIST_PAGE {
+            return Ok(names);
+        }
+        after = page.last().map(|s| s.stream.clone());
     }
 }
 

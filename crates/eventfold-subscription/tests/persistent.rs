@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use eventfold_core::{EventData, EventStore, ExpectedVersion, InMemoryStore};
-use eventfold_subscription::{GroupSettings, Nack, PersistentGroup};
+use eventfold_subscription::{
+    GroupSettings, Nack, PersistentGroup, delete_group, list_groups, update_group,
+};
 
 fn event(n: u64) -> EventData {
     EventData::json("Happened", &n).unwrap()
@@ -247,4 +249,105 @@ async fn a_group_starting_after_the_last_possible_position_opens_and_waits() {
         next.is_err(),
         "nothing lies after the last position: {next:?}"
     );
+}
+
+#[tokio::test]
+async fn a_one_stream_group_delivers_that_stream_only() {
+    let store = Arc::new(InMemoryStore::new());
+    for stream in ["order-1", "order-10", "order-1", "order-2"] {
+        store
+            .append(stream, ExpectedVersion::Any, vec![event(0)])
+            .await
+            .unwrap();
+    }
+    let settings = GroupSettings {
+        stream: Some("order-1".into()),
+        ..GroupSettings::default()
+    };
+    let group = PersistentGroup::create(store.clone(), "one", settings)
+        .await
+        .unwrap();
+    for revision in 0..2 {
+        let delivery = group.next().await.unwrap();
+        assert_eq!(
+            (
+                delivery.event.stream.as_str(),
+                delivery.event.revision.get()
+            ),
+            ("order-1", revision)
+        );
+        group.ack(delivery.event.position.get()).await.unwrap();
+    }
+    let none = tokio::time::timeout(Duration::from_millis(50), group.next()).await;
+    assert!(
+        none.is_err(),
+        "order-10 and order-2 are not order-1's: {none:?}"
+    );
+}
+
+#[tokio::test]
+async fn groups_are_updated_listed_and_deleted_and_a_new_one_starts_afresh() {
+    let store = Arc::new(InMemoryStore::new());
+    append(&store, 3).await;
+    let group = PersistentGroup::create(store.clone(), "mailer", GroupSettings::default())
+        .await
+        .unwrap();
+    PersistentGroup::create(store.clone(), "other", GroupSettings::default())
+        .await
+        .unwrap();
+    let first = group.next().await.unwrap();
+    group
+        .nack(first.event.position.get(), Nack::Park, "bounced")
+        .await
+        .unwrap();
+    let second = group.next().await.unwrap();
+    group.ack(second.event.position.get()).await.unwrap();
+    group.store_checkpoint().await.unwrap();
+
+    let slower = GroupSettings {
+        retries_max: 9,
+        ..GroupSettings::default()
+    };
+    update_group(&*store, "mailer", slower.clone())
+        .await
+        .unwrap();
+    let reopened = PersistentGroup::open(store.clone(), "mailer")
+        .await
+        .unwrap();
+    assert_eq!(reopened.settings(), &slower);
+    assert_eq!(
+        reopened.status().checkpoint,
+        Some(1),
+        "an update keeps the progress"
+    );
+    assert_eq!(reopened.parked().await.unwrap().len(), 1);
+    assert_eq!(list_groups(&*store).await.unwrap(), ["mailer", "other"]);
+
+    delete_group(&*store, "mailer").await.unwrap();
+    assert!(matches!(
+        PersistentGroup::open(store.clone(), "mailer").await,
+        Err(eventfold_core::Error::StreamNotFound { .. })
+    ));
+    assert_eq!(list_groups(&*store).await.unwrap(), ["other"]);
+    for refused in [
+        update_group(&*store, "mailer", GroupSettings::default()).await,
+        delete_group(&*store, "mailer").await,
+    ] {
+        assert!(matches!(
+            refused,
+            Err(eventfold_core::Error::StreamNotFound { .. })
+        ));
+    }
+    // The instance opened before the delete may not write its progress any more.
+    let late = reopened.next().await.unwrap();
+    reopened.ack(late.event.position.get()).await.unwrap();
+    assert!(reopened.store_checkpoint().await.is_err());
+
+    // Created again: from the start, with nothing parked.
+    let again = PersistentGroup::create(store.clone(), "mailer", GroupSettings::default())
+        .await
+        .unwrap();
+    assert_eq!(again.status().checkpoint, None);
+    assert!(again.parked().await.unwrap().is_empty());
+    assert_eq!(again.next().await.unwrap().event.position.get(), 0);
 }

@@ -32,6 +32,41 @@ const SUPPORTED: &[(&str, &str, &[&str])] = &[
     ("event_store.client.streams.streams", "tombstone", &[]),
     ("event_store.client.gossip.gossip", "read", &[]),
     (
+        "event_store.client.persistent_subscriptions.persistentsubscriptions",
+        "create",
+        &["stream", "all"],
+    ),
+    (
+        "event_store.client.persistent_subscriptions.persistentsubscriptions",
+        "update",
+        &["stream", "all"],
+    ),
+    (
+        "event_store.client.persistent_subscriptions.persistentsubscriptions",
+        "delete",
+        &["stream", "all"],
+    ),
+    (
+        "event_store.client.persistent_subscriptions.persistentsubscriptions",
+        "read",
+        &["stream", "all"],
+    ),
+    (
+        "event_store.client.persistent_subscriptions.persistentsubscriptions",
+        "getinfo",
+        &["stream", "all"],
+    ),
+    (
+        "event_store.client.persistent_subscriptions.persistentsubscriptions",
+        "replayparked",
+        &["stream", "all"],
+    ),
+    (
+        "event_store.client.persistent_subscriptions.persistentsubscriptions",
+        "list",
+        &["stream", "all"],
+    ),
+    (
         "event_store.client.server_features.serverfeatures",
         "getsupportedmethods",
         &[],

@@ -105,7 +105,7 @@ pub(super) fn event_data(proposed: Proposed) -> Result<EventData, String> {
 }
 
 /// The UUID of either of the protocol's forms.
-fn uuid_of(id: &proto::Uuid) -> Result<Uuid, String> {
+pub(super) fn uuid_of(id: &proto::Uuid) -> Result<Uuid, String> {
     match &id.value {
         Some(proto::uuid::Value::String(text)) => text
             .parse()

@@ -8,12 +8,14 @@
 //!
 //! - [`streams`]: appends (single and batched), reads of streams and `$all`, catch-up
 //!   subscriptions that turn live, delete and tombstone.
+//! - [`persistent`]: persistent subscriptions, over eventfold's consumer groups.
 //! - [`cluster`]: what clients ask on connect (the cluster's members, the supported
 //!   methods), answered as one node that leads.
 //! - [`events`]: events between the protocol's messages and the store's.
 
 mod cluster;
 mod events;
+mod persistent;
 mod streams;
 mod tls;
 
@@ -38,6 +40,12 @@ pub(crate) mod proto {
             }
             pub mod gossip {
                 include!(concat!(env!("OUT_DIR"), "/event_store.client.gossip.rs"));
+            }
+            pub mod persistent_subscriptions {
+                include!(concat!(
+                    env!("OUT_DIR"),
+                    "/event_store.client.persistent_subscriptions.rs"
+                ));
             }
             pub mod server_features {
                 include!(concat!(
@@ -73,6 +81,11 @@ pub(crate) async fn serve(
         .add_service(proto::streams::streams_server::StreamsServer::new(
             streams::StreamsService::new(state.clone()),
         ))
+        .add_service(
+            proto::persistent_subscriptions::persistent_subscriptions_server::PersistentSubscriptionsServer::new(
+                persistent::PersistentService::new(state.clone()),
+            ),
+        )
         .add_service(proto::gossip::gossip_server::GossipServer::new(
             node.clone(),
         ))

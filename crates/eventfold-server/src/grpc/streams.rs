@@ -14,6 +14,7 @@ use eventfold_core::{
     Revision, StreamWrite,
 };
 use eventfold_metadata::{DeleteMode, StreamAdmin};
+use eventfold_subscription::{CompiledFilter, EventFilter, FilterOn};
 use prost::Message as _;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -641,72 +642,48 @@ impl Read {
 /// A server-side filter of `$all`: on stream names or event types, by prefixes or a
 /// regular expression, with a checkpoint every `checkpoint_every` events looked at.
 struct Filter {
-    on_streams: bool,
-    prefixes: Vec<String>,
-    regex: Option<fancy_regex::Regex>,
+    matcher: CompiledFilter,
     checkpoint_every: u64,
 }
 
 impl Filter {
     fn parse(options: read_req::options::FilterOptions) -> Result<Filter, Status> {
         use read_req::options::filter_options::{Filter as On, Window};
-        let (on_streams, expression) = match options.filter {
-            Some(On::StreamIdentifier(expression)) => (true, expression),
-            Some(On::EventType(expression)) => (false, expression),
+        let (on, expression) = match options.filter {
+            Some(On::StreamIdentifier(expression)) => (FilterOn::Stream, expression),
+            Some(On::EventType(expression)) => (FilterOn::EventType, expression),
             None => {
                 return Err(Status::invalid_argument(
                     "a filter applies to stream names or event types",
                 ));
             }
         };
-        let regex = if expression.regex.is_empty() {
-            None
-        } else {
-            Some(fancy_regex::Regex::new(&expression.regex).map_err(|e| {
-                Status::invalid_argument(format!(
-                    "the filter's regular expression does not compile: {e}"
-                ))
-            })?)
-        };
+        let matcher = EventFilter {
+            on,
+            prefixes: expression.prefix,
+            regex: Some(expression.regex).filter(|r| !r.is_empty()),
+        }
+        .compile()
+        .map_err(store_status)?;
         let window = match options.window {
             Some(Window::Max(max)) => u64::from(max.max(1)),
             Some(Window::Count(_)) | None => 1,
         };
         Ok(Filter {
-            on_streams,
-            prefixes: expression.prefix,
-            regex,
+            matcher,
             checkpoint_every: window * u64::from(options.checkpoint_interval_multiplier.max(1)),
         })
     }
 
     fn matches(&self, event: &RecordedEvent) -> bool {
-        let subject = if self.on_streams {
-            event.stream.as_str()
-        } else {
-            event.event_type.as_str()
-        };
-        if self.prefixes.is_empty() && self.regex.is_none() {
-            return true;
-        }
-        self.prefixes
-            .iter()
-            .any(|p| subject.starts_with(p.as_str()))
-            || self
-                .regex
-                .as_ref()
-                // A match that gives up (too much backtracking) counts as no match.
-                .is_some_and(|r| r.is_match(subject).unwrap_or(false))
+        self.matcher.matches(&event.stream, &event.event_type)
     }
 
     /// The part of the filter the store can apply while reading.
     fn store_filter(&self) -> AllFilter {
-        match self.prefixes.as_slice() {
-            [prefix] if self.on_streams && self.regex.is_none() => AllFilter {
-                stream_prefix: Some(prefix.clone()),
-                ..AllFilter::default()
-            },
-            _ => AllFilter::default(),
+        AllFilter {
+            stream_prefix: self.matcher.stream_prefix().map(str::to_string),
+            ..AllFilter::default()
         }
     }
 }

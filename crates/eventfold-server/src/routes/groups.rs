@@ -44,7 +44,7 @@ async fn group(state: &AppState, name: &str) -> Result<Group, ApiError> {
 }
 
 /// The group if it exists: served by this node already, or opened from the store.
-async fn open_group(state: &AppState, name: &str) -> Result<Option<Group>, ApiError> {
+pub(crate) async fn open_group(state: &AppState, name: &str) -> Result<Option<Group>, ApiError> {
     if let Some(group) = lock(state).get(name) {
         return Ok(Some(group.clone()));
     }
@@ -57,11 +57,13 @@ async fn open_group(state: &AppState, name: &str) -> Result<Option<Group>, ApiEr
 }
 
 /// Two requests may open or create a group at once; the first one kept is used.
-fn keep(state: &AppState, name: &str, group: Group) -> Group {
+pub(crate) fn keep(state: &AppState, name: &str, group: Group) -> Group {
     lock(state).entry(name.to_string()).or_insert(group).clone()
 }
 
-fn lock(state: &AppState) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Group>> {
+pub(crate) fn lock(
+    state: &AppState,
+) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Group>> {
     state
         .groups
         .lock()

@@ -6,7 +6,7 @@ mod admin;
 mod all;
 mod console;
 mod feeds;
-mod groups;
+pub(crate) mod groups;
 mod ops;
 mod projections;
 mod request;

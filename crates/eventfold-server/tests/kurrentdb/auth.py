@@ -2,10 +2,10 @@
 credentials only on secure connections). Arguments: the endpoint's host:port, the PEM
 file of the certificate to trust, then the name and token of a writer, and of a reader
 without write rights. Prints which calls were refused, and how, as JSON."""
-import json
 import sys
 import uuid
 
+from harness import finish
 from kurrentdbclient import KurrentDBClient, NewEvent, StreamState
 from kurrentdbclient.exceptions import AccessDeniedError, UnauthenticatedError
 
@@ -42,8 +42,4 @@ for name, credentials, call in (
         other.close()
 reader_client = connect(f"{reader}:{reader_token}@")
 assert [e.type for e in reader_client.get_stream(stream)] == ["Written", "Again"]
-# Closed before the interpreter exits: grpcio can hang closing a channel from a
-# finalizer at exit.
-reader_client.close()
-client.close()
-print(json.dumps(refused))
+finish(refused, reader_client, client)

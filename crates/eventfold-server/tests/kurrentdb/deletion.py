@@ -1,8 +1,8 @@
 """Delete and tombstone through KurrentDB's Python client (URI: first argument)."""
-import json
 import sys
 import uuid
 
+from harness import finish
 from kurrentdbclient import KurrentDBClient, NewEvent, StreamState
 from kurrentdbclient.exceptions import FailedPreconditionError, NotFoundError, StreamIsDeletedError, WrongCurrentVersionError
 
@@ -47,7 +47,4 @@ for events in ([NewEvent(type="Again", data=b"{}")], NewEvent(type="Again", data
         assert "is deleted" in str(error), error
     else:
         raise AssertionError("a tombstoned stream was written")
-# Closed before the interpreter exits: grpcio can hang closing a channel from a
-# finalizer at exit.
-client.close()
-print(json.dumps({"stream": stream}))
+finish({"stream": stream}, client)

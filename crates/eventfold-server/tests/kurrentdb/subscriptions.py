@@ -1,10 +1,10 @@
 """Catch-up subscriptions that turn live, to a stream and to $all with a server-side
 filter and checkpoints, through KurrentDB's Python client (URI: first argument).
 Prints a JSON summary last."""
-import json
 import sys
 import uuid
 
+from harness import finish
 from kurrentdbclient import KurrentDBClient, NewEvent, StreamState
 from kurrentdbclient.events import Checkpoint
 
@@ -54,7 +54,4 @@ shipped = next(subscription)
 subscription.stop()
 assert shipped.type == "Shipped" and shipped.commit_position > position
 
-# Closed before the interpreter exits: grpcio can hang closing a channel from a
-# finalizer at exit.
-client.close()
-print(json.dumps({"seen": seen, "checkpoints": checkpoints, "shipped": shipped.commit_position}))
+finish({"seen": seen, "checkpoints": checkpoints, "shipped": shipped.commit_position}, client)
