@@ -1,9 +1,10 @@
 //! KurrentDB's official Python client (`kurrentdbclient`, unmodified) against our
-//! gRPC endpoint, as a black box: the scripts in `tests/kurrentdb/` append, read,
+//! gRPC endpoint, as a black box, and the Python `eventsourcing` library on its
+//! KurrentDB persistence module: the scripts in `tests/kurrentdb/` append, read,
 //! subscribe, delete and log in the way applications written for KurrentDB do, and
 //! raise on any answer that differs from what the client expects (`harness.py`: a
 //! failure ends the script at once, with its traceback). The interpreter
-//! comes from `EVENTFOLD_TEST_KURRENTDB_PYTHON` (`.ci/run` installs the client in a
+//! comes from `EVENTFOLD_TEST_KURRENTDB_PYTHON` (`.ci/run` installs the packages in a
 //! virtual environment); without it the tests say loudly that they skipped.
 
 use std::path::PathBuf;
@@ -76,7 +77,7 @@ fn python(test: &str) -> Option<String> {
     if python.is_none() {
         eprintln!(
             "SKIPPED {test}: EVENTFOLD_TEST_KURRENTDB_PYTHON is not set (.ci/run sets it to a \
-             Python with kurrentdbclient installed)"
+             Python with kurrentdbclient and eventsourcing-kurrentdb installed)"
         );
     }
     python
@@ -251,5 +252,21 @@ async fn the_python_client_shares_persistent_subscriptions() {
     assert!(groups.contains(&"audit@$all".to_string()), "{groups:?}");
     let stream = summary["stream"].as_str().unwrap();
     assert!(!groups.contains(&format!("billing@{stream}")), "{groups:?}");
+    server.stop().await;
+}
+
+/// An application of the Python `eventsourcing` library, on its KurrentDB persistence
+/// module, as its users write them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_eventsourcing_application_runs_on_eventfold() {
+    let Some(python) = python("an_eventsourcing_application_runs_on_eventfold") else {
+        return;
+    };
+    let server = Server::start(None, None).await;
+    let summary = run(python, "eventsourcing_app.py", vec![server.uri()]).await;
+    assert_eq!(summary["notifications"], 6, "{summary}");
+    // The last notification id is the commit position of the store's last event.
+    let head = server.store.head_position().await.unwrap().unwrap();
+    assert_eq!(summary["last"], head.get() + 1);
     server.stop().await;
 }
