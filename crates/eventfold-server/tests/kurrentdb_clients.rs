@@ -87,10 +87,24 @@ fn python(test: &str) -> Option<String> {
 /// A script that has not finished within `SCRIPT_SECONDS_MAX` is killed and fails the
 /// test (a subscription that never delivers would otherwise hang it).
 async fn run(python: String, script: &str, args: Vec<String>) -> Value {
+    run_with(python, script, args, None).await
+}
+
+/// [`run`] with `program` (Python or Node.js), and one environment variable.
+async fn run_with(
+    program: String,
+    script: &str,
+    args: Vec<String>,
+    env: Option<(&str, String)>,
+) -> Value {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/kurrentdb")
         .join(script);
-    let child = tokio::process::Command::new(python)
+    let mut command = tokio::process::Command::new(program);
+    if let Some((name, value)) = env {
+        command.env(name, value);
+    }
+    let child = command
         .arg(path)
         .args(args)
         .stdout(std::process::Stdio::piped())
@@ -136,6 +150,13 @@ async fn the_python_client_appends_and_reads() {
     assert_eq!(stored[1].metadata.as_ref(), br#"{"user": "u-1"}"#);
     // The client's commit positions are the store's positions plus one.
     assert_eq!(summary["last"], stored[2].position.get() + 1);
+    // The metadata it set is eventfold's: the last two events are kept.
+    let metadata = eventfold_metadata::StreamAdmin::stream_metadata(server.store.as_ref(), stream)
+        .await
+        .unwrap()
+        .metadata;
+    assert_eq!(metadata.max_count, Some(2));
+    assert_eq!(metadata.custom["owner"], "billing");
     server.stop().await;
 }
 
@@ -268,5 +289,47 @@ async fn an_eventsourcing_application_runs_on_eventfold() {
     // The last notification id is the commit position of the store's last event.
     let head = server.store.head_position().await.unwrap().unwrap();
     assert_eq!(summary["last"], head.get() + 1);
+    server.stop().await;
+}
+
+/// KurrentDB's official Node.js client, from the directory
+/// `EVENTFOLD_TEST_KURRENTDB_NODE` names (its `node_modules`; `.ci/run` installs it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_client_appends_reads_subscribes_and_deletes() {
+    let Ok(node_dir) = std::env::var("EVENTFOLD_TEST_KURRENTDB_NODE") else {
+        eprintln!(
+            "SKIPPED the_node_client_appends_reads_subscribes_and_deletes: \
+             EVENTFOLD_TEST_KURRENTDB_NODE is not set (.ci/run sets it to a directory with \
+             @kurrent/kurrentdb-client installed)"
+        );
+        return;
+    };
+    let server = Server::start(None, None).await;
+    let summary = run_with(
+        "node".to_string(),
+        "node_client.cjs",
+        vec![server.uri()],
+        Some(("KURRENTDB_NODE_DIR", node_dir)),
+    )
+    .await;
+    assert_eq!(
+        summary["handled"],
+        serde_json::json!(["Placed", "Shipped", "Delivered"])
+    );
+    // The persistent subscription parked the one it was told to park, in the group
+    // eventfold keeps for it (deleted afterwards, so its parked list is closed too).
+    let stream = summary["stream"].as_str().unwrap();
+    let refused = server
+        .store
+        .append(
+            stream,
+            eventfold_core::ExpectedVersion::Any,
+            vec![eventfold_core::EventData::json("Again", &1).unwrap()],
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(eventfold_core::Error::StreamDeleted { .. })),
+        "{refused:?}"
+    );
     server.stop().await;
 }

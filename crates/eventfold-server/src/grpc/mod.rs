@@ -15,6 +15,7 @@
 
 mod cluster;
 mod events;
+mod metadata;
 mod persistent;
 mod streams;
 mod tls;

@@ -30,7 +30,7 @@ use super::proto::streams::{
     batch_append_resp, delete_req, delete_resp, read_req, read_resp, streams_server::Streams,
     tombstone_req, tombstone_resp,
 };
-use super::{principal, proto, status, store_status};
+use super::{metadata, principal, proto, status, store_status};
 use crate::auth::{Access, Principal};
 use crate::routes::streams::{append_checked, check_writes, linked_stream};
 use crate::state::AppState;
@@ -66,7 +66,11 @@ impl Streams for StreamsService {
             .ok_or_else(|| Status::invalid_argument("a read needs its options"))?;
         let read = Read::parse(options)?;
         let access = match &read.source {
-            Source::Stream { name, .. } => Access::Read(name),
+            // `$$<stream>`: the stream's metadata, under the metadata right.
+            Source::Stream { name, .. } => match metadata::target(name) {
+                Some(target) => Access::Metadata(target),
+                None => Access::Read(name),
+            },
             Source::All(_) => Access::All,
         };
         self.state.authorize(&who, access).await.map_err(status)?;
@@ -298,6 +302,9 @@ impl StreamsService {
         events: Vec<eventfold_core::EventData>,
     ) -> Result<Appended, Status> {
         let state = &self.state;
+        if let Some(target) = metadata::target(stream) {
+            return self.set_metadata(who, target, expected, events).await;
+        }
         state
             .authorize(who, Access::Write(stream))
             .await
@@ -337,6 +344,46 @@ impl StreamsService {
             Err(Error::IdempotencyConflict { stream, .. }) if !who.is_admin() => Err(status(
                 crate::error::ApiError::idempotency_conflict(&stream),
             )),
+            Err(error) => Err(store_status(error)),
+        }
+    }
+
+    /// An append of one `$metadata` event to `$$<target>`: KurrentDB's way of setting
+    /// a stream's metadata, taken as eventfold's (same right, same checks).
+    async fn set_metadata(
+        &self,
+        who: &Principal,
+        target: &str,
+        expected: ExpectedVersion,
+        events: Vec<eventfold_core::EventData>,
+    ) -> Result<Appended, Status> {
+        self.state
+            .authorize(who, Access::Metadata(target))
+            .await
+            .map_err(status)?;
+        let [event] = <[eventfold_core::EventData; 1]>::try_from(events).map_err(|_| {
+            Status::invalid_argument("a metadata stream takes one $metadata event at a time")
+        })?;
+        if event.event_type != eventfold_metadata::METADATA_EVENT_TYPE {
+            return Err(Status::invalid_argument(format!(
+                "a metadata stream takes $metadata events, not {}",
+                event.event_type
+            )));
+        }
+        let document = metadata::from_kurrentdb(&event.data).map_err(Status::invalid_argument)?;
+        match self
+            .state
+            .store
+            .set_stream_metadata(target, expected, document)
+            .await
+        {
+            Ok(result) => Ok(Appended::Done {
+                revision: Some(result.last_revision.get()),
+                position: Some(wire_position(result.position)),
+            }),
+            Err(Error::WrongExpectedVersion { actual, .. }) => {
+                Ok(Appended::WrongVersion { actual })
+            }
             Err(error) => Err(store_status(error)),
         }
     }
@@ -757,8 +804,16 @@ impl Reader {
             .map_err(|_| Stop::Gone)
     }
 
-    /// Sends `event`, once the caller may read the original it stands for.
+    /// Sends `event`, once the caller may read the original it stands for (a
+    /// metadata event in KurrentDB's form).
     async fn send_event(&self, event: &RecordedEvent) -> Result<(), Stop> {
+        if let Some(translated) = metadata::as_kurrentdb(event) {
+            return self.send_one(&translated).await;
+        }
+        self.send_one(event).await
+    }
+
+    async fn send_one(&self, event: &RecordedEvent) -> Result<(), Stop> {
         if let Some(original) = linked_stream(event) {
             self.state
                 .authorize(&self.who, Access::Read(&original))

@@ -67,4 +67,18 @@ except NotFoundError:
 else:
     raise AssertionError("a stream that does not exist was read")
 
+# Stream metadata, in KurrentDB's keys: kept as eventfold's, and applied by reads.
+metadata, version = client.get_stream_metadata(stream)
+assert metadata == {} and version == StreamState.NO_STREAM, (metadata, version)
+client.set_stream_metadata(stream, metadata={"$maxCount": 2, "owner": "billing"}, current_version=StreamState.NO_STREAM)
+metadata, version = client.get_stream_metadata(stream)
+assert metadata == {"$maxCount": 2, "owner": "billing"} and version == 0, (metadata, version)
+assert [e.type for e in client.get_stream(stream)] == ["OrderPaid", "Receipt"]
+try:
+    client.set_stream_metadata(stream, metadata={}, current_version=5)
+except WrongCurrentVersionError:
+    pass
+else:
+    raise AssertionError("metadata was set with a wrong expected version")
+
 finish({"stream": stream, "types": [e.type for e in events], "last": last}, client)
