@@ -95,7 +95,19 @@ pub(crate) async fn serve(
         );
     match tls {
         None => {
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            // Answers go out at once (no Nagle delay waiting for the client's ack), as
+            // on the HTTP side.
+            let incoming = tokio_stream::StreamExt::map(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                |accepted| {
+                    if let Ok(tcp) = &accepted
+                        && let Err(error) = tcp.set_nodelay(true)
+                    {
+                        tracing::debug!(%error, "cannot set TCP_NODELAY");
+                    }
+                    accepted
+                },
+            );
             router
                 .serve_with_incoming_shutdown(incoming, shutdown)
                 .await

@@ -39,6 +39,9 @@ use crate::state::AppState;
 const PAGE_EVENTS: u64 = 512;
 /// Answers of a read buffered ahead of the client.
 const READ_BUFFER: usize = 64;
+/// Appends of one `BatchAppend` call being written at once; the call reads no further
+/// until one of them is answered.
+const BATCH_APPENDS_IN_FLIGHT_MAX: usize = 256;
 
 pub(super) struct StreamsService {
     state: Arc<AppState>,
@@ -234,7 +237,11 @@ impl Streams for StreamsService {
         let who = principal(&self.state, request.metadata())?;
         let mut requests = request.into_inner();
         let (sender, answers) = mpsc::channel(READ_BUFFER);
-        let service = StreamsService::new(self.state.clone());
+        let service = Arc::new(StreamsService::new(self.state.clone()));
+        let who = Arc::new(who);
+        // Appends of one call are written side by side (a client such as KurrentDB's
+        // Node.js one sends all its appends on one call), each answered when written.
+        let in_flight = Arc::new(tokio::sync::Semaphore::new(BATCH_APPENDS_IN_FLIGHT_MAX));
         tokio::spawn(async move {
             let mut pending: HashMap<String, Batch> = HashMap::new();
             loop {
@@ -246,15 +253,23 @@ impl Streams for StreamsService {
                         return;
                     }
                 };
-                let answer = service.batch(&who, &mut pending, request).await;
-                let answer = match answer {
+                let (correlation, batch) = match service.gather(&mut pending, request) {
                     Ok(None) => continue,
-                    Ok(Some(answer)) => Ok(answer),
-                    Err(error) => Err(error),
+                    Ok(Some(complete)) => complete,
+                    Err(error) => {
+                        let _ = sender.send(Err(error)).await;
+                        return;
+                    }
                 };
-                if sender.send(answer).await.is_err() {
+                let Ok(permit) = in_flight.clone().acquire_owned().await else {
                     return;
-                }
+                };
+                let (service, who, sender) = (service.clone(), who.clone(), sender.clone());
+                tokio::spawn(async move {
+                    let answer = service.answer_batch(&who, correlation, batch).await;
+                    let _ = sender.send(Ok(answer)).await;
+                    drop(permit);
+                });
             }
         });
         Ok(Response::new(ReceiverStream::new(answers)))
@@ -388,14 +403,13 @@ impl StreamsService {
         }
     }
 
-    /// Takes one message of a batch append; answers when it was the last of its
-    /// append.
-    async fn batch(
+    /// Takes one message of a batch append: the append it completes (it was the last
+    /// of its append), if any.
+    fn gather(
         &self,
-        who: &Principal,
         pending: &mut HashMap<String, Batch>,
         request: BatchAppendReq,
-    ) -> Result<Option<BatchAppendResp>, Status> {
+    ) -> Result<Option<(proto::Uuid, Batch)>, Status> {
         let correlation = request
             .correlation_id
             .clone()
@@ -431,9 +445,16 @@ impl StreamsService {
         if !request.is_final {
             return Ok(None);
         }
-        let Some(batch) = pending.remove(&key) else {
-            return Ok(None);
-        };
+        Ok(pending.remove(&key).map(|batch| (correlation, batch)))
+    }
+
+    /// Writes one gathered batch append and answers it.
+    async fn answer_batch(
+        &self,
+        who: &Principal,
+        correlation: proto::Uuid,
+        batch: Batch,
+    ) -> BatchAppendResp {
         let appended = self
             .append_events(who, &batch.stream, batch.expected, batch.events)
             .await;
@@ -518,12 +539,12 @@ impl StreamsService {
                 ))
             }
         };
-        Ok(Some(BatchAppendResp {
+        BatchAppendResp {
             correlation_id: Some(correlation),
             result: Some(result),
             stream_identifier: Some(stream_identifier(&batch.stream)),
             expected_stream_position: Some(echo),
-        }))
+        }
     }
 
     /// Deletes `stream` (soft: an append brings it back; hard: never again) and

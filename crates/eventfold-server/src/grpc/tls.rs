@@ -41,6 +41,9 @@ pub(super) fn incoming(
                 },
                 () = async { let _ = closing.wait_for(|closing| *closing).await; } => return,
             };
+            if let Err(error) = tcp.set_nodelay(true) {
+                tracing::debug!(%peer, %error, "cannot set TCP_NODELAY");
+            }
             let (tls, ready) = (tls.clone(), ready.clone());
             tokio::spawn(async move {
                 match tokio::time::timeout(handshake_max, tls.accept(tcp)).await {
