@@ -58,6 +58,22 @@ impl Server {
         }
     }
 
+    /// Checks that `stream` was deleted for good: the store refuses appends to it.
+    async fn assert_tombstoned(&self, stream: &str) {
+        let refused = self
+            .store
+            .append(
+                stream,
+                eventfold_core::ExpectedVersion::Any,
+                vec![eventfold_core::EventData::json("Again", &1).unwrap()],
+            )
+            .await;
+        assert!(
+            matches!(refused, Err(eventfold_core::Error::StreamDeleted { .. })),
+            "{refused:?}"
+        );
+    }
+
     fn uri(&self) -> String {
         format!("kurrentdb://{}?tls=false", self.grpc)
     }
@@ -186,18 +202,7 @@ async fn the_python_client_deletes_and_tombstones() {
     let server = Server::start(None, None).await;
     let summary = run(python, "deletion.py", vec![server.uri()]).await;
     let stream = summary["stream"].as_str().unwrap();
-    let refused = server
-        .store
-        .append(
-            stream,
-            eventfold_core::ExpectedVersion::Any,
-            vec![eventfold_core::EventData::json("Again", &1).unwrap()],
-        )
-        .await;
-    assert!(
-        matches!(refused, Err(eventfold_core::Error::StreamDeleted { .. })),
-        "{refused:?}"
-    );
+    server.assert_tombstoned(stream).await;
     server.stop().await;
 }
 
@@ -316,20 +321,8 @@ async fn the_node_client_appends_reads_subscribes_and_deletes() {
         summary["handled"],
         serde_json::json!(["Placed", "Shipped", "Delivered"])
     );
-    // The persistent subscription parked the one it was told to park, in the group
-    // eventfold keeps for it (deleted afterwards, so its parked list is closed too).
+    // The client's tombstone is eventfold's hard delete.
     let stream = summary["stream"].as_str().unwrap();
-    let refused = server
-        .store
-        .append(
-            stream,
-            eventfold_core::ExpectedVersion::Any,
-            vec![eventfold_core::EventData::json("Again", &1).unwrap()],
-        )
-        .await;
-    assert!(
-        matches!(refused, Err(eventfold_core::Error::StreamDeleted { .. })),
-        "{refused:?}"
-    );
+    server.assert_tombstoned(stream).await;
     server.stop().await;
 }

@@ -694,14 +694,7 @@ pub async fn update_group<T: EventStore + ?Sized>(
 ) -> Result<()> {
     settings.validate()?;
     let settings_stream = format!("$persistent-{name}");
-    let current = match last_event(store, &settings_stream).await? {
-        Some(event) if event.event_type != DELETED => event,
-        _ => {
-            return Err(Error::StreamNotFound {
-                stream: settings_stream,
-            });
-        }
-    };
+    let current = live_settings(store, &settings_stream).await?;
     let event = EventData::json(SETTINGS, &settings)?;
     append_system(
         store,
@@ -718,14 +711,7 @@ pub async fn update_group<T: EventStore + ?Sized>(
 /// before must be dropped: their next checkpoint is refused.
 pub async fn delete_group<T: EventStore + ?Sized>(store: &T, name: &str) -> Result<()> {
     let settings_stream = format!("$persistent-{name}");
-    let current = match last_event(store, &settings_stream).await? {
-        Some(event) if event.event_type != DELETED => event,
-        _ => {
-            return Err(Error::StreamNotFound {
-                stream: settings_stream,
-            });
-        }
-    };
+    let current = live_settings(store, &settings_stream).await?;
     let checkpoint = EventData::json("$checkpoint", &CheckpointData { position: None })?;
     append_system(
         store,
@@ -751,6 +737,20 @@ pub async fn delete_group<T: EventStore + ?Sized>(store: &T, name: &str) -> Resu
     )
     .await?;
     Ok(())
+}
+
+/// The last settings event of a group that exists (and was not deleted), or
+/// `StreamNotFound`.
+async fn live_settings<T: EventStore + ?Sized>(
+    store: &T,
+    settings_stream: &str,
+) -> Result<RecordedEvent> {
+    match last_event(store, settings_stream).await? {
+        Some(event) if event.event_type != DELETED => Ok(event),
+        _ => Err(Error::StreamNotFound {
+            stream: settings_stream.to_string(),
+        }),
+    }
 }
 
 /// The names of the groups that exist, in order.

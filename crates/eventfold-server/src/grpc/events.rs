@@ -12,7 +12,7 @@
 
 use base64::Engine as _;
 use bytes::Bytes;
-use eventfold_core::{EventData, ExpectedVersion, Position, RecordedEvent, Revision};
+use eventfold_core::{EventData, Position, RecordedEvent};
 use uuid::Uuid;
 
 use super::proto;
@@ -155,16 +155,6 @@ pub(super) fn stream_identifier(stream: &str) -> proto::StreamIdentifier {
     }
 }
 
-/// The expected version of the protocol's four forms (`any` when none is given).
-pub(super) fn expected(revision: Option<u64>, no_stream: bool, exists: bool) -> ExpectedVersion {
-    match (revision, no_stream, exists) {
-        (Some(revision), _, _) => ExpectedVersion::Exact(Revision(revision)),
-        (None, true, _) => ExpectedVersion::NoStream,
-        (None, false, true) => ExpectedVersion::StreamExists,
-        _ => ExpectedVersion::Any,
-    }
-}
-
 /// A stored event in the protocol's form: the bytes a client sent back, with its
 /// type, content type and creation time in the metadata entries.
 pub(super) fn wire_event(event: &RecordedEvent, structured_ids: bool) -> WireEvent {
@@ -227,6 +217,7 @@ fn stored_as_other(event: &RecordedEvent) -> Option<(String, Vec<u8>, Vec<u8>)> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use eventfold_core::Revision;
 
     fn proposed(content_type: &str, data: &[u8], custom: &[u8]) -> Proposed {
         Proposed {

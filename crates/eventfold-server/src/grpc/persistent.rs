@@ -62,6 +62,16 @@ impl PersistentService {
         self.changes.send_modify(|n| *n += 1);
     }
 
+    /// The group `group_name` on `source` and eventfold's name of it, or `not_found`.
+    async fn existing(&self, source: &Source, group_name: &str) -> Result<(String, Group), Status> {
+        let name = source.group(group_name)?;
+        let group = open_group(&self.state, &name)
+            .await
+            .map_err(status)?
+            .ok_or_else(|| not_found(group_name, source))?;
+        Ok((name, group))
+    }
+
     async fn authorize(&self, metadata: &tonic::metadata::MetadataMap) -> Result<(), Status> {
         let who = principal(&self.state, metadata)?;
         self.state
@@ -69,6 +79,19 @@ impl PersistentService {
             .await
             .map_err(status)
     }
+}
+
+/// The source one of the protocol's `stream_option` oneofs names (each request has
+/// its own type of it, with a stream or `$all`), if it names one.
+macro_rules! source_of {
+    ($option:expr, $oneof:path) => {{
+        use $oneof as O;
+        match $option {
+            Some(O::StreamIdentifier(stream)) => Some(Source::of_stream(Some(&stream))?),
+            Some(O::All(_)) => Some(Source::All),
+            None => None,
+        }
+    }};
 }
 
 /// What a group follows.
@@ -375,13 +398,8 @@ impl PersistentSubscriptions for PersistentService {
             .into_inner()
             .options
             .ok_or_else(|| Status::invalid_argument("a delete needs its options"))?;
-        let source = match options.stream_option {
-            Some(delete_req::options::StreamOption::StreamIdentifier(stream)) => {
-                Source::of_stream(Some(&stream))?
-            }
-            Some(delete_req::options::StreamOption::All(_)) => Source::All,
-            None => return Err(Status::invalid_argument("a delete names a stream or $all")),
-        };
+        let source = source_of!(options.stream_option, delete_req::options::StreamOption)
+            .ok_or_else(|| Status::invalid_argument("a delete names a stream or $all"))?;
         let name = source.group(&options.group_name)?;
         match delete_group(self.state.store.as_ref(), &name).await {
             Ok(()) => {}
@@ -409,18 +427,9 @@ impl PersistentSubscriptions for PersistentService {
                 "a persistent subscription starts with its options",
             ));
         };
-        let source = match options.stream_option {
-            Some(read_req::options::StreamOption::StreamIdentifier(stream)) => {
-                Source::of_stream(Some(&stream))?
-            }
-            Some(read_req::options::StreamOption::All(_)) => Source::All,
-            None => return Err(Status::invalid_argument("a read names a stream or $all")),
-        };
-        let name = source.group(&options.group_name)?;
-        let group = open_group(&self.state, &name)
-            .await
-            .map_err(status)?
-            .ok_or_else(|| not_found(&options.group_name, &source))?;
+        let source = source_of!(options.stream_option, read_req::options::StreamOption)
+            .ok_or_else(|| Status::invalid_argument("a read names a stream or $all"))?;
+        let (name, group) = self.existing(&source, &options.group_name).await?;
         let structured_ids = matches!(
             options.uuid_option.and_then(|o| o.content),
             Some(read_req::options::uuid_option::Content::Structured(_))
@@ -455,17 +464,9 @@ impl PersistentSubscriptions for PersistentService {
             .into_inner()
             .options
             .ok_or_else(|| Status::invalid_argument("an info request needs its options"))?;
-        let source = match options.stream_option {
-            Some(get_info_req::options::StreamOption::StreamIdentifier(stream)) => {
-                Source::of_stream(Some(&stream))?
-            }
-            Some(get_info_req::options::StreamOption::All(_)) | None => Source::All,
-        };
-        let name = source.group(&options.group_name)?;
-        let group = open_group(&self.state, &name)
-            .await
-            .map_err(status)?
-            .ok_or_else(|| not_found(&options.group_name, &source))?;
+        let source = source_of!(options.stream_option, get_info_req::options::StreamOption)
+            .unwrap_or(Source::All);
+        let (_, group) = self.existing(&source, &options.group_name).await?;
         Ok(Response::new(GetInfoResp {
             subscription_info: Some(info(&self.state, &options.group_name, &source, &group).await?),
         }))
@@ -480,17 +481,12 @@ impl PersistentSubscriptions for PersistentService {
             .into_inner()
             .options
             .ok_or_else(|| Status::invalid_argument("a replay needs its options"))?;
-        let source = match options.stream_option {
-            Some(replay_parked_req::options::StreamOption::StreamIdentifier(stream)) => {
-                Source::of_stream(Some(&stream))?
-            }
-            Some(replay_parked_req::options::StreamOption::All(_)) | None => Source::All,
-        };
-        let name = source.group(&options.group_name)?;
-        let group = open_group(&self.state, &name)
-            .await
-            .map_err(status)?
-            .ok_or_else(|| not_found(&options.group_name, &source))?;
+        let source = source_of!(
+            options.stream_option,
+            replay_parked_req::options::StreamOption
+        )
+        .unwrap_or(Source::All);
+        let (_, group) = self.existing(&source, &options.group_name).await?;
         let mut positions: Vec<u64> = group
             .parked()
             .await

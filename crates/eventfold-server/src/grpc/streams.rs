@@ -21,8 +21,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::events::{
-    Proposed, event_data, expected, store_position, stream_identifier, stream_name, wire_event,
-    wire_position,
+    Proposed, event_data, store_position, stream_identifier, stream_name, wire_event, wire_position,
 };
 use super::proto::streams::{
     AppendReq, AppendResp, BatchAppendReq, BatchAppendResp, DeleteReq, DeleteResp, ReadReq,
@@ -42,6 +41,21 @@ const READ_BUFFER: usize = 64;
 /// Appends of one `BatchAppend` call being written at once; the call reads no further
 /// until one of them is answered.
 const BATCH_APPENDS_IN_FLIGHT_MAX: usize = 256;
+
+/// The expected version of one of the protocol's `expected_stream_revision` oneofs
+/// (each message has its own type of it, with the same four cases); `any` when none
+/// is given.
+macro_rules! expected_version {
+    ($option:expr, $oneof:path) => {{
+        use $oneof as E;
+        match $option {
+            Some(E::Revision(revision)) => ExpectedVersion::Exact(Revision(revision)),
+            Some(E::NoStream(_)) => ExpectedVersion::NoStream,
+            Some(E::StreamExists(_)) => ExpectedVersion::StreamExists,
+            Some(E::Any(_)) | None => ExpectedVersion::Any,
+        }
+    }};
+}
 
 pub(super) struct StreamsService {
     state: Arc<AppState>,
@@ -103,13 +117,10 @@ impl Streams for StreamsService {
             ));
         };
         let stream = stream_name(options.stream_identifier.as_ref())?;
-        use append_req::options::ExpectedStreamRevision as E;
-        let expected = match options.expected_stream_revision {
-            Some(E::Revision(revision)) => expected(Some(revision), false, false),
-            Some(E::NoStream(_)) => ExpectedVersion::NoStream,
-            Some(E::StreamExists(_)) => ExpectedVersion::StreamExists,
-            Some(E::Any(_)) | None => ExpectedVersion::Any,
-        };
+        let expected = expected_version!(
+            options.expected_stream_revision,
+            append_req::options::ExpectedStreamRevision
+        );
         let mut events = Vec::new();
         while let Some(message) = requests.message().await? {
             match message.content {
@@ -179,13 +190,10 @@ impl Streams for StreamsService {
             .into_inner()
             .options
             .ok_or_else(|| Status::invalid_argument("a delete needs its options"))?;
-        use delete_req::options::ExpectedStreamRevision as E;
-        let expected = match options.expected_stream_revision {
-            Some(E::Revision(revision)) => expected(Some(revision), false, false),
-            Some(E::NoStream(_)) => ExpectedVersion::NoStream,
-            Some(E::StreamExists(_)) => ExpectedVersion::StreamExists,
-            Some(E::Any(_)) | None => ExpectedVersion::Any,
-        };
+        let expected = expected_version!(
+            options.expected_stream_revision,
+            delete_req::options::ExpectedStreamRevision
+        );
         let stream = stream_name(options.stream_identifier.as_ref())?;
         let position = self
             .delete_stream(&who, &stream, expected, DeleteMode::Soft)
@@ -209,13 +217,10 @@ impl Streams for StreamsService {
             .into_inner()
             .options
             .ok_or_else(|| Status::invalid_argument("a tombstone needs its options"))?;
-        use tombstone_req::options::ExpectedStreamRevision as E;
-        let expected = match options.expected_stream_revision {
-            Some(E::Revision(revision)) => expected(Some(revision), false, false),
-            Some(E::NoStream(_)) => ExpectedVersion::NoStream,
-            Some(E::StreamExists(_)) => ExpectedVersion::StreamExists,
-            Some(E::Any(_)) | None => ExpectedVersion::Any,
-        };
+        let expected = expected_version!(
+            options.expected_stream_revision,
+            tombstone_req::options::ExpectedStreamRevision
+        );
         let stream = stream_name(options.stream_identifier.as_ref())?;
         let position = self
             .delete_stream(&who, &stream, expected, DeleteMode::Hard)
@@ -420,7 +425,7 @@ impl StreamsService {
             (None, Some(options)) => {
                 use batch_append_req::options::ExpectedStreamPosition as E;
                 let expected = match options.expected_stream_position {
-                    Some(E::StreamPosition(revision)) => expected(Some(revision), false, false),
+                    Some(E::StreamPosition(revision)) => ExpectedVersion::Exact(Revision(revision)),
                     Some(E::NoStream(_)) => ExpectedVersion::NoStream,
                     Some(E::StreamExists(_)) => ExpectedVersion::StreamExists,
                     Some(E::Any(_)) | None => ExpectedVersion::Any,
