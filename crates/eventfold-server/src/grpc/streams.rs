@@ -136,6 +136,7 @@ impl Streams for StreamsService {
             }
         }
         let result = match self.append_events(&who, &stream, expected, events).await? {
+            Appended::Deleted => return Err(deleted(&stream)),
             Appended::Done { revision, position } => {
                 append_resp::Result::Success(append_resp::Success {
                     current_revision_option: Some(match revision {
@@ -298,6 +299,8 @@ enum Appended {
     },
     /// The stream was not where the writer expected it; nothing was written.
     WrongVersion { actual: Option<Revision> },
+    /// The stream was deleted for good (tombstoned); nothing was written.
+    Deleted,
 }
 
 impl StreamsService {
@@ -360,7 +363,7 @@ impl StreamsService {
             Err(Error::WrongExpectedVersion { actual, .. }) => {
                 Ok(Appended::WrongVersion { actual })
             }
-            Err(Error::StreamDeleted { stream }) => Err(deleted(&stream)),
+            Err(Error::StreamDeleted { .. }) => Ok(Appended::Deleted),
             Err(Error::IdempotencyConflict { stream, .. }) if !who.is_admin() => Err(status(
                 crate::error::ApiError::idempotency_conflict(&stream),
             )),
@@ -503,27 +506,34 @@ impl StreamsService {
                         ExpectedVersion::Any => Wanted::ExpectedAny(()),
                     }),
                 };
+                // The store's own words for it.
+                let message = Error::WrongExpectedVersion {
+                    stream: batch.stream.clone(),
+                    expected: batch.expected,
+                    actual,
+                }
+                .to_string();
                 batch_append_resp::Result::Error(failure(
                     tonic::Code::FailedPrecondition,
-                    format!(
-                        "wrong expected version for stream '{}': expected {}, actual {}",
-                        batch.stream,
-                        batch.expected,
-                        actual.map_or_else(|| "no stream".to_string(), |r| r.to_string())
-                    ),
+                    message,
                     "event_store.client.WrongExpectedVersion",
                     details.encode_to_vec(),
                 ))
             }
+            Ok(Appended::Deleted) => {
+                let refused = deleted(&batch.stream);
+                batch_append_resp::Result::Error(failure(
+                    refused.code(),
+                    refused.message().to_string(),
+                    "event_store.client.StreamDeleted",
+                    proto::StreamDeleted {
+                        stream_identifier: Some(stream_identifier(&batch.stream)),
+                    }
+                    .encode_to_vec(),
+                ))
+            }
             Err(error) => {
                 let (name, details) = match error.code() {
-                    tonic::Code::FailedPrecondition if error.message().contains("is deleted") => (
-                        "event_store.client.StreamDeleted",
-                        proto::StreamDeleted {
-                            stream_identifier: Some(stream_identifier(&batch.stream)),
-                        }
-                        .encode_to_vec(),
-                    ),
                     tonic::Code::PermissionDenied => (
                         "event_store.client.AccessDenied",
                         proto::AccessDenied {}.encode_to_vec(),
