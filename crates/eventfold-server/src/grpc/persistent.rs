@@ -94,6 +94,19 @@ macro_rules! source_of {
     }};
 }
 
+/// The message timeout, in ms, of one of the settings' `message_timeout` oneofs (in
+/// ms, or in .NET ticks as old clients send it), if given.
+macro_rules! message_timeout_ms {
+    ($option:expr, $oneof:path) => {{
+        use $oneof as T;
+        match $option {
+            Some(T::MessageTimeoutMs(ms)) => Some(i64::from(ms)),
+            Some(T::MessageTimeoutTicks(ticks)) => Some(ticks / TICKS_PER_MS),
+            None => None,
+        }
+    }};
+}
+
 /// What a group follows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Source {
@@ -245,10 +258,6 @@ fn all_filter(filter: Option<create_req::all_options::FilterOption>) -> Option<E
     })
 }
 
-fn timeout_ms(ticks: Option<i64>, ms: Option<i32>) -> Option<i64> {
-    ms.map(i64::from).or(ticks.map(|t| t / TICKS_PER_MS))
-}
-
 #[tonic::async_trait]
 impl PersistentSubscriptions for PersistentService {
     type ReadStream = ReceiverStream<Result<ReadResp, Status>>;
@@ -296,14 +305,12 @@ impl PersistentSubscriptions for PersistentService {
         let mut settings = Self::source_settings(&source);
         settings.filter = filter;
         settings.start_after = self.start_after(&source, start).await?;
-        use create_req::settings::MessageTimeout;
         Tuning {
             max_retry_count: given.max_retry_count,
-            message_timeout_ms: match given.message_timeout {
-                Some(MessageTimeout::MessageTimeoutMs(ms)) => timeout_ms(None, Some(ms)),
-                Some(MessageTimeout::MessageTimeoutTicks(t)) => timeout_ms(Some(t), None),
-                None => None,
-            },
+            message_timeout_ms: message_timeout_ms!(
+                given.message_timeout,
+                create_req::settings::MessageTimeout
+            ),
             max_checkpoint_count: given.max_checkpoint_count,
         }
         .apply(&mut settings);
@@ -373,14 +380,12 @@ impl PersistentSubscriptions for PersistentService {
             // Where a group starts matters only until its first checkpoint.
             settings.start_after = self.start_after(&source, start).await?;
         }
-        use update_req::settings::MessageTimeout;
         Tuning {
             max_retry_count: given.max_retry_count,
-            message_timeout_ms: match given.message_timeout {
-                Some(MessageTimeout::MessageTimeoutMs(ms)) => timeout_ms(None, Some(ms)),
-                Some(MessageTimeout::MessageTimeoutTicks(t)) => timeout_ms(Some(t), None),
-                None => None,
-            },
+            message_timeout_ms: message_timeout_ms!(
+                given.message_timeout,
+                update_req::settings::MessageTimeout
+            ),
             max_checkpoint_count: given.max_checkpoint_count,
         }
         .apply(&mut settings);
@@ -662,7 +667,7 @@ impl Consumer {
                         let event = wire_event(&delivery.event, self.structured_ids);
                         self.in_flight.insert(delivery.event.id, delivery.event.position.get());
                         let content = read_resp::Content::Event(read_resp::ReadEvent {
-                            event: Some(persistent_event(event)),
+                            event: Some(event),
                             link: None,
                             position: Some(read_resp::read_event::Position::CommitPosition(
                                 wire_position(delivery.event.position),
@@ -751,22 +756,6 @@ impl Consumer {
             }
         }
         Ok(())
-    }
-}
-
-/// The event of a persistent subscription's answer (the same fields as a read's).
-fn persistent_event(
-    event: super::proto::streams::read_resp::read_event::RecordedEvent,
-) -> read_resp::read_event::RecordedEvent {
-    read_resp::read_event::RecordedEvent {
-        id: event.id,
-        stream_identifier: event.stream_identifier,
-        stream_revision: event.stream_revision,
-        prepare_position: event.prepare_position,
-        commit_position: event.commit_position,
-        metadata: event.metadata,
-        custom_metadata: event.custom_metadata,
-        data: event.data,
     }
 }
 
