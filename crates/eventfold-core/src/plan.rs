@@ -420,7 +420,15 @@ fn plan_one(view: &impl AppendView, write: StreamWrite) -> Result<One> {
 /// "monotonic random" method of RFC 9562 (section 6.2). A clock reading and a random
 /// draw per event cost a batch of 1,000 events about a seventh of the writer's
 /// instructions (docs/performance.md, "Instruction counts").
-struct NewIds {
+///
+/// ```
+/// use eventfold_core::plan::NewIds;
+/// let mut ids = NewIds::for_events(3);
+/// let (a, b) = (ids.next(), ids.next());
+/// assert!(a < b && a.get_version_num() == 7);
+/// ```
+#[derive(Debug)]
+pub struct NewIds {
     next: u128,
     /// Ids left before the counter would reach the bits that stay random.
     left: u64,
@@ -429,7 +437,7 @@ struct NewIds {
 impl NewIds {
     /// Room for `count` ids: only as many low bits of the random part become a counter
     /// as `count` needs, so that a lone event's id keeps all 74 random bits.
-    fn for_events(count: usize) -> Self {
+    pub fn for_events(count: usize) -> Self {
         let bits = (usize::BITS - count.saturating_sub(1).leading_zeros()).min(32);
         let counter_mask = (1u128 << bits) - 1;
         NewIds {
@@ -438,7 +446,9 @@ impl NewIds {
         }
     }
 
-    fn next(&mut self) -> Uuid {
+    /// The next id (a fresh run of ids when more than announced are asked for).
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> Uuid {
         if self.left == 0 {
             // More ids were asked for than announced: start afresh.
             *self = NewIds::for_events(1);

@@ -1,28 +1,36 @@
-//! The keys and the sealing of bytes: XChaCha20-Poly1305 (RustCrypto), 32-byte keys.
+//! The keys and the sealing of bytes (RustCrypto AEADs), 32-byte keys.
 //!
-//! - A [`MasterKey`] wraps data keys (random nonce, associated data naming what the
-//!   wrapped key is for) and never touches event data.
-//! - A [`DataKey`] belongs to one subject and seals that subject's personal values.
-//!   Its nonces are *synthetic*: an HMAC-SHA-256, under a key derived from the data
-//!   key, of the associated data and the plaintext. The associated data holds the
-//!   event id, which is unique, so no two different messages share a nonce; and the
-//!   same event sent twice (an idempotent re-send, with its id) seals to the same
-//!   bytes, which the store's re-send check needs (it compares what was sent with
-//!   what is stored).
+//! - A [`MasterKey`] wraps data keys with XChaCha20-Poly1305 (random nonce, associated
+//!   data naming what the wrapped key is for) and never touches event data.
+//! - A [`DataKey`] belongs to one subject and seals that subject's personal values with
+//!   AES-256-GCM-SIV (RFC 8452), under a key derived from the data key. Its nonce is
+//!   taken from the event id and is not stored; GCM-SIV derives its IV from the
+//!   associated data (which holds the whole event id and the field) and the plaintext,
+//!   so even two values under one nonce only show whether they were the same message
+//!   bound to the same event and field. The same event sent twice (an idempotent
+//!   re-send, with its id) seals to the same bytes, which the store's re-send check
+//!   needs (it compares what was sent with what is stored). AES-GCM-SIV runs on the
+//!   CPU's AES and carry-less multiply instructions where it has them.
+//! - Values sealed before GCM-SIV (XChaCha20-Poly1305 under a synthetic nonce stored
+//!   in front of the ciphertext) still open: [`DataKey::open_legacy_in_place`].
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::Arc;
 
+use aes_gcm_siv::Aes256GcmSiv;
 use chacha20poly1305::aead::{Aead, AeadInOut, KeyInit, Payload};
 use chacha20poly1305::{Tag, XChaCha20Poly1305, XNonce};
 use eventfold_core::{Error, Result};
-use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use zeroize::{Zeroize, Zeroizing};
 
 /// Bytes of a key (master or data key).
 pub const KEY_BYTES: usize = 32;
-/// Bytes of a nonce.
+/// Bytes of a nonce of XChaCha20-Poly1305 (wrapped keys, values sealed before GCM-SIV).
 pub const NONCE_BYTES: usize = 24;
+/// Bytes of a nonce of AES-256-GCM-SIV (sealed values: taken from the event id).
+pub const VALUE_NONCE_BYTES: usize = 12;
 /// Bytes the authentication tag adds to a sealed message.
 pub const TAG_BYTES: usize = 16;
 
@@ -136,10 +144,11 @@ pub struct DataKey {
 }
 
 struct DataKeyInner {
-    cipher: XChaCha20Poly1305,
-    /// The HMAC of the synthetic nonces, keyed with a key derived from the data key
-    /// (kept keyed: each seal starts from a copy of it).
-    nonce_mac: Hmac<Sha256>,
+    /// Seals and opens values: AES-256-GCM-SIV under a key derived from the data key
+    /// (so that one key never serves two algorithms).
+    cipher: Aes256GcmSiv,
+    /// Opens values sealed before GCM-SIV: XChaCha20-Poly1305 under the data key.
+    legacy: XChaCha20Poly1305,
 }
 
 impl std::fmt::Debug for DataKey {
@@ -151,20 +160,15 @@ impl std::fmt::Debug for DataKey {
 impl DataKey {
     /// A data key from its 32 bytes.
     pub fn from_bytes(bytes: &[u8; KEY_BYTES]) -> DataKey {
-        let mut nonce_key = Zeroizing::new([0u8; KEY_BYTES]);
+        let mut value_key = Zeroizing::new([0u8; KEY_BYTES]);
         let mut hasher = Sha256::new();
-        hasher.update(b"eventfold synthetic nonce key v1\0");
+        hasher.update(b"eventfold personal value key aes-256-gcm-siv\0");
         hasher.update(bytes);
-        nonce_key.copy_from_slice(&hasher.finalize());
-        // HMAC pads a key shorter than its block (64 bytes) with zeros: keying it with
-        // the padded block is keying it with the 32 bytes themselves.
-        let mut block = Zeroizing::new([0u8; 64]);
-        block[..KEY_BYTES].copy_from_slice(nonce_key.as_slice());
-        let nonce_mac = <Hmac<Sha256> as KeyInit>::new(&(*block).into());
+        value_key.copy_from_slice(&hasher.finalize());
         DataKey {
             inner: Arc::new(DataKeyInner {
-                cipher: XChaCha20Poly1305::new(&(*bytes).into()),
-                nonce_mac,
+                cipher: Aes256GcmSiv::new(&(*value_key).into()),
+                legacy: XChaCha20Poly1305::new(&(*bytes).into()),
             }),
         }
     }
@@ -175,22 +179,55 @@ impl DataKey {
         Ok((DataKey::from_bytes(&bytes), bytes))
     }
 
-    /// `plaintext` sealed under the synthetic nonce of (`aad`, `plaintext`): nonce,
-    /// then ciphertext and tag.
-    pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
-        let mut mac = self.inner.nonce_mac.clone();
-        mac.update(&(aad.len() as u64).to_le_bytes());
-        mac.update(aad);
-        mac.update(plaintext);
-        let tag = mac.finalize().into_bytes();
-        seal_with(&self.inner.cipher, &tag[..NONCE_BYTES], plaintext, aad)
+    /// `plaintext` sealed under `nonce` and `aad`, appended to `out`: ciphertext, then
+    /// tag. The same (nonce, aad, plaintext) always seals to the same bytes.
+    pub fn seal_into(
+        &self,
+        nonce: &[u8; VALUE_NONCE_BYTES],
+        plaintext: &[u8],
+        aad: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        let start = out.len();
+        out.extend_from_slice(plaintext);
+        let tag = self
+            .inner
+            .cipher
+            .encrypt_inout_detached(&(*nonce).into(), aad, (&mut out[start..]).into())
+            .map_err(|_| Error::Backend("AES-256-GCM-SIV refused to seal a value".into()))?;
+        out.extend_from_slice(&tag);
+        Ok(())
     }
 
-    /// Opens what [`DataKey::seal`] sealed in `buffer` itself, leaving the plaintext
-    /// there; whether it opened (when not: another key, other associated data, such as
-    /// a value moved to another event or field, or damaged bytes; `buffer` then holds
-    /// no plaintext).
-    pub fn open_in_place(&self, buffer: &mut Vec<u8>, aad: &[u8]) -> bool {
+    /// Opens what [`DataKey::seal_into`] sealed (ciphertext and tag) in `buffer` itself,
+    /// leaving the plaintext there; whether it opened (when not: another key, another
+    /// nonce or associated data, such as a value moved to another event or field, or
+    /// damaged bytes; `buffer` then holds no plaintext).
+    pub fn open_in_place(
+        &self,
+        nonce: &[u8; VALUE_NONCE_BYTES],
+        buffer: &mut Vec<u8>,
+        aad: &[u8],
+    ) -> bool {
+        if buffer.len() < TAG_BYTES {
+            return false;
+        }
+        let length = buffer.len() - TAG_BYTES;
+        let (message, tag) = buffer.split_at_mut(length);
+        let Ok(tag) = aes_gcm_siv::Tag::try_from(&*tag) else {
+            return false;
+        };
+        let opened = self
+            .inner
+            .cipher
+            .decrypt_inout_detached(&(*nonce).into(), aad, message.into(), &tag)
+            .is_ok();
+        finish_open(buffer, 0, length, opened)
+    }
+
+    /// Opens, in `buffer` itself, a value sealed before GCM-SIV (nonce of 24 bytes,
+    /// ciphertext, tag: XChaCha20-Poly1305); as [`DataKey::open_in_place`].
+    pub fn open_legacy_in_place(&self, buffer: &mut Vec<u8>, aad: &[u8]) -> bool {
         if buffer.len() < NONCE_BYTES + TAG_BYTES {
             return false;
         }
@@ -202,18 +239,25 @@ impl DataKey {
         let length = message.len();
         let opened = self
             .inner
-            .cipher
+            .legacy
             .decrypt_inout_detached(&nonce, aad, message.into(), &tag)
             .is_ok();
-        if opened {
-            buffer.copy_within(NONCE_BYTES..NONCE_BYTES + length, 0);
-            buffer[length..].zeroize();
-            buffer.truncate(length);
-        } else {
-            buffer.clear();
-        }
-        opened
+        finish_open(buffer, NONCE_BYTES, length, opened)
     }
+}
+
+/// Leaves in `buffer` only the `length` bytes of plaintext found at `start` when the
+/// value `opened`, and nothing otherwise; the bytes dropped are wiped.
+fn finish_open(buffer: &mut Vec<u8>, start: usize, length: usize, opened: bool) -> bool {
+    if opened {
+        buffer.copy_within(start..start + length, 0);
+        buffer[length..].zeroize();
+        buffer.truncate(length);
+    } else {
+        buffer.zeroize();
+        buffer.clear();
+    }
+    opened
 }
 
 fn seal_with(
@@ -261,7 +305,33 @@ fn open_with(cipher: &XChaCha20Poly1305, sealed: &[u8], aad: &[u8]) -> Option<Ze
 const CHECK_PLAINTEXT: &[u8] = b"eventfold key store check";
 
 /// The digest a key store files a subject under (its id itself is not kept there).
+///
+/// A read of a page of personal events looks up every subject the page names, and an
+/// append every subject its events name: a SHA-256 per subject and call weighed more
+/// than opening the values. The digests of recently seen subjects are kept per thread
+/// (a digest is no secret: anyone who knows an id can compute it), at most
+/// [`RECENT_DIGESTS`] of them.
 pub fn subject_digest(subject: &str) -> [u8; 32] {
+    thread_local! {
+        static RECENT: RefCell<HashMap<Box<str>, [u8; 32]>> = RefCell::new(HashMap::new());
+    }
+    RECENT.with_borrow_mut(|recent| {
+        if let Some(digest) = recent.get(subject) {
+            return *digest;
+        }
+        let digest = compute_subject_digest(subject);
+        if recent.len() >= RECENT_DIGESTS {
+            recent.clear();
+        }
+        recent.insert(subject.into(), digest);
+        digest
+    })
+}
+
+/// How many subjects' digests each thread keeps ([`subject_digest`]).
+pub const RECENT_DIGESTS: usize = 16_384;
+
+fn compute_subject_digest(subject: &str) -> [u8; 32] {
     let mut hasher = Sha256::new();
     hasher.update(b"eventfold subject v1\0");
     hasher.update(subject.as_bytes());
@@ -272,23 +342,68 @@ pub fn subject_digest(subject: &str) -> [u8; 32] {
 mod tests {
     use super::*;
 
+    fn opened(key: &DataKey, nonce: &[u8; 12], sealed: &[u8], aad: &[u8]) -> Option<Vec<u8>> {
+        let mut buffer = sealed.to_vec();
+        key.open_in_place(nonce, &mut buffer, aad).then_some(buffer)
+    }
+
+    fn sealed(key: &DataKey, nonce: &[u8; 12], plaintext: &[u8], aad: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        key.seal_into(nonce, plaintext, aad, &mut out).unwrap();
+        out
+    }
+
     #[test]
-    fn a_data_key_seals_the_same_message_to_the_same_bytes_and_binds_the_associated_data() {
+    fn a_data_key_seals_the_same_message_to_the_same_bytes_and_binds_nonce_and_associated_data() {
         let (key, _) = DataKey::generate().unwrap();
-        let a = key.seal(b"alice@example.com", b"event-1/email").unwrap();
-        assert_eq!(a, key.seal(b"alice@example.com", b"event-1/email").unwrap());
-        assert_ne!(a, key.seal(b"alice@example.com", b"event-2/email").unwrap());
-        let opened = |key: &DataKey, aad: &[u8]| {
-            let mut buffer = a.clone();
-            key.open_in_place(&mut buffer, aad).then_some(buffer)
-        };
+        let nonce = [3u8; 12];
+        let a = sealed(&key, &nonce, b"alice@example.com", b"event-1/email");
+        assert_eq!(a.len(), b"alice@example.com".len() + TAG_BYTES);
         assert_eq!(
-            opened(&key, b"event-1/email").unwrap(),
+            a,
+            sealed(&key, &nonce, b"alice@example.com", b"event-1/email")
+        );
+        assert_ne!(
+            a,
+            sealed(&key, &nonce, b"alice@example.com", b"event-2/email")
+        );
+        assert_eq!(
+            opened(&key, &nonce, &a, b"event-1/email").unwrap(),
             b"alice@example.com"
         );
-        assert!(opened(&key, b"event-2/email").is_none());
+        assert!(opened(&key, &nonce, &a, b"event-2/email").is_none());
+        assert!(opened(&key, &[4u8; 12], &a, b"event-1/email").is_none());
         let (other, _) = DataKey::generate().unwrap();
-        assert!(opened(&other, b"event-1/email").is_none());
+        assert!(opened(&other, &nonce, &a, b"event-1/email").is_none());
+        let mut flipped = a.clone();
+        flipped[0] ^= 1;
+        assert!(opened(&key, &nonce, &flipped, b"event-1/email").is_none());
+    }
+
+    #[test]
+    fn a_failed_open_leaves_nothing_in_the_buffer() {
+        let (key, _) = DataKey::generate().unwrap();
+        let mut buffer = sealed(&key, &[0u8; 12], b"secret", b"aad");
+        assert!(!key.open_in_place(&[1u8; 12], &mut buffer, b"aad"));
+        assert!(buffer.is_empty());
+        let mut short = vec![1u8; TAG_BYTES - 1];
+        assert!(!key.open_in_place(&[0u8; 12], &mut short, b"aad"));
+        let mut short = vec![1u8; NONCE_BYTES + TAG_BYTES - 1];
+        assert!(!key.open_legacy_in_place(&mut short, b"aad"));
+    }
+
+    #[test]
+    fn a_subject_digest_is_the_same_whether_remembered_or_not() {
+        let first = subject_digest("customer-7f3a");
+        assert_eq!(first, subject_digest("customer-7f3a"));
+        assert_eq!(first, compute_subject_digest("customer-7f3a"));
+        assert_ne!(first, subject_digest("customer-7f3b"));
+        // Past the bound the memory starts afresh; digests stay right.
+        for n in 0..RECENT_DIGESTS + 10 {
+            let subject = format!("s-{n}");
+            assert_eq!(subject_digest(&subject), compute_subject_digest(&subject));
+        }
+        assert_eq!(subject_digest("customer-7f3a"), first);
     }
 
     #[test]

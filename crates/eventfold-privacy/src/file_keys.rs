@@ -22,7 +22,7 @@
 //! record cut short at the end (a crash while a new key was written, before any event
 //! used it) is dropped; a record whose CRC fails is damage, reported with its offset.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
@@ -390,12 +390,13 @@ impl KeyStore for FileKeyStore {
         // The subjects without a key, once each, in their order: their records are
         // written one after the other at the end of the file, then synced once.
         let mut missing: Vec<[u8; 32]> = Vec::new();
+        let mut seen = HashSet::new();
         for (subject, digest) in subjects.iter().zip(&digests) {
             match keys.entries.get(digest) {
                 Some(Entry::Active { .. }) => {}
                 Some(Entry::Forgotten) => return Err(forgotten_subject_error(subject)),
-                None if missing.contains(digest) => {}
-                None => missing.push(*digest),
+                None if seen.insert(*digest) => missing.push(*digest),
+                None => {}
             }
         }
         if !missing.is_empty() {

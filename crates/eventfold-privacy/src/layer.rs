@@ -7,11 +7,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use eventfold_core::plan::NewIds;
 use eventfold_core::{
     AllSlice, AppendResult, Error, EventData, EventStore, ExpectedVersion, RecordedEvent, Result,
     StoreLayer, StreamWrite, append_system,
 };
-use uuid::Uuid;
 
 use crate::crypto::DataKey;
 use crate::json_span;
@@ -118,9 +118,10 @@ impl PrivacyLayer {
         event: &mut EventData,
         personal: &Personal,
         key: &DataKey,
+        new_ids: &mut NewIds,
         scratch: &mut Scratch,
     ) -> Result<()> {
-        let id = *event.id.get_or_insert_with(Uuid::now_v7);
+        let id = *event.id.get_or_insert_with(|| new_ids.next());
         let not_json = |e: &dyn std::fmt::Display| Error::InvalidEvent {
             reason: format!("data is not valid JSON: {e}"),
         };
@@ -134,7 +135,7 @@ impl PrivacyLayer {
             if let Some(sealed) = sealed_text(value) {
                 // Sealed already (an import of an export): it must open here.
                 let opens = sealed.subject == personal.subject
-                    && sealed::open(key, id, pointer, &sealed.encrypted, scratch).is_some();
+                    && sealed::open(key, id, pointer, &sealed, scratch).is_some();
                 if !opens {
                     return Err(Error::InvalidEvent {
                         reason: format!(
@@ -206,14 +207,19 @@ impl PrivacyLayer {
             let Some(sealed) = sealed_text(&data[range.clone()]) else {
                 continue;
             };
+            if let Some(reason) = sealed.unknown_cipher() {
+                return Err(unreadable(
+                    event,
+                    format!("its personal value at '{pointer}' cannot be opened: {reason}"),
+                ));
+            }
             if !keys.contains_key(sealed.subject.as_ref()) {
                 // Sealed for another subject than the marking names (rare): its key too.
                 keys.extend(self.keys.lookup(&[sealed.subject.as_ref()]).await?);
             }
             let replacement = match keys.get(sealed.subject.as_ref()) {
                 Some(SubjectKey::Active(key)) => {
-                    let Some(opened) =
-                        sealed::open(key, event.id, pointer, &sealed.encrypted, scratch)
+                    let Some(opened) = sealed::open(key, event.id, pointer, &sealed, scratch)
                     else {
                         return Err(unreadable(
                             event,
@@ -318,6 +324,12 @@ impl StoreLayer for PrivacyLayer {
             .zip(self.keys.keys_for_writing(&subjects).await?)
             .collect();
         let mut scratch = Scratch::default();
+        let mut new_ids = NewIds::for_events(
+            marked
+                .iter()
+                .filter(|(w, e, _)| writes[*w].events[*e].id.is_none())
+                .count(),
+        );
         for (w, e, personal) in &marked {
             let key = keys.get(personal.subject.as_str()).ok_or_else(|| {
                 Error::Backend(format!(
@@ -325,7 +337,13 @@ impl StoreLayer for PrivacyLayer {
                     personal.subject
                 ))
             })?;
-            self.seal_event(&mut writes[*w].events[*e], personal, key, &mut scratch)?;
+            self.seal_event(
+                &mut writes[*w].events[*e],
+                personal,
+                key,
+                &mut new_ids,
+                &mut scratch,
+            )?;
         }
         Ok(writes)
     }

@@ -12,30 +12,39 @@
 //! replaced by a sealed value:
 //!
 //! ```json
-//! {"$encrypted": "<base64: nonce (24 bytes), ciphertext, tag (16 bytes)>", "subject": "customer-7f3a"}
+//! {"$encrypted": "<base64: ciphertext, tag (16 bytes)>", "subject": "customer-7f3a", "cipher": "aes-256-gcm-siv"}
 //! ```
 //!
-//! sealed with XChaCha20-Poly1305 under the subject's data key, its plaintext being the
-//! value's JSON text and its associated data the event id and the pointer, so a sealed
-//! value copied to another event or another field does not open. After the subject is
-//! forgotten, the value reads as `{"$redacted": true}`.
+//! sealed with AES-256-GCM-SIV under the subject's data key, its plaintext being the
+//! value's JSON text, its nonce the last 12 bytes of the event id, and its associated
+//! data the event id and the pointer, so a sealed value copied to another event or
+//! another field does not open. A sealed value without `cipher` was sealed before
+//! GCM-SIV: XChaCha20-Poly1305, its base64 holding a 24-byte nonce in front; it still
+//! opens. After the subject is forgotten, the value reads as `{"$redacted": true}`.
 
 use std::borrow::Cow;
+use std::sync::LazyLock;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use eventfold_core::{Error, Result};
+use memchr::memmem;
 use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
-use crate::crypto::DataKey;
+use crate::crypto::{DataKey, VALUE_NONCE_BYTES};
 
 pub use eventfold_core::{PERSONAL_KEY, REDACTED_KEY};
 
 /// The key of a sealed value holding its base64 text.
 pub const ENCRYPTED_KEY: &str = "$encrypted";
+/// The key of a sealed value naming its cipher (absent: sealed before GCM-SIV, with
+/// XChaCha20-Poly1305).
+pub const CIPHER_KEY: &str = "cipher";
+/// What [`CIPHER_KEY`] holds for the values sealed now.
+pub const CIPHER_AES_256_GCM_SIV: &str = "aes-256-gcm-siv";
 /// Longest subject id accepted, in bytes.
 pub const SUBJECT_BYTES_MAX: usize = 256;
 
@@ -52,7 +61,10 @@ pub struct Personal {
 /// test every event read passes, and the one a reader of stored events can use to
 /// tell events that may hold personal data).
 pub fn may_be_personal(metadata: &[u8]) -> bool {
-    memchr::memmem::find(metadata, b"\"$personal\"").is_some()
+    // Every event read through the layer passes here: the searcher is built once.
+    static FINDER: LazyLock<memmem::Finder<'static>> =
+        LazyLock::new(|| memmem::Finder::new(b"\"$personal\""));
+    FINDER.find(metadata).is_some()
 }
 
 /// The `$personal` marking of `metadata`, checked; `None` when it has none.
@@ -60,6 +72,48 @@ pub fn personal_of(metadata: &[u8]) -> Result<Option<Personal>> {
     if !may_be_personal(metadata) {
         return Ok(None);
     }
+    // Every event read or appended with personal values passes here: one pass of
+    // serde_json into borrowed strings, the rest of the metadata skipped. What that
+    // pass refuses is read again the slow way, which names the problem.
+    if let Ok(Metadata {
+        personal: Some(marking),
+    }) = serde_json::from_slice::<Metadata<'_>>(metadata)
+    {
+        let fields_are_pointers = marking
+            .fields
+            .as_ref()
+            .is_none_or(|f| f.iter().all(|p| p.is_empty() || p.starts_with('/')));
+        if fields_are_pointers && check_subject(&marking.subject).is_ok() {
+            return Ok(Some(Personal {
+                subject: marking.subject.into_owned(),
+                fields: match marking.fields {
+                    None => vec![String::new()],
+                    Some(fields) => fields.into_iter().map(Cow::into_owned).collect(),
+                },
+            }));
+        }
+    }
+    personal_of_checked(metadata)
+}
+
+/// The metadata with only a well-formed marking read.
+#[derive(Deserialize)]
+struct Metadata<'a> {
+    #[serde(rename = "$personal", borrow, default)]
+    personal: Option<Marking<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Marking<'a> {
+    #[serde(borrow)]
+    subject: Cow<'a, str>,
+    #[serde(borrow, default)]
+    fields: Option<Vec<Cow<'a, str>>>,
+}
+
+/// [`personal_of`] the slow way: every part checked on its own, with an error naming
+/// what is wrong.
+fn personal_of_checked(metadata: &[u8]) -> Result<Option<Personal>> {
     /// The metadata, with only the marking read (the other keys are skipped, not
     /// parsed into values).
     #[derive(Deserialize)]
@@ -150,6 +204,24 @@ pub(crate) struct SealedText<'a> {
     /// The subject whose key sealed it.
     #[serde(borrow)]
     pub(crate) subject: Cow<'a, str>,
+    /// The cipher that sealed it; `None` for values sealed before GCM-SIV.
+    #[serde(borrow, default)]
+    pub(crate) cipher: Option<Cow<'a, str>>,
+}
+
+impl SealedText<'_> {
+    /// Why this value cannot be opened by any key, when its cipher is one this version
+    /// does not know (sealed by a newer eventfold, or damaged).
+    pub(crate) fn unknown_cipher(&self) -> Option<String> {
+        match self.cipher.as_deref() {
+            None | Some(CIPHER_AES_256_GCM_SIV) => None,
+            Some(other) => Some(format!(
+                "it was sealed with cipher '{other}', which this version of eventfold does not \
+                 know (it opens {CIPHER_AES_256_GCM_SIV} and, without \"{CIPHER_KEY}\", \
+                 XChaCha20-Poly1305)"
+            )),
+        }
+    }
 }
 
 /// The parts of the sealed value `text` (the JSON text of one value), when it is one.
@@ -172,8 +244,18 @@ pub(crate) struct Scratch {
     bytes: zeroize::Zeroizing<Vec<u8>>,
 }
 
+/// The nonce of the values of event `event_id`: the last 12 bytes of its id (for the
+/// store's UUID v7 ids, random and counter bits). GCM-SIV stays safe when one repeats,
+/// and the associated data holds the whole id.
+fn nonce_of(event_id: Uuid) -> [u8; VALUE_NONCE_BYTES] {
+    let mut nonce = [0u8; VALUE_NONCE_BYTES];
+    nonce.copy_from_slice(&event_id.as_bytes()[16 - VALUE_NONCE_BYTES..]);
+    nonce
+}
+
 /// The JSON text of `value` (the JSON text of the value at `pointer` of event
-/// `event_id`) sealed for `subject`: `{"$encrypted":"...","subject":"..."}`.
+/// `event_id`) sealed for `subject`:
+/// `{"$encrypted":"...","subject":"...","cipher":"aes-256-gcm-siv"}`.
 pub(crate) fn seal(
     key: &DataKey,
     subject: &str,
@@ -183,33 +265,50 @@ pub(crate) fn seal(
     scratch: &mut Scratch,
 ) -> Result<String> {
     let aad = aad(&mut scratch.aad, event_id, pointer);
-    let sealed = key.seal(value.as_bytes(), aad)?;
-    let subject = serde_json::to_string(subject).map_err(|e| invalid(format!("a subject: {e}")))?;
-    let mut text = String::with_capacity(40 + sealed.len() * 4 / 3 + subject.len());
+    scratch.bytes.clear();
+    key.seal_into(
+        &nonce_of(event_id),
+        value.as_bytes(),
+        aad,
+        &mut scratch.bytes,
+    )?;
+    let mut text = String::with_capacity(80 + scratch.bytes.len() * 4 / 3 + subject.len());
     text.push_str("{\"");
     text.push_str(ENCRYPTED_KEY);
     text.push_str("\":\"");
-    BASE64.encode_string(&sealed, &mut text);
+    BASE64.encode_string(&scratch.bytes, &mut text);
     text.push_str("\",\"subject\":");
-    text.push_str(&subject);
-    text.push('}');
+    text.push_str(&serde_json::to_string(subject).map_err(|e| invalid(format!("a subject: {e}")))?);
+    text.push_str(",\"");
+    text.push_str(CIPHER_KEY);
+    text.push_str("\":\"");
+    text.push_str(CIPHER_AES_256_GCM_SIV);
+    text.push_str("\"}");
     Ok(text)
 }
 
-/// The JSON text `encrypted` (a sealed value's base64, at `pointer` of event
-/// `event_id`) sealed, in `scratch`; `None` when it does not open with `key` or what
-/// opens is not JSON text.
+/// The JSON text `sealed` (a sealed value at `pointer` of event `event_id`) sealed, in
+/// `scratch`; `None` when it does not open with `key` or what opens is not JSON text.
 pub(crate) fn open<'s>(
     key: &DataKey,
     event_id: Uuid,
     pointer: &str,
-    encrypted: &str,
+    sealed: &SealedText<'_>,
     scratch: &'s mut Scratch,
 ) -> Option<&'s str> {
     scratch.bytes.clear();
-    BASE64.decode_vec(encrypted, &mut scratch.bytes).ok()?;
+    BASE64
+        .decode_vec(sealed.encrypted.as_ref(), &mut scratch.bytes)
+        .ok()?;
     let aad = aad(&mut scratch.aad, event_id, pointer);
-    if !key.open_in_place(&mut scratch.bytes, aad) {
+    let opened = match sealed.cipher.as_deref() {
+        Some(CIPHER_AES_256_GCM_SIV) => {
+            key.open_in_place(&nonce_of(event_id), &mut scratch.bytes, aad)
+        }
+        None => key.open_legacy_in_place(&mut scratch.bytes, aad),
+        Some(_) => false,
+    };
+    if !opened {
         return None;
     }
     let text = std::str::from_utf8(&scratch.bytes).ok()?;
@@ -226,4 +325,123 @@ pub(crate) fn splice(text: &str, range: std::ops::Range<usize>, by: &str) -> Str
     spliced.push_str(by);
     spliced.push_str(&text[range.end..]);
     spliced
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event_id() -> Uuid {
+        Uuid::parse_str("0193a5c2-7e1b-7c3d-9f00-5a6b7c8d9e0f").unwrap()
+    }
+
+    #[test]
+    fn a_value_sealed_before_gcm_siv_still_opens() {
+        // Written by eventfold before values were sealed with AES-256-GCM-SIV
+        // (XChaCha20-Poly1305, synthetic nonce in front), with this data key.
+        let key = DataKey::from_bytes(&[7u8; 32]);
+        let stored = r#"{"$encrypted":"VNgJysd/nZaLKCSqd2wTiW/h2Oim3F/4by1cUEcsuQgyp2QsACWDwZfGi5XARTZg0zu4WSmoM5MR","subject":"customer-7f3a"}"#;
+        let sealed = sealed_text(stored).unwrap();
+        assert!(sealed.cipher.is_none() && sealed.unknown_cipher().is_none());
+        let mut scratch = Scratch::default();
+        assert_eq!(
+            open(&key, event_id(), "/email", &sealed, &mut scratch),
+            Some(r#""ann@example.com""#)
+        );
+        assert_eq!(open(&key, event_id(), "/name", &sealed, &mut scratch), None);
+    }
+
+    #[test]
+    fn a_value_seals_with_gcm_siv_bound_to_its_event_and_field() {
+        let key = DataKey::from_bytes(&[7u8; 32]);
+        let mut scratch = Scratch::default();
+        let value = r#""ann@example.com""#;
+        let text = seal(
+            &key,
+            "customer-7f3a",
+            event_id(),
+            "/email",
+            value,
+            &mut scratch,
+        )
+        .unwrap();
+        assert!(!text.contains("ann@example.com"));
+        let again = seal(
+            &key,
+            "customer-7f3a",
+            event_id(),
+            "/email",
+            value,
+            &mut scratch,
+        )
+        .unwrap();
+        assert_eq!(text, again, "a re-send seals to the same bytes");
+        let sealed = sealed_text(&text).unwrap();
+        assert_eq!(sealed.cipher.as_deref(), Some(CIPHER_AES_256_GCM_SIV));
+        assert_eq!(sealed.subject, "customer-7f3a");
+        assert_eq!(
+            open(&key, event_id(), "/email", &sealed, &mut scratch),
+            Some(value)
+        );
+        assert_eq!(open(&key, event_id(), "/name", &sealed, &mut scratch), None);
+        assert_eq!(
+            open(&key, Uuid::now_v7(), "/email", &sealed, &mut scratch),
+            None
+        );
+        let other = DataKey::from_bytes(&[8u8; 32]);
+        assert_eq!(
+            open(&other, event_id(), "/email", &sealed, &mut scratch),
+            None
+        );
+    }
+
+    #[test]
+    fn the_quick_reading_of_a_marking_agrees_with_the_checked_one() {
+        let cases = [
+            r#"{"$personal":{"subject":"s-1","fields":["/email","/a~1b"]}}"#,
+            r#"{"other":[1,{"x":2}],"$personal":{"subject":"s\u0031"}}"#,
+            r#"{"$personal":{"subject":"s-1","fields":null,"note":"kept out"}}"#,
+            r#"{"$personal":null}"#,
+            r#"{"$personal":{"subject":"s-1","fields":["email"]}}"#,
+            r#"{"$personal":{"subject":"","fields":["/email"]}}"#,
+            r#"{"$personal":{"subject":7}}"#,
+            r#"{"$personal":{"fields":["/email"]}}"#,
+            r#"{"$personal":{"subject":"s","fields":"/email"}}"#,
+            r#"{"$personal":{"subject":"s","subject":"t"}}"#,
+            r#"{"$personal":{"subject":"a\u0007b"}}"#,
+            r#"["$personal"]"#,
+            r#"{"$personal":{"subject":"s"}"#,
+            r#"{"note":"\"$personal\" in a string"}"#,
+        ];
+        for metadata in cases {
+            let quick = personal_of(metadata.as_bytes()).map_err(|e| e.to_string());
+            let checked = personal_of_checked(metadata.as_bytes()).map_err(|e| e.to_string());
+            assert_eq!(quick, checked, "{metadata}");
+        }
+        assert_eq!(
+            personal_of(cases[0].as_bytes()).unwrap().unwrap(),
+            Personal {
+                subject: "s-1".into(),
+                fields: vec!["/email".into(), "/a~1b".into()],
+            }
+        );
+        assert_eq!(
+            personal_of(cases[1].as_bytes()).unwrap().unwrap().fields,
+            vec![String::new()]
+        );
+        assert!(personal_of(cases[4].as_bytes()).is_err());
+    }
+
+    #[test]
+    fn a_value_of_an_unknown_cipher_is_named_not_opened() {
+        let key = DataKey::from_bytes(&[7u8; 32]);
+        let stored = r#"{"$encrypted":"AAAA","subject":"s","cipher":"rot13"}"#;
+        let sealed = sealed_text(stored).unwrap();
+        assert!(sealed.unknown_cipher().unwrap().contains("'rot13'"));
+        let mut scratch = Scratch::default();
+        assert_eq!(
+            open(&key, event_id(), "/email", &sealed, &mut scratch),
+            None
+        );
+    }
 }
