@@ -134,6 +134,14 @@ impl PrivacyLayer {
             let value = &data[range.clone()];
             if let Some(sealed) = sealed_text(value) {
                 // Sealed already (an import of an export): it must open here.
+                if let Some(reason) = sealed.unknown_cipher() {
+                    return Err(Error::InvalidEvent {
+                        reason: format!(
+                            "event {id} carries a sealed value at '{pointer}' that cannot be \
+                             opened: {reason}"
+                        ),
+                    });
+                }
                 let opens = sealed.subject == personal.subject
                     && sealed::open(key, id, pointer, &sealed, scratch).is_some();
                 if !opens {

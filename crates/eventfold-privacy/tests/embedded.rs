@@ -335,6 +335,46 @@ async fn a_sealed_value_copied_to_another_event_does_not_open_and_says_so() {
 }
 
 #[tokio::test]
+async fn a_value_sealed_with_an_unknown_cipher_is_an_error_naming_it_on_read_and_on_import() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (master, _) = MasterKey::generate().expect("master");
+    let store = open(dir.path(), &master);
+    // Bob's key exists, so the error cannot be a missing key.
+    append_bob(&store).await;
+    let foreign =
+        json!({"$encrypted": "AAAAAAAAAAAAAAAAAAAAAA==", "subject": "bob", "cipher": "rot13"});
+    let event = || {
+        personal(
+            json!({"email": foreign.clone()}),
+            json!({"subject": "bob", "fields": ["/email"]}),
+        )
+    };
+    store
+        .inner()
+        .inner()
+        .append_multi(vec![StreamWrite::new(
+            "foreign",
+            ExpectedVersion::NoStream,
+            vec![event()],
+        )])
+        .await
+        .expect("raw append");
+    let read = store.read_stream("foreign", ReadStream::forward()).await;
+    assert!(
+        matches!(&read, Err(Error::Corrupted { reason, .. })
+            if reason.contains("'rot13'") && reason.contains("/email")),
+        "{read:?}"
+    );
+    let import = store
+        .append("imported", ExpectedVersion::NoStream, vec![event()])
+        .await;
+    assert!(
+        matches!(&import, Err(Error::InvalidEvent { reason }) if reason.contains("'rot13'")),
+        "{import:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_wrong_master_key_a_damaged_key_file_and_a_missing_key_are_named_errors() {
     let dir = tempfile::tempdir().expect("dir");
     let (master, _) = MasterKey::generate().expect("master");
