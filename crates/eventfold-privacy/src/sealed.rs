@@ -82,7 +82,7 @@ pub fn personal_of(metadata: &[u8]) -> Result<Option<Personal>> {
         let fields_are_pointers = marking
             .fields
             .as_ref()
-            .is_none_or(|f| f.iter().all(|p| p.is_empty() || p.starts_with('/')));
+            .is_none_or(|f| f.iter().all(|p| is_pointer(p)));
         if fields_are_pointers && check_subject(&marking.subject).is_ok() {
             return Ok(Some(Personal {
                 subject: marking.subject.into_owned(),
@@ -94,6 +94,12 @@ pub fn personal_of(metadata: &[u8]) -> Result<Option<Personal>> {
         }
     }
     personal_of_checked(metadata)
+}
+
+/// Whether `field` is written as a JSON pointer: `""` (the whole data) or starting with
+/// `/`.
+fn is_pointer(field: &str) -> bool {
+    field.is_empty() || field.starts_with('/')
 }
 
 /// The metadata with only a well-formed marking read.
@@ -147,7 +153,7 @@ pub fn parse_personal(marking: &Value) -> Result<Personal> {
         Some(Value::Array(fields)) => fields
             .iter()
             .map(|f| match f.as_str() {
-                Some(p) if p.is_empty() || p.starts_with('/') => Ok(p.to_string()),
+                Some(p) if is_pointer(p) => Ok(p.to_string()),
                 _ => Err(invalid(format!(
                     "{PERSONAL_KEY}.fields must be JSON pointers (\"\" or starting with \"/\"), \
                      not {f}"
