@@ -602,6 +602,75 @@ fn bench_http_measures_appends_over_a_server_it_starts() {
 }
 
 #[test]
+fn bench_all_prints_every_figure_beside_its_baseline_in_one_run() {
+    let dir = temp_dir();
+    let url = eventfold_testsupport::postgres::database_url();
+    let mut args = vec!["bench", "all", "--data", dir.arg(), "--quick", "--json"];
+    if let Some(url) = &url {
+        // Message DB's package comes from npm: the benchmark's own business, not a test's.
+        args.extend(["--postgres", url, "--without-message-db"]);
+    }
+    let out = eventfold(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        report["fsyncs_per_second"].as_f64().unwrap() > 0.0,
+        "{report}"
+    );
+    let figures = report["figures"].as_array().unwrap();
+    let names: Vec<&str> = figures
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    let mut expected = vec![
+        "1 writer, 1 event per append",
+        "64 concurrent writers",
+        "batch append",
+        "full replay of $all",
+        "HTTP over loopback",
+        "scavenge: rewrite",
+        "scavenge: appends while it works",
+        "append, 1 personal field",
+        "read, 1 personal field",
+        "decode: typed chain",
+        "decode: registry, jq converters",
+    ];
+    if url.is_some() {
+        expected.extend(["PostgreSQL: single appends, 1", "PostgreSQL: full replay"]);
+    }
+    for name in expected {
+        assert!(
+            names.iter().any(|n| n.starts_with(name)),
+            "{name} missing from {names:?}"
+        );
+    }
+    for figure in figures {
+        assert!(figure["value"].as_f64().unwrap() > 0.0, "{figure}");
+        assert!(!figure["ratio_of"].as_str().unwrap().is_empty(), "{figure}");
+        // The memory figure's ratio (bytes per event between two sizes of the store)
+        // may be 0 at this scale: the store is not filled further.
+        let ratio = figure["ratio"].as_f64().unwrap();
+        let memory = figure["name"].as_str().unwrap().contains("memory");
+        assert!(ratio.is_finite() && (ratio > 0.0 || memory), "{figure}");
+    }
+    // A figure with a target says whether it was met (or why it could not be).
+    let verdicts = figures.iter().filter(|f| f["met"].is_boolean()).count();
+    assert!(verdicts >= 10, "{report}");
+    let left_out = report["left_out"].to_string();
+    assert!(
+        left_out.contains(if url.is_some() {
+            "Message DB"
+        } else {
+            "PostgreSQL"
+        }),
+        "{left_out}"
+    );
+    // Every part removes what it wrote.
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[test]
 fn append_and_import_on_a_data_directory_are_checked_against_its_schemas() {
     // An export holding an event that the target's schema refuses (written where no
     // schema existed).

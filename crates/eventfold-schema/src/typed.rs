@@ -1,7 +1,7 @@
 //! Typed upcasting for Rust consumers: each stored version decodes into its own Rust
 //! type, and Rust functions carry it forward, version by version, to the newest type.
 //! No JSON tree is built, so a chain costs little more than decoding the old version
-//! (see `benches/upcast.rs`).
+//! (`eventfold bench upcast` measures it).
 
 use std::any::type_name;
 use std::collections::BTreeMap;

@@ -65,8 +65,16 @@ pub enum Target {
     Http(super::bench_http::Args),
     /// A scavenge's rewrite rate, and appends per second while it runs.
     Scavenge(super::bench_scavenge::Args),
+    /// Loading an aggregate of 100,000 events, in full and from a snapshot.
+    Load(super::bench_load::Args),
     /// Appends and reads of events with one personal field beside the same without.
     Personal(super::bench_personal::Args),
+    /// Decoding through a chain of three upcasts beside plain decoding.
+    Upcast(super::bench_upcast::Args),
+    /// The PostgreSQL backend beside Message DB on the same database.
+    Postgres(super::bench_postgres::Args),
+    /// Every figure above in one run, printed in one table.
+    All(super::bench_all::Args),
 }
 
 /// The store's options, as the arguments ask.
@@ -79,27 +87,30 @@ fn log_options(args: &Args) -> LogOptions {
 }
 
 /// Bytes of each event's data, as in the targets of docs/performance.md.
-const EVENT_DATA_BYTES: usize = 200;
+pub(super) const EVENT_DATA_BYTES: usize = 200;
 const BATCH_EVENTS: usize = 1_000;
 
+/// One measured figure beside its baseline of the same run.
 #[derive(Debug, Serialize)]
-struct Figure {
-    name: String,
-    value: f64,
-    unit: &'static str,
+pub(super) struct Figure {
+    pub name: String,
+    pub value: f64,
+    pub unit: &'static str,
     /// Value divided by its baseline (what the ratio means is in `ratio_of`).
-    ratio: f64,
-    ratio_of: &'static str,
-    target: String,
-    met: Option<bool>,
+    pub ratio: f64,
+    pub ratio_of: &'static str,
+    /// Empty for a figure printed for scale only.
+    pub target: String,
+    /// `None`: no target, or not measurable at the size asked for.
+    pub met: Option<bool>,
 }
 
 #[derive(Debug, Serialize)]
-struct Report {
+pub(super) struct Report {
     data_dir: String,
-    fsyncs_per_second: f64,
-    synced_write_mb_per_second: f64,
-    figures: Vec<Figure>,
+    pub fsyncs_per_second: f64,
+    pub synced_write_mb_per_second: f64,
+    pub figures: Vec<Figure>,
 }
 
 pub fn run(args: Args, runtime: &tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
@@ -107,8 +118,23 @@ pub fn run(args: Args, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Exit
         Some(Target::Http(http)) => return runtime.block_on(super::bench_http::run(http)),
         Some(Target::Scavenge(scavenge)) => return super::bench_scavenge::run(scavenge, runtime),
         Some(Target::Personal(personal)) => return super::bench_personal::run(personal, runtime),
+        Some(Target::Load(load)) => return super::bench_load::run(load, runtime),
+        Some(Target::Upcast(upcast)) => return super::bench_upcast::run(upcast),
+        Some(Target::Postgres(postgres)) => return super::bench_postgres::run(postgres, runtime),
+        Some(Target::All(all)) => return super::bench_all::run(all, runtime),
         None => {}
     }
+    let report = measure(&args, runtime)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_table(&report);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The store's figures on the disk of `args.data`, each beside its baseline.
+pub(super) fn measure(args: &Args, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Report> {
     let root = args
         .data
         .clone()
@@ -119,7 +145,7 @@ pub fn run(args: Args, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Exit
     let bandwidth = raw_write_bandwidth(&root, duration)?;
     let mb = 1024.0 * 1024.0;
     progress(
-        &args,
+        args,
         &format!(
             "disk baseline: {fsync_rate:.0} fsyncs/s, {:.0} MB/s synced writes",
             bandwidth / mb
@@ -129,7 +155,7 @@ pub fn run(args: Args, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Exit
     let store_dir = root.join("bench-store");
     let _ = std::fs::remove_dir_all(&store_dir);
     let mut figures = Vec::new();
-    let store = Arc::new(LogStore::open(&store_dir, log_options(&args))?);
+    let store = Arc::new(LogStore::open(&store_dir, log_options(args))?);
     let event = bench_event();
     let record_bytes = EVENT_DATA_BYTES as f64;
     // What the log writes for one such event (its record, framing included): the
@@ -155,7 +181,7 @@ pub fn run(args: Args, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Exit
     let interleaved_fsync_rate = raw_rates.iter().sum::<f64>() / raw_rates.len() as f64;
     let stats = store.stats();
     progress(
-        &args,
+        args,
         &format!(
             "single writer: {:.0} µs per fsync, {:.0} µs per append; raw fsync rate in the interleaved slices {interleaved_fsync_rate:.0}/s",
             (stats.sync_nanos - before.sync_nanos) as f64
@@ -174,11 +200,11 @@ pub fn run(args: Args, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Exit
         target: "≥ 0.9 × raw fsync rate".into(),
         met: Some(rate >= 0.9 * interleaved_fsync_rate),
     });
-    progress(&args, &format!("single writer: {rate:.0} appends/s"));
+    progress(args, &format!("single writer: {rate:.0} appends/s"));
 
     let group_commit = raw_group_commit_rate(&root, 64, 1, stored_record_bytes, duration)?;
     progress(
-        &args,
+        args,
         &format!(
             "raw group commit fed by 64 threads: {group_commit:.0} records/s of {stored_record_bytes} bytes"
         ),
@@ -195,7 +221,7 @@ pub fn run(args: Args, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Exit
     let stats = store.stats();
     let commits = stats.commits - before.commits;
     progress(
-        &args,
+        args,
         &format!(
             "64 writers: {commits} commits, {:.1} events per commit, {:.0} µs per fsync",
             (stats.events - before.events) as f64 / commits as f64,
@@ -211,7 +237,7 @@ pub fn run(args: Args, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Exit
         target: "≥ 1.0 × raw group commit".into(),
         met: Some(rate >= group_commit),
     });
-    progress(&args, &format!("64 concurrent writers: {rate:.0} events/s"));
+    progress(args, &format!("64 concurrent writers: {rate:.0} events/s"));
 
     for writers in [1u64, 4] {
         let group_commit = raw_group_commit_rate(
@@ -222,7 +248,7 @@ pub fn run(args: Args, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Exit
             duration,
         )?;
         progress(
-            &args,
+            args,
             &format!(
                 "raw group commit fed 1,000 records at a time by {writers} thread(s): {group_commit:.0} records/s"
             ),
@@ -240,7 +266,7 @@ pub fn run(args: Args, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Exit
             met: Some(rate >= 0.9 * group_commit),
         });
         progress(
-            &args,
+            args,
             &format!("batch append ({writers} writer(s)): {rate:.0} events/s"),
         );
     }
@@ -276,7 +302,7 @@ pub fn run(args: Args, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Exit
         met: (args.stream_events == 100_000).then(|| load < Duration::from_millis(100)),
     });
     progress(
-        &args,
+        args,
         &format!("stream load: {:.1} ms", load.as_secs_f64() * 1000.0),
     );
 
@@ -293,7 +319,7 @@ pub fn run(args: Args, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Exit
         target: "≥ 2,000,000 events/s".into(),
         met: Some(rate >= 2_000_000.0),
     });
-    progress(&args, &format!("replay: {rate:.0} events/s"));
+    progress(args, &format!("replay: {rate:.0} events/s"));
 
     let catch_up = runtime.block_on(catch_up_then_live(&store, LIVE_EVENTS))?;
     figures.push(Figure {
@@ -309,7 +335,7 @@ pub fn run(args: Args, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Exit
         met: Some(catch_up.rss_growth_bytes < 64 * 1024 * 1024),
     });
     progress(
-        &args,
+        args,
         &format!(
             "catch-up: {:.0} events/s, memory grew {:.1} MB",
             catch_up.backlog as f64 / catch_up.catch_up_seconds,
@@ -323,16 +349,16 @@ pub fn run(args: Args, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Exit
     let have = store.event_count();
     drop(Arc::into_inner(store).context("store still shared")?);
     progress(
-        &args,
+        args,
         "starting a server over the store to measure its memory…",
     );
     let smaller = server_resident_bytes(&store_dir)?;
-    let store = Arc::new(LogStore::open(&store_dir, log_options(&args))?);
+    let store = Arc::new(LogStore::open(&store_dir, log_options(args))?);
 
     // Fill up to `reopen_events`, spread over 10,000 streams, then time `open`.
     if args.reopen_events > have {
         progress(
-            &args,
+            args,
             &format!("filling the store to {} events…", args.reopen_events),
         );
         runtime.block_on(fill(&store, args.reopen_events - have, &event))?;
@@ -341,7 +367,7 @@ pub fn run(args: Args, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Exit
     drop(Arc::into_inner(store).context("store still shared")?);
     let store_bytes = dir_bytes(&store_dir)?;
     let started = Instant::now();
-    let store = LogStore::open(&store_dir, log_options(&args))?;
+    let store = LogStore::open(&store_dir, log_options(args))?;
     let reopen = started.elapsed();
     anyhow::ensure!(
         store.event_count() == total,
@@ -364,8 +390,13 @@ pub fn run(args: Args, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Exit
     let full = server_resident_bytes(&store_dir)?;
     // The cost of each event between the two sizes, and a store of 100 million events
     // at that cost (an upper bound while the smaller store's id window is not full).
-    let added = total.saturating_sub(have).max(1) as f64;
-    let per_event = full.saturating_sub(smaller) as f64 / added;
+    // (Nothing to tell apart when the store was not filled further.)
+    let added = total.saturating_sub(have);
+    let per_event = if added == 0 {
+        0.0
+    } else {
+        full.saturating_sub(smaller) as f64 / added as f64
+    };
     let projected = full as f64 + per_event * (100e6 - total as f64).max(0.0);
     figures.push(Figure {
         name: format!("resident memory of a server over {total} events"),
@@ -377,7 +408,7 @@ pub fn run(args: Args, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Exit
         met: (total >= have + 1_000_000).then_some(projected < 1.5e9),
     });
     progress(
-        &args,
+        args,
         &format!(
             "server memory: {:.0} MB over {have} events, {:.0} MB over {total} ({per_event:.1} bytes \
              per event between the two; {:.2} GB for 100M events at that rate)",
@@ -391,18 +422,12 @@ pub fn run(args: Args, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Exit
             .with_context(|| format!("removing {}", store_dir.display()))?;
     }
 
-    let report = Report {
+    Ok(Report {
         data_dir: root.display().to_string(),
         fsyncs_per_second: fsync_rate,
         synced_write_mb_per_second: bandwidth / mb,
         figures,
-    };
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print_table(&report);
-    }
-    Ok(ExitCode::SUCCESS)
+    })
 }
 
 /// Events appended while the catch-up subscription reads, in appends of 100.
@@ -724,30 +749,44 @@ fn print_table(report: &Report) {
     println!(
         "every append below is acknowledged only after its fdatasync; events carry 200 bytes of data\n"
     );
+    print_figures(&report.figures);
+}
+
+/// The figures as a table, then what each ratio divides by what.
+pub(super) fn print_figures(figures: &[Figure]) {
     println!(
         "{:<62} {:>16} {:>8}  {:<28} result",
         "figure", "value", "ratio", "target"
     );
-    for f in &report.figures {
+    for f in figures {
         let value = format!("{} {}", group(f.value, f.unit), f.unit);
         let verdict = match f.met {
             Some(true) => "met",
             Some(false) => "MISSED",
-            None => "(n/a at this size)",
+            None if f.target.is_empty() => "(for scale)",
+            None => "(n/a in this run)",
         };
         println!(
             "{:<62} {:>16} {:>8.2}  {:<28} {verdict}",
             f.name, value, f.ratio, f.target
         );
     }
-    println!(
-        "\nratios: {}",
-        report
-            .figures
+    println!("\nratios:");
+    // One line per run of figures whose ratios divide alike.
+    let mut rest = figures;
+    while let Some(first) = rest.first() {
+        let alike = rest
             .iter()
-            .map(|f| format!("\n  {}: {}", f.name, f.ratio_of))
-            .collect::<String>()
-    );
+            .take_while(|f| f.ratio_of == first.ratio_of)
+            .count();
+        let and = match alike {
+            1 => String::new(),
+            2 => " (and the one after it)".to_string(),
+            n => format!(" (and the {} after it)", n - 1),
+        };
+        println!("  {}{and}: {}", first.name, first.ratio_of);
+        rest = &rest[alike..];
+    }
 }
 
 fn group(value: f64, unit: &str) -> String {

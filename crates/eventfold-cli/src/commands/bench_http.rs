@@ -21,6 +21,8 @@ use hyper::Request;
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
 
+use super::bench::Figure;
+
 /// Our target for the server over loopback with 64 connections.
 const TARGET_APPENDS_PER_SECOND: f64 = 30_000.0;
 /// Our target for HTTP beside the same writers in process, in the same run.
@@ -57,7 +59,7 @@ pub struct Args {
 }
 
 #[derive(Debug, Serialize)]
-struct Report {
+pub(super) struct Report {
     connections: usize,
     seconds: f64,
     appends: u64,
@@ -78,6 +80,75 @@ struct Report {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let report = measure(&args).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "HTTP appends, {} connections: {:.0} appends/s (p50 {:.2} ms, p99 {:.2} ms); target {:.0}: {:.2}x, {}",
+            report.connections,
+            report.appends_per_second,
+            report.latency_p50_ms,
+            report.latency_p99_ms,
+            report.target_appends_per_second,
+            report.ratio_to_target,
+            if report.met { "met" } else { "missed" }
+        );
+        if let (Some(before), Some(after), Some(ratio), Some(met)) = (
+            report.in_process_before,
+            report.in_process_after,
+            report.ratio_to_in_process,
+            report.met_ratio_to_in_process,
+        ) {
+            println!(
+                "in process, {} writers on the same store: {before:.0} appends/s before, {after:.0} after; \
+                 HTTP ÷ their mean: {ratio:.2} (target ≥ {TARGET_RATIO_TO_IN_PROCESS}), {}",
+                report.connections,
+                if met { "met" } else { "missed" }
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+impl Report {
+    /// The figures of `eventfold bench all`: the rate beside the in-process writers of
+    /// the same run, and beside the absolute target.
+    pub(super) fn figures(&self) -> Vec<Figure> {
+        let name = format!(
+            "HTTP over loopback, {} connections, 1 event per request",
+            self.connections
+        );
+        let mut figures = Vec::new();
+        if let (Some(ratio), Some(met)) = (self.ratio_to_in_process, self.met_ratio_to_in_process) {
+            figures.push(Figure {
+                name: name.clone(),
+                value: self.appends_per_second,
+                unit: "appends/s",
+                ratio,
+                ratio_of: "appends/s ÷ the mean appends/s of as many writers in process on the same store, just before and just after",
+                target: format!("≥ {TARGET_RATIO_TO_IN_PROCESS} × in process"),
+                met: Some(met),
+            });
+        }
+        figures.push(Figure {
+            name: format!(
+                "HTTP over loopback, {} connections, absolute",
+                self.connections
+            ),
+            value: self.appends_per_second,
+            unit: "appends/s",
+            ratio: self.ratio_to_target,
+            ratio_of: "appends/s ÷ the absolute target (30,000/s, on a good day's disk)",
+            target: format!("≥ {TARGET_APPENDS_PER_SECOND:.0} appends/s"),
+            met: Some(self.met),
+        });
+        figures
+    }
+}
+
+/// Runs the load (and, with `--data`, its in-process baseline before and after).
+pub(super) async fn measure(args: &Args) -> anyhow::Result<Report> {
     let warm_up = Duration::from_secs(1);
     let measured = Duration::from_secs_f64(args.seconds);
     let mut baseline = None;
@@ -151,7 +222,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             .map_or(0.0, |d: &Duration| d.as_secs_f64() * 1e3)
     };
     let rate = latencies.len() as f64 / measured.as_secs_f64();
-    let report = Report {
+    Ok(Report {
         connections: args.connections,
         seconds: args.seconds,
         appends: latencies.len() as u64,
@@ -167,35 +238,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         target_ratio_to_in_process: TARGET_RATIO_TO_IN_PROCESS,
         met_ratio_to_in_process: in_process
             .map(|(before, after)| rate / ((before + after) / 2.0) >= TARGET_RATIO_TO_IN_PROCESS),
-    };
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        println!(
-            "HTTP appends, {} connections: {:.0} appends/s (p50 {:.2} ms, p99 {:.2} ms); target {:.0}: {:.2}x, {}",
-            report.connections,
-            report.appends_per_second,
-            report.latency_p50_ms,
-            report.latency_p99_ms,
-            report.target_appends_per_second,
-            report.ratio_to_target,
-            if report.met { "met" } else { "missed" }
-        );
-        if let (Some(before), Some(after), Some(ratio), Some(met)) = (
-            report.in_process_before,
-            report.in_process_after,
-            report.ratio_to_in_process,
-            report.met_ratio_to_in_process,
-        ) {
-            println!(
-                "in process, {} writers on the same store: {before:.0} appends/s before, {after:.0} after; \
-                 HTTP ÷ their mean: {ratio:.2} (target ≥ {TARGET_RATIO_TO_IN_PROCESS}), {}",
-                report.connections,
-                if met { "met" } else { "missed" }
-            );
-        }
-    }
-    Ok(ExitCode::SUCCESS)
+    })
 }
 
 /// The baseline of the same run: `writers` tasks in this process appending one event

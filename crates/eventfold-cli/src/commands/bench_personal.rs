@@ -21,6 +21,8 @@ use eventfold_log::{LogOptions, LogStore};
 use eventfold_privacy::{FileKeyStore, MasterKey, PrivacyLayer};
 use serde::Serialize;
 
+use super::bench::Figure;
+
 /// Our target (docs/performance.md): personal ≥ 0.8 × plain, for appends and reads.
 const TARGET_RATIO: f64 = 0.8;
 const BATCH_EVENTS: u64 = 1_000;
@@ -46,7 +48,7 @@ pub struct Args {
 }
 
 #[derive(Debug, Serialize)]
-struct Report {
+pub(super) struct Report {
     data_dir: String,
     events_per_kind: u64,
     new_subjects: u64,
@@ -82,6 +84,66 @@ fn event(n: u64, subjects: u64, personal: bool) -> EventData {
 }
 
 pub fn run(args: Args, runtime: &tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
+    let report = measure(&args, runtime)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        let met = |yes: bool| if yes { "met" } else { "NOT met" };
+        println!(
+            "appends naming {} new subjects (their keys made): {:.1} ms",
+            report.new_subjects,
+            report.new_subjects_append_seconds * 1000.0
+        );
+        println!(
+            "append, batches of 1,000: {:.0} events/s with one personal field, {:.0} without: \
+             {:.2} × (target ≥ {TARGET_RATIO} ×: {})",
+            report.append_personal_events_per_second,
+            report.append_plain_events_per_second,
+            report.append_ratio,
+            met(report.append_target_met)
+        );
+        println!(
+            "read, streams of 1,000: {:.0} events/s with one personal field, {:.0} without: \
+             {:.2} × (target ≥ {TARGET_RATIO} ×: {})",
+            report.read_personal_events_per_second,
+            report.read_plain_events_per_second,
+            report.read_ratio,
+            met(report.read_target_met)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+impl Report {
+    /// The figures of `eventfold bench all`: appends and reads beside the same events
+    /// without a personal field, in the same run.
+    pub(super) fn figures(&self) -> Vec<Figure> {
+        let target = format!("≥ {TARGET_RATIO} × without");
+        vec![
+            Figure {
+                name: "append, 1 personal field, batches of 1,000".into(),
+                value: self.append_personal_events_per_second,
+                unit: "events/s",
+                ratio: self.append_ratio,
+                ratio_of: "events/s ÷ events/s of the same events without the personal marking, rounds alternating",
+                target: target.clone(),
+                met: Some(self.append_target_met),
+            },
+            Figure {
+                name: "read, 1 personal field, streams of 1,000".into(),
+                value: self.read_personal_events_per_second,
+                unit: "events/s",
+                ratio: self.read_ratio,
+                ratio_of: "events/s ÷ events/s reading the same events without the personal marking",
+                target,
+                met: Some(self.read_target_met),
+            },
+        ]
+    }
+}
+
+/// Appends and reads both kinds of events in a store of their own.
+pub(super) fn measure(args: &Args, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Report> {
     let dir = args.data.join("bench-personal");
     let _ = std::fs::remove_dir_all(&dir);
     let (master, _) = MasterKey::generate()?;
@@ -174,31 +236,5 @@ pub fn run(args: Args, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Exit
     };
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        let met = |yes: bool| if yes { "met" } else { "NOT met" };
-        println!(
-            "appends naming {} new subjects (their keys made): {:.1} ms",
-            report.new_subjects,
-            report.new_subjects_append_seconds * 1000.0
-        );
-        println!(
-            "append, batches of 1,000: {:.0} events/s with one personal field, {:.0} without: \
-             {:.2} × (target ≥ {TARGET_RATIO} ×: {})",
-            report.append_personal_events_per_second,
-            report.append_plain_events_per_second,
-            report.append_ratio,
-            met(report.append_target_met)
-        );
-        println!(
-            "read, streams of 1,000: {:.0} events/s with one personal field, {:.0} without: \
-             {:.2} × (target ≥ {TARGET_RATIO} ×: {})",
-            report.read_personal_events_per_second,
-            report.read_plain_events_per_second,
-            report.read_ratio,
-            met(report.read_target_met)
-        );
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(report)
 }

@@ -19,6 +19,8 @@ use eventfold_core::{EventStore, ExpectedVersion};
 use eventfold_log::{LogOptions, LogStore, ScavengeOptions};
 use serde::Serialize;
 
+use super::bench::Figure;
+
 /// Our targets (docs/performance.md).
 const TARGET_REWRITE_BYTES_PER_SECOND: f64 = 100e6;
 const TARGET_APPEND_RATIO: f64 = 0.8;
@@ -57,7 +59,7 @@ pub struct Args {
 }
 
 #[derive(Debug, Serialize)]
-struct Report {
+pub(super) struct Report {
     data_dir: String,
     segments_rewritten: u64,
     bytes_rewritten: u64,
@@ -77,6 +79,76 @@ struct Report {
 }
 
 pub fn run(args: Args, runtime: &tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
+    let result = measure(&args, runtime)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&result)?);
+    } else {
+        println!(
+            "scavenge: {} segments, {:.0} MB rewritten in {:.2} s: {:.0} MB/s (target ≥ 100 MB/s: {})",
+            result.segments_rewritten,
+            result.bytes_rewritten as f64 / 1e6,
+            result.scavenge_seconds,
+            result.rewrite_mb_per_second,
+            if result.rewrite_target_met {
+                "met"
+            } else {
+                "missed"
+            }
+        );
+        println!(
+            "  {} events removed, {:.0} MB reclaimed",
+            result.events_removed,
+            result.bytes_reclaimed as f64 / 1e6
+        );
+        println!(
+            "appends ({} writers, 1 event each; {:.0}/s before and after): {:.0}/s in the pauses, {:.0}/s while it works: {:.2} × (target ≥ 0.8 ×: {})",
+            args.writers,
+            result.appends_per_second_before_and_after,
+            result.appends_per_second_without,
+            result.appends_per_second_during,
+            result.append_ratio,
+            if result.append_target_met {
+                "met"
+            } else {
+                "missed"
+            }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+impl Report {
+    /// The figures of `eventfold bench all`: the rewrite rate beside its target, and
+    /// the appends while the scavenge works beside those while it pauses.
+    pub(super) fn figures(&self) -> Vec<Figure> {
+        vec![
+            Figure {
+                name: format!(
+                    "scavenge: rewrite of {:.0} MB of segments",
+                    self.bytes_rewritten as f64 / 1e6
+                ),
+                value: self.rewrite_mb_per_second,
+                unit: "MB/s",
+                ratio: self.rewrite_mb_per_second * 1e6 / TARGET_REWRITE_BYTES_PER_SECOND,
+                ratio_of: "MB/s rewritten (pauses left out) ÷ the target's 100 MB/s",
+                target: "≥ 100 MB/s".into(),
+                met: Some(self.rewrite_target_met),
+            },
+            Figure {
+                name: "scavenge: appends while it works".into(),
+                value: self.appends_per_second_during,
+                unit: "events/s",
+                ratio: self.append_ratio,
+                ratio_of: "events/s while the scavenge works ÷ events/s in the windows it pauses, alternating",
+                target: format!("≥ {TARGET_APPEND_RATIO} × without"),
+                met: Some(self.append_target_met),
+            },
+        ]
+    }
+}
+
+/// Fills a store, then scavenges it while appends go on.
+pub(super) fn measure(args: &Args, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Report> {
     let dir = args.data.join("bench-scavenge");
     let _ = std::fs::remove_dir_all(&dir);
     let options = LogOptions {
@@ -181,41 +253,7 @@ pub fn run(args: Args, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Exit
     };
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&result)?);
-    } else {
-        println!(
-            "scavenge: {} segments, {:.0} MB rewritten in {:.2} s: {:.0} MB/s (target ≥ 100 MB/s: {})",
-            result.segments_rewritten,
-            result.bytes_rewritten as f64 / 1e6,
-            result.scavenge_seconds,
-            result.rewrite_mb_per_second,
-            if result.rewrite_target_met {
-                "met"
-            } else {
-                "missed"
-            }
-        );
-        println!(
-            "  {} events removed, {:.0} MB reclaimed",
-            result.events_removed,
-            result.bytes_reclaimed as f64 / 1e6
-        );
-        println!(
-            "appends ({} writers, 1 event each; {:.0}/s before and after): {:.0}/s in the pauses, {:.0}/s while it works: {:.2} × (target ≥ 0.8 ×: {})",
-            args.writers,
-            result.appends_per_second_before_and_after,
-            result.appends_per_second_without,
-            result.appends_per_second_during,
-            result.append_ratio,
-            if result.append_target_met {
-                "met"
-            } else {
-                "missed"
-            }
-        );
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(result)
 }
 
 /// The appends of [`alternating`], by kind of window.

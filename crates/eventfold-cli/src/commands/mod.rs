@@ -3,10 +3,14 @@
 pub mod append;
 pub mod archive;
 pub mod bench;
+pub mod bench_all;
 mod bench_group_commit;
 pub mod bench_http;
+pub mod bench_load;
 pub mod bench_personal;
+pub mod bench_postgres;
 pub mod bench_scavenge;
+pub mod bench_upcast;
 pub mod demo;
 pub mod export;
 pub mod forget;
