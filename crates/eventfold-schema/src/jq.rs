@@ -252,6 +252,46 @@ impl JqProgram {
             .map_err(JqError::Failed)?
     }
 
+    /// Runs `programs` one after another in one hand-off to a jq thread, each on the
+    /// one value the program before emitted, as long as `carry_on` accepts that value;
+    /// stops after the last program, or after one that emitted no value, several, or
+    /// one `carry_on` refuses. Returns how many programs ran and the last one's
+    /// outputs; an error comes with the index of the program that failed. (Handing
+    /// each program to a jq thread on its own costs a thread's wake-up per step, more
+    /// than running a small program.)
+    pub(crate) fn run_chain(
+        programs: &[JqProgram],
+        input: Value,
+        limits: &JqLimits,
+        interrupt: &Arc<AtomicBool>,
+        carry_on: fn(&Value) -> bool,
+    ) -> Result<(usize, Vec<Value>), (usize, JqError)> {
+        let chain = move |programs: &[JqProgram], limits: &JqLimits, interrupt: &AtomicBool| {
+            let mut data = input;
+            for (i, program) in programs.iter().enumerate() {
+                let mut outputs = program
+                    .run_here(data, limits, interrupt)
+                    .map_err(|error| (i, error))?;
+                match outputs.pop() {
+                    Some(one) if outputs.is_empty() && i + 1 < programs.len() && carry_on(&one) => {
+                        data = one;
+                    }
+                    last => {
+                        outputs.extend(last);
+                        return Ok((i + 1, outputs));
+                    }
+                }
+            }
+            Ok((programs.len(), Vec::new()))
+        };
+        if jq_threads::on_jq_thread() {
+            return chain(programs, limits, interrupt);
+        }
+        let (programs, limits, interrupt) = (programs.to_vec(), *limits, interrupt.clone());
+        jq_threads::run_blocking(move || chain(&programs, &limits, &interrupt))
+            .map_err(|why| (0, JqError::Failed(why)))?
+    }
+
     fn run_here(
         &self,
         input: Value,

@@ -30,6 +30,12 @@ const CONVERSION_DEPTH_MAX: usize = 32;
 /// Most schema violations reported for one event.
 const VIOLATIONS_REPORTED_MAX: usize = 5;
 
+/// Whether a converter's one output goes on along the route: an output naming a
+/// `"$type"` becomes an event of that type and finds its own route.
+fn carries_on(output: &Value) -> bool {
+    output.get("$type").is_none()
+}
+
 #[derive(Clone)]
 enum Program {
     Jq(JqProgram),
@@ -598,7 +604,8 @@ impl Registry {
     ) -> Result<()> {
         let route = self.route(event_type, version, target)?;
         let mut at: (Cow<'_, str>, u32) = (Cow::Borrowed(event_type), version);
-        for (step, &index) in route.iter().enumerate() {
+        let mut step = 0;
+        while step < route.len() {
             if depth + step >= CONVERSION_DEPTH_MAX {
                 return Err(SchemaError::ConversionFailed {
                     event_type: event_type.to_string(),
@@ -609,13 +616,39 @@ impl Registry {
                     ),
                 });
             }
-            let edge = &self.edges[index];
-            let mut outputs = edge
-                .program
-                .run(data, &self.jq)
-                .map_err(|error| failed(edge, error))?;
-            let renames = |value: &Value| value.get("$type").is_some();
-            if outputs.len() == 1 && !renames(&outputs[0]) {
+            // Consecutive jq converters run in one hand-off to a jq thread.
+            let jq_steps = route[step..]
+                .iter()
+                .take(CONVERSION_DEPTH_MAX - depth - step)
+                .take_while(|&&i| matches!(self.edges[i].program, Program::Jq(_)))
+                .count();
+            let (ran, mut outputs) = if jq_steps > 1 {
+                let programs: Vec<JqProgram> = route[step..step + jq_steps]
+                    .iter()
+                    .filter_map(|&i| match &self.edges[i].program {
+                        Program::Jq(program) => Some(program.clone()),
+                        Program::Rust(_) => None,
+                    })
+                    .collect();
+                JqProgram::run_chain(
+                    &programs,
+                    data,
+                    &self.jq.limits,
+                    &self.jq.interrupt,
+                    carries_on,
+                )
+                .map_err(|(at, error)| failed(&self.edges[route[step + at]], error))?
+            } else {
+                let edge = &self.edges[route[step]];
+                let outputs = edge
+                    .program
+                    .run(data, &self.jq)
+                    .map_err(|error| failed(edge, error))?;
+                (1, outputs)
+            };
+            step += ran;
+            let edge = &self.edges[route[step - 1]];
+            if outputs.len() == 1 && carries_on(&outputs[0]) {
                 data = outputs.pop().unwrap_or(Value::Null);
                 at = (Cow::Borrowed(edge.to.event_type.as_str()), edge.to.version);
                 continue;
@@ -628,7 +661,7 @@ impl Registry {
                     node.version,
                     value,
                     target,
-                    depth + step + 1,
+                    depth + step,
                     out,
                 )?;
             }

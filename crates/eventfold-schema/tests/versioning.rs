@@ -657,3 +657,55 @@ async fn the_schema_store_validates_embedded_appends_and_keeps_the_store_contrac
         Some(written.last_revision)
     );
 }
+
+#[test]
+fn a_chain_of_jq_converters_splits_drops_and_fails_at_the_converter_in_the_middle() {
+    // Three jq converters in a row run in one hand-off to a jq thread; what the one in
+    // the middle does must come out as if each ran on its own.
+    let mut registry = Registry::new();
+    let programs = [
+        ". + {b: 1}",
+        r#"if .fail then error("refused in the middle") elif .split then (., .) elif .drop then empty else . end"#,
+        ". + {c: (.b + 1)}",
+    ];
+    for (i, program) in programs.into_iter().enumerate() {
+        registry
+            .define(
+                "Order",
+                i as u32 + 2,
+                VersionDefinition {
+                    upcast: Some(program.into()),
+                    ..VersionDefinition::default()
+                },
+            )
+            .unwrap();
+    }
+    let convert = |data: Value| registry.convert_value("Order", 1, data, &Target::Newest);
+    let converted = |data: Value| -> Vec<(u32, Value)> {
+        convert(data)
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.version, c.data))
+            .collect()
+    };
+
+    assert_eq!(
+        converted(json!({"a": 1})),
+        vec![(4, json!({"a": 1, "b": 1, "c": 2}))]
+    );
+    let half = json!({"split": true, "b": 1, "c": 2});
+    assert_eq!(
+        converted(json!({"split": true})),
+        vec![(4, half.clone()), (4, half)]
+    );
+    assert_eq!(converted(json!({"drop": true})), vec![]);
+    match convert(json!({"fail": true})) {
+        Err(SchemaError::ConversionFailed {
+            from, to, reason, ..
+        }) => {
+            assert_eq!((from, to), (2, 3));
+            assert!(reason.contains("refused in the middle"), "{reason}");
+        }
+        other => panic!("expected the middle converter to fail: {other:?}"),
+    }
+}
