@@ -752,6 +752,20 @@ fn print_table(report: &Report) {
     print_figures(&report.figures);
 }
 
+/// `report` as JSON with `json`, else its figures as a table.
+pub(super) fn print_report(
+    report: &impl Serialize,
+    figures: &[Figure],
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        print_figures(figures);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// The figures as a table, then what each ratio divides by what.
 pub(super) fn print_figures(figures: &[Figure]) {
     println!(

@@ -91,12 +91,7 @@ impl Aggregate for Account {
 
 pub fn run(args: Args, runtime: &tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
     let report = measure(&args, runtime)?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        super::bench::print_figures(&report.figures());
-    }
-    Ok(ExitCode::SUCCESS)
+    super::bench::print_report(&report, &report.figures(), args.json)
 }
 
 impl Report {

@@ -55,12 +55,7 @@ struct PathFigure {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let report = measure(&args)?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        super::bench::print_figures(&report.figures());
-    }
-    Ok(ExitCode::SUCCESS)
+    super::bench::print_report(&report, &report.figures(), args.json)
 }
 
 impl Report {
@@ -82,6 +77,16 @@ impl Report {
             })
             .collect()
     }
+}
+
+/// One decoding of a path, its result kept from the optimiser.
+type Decode<'a> = Box<dyn Fn() -> anyhow::Result<()> + 'a>;
+
+fn timed<'a, T, E: Into<anyhow::Error>>(decode: impl Fn() -> Result<T, E> + 'a) -> Decode<'a> {
+    Box::new(move || {
+        black_box(decode().map_err(Into::into)?);
+        Ok(())
+    })
 }
 
 /// Times every path by turns for `args.seconds`.
@@ -119,57 +124,36 @@ pub(super) fn measure(args: &Args) -> anyhow::Result<Report> {
         );
     }
 
-    type Decode<'a> = Box<dyn Fn() -> anyhow::Result<()> + 'a>;
     let paths: Vec<(&'static str, bool, Decode)> = vec![
         (
             "plain, stored at v4",
             false,
-            Box::new(|| {
-                black_box(serde_json::from_slice::<OrderShipped>(black_box(
-                    &plain.data,
-                ))?);
-                Ok(())
-            }),
+            timed(|| serde_json::from_slice::<OrderShipped>(black_box(&plain.data))),
         ),
         (
             "stored at v4, into a JSON tree",
             false,
-            Box::new(|| {
-                black_box(serde_json::from_slice::<Value>(black_box(&plain.data))?);
-                Ok(())
-            }),
+            timed(|| serde_json::from_slice::<Value>(black_box(&plain.data))),
         ),
         (
             "registry, stored at the newest version",
             false,
-            Box::new(|| {
-                black_box(rust.decode::<OrderShipped>(black_box(&plain))?);
-                Ok(())
-            }),
+            timed(|| rust.decode::<OrderShipped>(black_box(&plain))),
         ),
         (
             "typed chain v1 → v4 (TypedDecoder)",
             true,
-            Box::new(|| {
-                black_box(typed.decode(black_box(&old))?);
-                Ok(())
-            }),
+            timed(|| typed.decode(black_box(&old))),
         ),
         (
             "registry, Rust converters v1 → v4",
             true,
-            Box::new(|| {
-                black_box(rust.decode::<OrderShipped>(black_box(&old))?);
-                Ok(())
-            }),
+            timed(|| rust.decode::<OrderShipped>(black_box(&old))),
         ),
         (
             "registry, jq converters v1 → v4",
             true,
-            Box::new(|| {
-                black_box(jq.decode::<OrderShipped>(black_box(&old))?);
-                Ok(())
-            }),
+            timed(|| jq.decode::<OrderShipped>(black_box(&old))),
         ),
     ];
     let mut rounds: Vec<Vec<f64>> = vec![Vec::new(); paths.len()];
