@@ -617,21 +617,17 @@ impl Registry {
                 });
             }
             // Consecutive jq converters run in one hand-off to a jq thread.
-            let jq_steps = route[step..]
+            let chain: Vec<JqProgram> = route[step..]
                 .iter()
                 .take(CONVERSION_DEPTH_MAX - depth - step)
-                .take_while(|&&i| matches!(self.edges[i].program, Program::Jq(_)))
-                .count();
-            let (ran, mut outputs) = if jq_steps > 1 {
-                let programs: Vec<JqProgram> = route[step..step + jq_steps]
-                    .iter()
-                    .filter_map(|&i| match &self.edges[i].program {
-                        Program::Jq(program) => Some(program.clone()),
-                        Program::Rust(_) => None,
-                    })
-                    .collect();
+                .map_while(|&i| match &self.edges[i].program {
+                    Program::Jq(program) => Some(program.clone()),
+                    Program::Rust(_) => None,
+                })
+                .collect();
+            let (ran, mut outputs) = if chain.len() > 1 {
                 JqProgram::run_chain(
-                    &programs,
+                    &chain,
                     data,
                     &self.jq.limits,
                     &self.jq.interrupt,

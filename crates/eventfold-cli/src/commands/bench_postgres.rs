@@ -67,12 +67,24 @@ enum Kind {
     Single,
 }
 
+/// What a figure measures.
+#[derive(Debug, Clone, Copy, Serialize)]
+enum Measured {
+    Appends {
+        kind: Kind,
+        writers: usize,
+    },
+    /// A full replay of `$all`; the first pass is the cold one.
+    Replay {
+        first_pass: bool,
+    },
+}
+
 /// One figure of the run: events per second of each store.
 #[derive(Debug, Serialize)]
 struct Row {
     name: String,
-    kind: Option<Kind>,
-    writers: usize,
+    measured: Measured,
     embedded: f64,
     postgres: f64,
     message_db: Option<f64>,
@@ -134,32 +146,39 @@ impl Report {
     pub(super) fn figures(&self) -> Vec<Figure> {
         let mut figures = Vec::new();
         for row in &self.rows {
-            let target = match (row.kind, row.writers) {
-                (Some(Kind::Single), 1) => Some(TARGET_SINGLE_WRITER),
-                (Some(Kind::Single), _) => Some(TARGET_CONCURRENT_WRITERS),
-                (Some(Kind::Batch), 1) => Some(TARGET_BATCH),
-                (Some(Kind::Batch), _) | (None, _) => None,
-            };
             let name = format!("PostgreSQL: {}", row.name);
-            if row.kind.is_none() {
-                figures.push(Figure {
-                    name,
-                    value: row.postgres,
-                    unit: "events/s",
-                    ratio: row.postgres / TARGET_REPLAY,
-                    ratio_of: "events/s ÷ the target's 300,000/s",
-                    target: if row.name.contains("first") {
-                        "≥ 300,000 events/s".into()
-                    } else {
-                        String::new()
-                    },
-                    met: row
-                        .name
-                        .contains("first")
-                        .then_some(row.postgres >= TARGET_REPLAY),
-                });
-                continue;
-            }
+            let target = match row.measured {
+                Measured::Replay { first_pass } => {
+                    figures.push(Figure {
+                        name,
+                        value: row.postgres,
+                        unit: "events/s",
+                        ratio: row.postgres / TARGET_REPLAY,
+                        ratio_of: "events/s ÷ the target's 300,000/s",
+                        target: if first_pass {
+                            "≥ 300,000 events/s".into()
+                        } else {
+                            String::new()
+                        },
+                        met: first_pass.then_some(row.postgres >= TARGET_REPLAY),
+                    });
+                    continue;
+                }
+                Measured::Appends {
+                    kind: Kind::Single,
+                    writers: 1,
+                } => Some(TARGET_SINGLE_WRITER),
+                Measured::Appends {
+                    kind: Kind::Single, ..
+                } => Some(TARGET_CONCURRENT_WRITERS),
+                Measured::Appends {
+                    kind: Kind::Batch,
+                    writers: 1,
+                } => Some(TARGET_BATCH),
+                Measured::Appends {
+                    kind: Kind::Batch, ..
+                } => None,
+            };
             figures.push(match row.message_db {
                 Some(message_db) => Figure {
                     name,
@@ -280,8 +299,7 @@ async fn figures(
         };
         rows.push(Row {
             name,
-            kind: Some(kind),
-            writers,
+            measured: Measured::Appends { kind, writers },
             embedded,
             postgres,
             message_db,
@@ -296,8 +314,9 @@ async fn figures(
         counts = (e_count, p_count);
         rows.push(Row {
             name,
-            kind: None,
-            writers: 1,
+            measured: Measured::Replay {
+                first_pass: pass == "first",
+            },
             embedded,
             postgres,
             message_db: None,
