@@ -207,9 +207,7 @@ impl Report {
 /// Runs every figure against the three stores, then drops what the run made.
 pub(super) async fn measure(args: &Args) -> anyhow::Result<Report> {
     let seconds = Duration::from_secs_f64(args.seconds);
-    let dir = args.data.join("bench-postgres");
-    let _ = std::fs::remove_dir_all(&dir);
-    let log = Arc::new(LogStore::open(&dir, LogOptions::default())?);
+    // The database first: a wrong URL is the likeliest mistake, and nothing is made yet.
     let schema = format!("eventfold_bench_{}", std::process::id());
     let options = PostgresOptions {
         schema: schema.clone(),
@@ -220,11 +218,20 @@ pub(super) async fn measure(args: &Args) -> anyhow::Result<Report> {
             .await
             .context("connecting to PostgreSQL")?,
     );
+    let dir = args.data.join("bench-postgres");
+    let _ = std::fs::remove_dir_all(&dir);
+    let log = match LogStore::open(&dir, LogOptions::default()) {
+        Ok(log) => Arc::new(log),
+        Err(e) => {
+            drop(pg);
+            drop_schema(&args.postgres, &schema).await;
+            return Err(
+                anyhow::Error::new(e).context(format!("cannot open a store in {}", dir.display()))
+            );
+        }
+    };
     // Where Message DB's package is unpacked for its installer.
     let scratch = args.data.join("bench-postgres-message-db");
-    let _ = std::fs::remove_dir_all(&scratch);
-    std::fs::create_dir_all(&scratch)
-        .with_context(|| format!("cannot create {}", scratch.display()))?;
     let (message_db, left_out) = if args.without_message_db {
         (None, Some("--without-message-db".to_string()))
     } else {
@@ -457,10 +464,14 @@ mod message_db {
     /// The database it is installed into, dropped at the end of the run.
     pub const DATABASE: &str = "eventfold_bench_message_db";
 
-    /// Installs Message DB `version` into [`DATABASE`] (dropping an earlier one) and
-    /// returns how to connect to it; `Err` says why it is left out.
+    /// Installs Message DB `version` into [`DATABASE`] (dropping an earlier one),
+    /// unpacking its package in the directory `scratch` (made here), and returns how to
+    /// connect to it; `Err` says why it is left out.
     pub async fn install(url: &str, version: &str, scratch: &Path) -> Result<Config, String> {
         let config: Config = url.parse().map_err(|e| format!("the database URL: {e}"))?;
+        let _ = std::fs::remove_dir_all(scratch);
+        std::fs::create_dir_all(scratch)
+            .map_err(|e| format!("cannot create {}: {e}", scratch.display()))?;
         drop_database(&config).await?;
         run(
             Command::new("npm")
