@@ -27,6 +27,7 @@
 mod error;
 mod event;
 mod index_stream;
+mod json_check;
 pub mod layer;
 mod memory;
 pub mod plan;
