@@ -438,6 +438,24 @@ mod tests {
         assert_eq!(plain_bytes(&printable.repeat(5)), 40);
     }
 
+    #[test]
+    fn the_fuzz_corpus_is_judged_as_serde_json_judges_it() {
+        let corpus =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/json_check");
+        let mut count = 0;
+        for file in std::fs::read_dir(&corpus).unwrap() {
+            let document = std::fs::read(file.unwrap().path()).unwrap();
+            assert_eq!(
+                check_json(&document).ok(),
+                parsed(&document),
+                "{}",
+                String::from_utf8_lossy(&document)
+            );
+            count += 1;
+        }
+        assert!(count >= 5, "{} holds {count} inputs", corpus.display());
+    }
+
     /// JSON-like text from the bytes that matter to the grammar, UTF-8 and the limits.
     fn json_like() -> impl Strategy<Value = Vec<u8>> {
         let pieces = prop::sample::select(vec![
