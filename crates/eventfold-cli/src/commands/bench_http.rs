@@ -146,6 +146,12 @@ impl Report {
 
 /// Runs the load (and, with `--data`, its in-process baseline before and after).
 pub(super) async fn measure(args: &Args) -> anyhow::Result<Report> {
+    if let Some(token) = &args.token {
+        anyhow::ensure!(
+            !token.chars().any(char::is_control),
+            "--token holds a control character, which no HTTP header can carry"
+        );
+    }
     let warm_up = Duration::from_secs(1);
     let measured = Duration::from_secs_f64(args.seconds);
     let mut baseline = None;
@@ -194,12 +200,24 @@ pub(super) async fn measure(args: &Args) -> anyhow::Result<Report> {
     let start = Instant::now() + warm_up;
     let end = start + measured;
     let token = args.token.clone().map(Arc::<str>::from);
+    // A server that stops answering fails the run this long after its end (one timer
+    // per connection, none per request).
+    let patience = Duration::from_secs(30);
     let workers: Vec<_> = (0..args.connections)
-        .map(|n| tokio::spawn(connection(address, n, token.clone(), start, end)))
+        .map(|n| {
+            let connection = connection(address, n, token.clone(), start, end);
+            tokio::spawn(tokio::time::timeout_at((end + patience).into(), connection))
+        })
         .collect();
     let mut latencies = Vec::new();
     for worker in workers {
-        latencies.extend(worker.await??);
+        let answered = worker.await?.map_err(|_| {
+            anyhow::anyhow!(
+                "the server at {address} did not answer within {} s of the end of the run",
+                patience.as_secs()
+            )
+        })?;
+        latencies.extend(answered?);
     }
     if let Some((stop, task)) = server {
         let _ = stop.send(());
@@ -381,7 +399,9 @@ async fn read_answer(
                     .ok()
             })
             .with_context(|| format!("the server answered {status} without a Content-Length"))?;
-        let whole = head + length;
+        let whole = head
+            .checked_add(length)
+            .with_context(|| format!("the server answered a Content-Length of {length}"))?;
         while buffer.len() < whole {
             anyhow::ensure!(
                 stream.read_buf(buffer).await? > 0,
