@@ -630,8 +630,11 @@ fn bench_all_prints_every_figure_beside_its_baseline_in_one_run() {
         "HTTP over loopback",
         "scavenge: rewrite",
         "scavenge: appends while it works",
-        "append, 1 personal field",
+        "append, 1 personal field, batches",
+        "append, 1 personal field, one event per append",
         "read, 1 personal field",
+        "the cipher alone: sealing",
+        "the cipher alone: opening",
         "decode: typed chain",
         "decode: registry, jq converters",
     ];

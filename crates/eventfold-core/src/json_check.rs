@@ -218,10 +218,13 @@ fn string(bytes: &[u8], at: usize) -> Option<usize> {
     Some(i + 1)
 }
 
-/// How many bytes at the start of `text` certainly need no look in a string (printable
-/// ASCII but the quote and the backslash), read 8 at a time: most of a string's
-/// bytes.
-fn plain_bytes(text: &[u8]) -> usize {
+/// How many bytes at the start of `text` certainly need no look in a JSON string
+/// (printable ASCII but the quote and the backslash), read 8 at a time: most of a
+/// string's bytes. Scanners that look for a string's end call this before each byte
+/// they look at themselves (the byte it stops at may be plain too: a non-ASCII byte,
+/// or one a borrow flagged).
+#[inline]
+pub fn plain_bytes(text: &[u8]) -> usize {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     const QUOTES: u64 = ONES * b'"' as u64;

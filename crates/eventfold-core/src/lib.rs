@@ -43,6 +43,7 @@ pub use event::{
     CAUSATION_ID_KEY, CORRELATION_ID_KEY, EventData, PERSONAL_KEY, REDACTED_KEY, RecordedEvent,
 };
 pub use index_stream::{IndexStream, read_index_stream};
+pub use json_check::plain_bytes as json_plain_bytes;
 pub use layer::{LayerExt, Layered, StoreLayer};
 pub use memory::{InMemoryStore, wait_for_head};
 pub use reference::{

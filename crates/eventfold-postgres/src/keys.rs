@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use eventfold_core::{Error, Result};
 use eventfold_privacy::{
-    DataKey, KeyStore, MasterKey, SubjectKey, forgotten_subject_error, subject_digest,
+    DataKey, KeyStore, MasterKey, SubjectKey, SubjectKeys, forgotten_subject_error, subject_digest,
 };
 
 use crate::error::{corrupted, pg_error, pool_error};
@@ -119,11 +119,11 @@ impl PostgresKeyStore {
 
 #[async_trait]
 impl KeyStore for PostgresKeyStore {
-    async fn lookup(&self, subjects: &[&str]) -> Result<HashMap<String, SubjectKey>> {
+    async fn lookup(&self, subjects: &[&str]) -> Result<SubjectKeys> {
         let digests: Vec<[u8; 32]> = subjects.iter().map(|s| subject_digest(s)).collect();
         let asked: Vec<Vec<u8>> = digests.iter().map(|d| d.to_vec()).collect();
         let rows = self.rows(&asked).await?;
-        let mut found = HashMap::with_capacity(subjects.len());
+        let mut found = SubjectKeys::with_capacity_and_hasher(subjects.len(), Default::default());
         for (subject, digest) in subjects.iter().zip(&digests) {
             let key = match rows.get(digest.as_slice()) {
                 None => SubjectKey::Unknown,

@@ -313,7 +313,8 @@ const CHECK_PLAINTEXT: &[u8] = b"eventfold key store check";
 /// [`RECENT_DIGESTS`] of them.
 pub fn subject_digest(subject: &str) -> [u8; 32] {
     thread_local! {
-        static RECENT: RefCell<HashMap<Box<str>, [u8; 32]>> = RefCell::new(HashMap::new());
+        static RECENT: RefCell<HashMap<Box<str>, [u8; 32], foldhash::fast::RandomState>> =
+            RefCell::new(HashMap::default());
     }
     RECENT.with_borrow_mut(|recent| {
         if let Some(digest) = recent.get(subject) {

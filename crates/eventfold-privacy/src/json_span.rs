@@ -1,12 +1,12 @@
 //! Where a value sits inside JSON text: the byte range of the value a JSON pointer
-//! names, found by one pass of serde_json over each level on the way, without building
-//! a tree of the document.
+//! names, found by one walk over each level on the way, without building a tree of the
+//! document (serde_json answers where the quick walk of `json_walk` gives up).
 //!
 //! Sealing and opening replace one value of an event's data; doing it on the text
 //! (splicing the new value into the byte range of the old) keeps the rest of the
 //! document as it was written and spares a parse into `serde_json::Value` and a
 //! serialization back for every event read. serde_json has no pointer lookup on text,
-//! only on a parsed `Value`, hence this small seed over its deserializer.
+//! only on a parsed `Value`, hence this.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -15,22 +15,91 @@ use std::ops::Range;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
+use crate::json_walk::Cursor;
+
 /// The byte range of the value at `pointer` (RFC 6901; `""` is the whole document) in
-/// `json`; `None` when the document has no such value. An error when `json` is not
-/// JSON (as far as the walk reads it: every level on the way is read whole).
-pub(crate) fn find(json: &str, pointer: &str) -> Result<Option<Range<usize>>, serde_json::Error> {
-    let mut value: &str = json;
+/// `json`; `None` when the document has no such value. An error when the walk finds
+/// that `json` is not JSON (every level on the way is read to its end, but the values
+/// skipped are not all checked: see [`find_plainly`]).
+pub(crate) fn find(json: &[u8], pointer: &str) -> Result<Option<Range<usize>>, serde_json::Error> {
+    match find_plainly(json, pointer) {
+        Some(found) => Ok(found),
+        None => find_with_serde_json(json, pointer),
+    }
+}
+
+/// [`find`] by a walk that reads each level on the way to its end without decoding
+/// anything ([`Cursor`]); `None` when the walk gives up (an escaped key, an unexpected
+/// structure), and `find` then asks serde_json.
+///
+/// Text that is not JSON may get an answer here: `json` is either a stored event's data
+/// (checked when it was appended) or the data of an append, which the store checks
+/// after the layer seals its values (and the sealed value itself is checked before it
+/// is sealed).
+fn find_plainly(json: &[u8], pointer: &str) -> Option<Option<Range<usize>>> {
     if pointer.is_empty() {
-        let whole: &RawValue = serde_json::from_str(json)?;
-        return Ok(Some(range_in(json, whole.get())));
+        return None;
+    }
+    let mut cursor = Cursor::new(json);
+    let mut span = None;
+    for token in pointer.split('/').skip(1) {
+        let token = unescape(token);
+        let mut found = None;
+        match cursor.peek()? {
+            b'{' => cursor.members(|key, cursor| {
+                let value = cursor.skip_value()?;
+                // A repeated key: the last one counts, as in serde_json's `Value`.
+                if key == token.as_bytes() {
+                    found = Some(value);
+                }
+                Some(())
+            })?,
+            b'[' => {
+                let wanted = index_of(&token);
+                cursor.elements(|index, cursor| {
+                    let value = cursor.skip_value()?;
+                    if Some(index) == wanted {
+                        found = Some(value);
+                    }
+                    Some(())
+                })?
+            }
+            // A scalar has no children.
+            _ => {
+                cursor.skip_value()?;
+            }
+        }
+        // The first level is the whole document: nothing may follow it.
+        if span.is_none() && !cursor.at_end() {
+            return None;
+        }
+        let Some(value) = found else {
+            return Some(None);
+        };
+        cursor = Cursor::at(json, value.start);
+        span = Some(value);
+    }
+    Some(span)
+}
+
+/// [`find`] by serde_json, level by level: every level on the way is read whole, and
+/// text that is not JSON is an error.
+fn find_with_serde_json(
+    json: &[u8],
+    pointer: &str,
+) -> Result<Option<Range<usize>>, serde_json::Error> {
+    let mut value: &[u8] = json;
+    if pointer.is_empty() {
+        let whole: &RawValue = serde_json::from_slice(json)?;
+        return Ok(Some(range_in(json, whole.get().as_bytes())));
     }
     for token in pointer.split('/').skip(1) {
         let token = unescape(token);
-        let mut deserializer = serde_json::Deserializer::from_str(value);
+        let mut deserializer = serde_json::Deserializer::from_slice(value);
         let child = Child { token: &token }.deserialize(&mut deserializer)?;
         deserializer.end()?;
         match child {
-            Some(child) => value = child.get(),
+            Some(child) => value = child.get().as_bytes(),
             None => return Ok(None),
         }
     }
@@ -38,7 +107,7 @@ pub(crate) fn find(json: &str, pointer: &str) -> Result<Option<Range<usize>>, se
 }
 
 /// The range `part` (a slice of `whole`) covers in `whole`.
-fn range_in(whole: &str, part: &str) -> Range<usize> {
+fn range_in(whole: &[u8], part: &[u8]) -> Range<usize> {
     // Both are slices of one string: their addresses differ by the offset.
     let start = part.as_ptr() as usize - whole.as_ptr() as usize;
     start..start + part.len()
@@ -159,10 +228,14 @@ impl<'de> Visitor<'de> for KeyIs<'_> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     fn at<'a>(json: &'a str, pointer: &str) -> Option<&'a str> {
-        find(json, pointer).unwrap().map(|range| &json[range])
+        find(json.as_bytes(), pointer)
+            .unwrap()
+            .map(|range| &json[range])
     }
 
     #[test]
@@ -204,10 +277,63 @@ mod tests {
         );
     }
 
+    /// JSON text of a random document, with keys that repeat, nest and need escaping in
+    /// a pointer, and random white space between tokens.
+    fn document() -> impl Strategy<Value = String> {
+        let space = prop::sample::select(vec!["", " ", "\n  ", "\t"]);
+        let leaf = prop_oneof![
+            Just("null".to_string()),
+            Just("true".to_string()),
+            any::<i32>().prop_map(|n| n.to_string()),
+            Just("-1.5e+3".to_string()),
+            "[a-z\"\\/{}\\[\\]]{0,6}".prop_map(|s| serde_json::to_string(&s).unwrap()),
+        ];
+        let key = prop::sample::select(vec!["a", "b", "c d", "e/f", "g~h", "0", "1"]);
+        leaf.prop_recursive(4, 40, 5, move |inner| {
+            prop_oneof![
+                prop::collection::vec((inner.clone(), space.clone()), 0..5).prop_map(|items| {
+                    let items: Vec<String> = items
+                        .into_iter()
+                        .map(|(v, s)| format!("{s}{v}{s}"))
+                        .collect();
+                    format!("[{}]", items.join(","))
+                }),
+                prop::collection::vec((key.clone(), inner, space.clone()), 0..5).prop_map(
+                    |members| {
+                        let members: Vec<String> = members
+                            .into_iter()
+                            .map(|(k, v, s)| format!("{s}{}{s}:{s}{v}", serde_json::json!(k)))
+                            .collect();
+                        format!("{{{}}}", members.join(","))
+                    }
+                ),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn the_quick_walk_finds_what_serde_json_finds(
+            json in document(),
+            pointer in prop::collection::vec(
+                prop::sample::select(vec!["a", "b", "c d", "e~1f", "g~0h", "0", "1", "01", "x"]),
+                1..4,
+            ),
+        ) {
+            let pointer: String = pointer.iter().map(|t| format!("/{t}")).collect();
+            let quick = find_plainly(json.as_bytes(), &pointer);
+            prop_assert!(quick.is_some(), "the walk gave up on {json}");
+            prop_assert_eq!(
+                quick.unwrap(),
+                find_with_serde_json(json.as_bytes(), &pointer).unwrap()
+            );
+        }
+    }
+
     #[test]
     fn text_that_is_not_json_is_an_error() {
         for json in [r#"{"a": }"#, r#"{"a": 1} x"#, "", r#"{"a": [1,"#] {
-            assert!(find(json, "/a").is_err(), "{json}");
+            assert!(find(json.as_bytes(), "/a").is_err(), "{json}");
         }
     }
 }

@@ -9,6 +9,10 @@ use eventfold_core::{Error, Result};
 
 use crate::crypto::DataKey;
 
+/// What a key store answers a lookup with: each subject asked and what it holds for it.
+/// (foldhash, seeded per map: every page of personal events read fills one.)
+pub type SubjectKeys = HashMap<String, SubjectKey, foldhash::fast::RandomState>;
+
 /// What a key store holds for one subject.
 #[derive(Debug, Clone)]
 pub enum SubjectKey {
@@ -29,7 +33,7 @@ pub enum SubjectKey {
 #[async_trait]
 pub trait KeyStore: Send + Sync + 'static {
     /// What the store holds for each of `subjects` (creates nothing).
-    async fn lookup(&self, subjects: &[&str]) -> Result<HashMap<String, SubjectKey>>;
+    async fn lookup(&self, subjects: &[&str]) -> Result<SubjectKeys>;
 
     /// The data key of `subject`, created (durably, before it is returned) when the
     /// subject has none. A forgotten subject gets no new key: an error says so.
@@ -84,7 +88,7 @@ impl MemoryKeyStore {
 
 #[async_trait]
 impl KeyStore for MemoryKeyStore {
-    async fn lookup(&self, subjects: &[&str]) -> Result<HashMap<String, SubjectKey>> {
+    async fn lookup(&self, subjects: &[&str]) -> Result<SubjectKeys> {
         let keys = self.keys();
         Ok(subjects
             .iter()

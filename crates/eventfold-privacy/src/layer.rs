@@ -2,7 +2,7 @@
 //! redacted) on their way out.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -15,10 +15,14 @@ use eventfold_core::{
 
 use crate::crypto::DataKey;
 use crate::json_span;
-use crate::keys::{KeyStore, SubjectKey};
+use crate::keys::{KeyStore, SubjectKey, SubjectKeys};
 use crate::sealed::{self, Personal, REDACTED_TEXT, Scratch, personal_of, sealed_text, splice};
 
 pub use eventfold_core::{SUBJECT_FORGOTTEN_EVENT_TYPE, SUBJECTS_STREAM};
+
+/// The hasher of the layer's maps of subjects (seeded per map, much cheaper than
+/// SipHash on every page read).
+type FastHash = foldhash::fast::RandomState;
 
 /// What reads hand out for a personal value whose subject is not forgotten.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,8 +129,9 @@ impl PrivacyLayer {
         let not_json = |e: &dyn std::fmt::Display| Error::InvalidEvent {
             reason: format!("data is not valid JSON: {e}"),
         };
-        let text = std::str::from_utf8(&event.data).map_err(|e| not_json(&e))?;
-        let mut data = Cow::Borrowed(text);
+        // The data is checked by the store after this (as JSON, and so as UTF-8); the
+        // values sealed here are checked before they are sealed.
+        let mut data = Cow::Borrowed(&event.data[..]);
         for pointer in &personal.fields {
             let Some(range) = json_span::find(&data, pointer).map_err(|e| not_json(&e))? else {
                 continue;
@@ -155,8 +160,11 @@ impl PrivacyLayer {
                 }
                 continue;
             }
+            // The value is sealed as it is written, so it is checked first: the store
+            // checks the data after sealing, which no longer shows this value.
+            serde_json::from_slice::<serde::de::IgnoredAny>(value).map_err(|e| not_json(&e))?;
             let sealed = sealed::seal(key, &personal.subject, id, pointer, value, scratch)?;
-            data = Cow::Owned(splice(&data, range, &sealed));
+            data = Cow::Owned(splice(&data, range, sealed.as_bytes()));
         }
         if let Cow::Owned(data) = data {
             event.data = Bytes::from(data);
@@ -198,14 +206,12 @@ impl PrivacyLayer {
         &self,
         event: &RecordedEvent,
         personal: &Personal,
-        keys: &mut HashMap<String, SubjectKey>,
+        keys: &mut SubjectKeys,
         scratch: &mut Scratch,
-    ) -> Result<Option<String>> {
-        // What is not JSON was stored without this layer: handed on as stored.
-        let Ok(text) = std::str::from_utf8(&event.data) else {
-            return Ok(None);
-        };
-        let mut data = Cow::Borrowed(text);
+    ) -> Result<Option<Vec<u8>>> {
+        // What is not JSON was stored without this layer: handed on as stored (no
+        // sealed value is found in it).
+        let mut data = Cow::Borrowed(&event.data[..]);
         // In reverse: a value sealed inside another one (pointers that nest) was
         // sealed first, so it is opened last.
         for pointer in personal.fields.iter().rev() {
@@ -240,7 +246,7 @@ impl PrivacyLayer {
                         ));
                     };
                     match self.reveal {
-                        Reveal::Plaintext => splice(&data, range, opened),
+                        Reveal::Plaintext => splice(&data, range, opened.as_bytes()),
                         Reveal::Sealed => continue,
                     }
                 }
@@ -267,12 +273,13 @@ impl PrivacyLayer {
     }
 }
 
-/// The subjects of `markings`, each once.
-fn distinct_subjects<'p>(markings: impl Iterator<Item = &'p Personal>) -> Vec<&'p str> {
-    let mut subjects: Vec<&str> = markings.map(|p| p.subject.as_str()).collect();
-    subjects.sort_unstable();
-    subjects.dedup();
-    subjects
+/// The subjects of `markings`, each once, in the order they first come.
+fn distinct_subjects<'p>(markings: impl ExactSizeIterator<Item = &'p Personal>) -> Vec<&'p str> {
+    let mut seen = HashSet::with_capacity_and_hasher(markings.len(), FastHash::default());
+    markings
+        .map(|p| p.subject.as_str())
+        .filter(|subject| seen.insert(*subject))
+        .collect()
 }
 
 fn unreadable(event: &RecordedEvent, reason: String) -> Error {
@@ -326,7 +333,7 @@ impl StoreLayer for PrivacyLayer {
             return Ok(writes);
         }
         let subjects = distinct_subjects(marked.iter().map(|(_, _, p)| p));
-        let keys: HashMap<&str, DataKey> = subjects
+        let keys: HashMap<&str, DataKey, FastHash> = subjects
             .iter()
             .copied()
             .zip(self.keys.keys_for_writing(&subjects).await?)

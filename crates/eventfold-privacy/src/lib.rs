@@ -23,6 +23,7 @@
 mod crypto;
 mod file_keys;
 mod json_span;
+mod json_walk;
 mod keys;
 mod layer;
 mod master;
@@ -30,7 +31,7 @@ pub mod sealed;
 
 pub use crypto::{DataKey, KEY_BYTES, MasterKey, subject_digest};
 pub use file_keys::{FileKeyStore, SUBJECT_KEYS_FILE};
-pub use keys::{KeyStore, MemoryKeyStore, SubjectKey, forgotten_subject_error};
+pub use keys::{KeyStore, MemoryKeyStore, SubjectKey, SubjectKeys, forgotten_subject_error};
 pub use layer::{PrivacyLayer, Reveal, SUBJECT_FORGOTTEN_EVENT_TYPE, SUBJECTS_STREAM, forget};
 pub use master::{
     DEFAULT_MASTER_KEY_FILE, KEYS_DIR, MASTER_KEY_ENV, MASTER_KEY_FILE_ENV, MasterKeySource,

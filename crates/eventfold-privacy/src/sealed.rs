@@ -35,6 +35,7 @@ use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::crypto::{DataKey, VALUE_NONCE_BYTES};
+use crate::json_walk::Cursor;
 
 pub use eventfold_core::{PERSONAL_KEY, REDACTED_KEY};
 
@@ -72,9 +73,13 @@ pub fn personal_of(metadata: &[u8]) -> Result<Option<Personal>> {
     if !may_be_personal(metadata) {
         return Ok(None);
     }
-    // Every event read or appended with personal values passes here: one pass of
-    // serde_json into borrowed strings, the rest of the metadata skipped. What that
-    // pass refuses is read again the slow way, which names the problem.
+    // Every event read or appended with personal values passes here: first a walk
+    // that reads a plainly written marking and skips the rest, then one pass of
+    // serde_json into borrowed strings. What both refuse is read again the slow way,
+    // which names the problem.
+    if let Some(personal) = personal_plainly(metadata) {
+        return Ok(Some(personal));
+    }
     if let Ok(Metadata {
         personal: Some(marking),
     }) = serde_json::from_slice::<Metadata<'_>>(metadata)
@@ -94,6 +99,61 @@ pub fn personal_of(metadata: &[u8]) -> Result<Option<Personal>> {
         }
     }
     personal_of_checked(metadata)
+}
+
+/// The marking of `metadata` when it is written plainly: one `$personal` object in a
+/// metadata object, with one `subject` and at most one `fields`, strings without
+/// escapes, and a subject and pointers that pass their checks. `None` for anything
+/// else, which [`personal_of`] then reads with serde_json (a marking written any other
+/// way reads the same; what is wrong with one is named there).
+fn personal_plainly(metadata: &[u8]) -> Option<Personal> {
+    // One check of the whole text, then its strings are slices of it.
+    let text = std::str::from_utf8(metadata).ok()?;
+    let mut marking: Option<(usize, usize)> = None;
+    let mut cursor = Cursor::new(metadata);
+    cursor.members(|key, cursor| {
+        let value = cursor.skip_value()?;
+        if key == PERSONAL_KEY.as_bytes() {
+            // A repeated marking: serde_json's reading refuses it (and names it).
+            if marking.is_some() {
+                return None;
+            }
+            marking = Some((value.start, value.end));
+        }
+        Some(())
+    })?;
+    if !cursor.at_end() {
+        return None;
+    }
+    let (start, _) = marking?;
+    let mut subject = None;
+    let mut fields: Option<Vec<String>> = None;
+    Cursor::at(metadata, start).members(|key, cursor| {
+        match key {
+            b"subject" if subject.is_none() => {
+                subject = Some(text.get(cursor.plain_string_span()?)?);
+            }
+            b"fields" if fields.is_none() => {
+                let mut pointers = Vec::new();
+                cursor.elements(|_, cursor| {
+                    let pointer = text.get(cursor.plain_string_span()?)?;
+                    is_pointer(pointer).then(|| pointers.push(pointer.to_string()))
+                })?;
+                fields = Some(pointers);
+            }
+            b"subject" | b"fields" => return None,
+            _ => {
+                cursor.skip_value()?;
+            }
+        }
+        Some(())
+    })?;
+    let subject = subject?;
+    check_subject(subject).ok()?;
+    Some(Personal {
+        subject: subject.to_string(),
+        fields: fields.unwrap_or_else(|| vec![String::new()]),
+    })
 }
 
 /// Whether `field` is written as a JSON pointer: `""` (the whole data) or starting with
@@ -231,16 +291,44 @@ impl SealedText<'_> {
 }
 
 /// The parts of the sealed value `text` (the JSON text of one value), when it is one.
-pub(crate) fn sealed_text(text: &str) -> Option<SealedText<'_>> {
+pub(crate) fn sealed_text(text: &[u8]) -> Option<SealedText<'_>> {
     // Most values are not objects: no parse (and no error built) for those.
-    if !text.trim_start().starts_with('{') {
+    if text.trim_ascii_start().first() != Some(&b'{') {
         return None;
     }
-    serde_json::from_str(text).ok()
+    sealed_text_plainly(text).or_else(|| serde_json::from_slice(text).ok())
+}
+
+/// [`sealed_text`] of a sealed value written plainly: an object with one each of
+/// `$encrypted` and `subject` and at most one `cipher`, strings without escapes (as
+/// this layer writes them). `None` for anything else, which serde_json then reads.
+fn sealed_text_plainly(text: &[u8]) -> Option<SealedText<'_>> {
+    // One check of the whole text, then its strings are slices of it.
+    let text = std::str::from_utf8(text).ok()?;
+    let (mut encrypted, mut subject, mut cipher) = (None, None, None);
+    let mut cursor = Cursor::new(text.as_bytes());
+    fn plain<'t>(text: &'t str, slot: &mut Option<&'t str>, cursor: &mut Cursor<'_>) -> Option<()> {
+        let value = text.get(cursor.plain_string_span()?)?;
+        slot.replace(value).is_none().then_some(())
+    }
+    cursor.members(|key, cursor| match key {
+        b"$encrypted" => plain(text, &mut encrypted, cursor),
+        b"subject" => plain(text, &mut subject, cursor),
+        b"cipher" => plain(text, &mut cipher, cursor),
+        _ => cursor.skip_value().map(drop),
+    })?;
+    if !cursor.at_end() {
+        return None;
+    }
+    Some(SealedText {
+        encrypted: Cow::Borrowed(encrypted?),
+        subject: Cow::Borrowed(subject?),
+        cipher: cipher.map(Cow::Borrowed),
+    })
 }
 
 /// The JSON text of the redaction marker (`REDACTED_KEY` set to `true`).
-pub(crate) const REDACTED_TEXT: &str = r#"{"$redacted":true}"#;
+pub(crate) const REDACTED_TEXT: &[u8] = br#"{"$redacted":true}"#;
 
 /// Reusable buffers of one pass of sealing or opening (associated data, decoded bytes,
 /// plaintext); the plaintext ones are wiped when dropped.
@@ -267,24 +355,29 @@ pub(crate) fn seal(
     subject: &str,
     event_id: Uuid,
     pointer: &str,
-    value: &str,
+    value: &[u8],
     scratch: &mut Scratch,
 ) -> Result<String> {
     let aad = aad(&mut scratch.aad, event_id, pointer);
     scratch.bytes.clear();
-    key.seal_into(
-        &nonce_of(event_id),
-        value.as_bytes(),
-        aad,
-        &mut scratch.bytes,
-    )?;
+    key.seal_into(&nonce_of(event_id), value, aad, &mut scratch.bytes)?;
     let mut text = String::with_capacity(80 + scratch.bytes.len() * 4 / 3 + subject.len());
     text.push_str("{\"");
     text.push_str(ENCRYPTED_KEY);
     text.push_str("\":\"");
     BASE64.encode_string(&scratch.bytes, &mut text);
     text.push_str("\",\"subject\":");
-    text.push_str(&serde_json::to_string(subject).map_err(|e| invalid(format!("a subject: {e}")))?);
+    // A subject has no control characters (`check_subject`): only a quote or a
+    // backslash needs escaping, and most subjects have neither.
+    if subject.contains(['"', '\\']) {
+        text.push_str(
+            &serde_json::to_string(subject).map_err(|e| invalid(format!("a subject: {e}")))?,
+        );
+    } else {
+        text.push('"');
+        text.push_str(subject);
+        text.push('"');
+    }
     text.push_str(",\"");
     text.push_str(CIPHER_KEY);
     text.push_str("\":\"");
@@ -325,11 +418,11 @@ pub(crate) fn open<'s>(
 }
 
 /// `text` with the byte range `range` replaced by `by`.
-pub(crate) fn splice(text: &str, range: std::ops::Range<usize>, by: &str) -> String {
-    let mut spliced = String::with_capacity(text.len() - range.len() + by.len());
-    spliced.push_str(&text[..range.start]);
-    spliced.push_str(by);
-    spliced.push_str(&text[range.end..]);
+pub(crate) fn splice(text: &[u8], range: std::ops::Range<usize>, by: &[u8]) -> Vec<u8> {
+    let mut spliced = Vec::with_capacity(text.len() - range.len() + by.len());
+    spliced.extend_from_slice(&text[..range.start]);
+    spliced.extend_from_slice(by);
+    spliced.extend_from_slice(&text[range.end..]);
     spliced
 }
 
@@ -347,7 +440,7 @@ mod tests {
         // (XChaCha20-Poly1305, synthetic nonce in front), with this data key.
         let key = DataKey::from_bytes(&[7u8; 32]);
         let stored = r#"{"$encrypted":"VNgJysd/nZaLKCSqd2wTiW/h2Oim3F/4by1cUEcsuQgyp2QsACWDwZfGi5XARTZg0zu4WSmoM5MR","subject":"customer-7f3a"}"#;
-        let sealed = sealed_text(stored).unwrap();
+        let sealed = sealed_text(stored.as_bytes()).unwrap();
         assert!(sealed.cipher.is_none() && sealed.unknown_cipher().is_none());
         let mut scratch = Scratch::default();
         assert_eq!(
@@ -368,7 +461,7 @@ mod tests {
                 "customer-7f3a",
                 event_id(),
                 "/email",
-                value,
+                value.as_bytes(),
                 &mut scratch,
             )
             .unwrap()
@@ -380,7 +473,7 @@ mod tests {
             sealed_for_email(),
             "a re-send seals to the same bytes"
         );
-        let sealed = sealed_text(&text).unwrap();
+        let sealed = sealed_text(text.as_bytes()).unwrap();
         assert_eq!(sealed.cipher.as_deref(), Some(CIPHER_AES_256_GCM_SIV));
         assert_eq!(sealed.subject, "customer-7f3a");
         assert_eq!(
@@ -416,6 +509,13 @@ mod tests {
             r#"["$personal"]"#,
             r#"{"$personal":{"subject":"s"}"#,
             r#"{"note":"\"$personal\" in a string"}"#,
+            r#"{"$personal":{"subject":"s"},"$personal":{"subject":"t"}}"#,
+            r#" { "$personal" : { "fields" : [ "/a" , "/b/0" ] , "subject" : "s" } , "x" : [ ] } "#,
+            r#"{"$personal":{"subject":"s\"q","fields":["/a\u0062"]}}"#,
+            r#"{"$personal":{"subject":"s","fields":[]}}"#,
+            r#"{"$personal":{"subject":"s","fields":[7]}}"#,
+            r#"{"$personal":{"subject":"s"}} trailing"#,
+            r#"{"$personal":{"subject":"Zoë"}}"#,
         ];
         for metadata in cases {
             let quick = personal_of(metadata.as_bytes()).map_err(|e| e.to_string());
@@ -437,10 +537,52 @@ mod tests {
     }
 
     #[test]
+    fn the_quick_reading_of_a_sealed_value_agrees_with_serde_json() {
+        let cases = [
+            r#"{"$encrypted":"AAAA","subject":"s","cipher":"aes-256-gcm-siv"}"#,
+            r#" { "cipher" : "x" , "subject" : "s" , "$encrypted" : "AAAA" } "#,
+            r#"{"$encrypted":"AAAA","subject":"s","note":[1,{"a":"}"}]}"#,
+            r#"{"$encrypted":"AAAA","subject":"s"}"#,
+            r#"{"$encrypted":"AAAA","subject":"s","subject":"t"}"#,
+            r#"{"$encrypted":"AA\u0041A","subject":"s"}"#,
+            r#"{"$encrypted":"AAAA","subject":"s","cipher":null}"#,
+            r#"{"$encrypted":7,"subject":"s"}"#,
+            r#"{"$encrypted":"AAAA"}"#,
+            r#"{"subject":"s"}"#,
+            r#"{"$encrypted":"AAAA","subject":"s"} x"#,
+            r#"{"$encrypted":"AAAA","subject":"Zoë"}"#,
+            r#"{"$redacted":true}"#,
+            r#""a string""#,
+        ];
+        let parts = |sealed: Option<SealedText<'_>>| {
+            sealed.map(|s| {
+                (
+                    s.encrypted.into_owned(),
+                    s.subject.into_owned(),
+                    s.cipher.map(Cow::into_owned),
+                )
+            })
+        };
+        for text in cases {
+            let by_serde = serde_json::from_str::<SealedText<'_>>(text).ok();
+            assert_eq!(
+                parts(sealed_text(text.as_bytes())),
+                parts(by_serde),
+                "{text}"
+            );
+        }
+        assert!(sealed_text_plainly(cases[0].as_bytes()).is_some());
+        assert!(
+            sealed_text_plainly(cases[5].as_bytes()).is_none(),
+            "escaped: serde reads it"
+        );
+    }
+
+    #[test]
     fn a_value_of_an_unknown_cipher_is_named_not_opened() {
         let key = DataKey::from_bytes(&[7u8; 32]);
         let stored = r#"{"$encrypted":"AAAA","subject":"s","cipher":"rot13"}"#;
-        let sealed = sealed_text(stored).unwrap();
+        let sealed = sealed_text(stored.as_bytes()).unwrap();
         assert!(sealed.unknown_cipher().unwrap().contains("'rot13'"));
         let mut scratch = Scratch::default();
         assert_eq!(

@@ -490,3 +490,43 @@ async fn one_append_naming_many_new_subjects_writes_their_keys_together_and_they
         ]
     );
 }
+
+#[tokio::test]
+async fn data_that_is_not_json_is_refused_whether_the_fault_is_in_the_personal_value_or_beside_it()
+{
+    let dir = tempfile::tempdir().expect("dir");
+    let (master, _) = MasterKey::generate().expect("master");
+    let store = open(dir.path(), &master);
+    let marking = br#"{"$personal":{"subject":"ann","fields":["/email"]}}"#;
+    for data in [
+        // The personal value itself is broken: it must not be sealed as it is.
+        &br#"{"email": tru, "plan": "pro"}"#[..],
+        br#"{"email": "ann@example.com" , "plan": "pro\u00"}"#,
+        // The rest is broken: the store's own check refuses what was sealed.
+        br#"{"email": "ann@example.com", "plan": }"#,
+        br#"{"email": "ann@example.com", "plan": "pro"} trailing"#,
+        b"{\"email\": \"ann@example.com\", \"plan\": \"\xff\"}",
+    ] {
+        let event = EventData {
+            id: None,
+            event_type: "Personal".into(),
+            version: 1,
+            data: data.to_vec().into(),
+            metadata: marking.to_vec().into(),
+        };
+        let refused = store
+            .append("signups", ExpectedVersion::Any, vec![event])
+            .await
+            .expect_err("not JSON");
+        assert!(
+            matches!(refused, Error::InvalidEvent { .. }),
+            "{}: {refused}",
+            String::from_utf8_lossy(data)
+        );
+    }
+    let read = store.read_stream("signups", ReadStream::forward()).await;
+    assert!(
+        matches!(read, Err(Error::StreamNotFound { .. })),
+        "nothing was appended: {read:?}"
+    );
+}

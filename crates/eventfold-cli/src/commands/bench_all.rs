@@ -125,6 +125,8 @@ pub fn run(args: Args, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Exit
         "2",
         "--subjects",
         "10",
+        "--single-events",
+        "20",
     ]))?;
     let personal = super::bench_personal::measure(&personal_args, runtime)
         .context("the personal-data figures")?;
