@@ -17,11 +17,22 @@ use serde_json::value::RawValue;
 
 use crate::json_walk::Cursor;
 
-/// The byte range of the value at `pointer` (RFC 6901; `""` is the whole document) in
-/// `json`; `None` when the document has no such value. An error when the walk finds
-/// that `json` is not JSON (every level on the way is read to its end, but the values
-/// skipped are not all checked: see [`find_plainly`]).
-pub(crate) fn find(json: &[u8], pointer: &str) -> Result<Option<Range<usize>>, serde_json::Error> {
+/// A value found by its pointer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Found {
+    /// Its byte range in the document.
+    pub(crate) range: Range<usize>,
+    /// Whether a key on the way to it, or its own, is repeated in its object: readers
+    /// (serde_json's `Value`) see the last one, which is the one found, but the others
+    /// are in the text too.
+    pub(crate) repeated: bool,
+}
+
+/// The value at `pointer` (RFC 6901; `""` is the whole document) in `json`; `None` when
+/// the document has no such value. An error when the walk finds that `json` is not
+/// JSON (every level on the way is read to its end, but the values skipped are not all
+/// checked: see [`find_plainly`]).
+pub(crate) fn find(json: &[u8], pointer: &str) -> Result<Option<Found>, serde_json::Error> {
     match find_plainly(json, pointer) {
         Some(found) => Ok(found),
         None => find_with_serde_json(json, pointer),
@@ -36,12 +47,13 @@ pub(crate) fn find(json: &[u8], pointer: &str) -> Result<Option<Range<usize>>, s
 /// (checked when it was appended) or the data of an append, which the store checks
 /// after the layer seals its values (and the sealed value itself is checked before it
 /// is sealed).
-fn find_plainly(json: &[u8], pointer: &str) -> Option<Option<Range<usize>>> {
+fn find_plainly(json: &[u8], pointer: &str) -> Option<Option<Found>> {
     if pointer.is_empty() {
         return None;
     }
     let mut cursor = Cursor::new(json);
     let mut span = None;
+    let mut repeated = false;
     for token in pointer.split('/').skip(1) {
         let token = unescape(token);
         let mut found = None;
@@ -50,6 +62,7 @@ fn find_plainly(json: &[u8], pointer: &str) -> Option<Option<Range<usize>>> {
                 let value = cursor.skip_value()?;
                 // A repeated key: the last one counts, as in serde_json's `Value`.
                 if key == token.as_bytes() {
+                    repeated |= found.is_some();
                     found = Some(value);
                 }
                 Some(())
@@ -79,19 +92,18 @@ fn find_plainly(json: &[u8], pointer: &str) -> Option<Option<Range<usize>>> {
         cursor = Cursor::at(json, value.start);
         span = Some(value);
     }
-    Some(span)
+    Some(span.map(|range| Found { range, repeated }))
 }
 
 /// [`find`] by serde_json, level by level: every level on the way is read whole, and
 /// text that is not JSON is an error.
-fn find_with_serde_json(
-    json: &[u8],
-    pointer: &str,
-) -> Result<Option<Range<usize>>, serde_json::Error> {
+fn find_with_serde_json(json: &[u8], pointer: &str) -> Result<Option<Found>, serde_json::Error> {
     let mut value: &[u8] = json;
+    let mut repeated = false;
     if pointer.is_empty() {
         let whole: &RawValue = serde_json::from_slice(json)?;
-        return Ok(Some(range_in(json, whole.get().as_bytes())));
+        let range = range_in(json, whole.get().as_bytes());
+        return Ok(Some(Found { range, repeated }));
     }
     for token in pointer.split('/').skip(1) {
         let token = unescape(token);
@@ -99,11 +111,15 @@ fn find_with_serde_json(
         let child = Child { token: &token }.deserialize(&mut deserializer)?;
         deserializer.end()?;
         match child {
-            Some(child) => value = child.get().as_bytes(),
+            Some((child, again)) => {
+                value = child.get().as_bytes();
+                repeated |= again;
+            }
             None => return Ok(None),
         }
     }
-    Ok(Some(range_in(json, value)))
+    let range = range_in(json, value);
+    Ok(Some(Found { range, repeated }))
 }
 
 /// The range `part` (a slice of `whole`) covers in `whole`.
@@ -137,7 +153,7 @@ struct Child<'t> {
 }
 
 impl<'de> DeserializeSeed<'de> for Child<'_> {
-    type Value = Option<&'de RawValue>;
+    type Value = Option<(&'de RawValue, bool)>;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
         deserializer.deserialize_any(self)
@@ -145,7 +161,8 @@ impl<'de> DeserializeSeed<'de> for Child<'_> {
 }
 
 impl<'de> Visitor<'de> for Child<'_> {
-    type Value = Option<&'de RawValue>;
+    /// The child, and whether its key is repeated.
+    type Value = Option<(&'de RawValue, bool)>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON value")
@@ -154,14 +171,16 @@ impl<'de> Visitor<'de> for Child<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         // A repeated key: the last one counts, as in serde_json's `Value`.
         let mut found = None;
+        let mut repeated = false;
         while let Some(matches) = map.next_key_seed(KeyIs(self.token))? {
             if matches {
+                repeated |= found.is_some();
                 found = Some(map.next_value::<&'de RawValue>()?);
             } else {
                 map.next_value::<IgnoredAny>()?;
             }
         }
-        Ok(found)
+        Ok(found.map(|found| (found, repeated)))
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
@@ -179,7 +198,7 @@ impl<'de> Visitor<'de> for Child<'_> {
             }
             index += 1;
         }
-        Ok(found)
+        Ok(found.map(|found| (found, false)))
     }
 
     // A scalar has no children.
@@ -235,7 +254,7 @@ mod tests {
     fn at<'a>(json: &'a str, pointer: &str) -> Option<&'a str> {
         find(json.as_bytes(), pointer)
             .unwrap()
-            .map(|range| &json[range])
+            .map(|found| &json[found.range])
     }
 
     #[test]
@@ -328,6 +347,31 @@ mod tests {
                 find_with_serde_json(json.as_bytes(), &pointer).unwrap()
             );
         }
+    }
+
+    #[test]
+    fn a_repeated_key_on_the_way_is_told() {
+        let json = br#"{"a":{"b":1,"c":0},"x":[],"a":{"b":2},"x":{}}"#;
+        let found = |pointer| {
+            let by_walk = find_plainly(json, pointer).unwrap().unwrap();
+            assert_eq!(
+                Some(by_walk.clone()),
+                find_with_serde_json(json, pointer).unwrap()
+            );
+            (
+                std::str::from_utf8(&json[by_walk.range]).unwrap(),
+                by_walk.repeated,
+            )
+        };
+        assert_eq!(found("/a/b"), ("2", true));
+        assert_eq!(found("/a"), (r#"{"b":2}"#, true));
+        assert_eq!(
+            find(json, "/a/c").unwrap(),
+            None,
+            "the last \"a\" has no \"c\""
+        );
+        let once = br#"{"a":{"b":1},"x":1,"x":2}"#;
+        assert!(!find(once, "/a/b").unwrap().unwrap().repeated);
     }
 
     #[test]

@@ -133,9 +133,10 @@ impl PrivacyLayer {
         // values sealed here are checked before they are sealed.
         let mut data = Cow::Borrowed(&event.data[..]);
         for pointer in &personal.fields {
-            let Some(range) = json_span::find(&data, pointer).map_err(|e| not_json(&e))? else {
+            let Some(found) = json_span::find(&data, pointer).map_err(|e| not_json(&e))? else {
                 continue;
             };
+            let range = found.range;
             let value = &data[range.clone()];
             if let Some(sealed) = sealed_text(value) {
                 // Sealed already (an import of an export): it must open here.
@@ -159,6 +160,17 @@ impl PrivacyLayer {
                     });
                 }
                 continue;
+            }
+            if found.repeated {
+                // Readers see the last of a repeated key, the one sealed here; the
+                // others would be stored as they are, in plaintext.
+                return Err(Error::InvalidEvent {
+                    reason: format!(
+                        "event {id}: the personal value at '{pointer}' is named more than once \
+                         (a key on the way to it is repeated in its object); only one could be \
+                         sealed and the others would be stored in plaintext"
+                    ),
+                });
             }
             // The value is sealed as it is written, so it is checked first: the store
             // checks the data after sealing, which no longer shows this value.
@@ -215,9 +227,10 @@ impl PrivacyLayer {
         // In reverse: a value sealed inside another one (pointers that nest) was
         // sealed first, so it is opened last.
         for pointer in personal.fields.iter().rev() {
-            let Ok(Some(range)) = json_span::find(&data, pointer) else {
+            let Ok(Some(found)) = json_span::find(&data, pointer) else {
                 continue;
             };
+            let range = found.range;
             let Some(sealed) = sealed_text(&data[range.clone()]) else {
                 continue;
             };

@@ -530,3 +530,49 @@ async fn data_that_is_not_json_is_refused_whether_the_fault_is_in_the_personal_v
         "nothing was appended: {read:?}"
     );
 }
+
+#[tokio::test]
+async fn a_personal_value_named_twice_is_refused_since_one_copy_would_stay_in_plaintext() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (master, _) = MasterKey::generate().expect("master");
+    let store = open(dir.path(), &master);
+    let event = |data: &str| EventData {
+        id: None,
+        event_type: "Personal".into(),
+        version: 1,
+        data: data.as_bytes().to_vec().into(),
+        metadata: br#"{"$personal":{"subject":"ann","fields":["/contact/email"]}}"#
+            .to_vec()
+            .into(),
+    };
+    for data in [
+        r#"{"contact": {"email": "ann@old.example", "email": "ann@example.com"}}"#,
+        r#"{"contact": {"email": "ann@old.example"}, "contact": {"email": "ann@example.com"}}"#,
+    ] {
+        let refused = store
+            .append("signups", ExpectedVersion::Any, vec![event(data)])
+            .await
+            .expect_err("named twice");
+        assert!(
+            refused.to_string().contains("named more than once"),
+            "{data}: {refused}"
+        );
+    }
+    assert_no_plaintext(dir.path());
+    // A repeated key elsewhere does not matter.
+    store
+        .append(
+            "signups",
+            ExpectedVersion::Any,
+            vec![event(
+                r#"{"contact": {"email": "ann@example.com"}, "note": 1, "note": 2}"#,
+            )],
+        )
+        .await
+        .expect("one email");
+    assert_eq!(
+        data_of(&store, "signups").await,
+        vec![json!({"contact": {"email": "ann@example.com"}, "note": 2})]
+    );
+    assert_no_plaintext(dir.path());
+}
