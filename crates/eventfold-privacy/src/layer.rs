@@ -172,9 +172,11 @@ impl PrivacyLayer {
                     ),
                 });
             }
-            // The value is sealed as it is written, so it is checked first: the store
+            // The value is sealed as it is written, so it is checked first (as UTF-8 too:
+            // serde_json does not look at the bytes of a string it skips): the store
             // checks the data after sealing, which no longer shows this value.
-            serde_json::from_slice::<serde::de::IgnoredAny>(value).map_err(|e| not_json(&e))?;
+            let text = std::str::from_utf8(value).map_err(|e| not_json(&e))?;
+            serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(|e| not_json(&e))?;
             let sealed = sealed::seal(key, &personal.subject, id, pointer, value, scratch)?;
             data = Cow::Owned(splice(&data, range, sealed.as_bytes()));
         }

@@ -35,6 +35,17 @@ fn personal(data: Value, marking: Value) -> EventData {
         .expect("metadata")
 }
 
+/// An event as a client sends it, bytes as they are (not necessarily JSON).
+fn raw_event(data: &[u8], metadata: &[u8]) -> EventData {
+    EventData {
+        id: None,
+        event_type: "Personal".into(),
+        version: 1,
+        data: data.to_vec().into(),
+        metadata: metadata.to_vec().into(),
+    }
+}
+
 async fn data_of(store: &impl EventStore, stream: &str) -> Vec<Value> {
     store
         .read_stream(stream, ReadStream::forward())
@@ -502,20 +513,18 @@ async fn data_that_is_not_json_is_refused_whether_the_fault_is_in_the_personal_v
         // The personal value itself is broken: it must not be sealed as it is.
         &br#"{"email": tru, "plan": "pro"}"#[..],
         br#"{"email": "ann@example.com" , "plan": "pro\u00"}"#,
+        b"{\"email\": \"ann\xff@example.com\", \"plan\": \"pro\"}",
         // The rest is broken: the store's own check refuses what was sealed.
         br#"{"email": "ann@example.com", "plan": }"#,
         br#"{"email": "ann@example.com", "plan": "pro"} trailing"#,
         b"{\"email\": \"ann@example.com\", \"plan\": \"\xff\"}",
     ] {
-        let event = EventData {
-            id: None,
-            event_type: "Personal".into(),
-            version: 1,
-            data: data.to_vec().into(),
-            metadata: marking.to_vec().into(),
-        };
         let refused = store
-            .append("signups", ExpectedVersion::Any, vec![event])
+            .append(
+                "signups",
+                ExpectedVersion::Any,
+                vec![raw_event(data, marking)],
+            )
             .await
             .expect_err("not JSON");
         assert!(
@@ -536,14 +545,9 @@ async fn a_personal_value_named_twice_is_refused_since_one_copy_would_stay_in_pl
     let dir = tempfile::tempdir().expect("dir");
     let (master, _) = MasterKey::generate().expect("master");
     let store = open(dir.path(), &master);
-    let event = |data: &str| EventData {
-        id: None,
-        event_type: "Personal".into(),
-        version: 1,
-        data: data.as_bytes().to_vec().into(),
-        metadata: br#"{"$personal":{"subject":"ann","fields":["/contact/email"]}}"#
-            .to_vec()
-            .into(),
+    let event = |data: &str| {
+        let marking = br#"{"$personal":{"subject":"ann","fields":["/contact/email"]}}"#;
+        raw_event(data.as_bytes(), marking)
     };
     for data in [
         r#"{"contact": {"email": "ann@old.example", "email": "ann@example.com"}}"#,

@@ -212,6 +212,20 @@ impl Report {
     }
 }
 
+/// Whether each kind in turn is personal, in `round`: the two kinds take turns going
+/// first, since the disk's speed drifts within a run.
+fn turns(round: u64) -> [bool; 2] {
+    if round.is_multiple_of(2) {
+        [false, true]
+    } else {
+        [true, false]
+    }
+}
+
+fn kind_name(personal: bool) -> &'static str {
+    if personal { "personal" } else { "plain" }
+}
+
 /// Appends and reads both kinds of events in a store of their own.
 pub(super) fn measure(args: &Args, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Report> {
     let dir = args.data.join("bench-personal");
@@ -235,19 +249,11 @@ pub(super) fn measure(args: &Args, runtime: &tokio::runtime::Runtime) -> anyhow:
     let mut append_time = [Duration::ZERO; 2];
     let mut streams: [Vec<String>; 2] = [Vec::new(), Vec::new()];
     for round in 0..args.rounds {
-        let order = if round % 2 == 0 {
-            [false, true]
-        } else {
-            [true, false]
-        };
-        for personal in order {
+        for personal in turns(round) {
             let kind = usize::from(personal);
             let mut appended = Duration::ZERO;
             for batch in 0..batches {
-                let stream = format!(
-                    "{}-{round}-{batch}",
-                    if personal { "personal" } else { "plain" }
-                );
+                let stream = format!("{}-{round}-{batch}", kind_name(personal));
                 let events: Vec<EventData> = (0..BATCH_EVENTS)
                     .map(|i| event(batch * BATCH_EVENTS + i, subjects, personal))
                     .collect();
@@ -266,17 +272,9 @@ pub(super) fn measure(args: &Args, runtime: &tokio::runtime::Runtime) -> anyhow:
     // One event per append: each waits for its own fsync.
     let mut single_time = [Duration::ZERO; 2];
     for round in 0..args.rounds {
-        let order = if round % 2 == 0 {
-            [false, true]
-        } else {
-            [true, false]
-        };
-        for personal in order {
+        for personal in turns(round) {
             let kind = usize::from(personal);
-            let stream = format!(
-                "single-{}-{round}",
-                if personal { "personal" } else { "plain" }
-            );
+            let stream = format!("single-{}-{round}", kind_name(personal));
             let events: Vec<EventData> = (0..args.single_events)
                 .map(|n| event(n, subjects, personal))
                 .collect();
