@@ -25,6 +25,8 @@ use eventfold_core::{Error, Result};
 use sha2::{Digest, Sha256};
 use zeroize::{Zeroize, Zeroizing};
 
+use crate::keys::FastHash;
+
 /// Bytes of a key (master or data key).
 pub const KEY_BYTES: usize = 32;
 /// Bytes of a nonce of XChaCha20-Poly1305 (wrapped keys, values sealed before GCM-SIV).
@@ -313,7 +315,7 @@ const CHECK_PLAINTEXT: &[u8] = b"eventfold key store check";
 /// [`RECENT_DIGESTS`] of them.
 pub fn subject_digest(subject: &str) -> [u8; 32] {
     thread_local! {
-        static RECENT: RefCell<HashMap<Box<str>, [u8; 32], foldhash::fast::RandomState>> =
+        static RECENT: RefCell<HashMap<Box<str>, [u8; 32], FastHash>> =
             RefCell::new(HashMap::default());
     }
     RECENT.with_borrow_mut(|recent| {

@@ -34,7 +34,7 @@ use eventfold_core::{Error, Result};
 use zeroize::Zeroizing;
 
 use crate::crypto::{DataKey, KEY_BYTES, MasterKey, subject_digest};
-use crate::keys::{KeyStore, SubjectKey, SubjectKeys, forgotten_subject_error};
+use crate::keys::{FastHash, KeyStore, SubjectKey, SubjectKeys, forgotten_subject_error};
 use crate::master::{MASTER_KEY_ENV, MasterKeySource};
 
 /// The key file's name in the key directory.
@@ -63,8 +63,8 @@ struct Keys {
     master: Option<MasterKey>,
     /// Where the next record goes.
     end: u64,
-    /// By subject digest (uniformly spread already: foldhash, not SipHash).
-    entries: HashMap<[u8; 32], Entry, foldhash::fast::RandomState>,
+    /// By subject digest.
+    entries: HashMap<[u8; 32], Entry, FastHash>,
 }
 
 /// Subjects' data keys in a file of their own (see the module docs for the layout).

@@ -9,9 +9,12 @@ use eventfold_core::{Error, Result};
 
 use crate::crypto::DataKey;
 
+/// The hasher of the crate's maps of subjects and their digests: foldhash, seeded per
+/// map (every page of personal events read fills such maps; SipHash cost more there).
+pub(crate) type FastHash = foldhash::fast::RandomState;
+
 /// What a key store answers a lookup with: each subject asked and what it holds for it.
-/// (foldhash, seeded per map: every page of personal events read fills one.)
-pub type SubjectKeys = HashMap<String, SubjectKey, foldhash::fast::RandomState>;
+pub type SubjectKeys = HashMap<String, SubjectKey, FastHash>;
 
 /// What a key store holds for one subject.
 #[derive(Debug, Clone)]

@@ -15,14 +15,10 @@ use eventfold_core::{
 
 use crate::crypto::DataKey;
 use crate::json_span;
-use crate::keys::{KeyStore, SubjectKey, SubjectKeys};
+use crate::keys::{FastHash, KeyStore, SubjectKey, SubjectKeys};
 use crate::sealed::{self, Personal, REDACTED_TEXT, Scratch, personal_of, sealed_text, splice};
 
 pub use eventfold_core::{SUBJECT_FORGOTTEN_EVENT_TYPE, SUBJECTS_STREAM};
-
-/// The hasher of the layer's maps of subjects (seeded per map, much cheaper than
-/// SipHash on every page read).
-type FastHash = foldhash::fast::RandomState;
 
 /// What reads hand out for a personal value whose subject is not forgotten.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

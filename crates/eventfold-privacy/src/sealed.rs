@@ -73,32 +73,13 @@ pub fn personal_of(metadata: &[u8]) -> Result<Option<Personal>> {
     if !may_be_personal(metadata) {
         return Ok(None);
     }
-    // Every event read or appended with personal values passes here: first a walk
-    // that reads a plainly written marking and skips the rest, then one pass of
-    // serde_json into borrowed strings. What both refuse is read again the slow way,
-    // which names the problem.
-    if let Some(personal) = personal_plainly(metadata) {
-        return Ok(Some(personal));
+    // Every event read or appended with personal values passes here: a walk that
+    // reads a plainly written marking and skips the rest. What it does not read
+    // plainly is read the slow way, with serde_json, which names what is wrong.
+    match personal_plainly(metadata) {
+        Some(personal) => Ok(Some(personal)),
+        None => personal_of_checked(metadata),
     }
-    if let Ok(Metadata {
-        personal: Some(marking),
-    }) = serde_json::from_slice::<Metadata<'_>>(metadata)
-    {
-        let fields_are_pointers = marking
-            .fields
-            .as_ref()
-            .is_none_or(|f| f.iter().all(|p| is_pointer(p)));
-        if fields_are_pointers && check_subject(&marking.subject).is_ok() {
-            return Ok(Some(Personal {
-                subject: marking.subject.into_owned(),
-                fields: match marking.fields {
-                    None => vec![String::new()],
-                    Some(fields) => fields.into_iter().map(Cow::into_owned).collect(),
-                },
-            }));
-        }
-    }
-    personal_of_checked(metadata)
 }
 
 /// The marking of `metadata` when it is written plainly: one `$personal` object in a
@@ -109,7 +90,7 @@ pub fn personal_of(metadata: &[u8]) -> Result<Option<Personal>> {
 fn personal_plainly(metadata: &[u8]) -> Option<Personal> {
     // One check of the whole text, then its strings are slices of it.
     let text = std::str::from_utf8(metadata).ok()?;
-    let mut marking: Option<(usize, usize)> = None;
+    let mut marking = None;
     let mut cursor = Cursor::new(metadata);
     cursor.members(|key, cursor| {
         let value = cursor.skip_value()?;
@@ -118,14 +99,14 @@ fn personal_plainly(metadata: &[u8]) -> Option<Personal> {
             if marking.is_some() {
                 return None;
             }
-            marking = Some((value.start, value.end));
+            marking = Some(value.start);
         }
         Some(())
     })?;
     if !cursor.at_end() {
         return None;
     }
-    let (start, _) = marking?;
+    let start = marking?;
     let mut subject = None;
     let mut fields: Option<Vec<String>> = None;
     Cursor::at(metadata, start).members(|key, cursor| {
@@ -160,21 +141,6 @@ fn personal_plainly(metadata: &[u8]) -> Option<Personal> {
 /// `/`.
 fn is_pointer(field: &str) -> bool {
     field.is_empty() || field.starts_with('/')
-}
-
-/// The metadata with only a well-formed marking read.
-#[derive(Deserialize)]
-struct Metadata<'a> {
-    #[serde(rename = "$personal", borrow, default)]
-    personal: Option<Marking<'a>>,
-}
-
-#[derive(Deserialize)]
-struct Marking<'a> {
-    #[serde(borrow)]
-    subject: Cow<'a, str>,
-    #[serde(borrow, default)]
-    fields: Option<Vec<Cow<'a, str>>>,
 }
 
 /// [`personal_of`] the slow way: every part checked on its own, with an error naming

@@ -316,7 +316,9 @@ pub(super) fn measure(args: &Args, runtime: &tokio::runtime::Runtime) -> anyhow:
     let (seal, open) = cipher_alone()?;
     let plain_append = append_time[0].as_secs_f64() / total as f64;
     let plain_read = read_time[0].as_secs_f64() / total as f64;
-    let single_ratio = single_time[0].as_secs_f64() / single_time[1].as_secs_f64();
+    let ratio = |times: [Duration; 2]| times[0].as_secs_f64() / times[1].as_secs_f64();
+    let (append_ratio, single_ratio, read_ratio) =
+        (ratio(append_time), ratio(single_time), ratio(read_time));
     let report = Report {
         data_dir: args.data.display().to_string(),
         events_per_kind: total,
@@ -324,22 +326,21 @@ pub(super) fn measure(args: &Args, runtime: &tokio::runtime::Runtime) -> anyhow:
         new_subjects_append_seconds: new_subjects_time.as_secs_f64(),
         append_plain_events_per_second: rate(append_time[0]),
         append_personal_events_per_second: rate(append_time[1]),
-        append_ratio: append_time[0].as_secs_f64() / append_time[1].as_secs_f64(),
+        append_ratio,
         single_append_plain_events_per_second: single_rate(single_time[0]),
         single_append_personal_events_per_second: single_rate(single_time[1]),
         single_append_ratio: single_ratio,
         read_plain_events_per_second: rate(read_time[0]),
         read_personal_events_per_second: rate(read_time[1]),
-        read_ratio: read_time[0].as_secs_f64() / read_time[1].as_secs_f64(),
+        read_ratio,
         cipher_seal_nanoseconds: seal.as_secs_f64() * 1e9,
         cipher_open_nanoseconds: open.as_secs_f64() * 1e9,
         append_ratio_ceiling: plain_append / (plain_append + seal.as_secs_f64()),
         read_ratio_ceiling: plain_read / (plain_read + open.as_secs_f64()),
         target_ratio: TARGET_RATIO,
-        append_target_met: append_time[0].as_secs_f64() / append_time[1].as_secs_f64()
-            >= TARGET_RATIO,
+        append_target_met: append_ratio >= TARGET_RATIO,
         single_append_target_met: single_ratio >= TARGET_RATIO,
-        read_target_met: read_time[0].as_secs_f64() / read_time[1].as_secs_f64() >= TARGET_RATIO,
+        read_target_met: read_ratio >= TARGET_RATIO,
     };
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);
