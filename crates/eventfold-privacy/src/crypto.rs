@@ -18,7 +18,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use aes_gcm_siv::Aes256GcmSiv;
+use aes_gcm_siv::AesGcmSiv;
 use chacha20poly1305::aead::{Aead, AeadInOut, KeyInit, Payload};
 use chacha20poly1305::{Tag, XChaCha20Poly1305, XNonce};
 use eventfold_core::{Error, Result};
@@ -139,6 +139,10 @@ impl MasterKey {
     }
 }
 
+/// AES-256-GCM-SIV over the block cipher of the `aes` release this crate holds (see its
+/// Cargo.toml: the later ones are slower at GCM-SIV's one-block calls).
+type ValueCipher = AesGcmSiv<aes::Aes256>;
+
 /// One subject's data key, ready to seal and open that subject's personal values.
 #[derive(Clone)]
 pub struct DataKey {
@@ -148,7 +152,7 @@ pub struct DataKey {
 struct DataKeyInner {
     /// Seals and opens values: AES-256-GCM-SIV under a key derived from the data key
     /// (so that one key never serves two algorithms).
-    cipher: Aes256GcmSiv,
+    cipher: ValueCipher,
     /// Opens values sealed before GCM-SIV: XChaCha20-Poly1305 under the data key.
     legacy: XChaCha20Poly1305,
 }
@@ -169,7 +173,7 @@ impl DataKey {
         value_key.copy_from_slice(&hasher.finalize());
         DataKey {
             inner: Arc::new(DataKeyInner {
-                cipher: Aes256GcmSiv::new(&(*value_key).into()),
+                cipher: ValueCipher::new(&(*value_key).into()),
                 legacy: XChaCha20Poly1305::new(&(*bytes).into()),
             }),
         }
