@@ -88,36 +88,36 @@ pub fn personal_of(metadata: &[u8]) -> Result<Option<Personal>> {
 /// else, which [`personal_of`] then reads with serde_json (a marking written any other
 /// way reads the same; what is wrong with one is named there).
 fn personal_plainly(metadata: &[u8]) -> Option<Personal> {
-    // One check of the whole text, then its strings are slices of it.
-    let text = std::str::from_utf8(metadata).ok()?;
+    // One walk: the marking is read where it stands, the other keys are skipped.
     let mut marking = None;
     let mut cursor = Cursor::new(metadata);
     cursor.members(|key, cursor| {
-        let value = cursor.skip_value()?;
-        if key == PERSONAL_KEY.as_bytes() {
-            // A repeated marking: serde_json's reading refuses it (and names it).
-            if marking.is_some() {
-                return None;
-            }
-            marking = Some(value.start);
+        if key != PERSONAL_KEY.as_bytes() {
+            return cursor.skip_value().map(drop);
         }
+        // A repeated marking: serde_json's reading refuses it (and names it).
+        if marking.is_some() {
+            return None;
+        }
+        marking = Some(marking_plainly(cursor)?);
         Some(())
     })?;
     if !cursor.at_end() {
         return None;
     }
-    let start = marking?;
-    let mut subject = None;
-    let mut fields: Option<Vec<String>> = None;
-    Cursor::at(metadata, start).members(|key, cursor| {
+    marking
+}
+
+/// The `$personal` object at `cursor`, written plainly (see [`personal_plainly`]).
+fn marking_plainly(cursor: &mut Cursor<'_>) -> Option<Personal> {
+    let (mut subject, mut fields) = (None, None);
+    cursor.members(|key, cursor| {
         match key {
-            b"subject" if subject.is_none() => {
-                subject = Some(text.get(cursor.plain_string_span()?)?);
-            }
+            b"subject" if subject.is_none() => subject = Some(plain_str(cursor)?),
             b"fields" if fields.is_none() => {
                 let mut pointers = Vec::new();
                 cursor.elements(|_, cursor| {
-                    let pointer = text.get(cursor.plain_string_span()?)?;
+                    let pointer = plain_str(cursor)?;
                     is_pointer(pointer).then(|| pointers.push(pointer.to_string()))
                 })?;
                 fields = Some(pointers);
@@ -135,6 +135,12 @@ fn personal_plainly(metadata: &[u8]) -> Option<Personal> {
         subject: subject.to_string(),
         fields: fields.unwrap_or_else(|| vec![String::new()]),
     })
+}
+
+/// The string at `cursor` when it is written without escapes, checked as UTF-8 (the
+/// walk passes other bytes as they are).
+fn plain_str<'a>(cursor: &mut Cursor<'a>) -> Option<&'a str> {
+    std::str::from_utf8(cursor.plain_string()?).ok()
 }
 
 /// Whether `field` is written as a JSON pointer: `""` (the whole data) or starting with
