@@ -436,16 +436,20 @@ mod tests {
             open(&key, event_id(), "/email", &sealed, &mut scratch),
             Some(value)
         );
-        let again = seal(
-            &key,
+        assert_eq!(seal_email(&key, value, &mut scratch), stored);
+    }
+
+    /// `value` sealed as the email of [`event_id`] for subject `customer-7f3a`.
+    fn seal_email(key: &DataKey, value: &str, scratch: &mut Scratch) -> String {
+        seal(
+            key,
             "customer-7f3a",
             event_id(),
             "/email",
             value.as_bytes(),
-            &mut scratch,
+            scratch,
         )
-        .unwrap();
-        assert_eq!(again, stored);
+        .unwrap()
     }
 
     #[test]
@@ -453,17 +457,7 @@ mod tests {
         let key = DataKey::from_bytes(&[7u8; 32]);
         let mut scratch = Scratch::default();
         let value = r#""ann@example.com""#;
-        let mut sealed_for_email = || {
-            seal(
-                &key,
-                "customer-7f3a",
-                event_id(),
-                "/email",
-                value.as_bytes(),
-                &mut scratch,
-            )
-            .unwrap()
-        };
+        let mut sealed_for_email = || seal_email(&key, value, &mut scratch);
         let text = sealed_for_email();
         assert!(!text.contains("ann@example.com"));
         assert_eq!(
