@@ -168,11 +168,9 @@ impl PrivacyLayer {
                     ),
                 });
             }
-            // The value is sealed as it is written, so it is checked first (as UTF-8 too:
-            // serde_json does not look at the bytes of a string it skips): the store
+            // The value is sealed as it is written, so it is checked first: the store
             // checks the data after sealing, which no longer shows this value.
-            let text = std::str::from_utf8(value).map_err(|e| not_json(&e))?;
-            serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(|e| not_json(&e))?;
+            sealed::json_text(value).map_err(|e| not_json(&e))?;
             let sealed = sealed::seal(key, &personal.subject, id, pointer, value, scratch)?;
             data = Cow::Owned(splice(&data, range, sealed.as_bytes()));
         }

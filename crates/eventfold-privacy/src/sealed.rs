@@ -382,11 +382,17 @@ pub(crate) fn open<'s>(
     if !opened {
         return None;
     }
-    let text = std::str::from_utf8(&scratch.bytes).ok()?;
     // Sealed from JSON text, and authenticated; checked all the same, since it goes
     // into the event's data as it is.
-    serde_json::from_str::<serde::de::IgnoredAny>(text).ok()?;
-    Some(text)
+    json_text(&scratch.bytes).ok()
+}
+
+/// `bytes` as the text of one JSON value, checked; the error says what is wrong. UTF-8
+/// is checked first: serde_json does not look at the bytes of a string it skips.
+pub(crate) fn json_text(bytes: &[u8]) -> std::result::Result<&str, String> {
+    let text = std::str::from_utf8(bytes).map_err(|e| e.to_string())?;
+    serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(|e| e.to_string())?;
+    Ok(text)
 }
 
 /// `text` with the byte range `range` replaced by `by`.
